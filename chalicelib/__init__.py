@@ -1,0 +1,1 @@
+"""Everything the Lambda functions run: domain, services, adapters and the HTTP layer."""

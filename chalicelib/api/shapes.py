@@ -1,0 +1,157 @@
+"""Every JSON shape of the API, in one place: nothing else knows the response key names."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.model import Execution, Job, Page, Task
+from ..domain.payload import redact_envs
+
+
+class Urls:
+    """Absolute URLs without trailing slashes, from one base."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/")
+
+    def tasks(self, page: int | None = None) -> str:
+        return f"{self.base}/tasks" + (f"?page={page}" if page is not None else "")
+
+    def task(self, task_id: str, page: int | None = None) -> str:
+        return f"{self.base}/tasks/{task_id}" + (f"?page={page}" if page is not None else "")
+
+    def job(self, task_id: str, job_id: str, page: int | None = None) -> str:
+        return f"{self.task(task_id)}/jobs/{job_id}" + (f"?page={page}" if page is not None else "")
+
+    def execution(self, task_id: str, job_id: str, execution_id: str) -> str:
+        return f"{self.job(task_id, job_id)}/executions/{execution_id}"
+
+
+def pagination(page: Page, url_for_page: Any) -> dict[str, Any]:
+    return {
+        "total": page.total,
+        "page": page.page,
+        "pages": page.pages,
+        "perPage": page.per_page,
+        "hasNext": page.has_next,
+        "hasPrev": page.has_prev,
+        "nextUrl": url_for_page(page.page + 1) if page.has_next else None,
+        "prevUrl": url_for_page(page.page - 1) if page.has_prev else None,
+    }
+
+
+def error(message: str, operation: str, **extra: Any) -> dict[str, Any]:
+    body = {"error": message, "operation": operation}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def enqueued(urls: Urls, job: Job, execution: Execution | None, queue_job_id: str | None) -> dict[str, Any]:
+    return {
+        "taskId": job.task_id,
+        "jobId": job.job_id,
+        "executionId": execution.execution_id if execution else None,
+        "executionUrl": urls.execution(job.task_id, job.job_id, execution.execution_id) if execution else None,
+        "queueJobId": queue_job_id,
+        "jobUrl": urls.job(job.task_id, job.job_id),
+        "taskUrl": urls.task(job.task_id),
+    }
+
+
+def task_list(urls: Urls, page: Page) -> dict[str, Any]:
+    items = [
+        {
+            "taskId": task.task_id,
+            "createdAt": task.created_at,
+            "lastModifiedAt": task.last_modified_at,
+            "jobsCount": task.jobs_count,
+            "url": urls.task(task.task_id),
+        }
+        for task in page.items
+    ]
+    return {"items": items, **pagination(page, urls.tasks)}
+
+
+def task_details(urls: Urls, task: Task, jobs: Page) -> dict[str, Any]:
+    return {
+        "taskId": task.task_id,
+        "createdAt": task.created_at,
+        "lastModifiedAt": task.last_modified_at,
+        "jobs": [
+            {"id": job.job_id, "createdAt": job.created_at, "url": urls.job(job.task_id, job.job_id)}
+            for job in jobs.items
+        ],
+        **pagination(jobs, lambda n: urls.task(task.task_id, n)),
+    }
+
+
+def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
+    spec = job.spec
+    metadata: dict[str, Any] = {
+        "retries": spec.retries,
+        "retry_count": job.retry_count,
+        "notify": spec.notify,
+        "webhooks": {k: [h.to_dict() for h in v] for k, v in spec.webhooks.items()},
+        "expiration": spec.expiration,
+        "timeout": spec.timeout,
+        "envs": redact_envs(spec.envs, secret_patterns),
+        "custom": spec.metadata,
+    }
+    if spec.cron:
+        metadata["cron"] = spec.cron
+        metadata["timezone"] = spec.timezone or "UTC"
+    if spec.start_at is not None:
+        metadata["startAt"] = spec.start_at
+    if spec.start_in is not None:
+        metadata["startIn"] = spec.start_in
+    return metadata
+
+
+def execution(urls: Urls, item: Execution) -> dict[str, Any]:
+    return {
+        "executionId": item.execution_id,
+        "createdAt": item.created_at,
+        "startedAt": item.started_at,
+        "finishedAt": item.finished_at,
+        "image": item.image,
+        "command": item.command,
+        "status": item.status.value,
+        "exitCode": item.exit_code,
+        "requestIPAddress": item.request_ip,
+        "metadata": item.metadata,
+        "log": item.log,
+        "error": item.error,
+        "url": urls.execution(item.task_id, item.job_id, item.execution_id),
+    }
+
+
+def job_details(urls: Urls, job: Job, executions: Page, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "task": {"id": job.task_id, "url": urls.task(job.task_id)},
+        "job": {
+            "jobId": job.job_id,
+            "url": urls.job(job.task_id, job.job_id),
+            "createdAt": job.created_at,
+            "lastModifiedAt": job.last_modified_at,
+            "image": job.spec.image,
+            "command": job.spec.command,
+            "taskId": job.task_id,
+            "scheduled": job.spec.scheduled,
+            "executionCount": job.execution_count,
+            "requestIPAddress": job.request_ip,
+            "metadata": job_metadata(job, secret_patterns),
+            "executions": [execution(urls, item) for item in executions.items],
+        },
+        **pagination(executions, lambda n: urls.job(job.task_id, job.job_id, n)),
+    }
+
+
+def execution_details(urls: Urls, job: Job, item: Execution) -> dict[str, Any]:
+    return {
+        "task": {"id": job.task_id, "url": urls.task(job.task_id)},
+        "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
+        "execution": execution(urls, item),
+    }
+
+
+def health(checks: dict[str, str], errors: list[dict[str, str]]) -> dict[str, Any]:
+    return {"healthy": not errors, "checks": checks, "errors": errors}

@@ -1,0 +1,86 @@
+"""One typed settings object, read once from the environment that .chalice/config.json or the
+local runtime sets."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+DEFAULT_SECRET_ENV_PATTERNS = ("password", "key", "secret", "client_id")
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every handler needs to know about its deployment."""
+
+    region: str
+    tasks_table: str
+    jobs_table: str
+    executions_table: str
+    jobs_queue_url: str
+    public_base_url: str | None = None
+    per_page: int = 10
+    max_body_bytes: int = 256 * 1024
+    default_timeout: float = 1800.0
+    max_timeout: float = 1800.0
+    max_retries: int = 100
+    secret_env_patterns: tuple[str, ...] = field(default=DEFAULT_SECRET_ENV_PATTERNS)
+    basic_auth_username: str | None = None
+    basic_auth_password: str | None = None
+    basic_auth_secret_id: str | None = None
+    version: str = "0.1.0"
+
+    @property
+    def basic_auth_enabled(self) -> bool:
+        return bool(self.basic_auth_username or self.basic_auth_secret_id)
+
+    @classmethod
+    def from_environment(cls) -> "Settings":
+        prefix = os.environ.get("FASTLANE_PREFIX", "fastlane")
+        return cls(
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            tasks_table=os.environ.get("TASKS_TABLE", f"{prefix}-tasks"),
+            jobs_table=os.environ.get("JOBS_TABLE", f"{prefix}-jobs"),
+            executions_table=os.environ.get("EXECUTIONS_TABLE", f"{prefix}-executions"),
+            jobs_queue_url=os.environ.get("JOBS_QUEUE_URL", ""),
+            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or None),
+            per_page=_int("PER_PAGE", 10),
+            max_body_bytes=_int("MAX_BODY_BYTES", 256 * 1024),
+            default_timeout=_float("DEFAULT_TIMEOUT", 1800.0),
+            max_timeout=_float("MAX_TIMEOUT", 1800.0),
+            max_retries=_int("MAX_RETRIES", 100),
+            secret_env_patterns=_list("SECRET_ENV_PATTERNS", DEFAULT_SECRET_ENV_PATTERNS),
+            basic_auth_username=os.environ.get("BASIC_AUTH_USERNAME") or None,
+            basic_auth_password=os.environ.get("BASIC_AUTH_PASSWORD") or None,
+            basic_auth_secret_id=os.environ.get("BASIC_AUTH_SECRET_ID") or None,
+            version=os.environ.get("FASTLANE_VERSION", "0.1.0"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_environment()

@@ -1,0 +1,1 @@
+"""The pure domain: models, the execution lifecycle, payload validation and schedules (no AWS)."""

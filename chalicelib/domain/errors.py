@@ -1,0 +1,39 @@
+"""Errors the domain and services raise; the HTTP layer maps each to a status code."""
+from __future__ import annotations
+
+
+class FastlaneError(Exception):
+    status = 500
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ValidationError(FastlaneError):
+    """The client sent something that breaks a rule (400)."""
+
+    status = 400
+
+
+class TooLarge(FastlaneError):
+    """A body or field over a limit (413)."""
+
+    status = 413
+
+
+class NotFound(FastlaneError):
+    status = 404
+
+
+class Conflict(FastlaneError):
+    """The request is valid but the resource's state does not allow it (409)."""
+
+    status = 409
+
+
+class DependencyDown(FastlaneError):
+    """An AWS service we depend on failed after retries (503)."""
+
+    status = 503

@@ -1,0 +1,200 @@
+"""Tasks, jobs and executions as plain data, and the ids and clocks they use."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
+
+
+class ExecutionStatus(str, Enum):
+    ENQUEUED = "enqueued"
+    PULLING = "pulling"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    TIMEDOUT = "timedout"
+    EXPIRED = "expired"
+    STOPPED = "stopped"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        ExecutionStatus.DONE,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMEDOUT,
+        ExecutionStatus.EXPIRED,
+        ExecutionStatus.STOPPED,
+    }
+)
+ACTIVE_STATUSES = frozenset(set(ExecutionStatus) - FINAL_STATUSES)
+
+
+def now() -> float:
+    """Epoch seconds with millisecond precision, as every timestamp of the API."""
+    return round(time.time(), 3)
+
+
+def new_id() -> str:
+    """A UUID version 7: random like a v4, but ordered by creation time."""
+    millis = int(time.time() * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+@dataclass(frozen=True)
+class Hook:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    retries: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "headers": dict(self.headers), "retries": self.retries}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a client asked for: everything a future execution of the job is made from."""
+
+    image: str
+    command: str
+    envs: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    timeout: float | None = None
+    expiration: float | None = None
+    start_at: float | None = None
+    start_in: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    notify: dict[str, list[str]] = field(default_factory=dict)
+    webhooks: dict[str, list[Hook]] = field(default_factory=dict)
+
+    @property
+    def scheduled(self) -> bool:
+        return self.start_at is not None or self.start_in is not None or self.cron is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "command": self.command,
+            "envs": dict(self.envs),
+            "metadata": self.metadata,
+            "retries": self.retries,
+            "timeout": self.timeout,
+            "expiration": self.expiration,
+            "startAt": self.start_at,
+            "startIn": self.start_in,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "notify": {k: list(v) for k, v in self.notify.items()},
+            "webhooks": {k: [h.to_dict() for h in v] for k, v in self.webhooks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
+        return cls(
+            image=data["image"],
+            command=data["command"],
+            envs=dict(data.get("envs") or {}),
+            metadata=data.get("metadata") or {},
+            retries=int(data.get("retries") or 0),
+            timeout=data.get("timeout"),
+            expiration=data.get("expiration"),
+            start_at=data.get("startAt"),
+            start_in=data.get("startIn"),
+            cron=data.get("cron"),
+            timezone=data.get("timezone"),
+            notify={k: list(v) for k, v in (data.get("notify") or {}).items()},
+            webhooks={
+                k: [Hook(url=h["url"], headers=dict(h.get("headers") or {}), retries=int(h.get("retries") or 0)) for h in v]
+                for k, v in (data.get("webhooks") or {}).items()
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    created_at: float
+    last_modified_at: float
+    jobs_count: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class Job:
+    task_id: str
+    job_id: str
+    spec: JobSpec
+    created_at: float
+    last_modified_at: float
+    request_ip: str | None = None
+    execution_count: int = 0
+    retry_count: int = 0
+    seq: int = 0
+
+    def with_changes(self, **changes: Any) -> "Job":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Execution:
+    task_id: str
+    job_id: str
+    execution_id: str
+    image: str
+    command: str
+    status: ExecutionStatus
+    created_at: float
+    seq: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    request_ip: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    log: str | None = None
+    error: str | None = None
+
+    def with_changes(self, **changes: Any) -> "Execution":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list whose total is known from a counter."""
+
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return -(-self.total // self.per_page) if self.total else 0
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+
+def seq_range(page: int, per_page: int, total: int, newest_first: bool = False) -> tuple[int, int]:
+    """The 1-based sequence numbers (inclusive) that a page covers, for items numbered densely
+    from 1 in creation order. Empty when low > high."""
+    if newest_first:
+        high = total - (page - 1) * per_page
+        return max(1, high - per_page + 1), high
+    low = (page - 1) * per_page + 1
+    return low, min(total, low + per_page - 1)

@@ -1,0 +1,148 @@
+"""Enqueue, replace and read jobs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..config import Settings
+from ..domain.errors import Conflict, DependencyDown, NotFound, ValidationError
+from ..domain.model import Execution, ExecutionStatus, Job, Page, Task, new_id, now
+from ..domain.payload import validate_job_payload, validate_task_id, validate_uuid
+from ..observability import MetricUnit, logger, metrics
+from ..ports import JobQueue, JobStore
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job: Job
+    execution: Execution | None
+    queue_job_id: str | None
+
+
+class JobService:
+    def __init__(
+        self, store: JobStore, queue: JobQueue, settings: Settings, clock: Callable[[], float] = now
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._settings = settings
+        self._clock = clock
+
+    def enqueue(
+        self, task_id: str, payload: dict[str, Any], request_ip: str | None, job_id: str | None = None
+    ) -> Enqueued:
+        """Validate everything, store the job (and its first execution when it runs now), then
+        send the launch message. With a job_id the job is created or replaced (PUT)."""
+        try:
+            validate_task_id(task_id)
+            if job_id is not None:
+                job_id = validate_uuid(job_id, "jobId")
+            spec = validate_job_payload(
+                payload,
+                max_timeout=self._settings.max_timeout,
+                max_retries=self._settings.max_retries,
+                clock=self._clock,
+            )
+        except ValidationError:
+            metrics.add_metric(name="ValidationRejections", unit=MetricUnit.Count, value=1)
+            raise
+
+        existing = self._store.get_job(job_id) if job_id is not None else None
+        if existing is not None and existing.task_id != task_id:
+            raise Conflict(f"job {job_id} belongs to task '{existing.task_id}', not '{task_id}'.", field="jobId")
+
+        at = self._clock()
+        job = Job(
+            task_id=task_id,
+            job_id=job_id or new_id(),
+            spec=spec,
+            created_at=at,
+            last_modified_at=at,
+            request_ip=request_ip,
+        )
+        execution = None
+        if not spec.scheduled:
+            execution = Execution(
+                task_id=task_id,
+                job_id=job.job_id,
+                execution_id=new_id(),
+                image=spec.image,
+                command=spec.command,
+                status=ExecutionStatus.ENQUEUED,
+                created_at=at,
+                request_ip=request_ip,
+            )
+        if existing is None:
+            job, execution = self._store.save_new_job(job, execution)
+        else:
+            job, execution = self._store.replace_job(job, execution)
+        logger.append_keys(task_id=task_id, job_id=job.job_id,
+                           execution_id=execution.execution_id if execution else None)
+        metrics.add_metric(name="JobsEnqueued", unit=MetricUnit.Count, value=1)
+
+        queue_job_id = None
+        if execution is not None:
+            try:
+                queue_job_id = self._queue.send_launch(execution)
+            except DependencyDown:
+                # The execution is stored as enqueued: the sweeper sends launches that never left,
+                # so the job is accepted and will run; the client must not post it again.
+                logger.exception("launch message not sent; the sweeper will send it")
+                metrics.add_metric(name="LaunchMessagesDeferred", unit=MetricUnit.Count, value=1)
+        logger.info("job enqueued", extra={"scheduled": spec.scheduled, "queue_job_id": queue_job_id})
+        return Enqueued(job=job, execution=execution, queue_job_id=queue_job_id)
+
+    # reads --------------------------------------------------------------------------------
+
+    def list_tasks(self, page: int) -> Page:
+        result = self._store.list_tasks(page, self._settings.per_page)
+        _check_page(result)
+        return result
+
+    def task(self, task_id: str, page: int) -> tuple[Task, Page]:
+        task = self._store.get_task(task_id)
+        if task is None:
+            raise NotFound(f"Task '{task_id}' was not found.", field="taskId")
+        jobs = self._store.list_jobs(task_id, page, self._settings.per_page)
+        _check_page(jobs)
+        return task, jobs
+
+    def job(self, task_id: str, job_id: str) -> Job:
+        job = None
+        try:
+            job = self._store.get_job(validate_uuid(job_id, "jobId"))
+        except ValidationError:
+            pass  # an id that is not a UUID names no job
+        if job is None or job.task_id != task_id:
+            raise NotFound(f"Job '{job_id}' was not found in task '{task_id}'.", field="jobId")
+        return job
+
+    def job_with_executions(self, task_id: str, job_id: str, page: int) -> tuple[Job, Page]:
+        job = self.job(task_id, job_id)
+        executions = self._store.list_executions(job.job_id, page, self._settings.per_page, total=job.execution_count)
+        _check_page(executions)
+        return job, executions
+
+    def execution(self, task_id: str, job_id: str, execution_id: str) -> tuple[Job, Execution]:
+        job = self.job(task_id, job_id)
+        execution = self._store.get_execution(job.job_id, execution_id)
+        if execution is None:
+            raise NotFound(f"Execution '{execution_id}' was not found in job '{job_id}'.", field="executionId")
+        return job, execution
+
+
+def _check_page(page: Page) -> None:
+    if page.page > 1 and page.page > page.pages:
+        raise NotFound(f"Page {page.page} does not exist; there are {page.pages} pages.", field="page")
+
+
+def parse_page(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 1
+    try:
+        page = int(raw)
+    except ValueError:
+        page = 0
+    if page < 1:
+        raise ValidationError(f"page must be an integer of 1 or more, got '{raw}'.", field="page")
+    return page

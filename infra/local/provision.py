@@ -1,0 +1,42 @@
+"""Creates the AWS resources the app needs in an emulated account (moto), for the local runtime
+and the tests. In AWS the deployment template creates the same resources."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+QUEUES = ("jobs",)
+
+
+def local_environment(prefix: str = "fastlane") -> dict[str, str]:
+    """The environment variables that name this deployment's resources (queue URLs are added
+    by provision, once the queues exist)."""
+    return {
+        "FASTLANE_PREFIX": prefix,
+        "TASKS_TABLE": f"{prefix}-tasks",
+        "JOBS_TABLE": f"{prefix}-jobs",
+        "EXECUTIONS_TABLE": f"{prefix}-executions",
+    }
+
+
+def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5) -> dict[str, str]:
+    """Create the tables and the queues (each with a dead-letter queue); return the variables
+    that point the app at them. Call with the environment already set for the app's settings."""
+    from chalicelib.adapters.store import DynamoJobStore
+    from chalicelib.config import Settings
+
+    DynamoJobStore(Settings.from_environment()).create_tables()
+    env: dict[str, str] = {}
+    for name in QUEUES:
+        dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(
+            QueueName=f"{prefix}-{name}",
+            Attributes={
+                "VisibilityTimeout": "60",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            },
+        )["QueueUrl"]
+        env[f"{name.upper()}_QUEUE_URL"] = url
+        env[f"{name.upper()}_DLQ_URL"] = dlq_url
+    return env

@@ -1,0 +1,92 @@
+"""The system tier: the local runtime that `make run` starts, in its own process on free
+ports, driven over real HTTP. Stopped by its process id at the end."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Runtime:
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url = url
+        self.process = process
+        self.log = log
+
+    def get(self, path: str, **kw):
+        return requests.get(self.url + path, timeout=10, **kw)
+
+    def post(self, path: str, json=None, **kw):
+        return requests.post(self.url + path, json=json, timeout=10, **kw)
+
+    def put(self, path: str, json=None, **kw):
+        return requests.put(self.url + path, json=json, timeout=10, **kw)
+
+
+def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None) -> Runtime:
+    port = free_port()
+    log = tmp / "runtime.log"
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.runtime", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    runtime = Runtime(f"http://127.0.0.1:{port}", process, log)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"runtime exited: {log.read_text()[-2000:]}")
+        try:
+            return runtime.get("/healthcheck").status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(healthy, timeout=60, what="the local runtime to be healthy")
+    return runtime
+
+
+def stop_runtime(runtime: Runtime) -> None:
+    if runtime.process.poll() is None:
+        runtime.process.send_signal(signal.SIGTERM)
+        try:
+            runtime.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            runtime.process.kill()
+            runtime.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    rt = start_runtime(tmp_path_factory.mktemp("runtime"))
+    try:
+        yield rt
+    finally:
+        stop_runtime(rt)
