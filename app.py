@@ -1,6 +1,9 @@
 """The fastlane service: route and handler declarations only; chalicelib does the work."""
-from chalice import Chalice
+import os
 
+from chalice import Chalice, Rate
+
+from chalicelib import handlers
 from chalicelib.api import routes
 
 app = Chalice(app_name="fastlane")
@@ -53,3 +56,78 @@ def update_job(task_id, job_id):
 @app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}", methods=["GET"])
 def get_execution(task_id, job_id, execution_id):
     return routes.get_execution(app.current_request, task_id, job_id, execution_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/stop", methods=["POST"], content_types=BODY_TYPES)
+def stop_job(task_id, job_id):
+    return routes.stop_job(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/retry", methods=["POST"], content_types=BODY_TYPES)
+def retry_job(task_id, job_id):
+    return routes.retry_job(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stop", methods=["POST"],
+           content_types=BODY_TYPES)
+def stop_execution(task_id, job_id, execution_id):
+    return routes.stop_execution(app.current_request, task_id, job_id, execution_id)
+
+
+_job_stdout, _job_stderr, _job_logs = (routes.job_output(w) for w in ("stdout", "stderr", "logs"))
+_exec_stdout, _exec_stderr, _exec_logs = (routes.execution_output(w) for w in ("stdout", "stderr", "logs"))
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/stdout", methods=["GET"])
+def job_stdout(task_id, job_id):
+    return _job_stdout(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/stderr", methods=["GET"])
+def job_stderr(task_id, job_id):
+    return _job_stderr(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/logs", methods=["GET"])
+def job_logs(task_id, job_id):
+    return _job_logs(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stdout", methods=["GET"])
+def execution_stdout(task_id, job_id, execution_id):
+    return _exec_stdout(app.current_request, task_id, job_id, execution_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stderr", methods=["GET"])
+def execution_stderr(task_id, job_id, execution_id):
+    return _exec_stderr(app.current_request, task_id, job_id, execution_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/logs", methods=["GET"])
+def execution_logs(task_id, job_id, execution_id):
+    return _exec_logs(app.current_request, task_id, job_id, execution_id)
+
+
+@app.route("/status", methods=["GET"])
+def status():
+    return routes.status(app.current_request)
+
+
+# Event handlers. Queue names come from the environment when the app is packaged.
+JOBS_QUEUE = os.environ.get("JOBS_QUEUE_NAME", "fastlane-jobs")
+EVENTS_QUEUE = os.environ.get("EVENTS_QUEUE_NAME", "fastlane-events")
+
+
+@app.on_sqs_message(queue=JOBS_QUEUE, batch_size=10, name="dispatch")
+def dispatch_jobs(event):
+    return handlers.dispatch_jobs(event.to_dict())
+
+
+@app.on_sqs_message(queue=EVENTS_QUEUE, batch_size=10, name="monitor")
+def monitor_tasks(event):
+    return handlers.monitor_tasks(event.to_dict())
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
+def sweep(event):
+    return handlers.sweep()

@@ -42,6 +42,26 @@ class Settings:
     jobs_table: str
     executions_table: str
     jobs_queue_url: str
+    events_queue_url: str = ""
+    jobs_dlq_url: str = ""
+    events_dlq_url: str = ""
+    log_group: str = "/fastlane/jobs"
+    pools_json: str = ""
+    ecs_cluster: str = "fastlane"
+    subnets: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    assign_public_ip: str = "DISABLED"
+    task_cpu: str = "256"
+    task_memory: str = "512"
+    max_running: int = 0
+    execution_role_arn: str = ""
+    task_role_arn: str = ""
+    log_router_image: str = ""
+    retry_backoff_min: float = 2.0
+    retry_backoff_factor: float = 2.0
+    retry_backoff_max: float = 3600.0
+    sweep_grace_seconds: float = 120.0
+    log_page_bytes: int = 1024 * 1024
     public_base_url: str | None = None
     per_page: int = 10
     max_body_bytes: int = 256 * 1024
@@ -67,6 +87,26 @@ class Settings:
             jobs_table=os.environ.get("JOBS_TABLE", f"{prefix}-jobs"),
             executions_table=os.environ.get("EXECUTIONS_TABLE", f"{prefix}-executions"),
             jobs_queue_url=os.environ.get("JOBS_QUEUE_URL", ""),
+            events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
+            jobs_dlq_url=os.environ.get("JOBS_DLQ_URL", ""),
+            events_dlq_url=os.environ.get("EVENTS_DLQ_URL", ""),
+            log_group=os.environ.get("LOG_GROUP", f"/{prefix}/jobs"),
+            pools_json=os.environ.get("POOLS", ""),
+            ecs_cluster=os.environ.get("ECS_CLUSTER", prefix),
+            subnets=_list("SUBNETS", ()),
+            security_groups=_list("SECURITY_GROUPS", ()),
+            assign_public_ip=os.environ.get("ASSIGN_PUBLIC_IP", "DISABLED"),
+            task_cpu=os.environ.get("TASK_CPU", "256"),
+            task_memory=os.environ.get("TASK_MEMORY", "512"),
+            max_running=_int("MAX_RUNNING", 0),
+            execution_role_arn=os.environ.get("TASK_EXECUTION_ROLE_ARN", ""),
+            task_role_arn=os.environ.get("TASK_ROLE_ARN", ""),
+            log_router_image=os.environ.get("LOG_ROUTER_IMAGE", ""),
+            retry_backoff_min=_float("RETRY_BACKOFF_MIN", 2.0),
+            retry_backoff_factor=_float("RETRY_BACKOFF_FACTOR", 2.0),
+            retry_backoff_max=_float("RETRY_BACKOFF_MAX", 3600.0),
+            sweep_grace_seconds=_float("SWEEP_GRACE_SECONDS", 120.0),
+            log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or None),
             per_page=_int("PER_PAGE", 10),
             max_body_bytes=_int("MAX_BODY_BYTES", 256 * 1024),

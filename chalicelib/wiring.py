@@ -43,6 +43,29 @@ def get_job_service() -> Any:
 
 
 @lru_cache(maxsize=1)
+def get_runner() -> Any:
+    from .adapters.ecs import EcsRunner
+
+    return EcsRunner(client("ecs"), get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Any:
+    from .services.engine import ExecutionEngine
+
+    return ExecutionEngine(get_store(), get_job_queue(), get_runner(), get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_output_reader() -> Any:
+    from .adapters.logs import CloudWatchLogReader
+    from .services.output import OutputReader
+
+    settings = get_settings()
+    return OutputReader(CloudWatchLogReader(client("logs"), settings.log_group), settings.log_page_bytes)
+
+
+@lru_cache(maxsize=1)
 def get_basic_auth() -> Any:
     import json
 
@@ -56,5 +79,6 @@ def get_basic_auth() -> Any:
 
 def reset() -> None:
     """Forget every built object and the settings (tests change the environment between runs)."""
-    for cached in (client, get_store, get_job_queue, get_job_service, get_basic_auth, get_settings):
+    for cached in (client, get_store, get_job_queue, get_job_service, get_runner, get_engine, get_output_reader,
+                   get_basic_auth, get_settings):
         cached.cache_clear()

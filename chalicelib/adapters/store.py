@@ -6,19 +6,28 @@ import time
 from types import SimpleNamespace
 from typing import Any, Callable, TypeVar
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from ..config import Settings
 from ..domain.errors import Conflict, DependencyDown
-from ..domain.model import Execution, ExecutionStatus, Job, JobSpec, Page, Task, seq_range
+from ..domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, JobSpec, Page, Task, seq_range
 
 TASKS_COUNTER_ID = "#tasks"  # never a valid task id, so it cannot clash with one
 TASK_LIST_BUCKET = "tasks"
+POOL_PREFIX = "#pool:"
+STATS_PREFIX = "#stats:"
+STATS_SHARDS = 8  # statistics counters are spread so no single item is hot
 T = TypeVar("T")
 
 
@@ -45,7 +54,8 @@ def build_models(settings: Settings) -> SimpleNamespace:
         created_at = NumberAttribute(null=True, attr_name="createdAt")
         last_modified_at = NumberAttribute(null=True, attr_name="lastModifiedAt")
         jobs_count = NumberAttribute(null=True, attr_name="jobsCount")
-        total = NumberAttribute(null=True)  # the counter item only
+        total = NumberAttribute(null=True)  # the #tasks counter item only
+        running = NumberAttribute(null=True)  # #pool:<name> items only
         by_seq = TasksBySeq()
 
     class JobsByTask(GlobalSecondaryIndex):
@@ -71,6 +81,8 @@ def build_models(settings: Settings) -> SimpleNamespace:
         request_ip = UnicodeAttribute(null=True, attr_name="requestIPAddress")
         execution_count = NumberAttribute(default=0, attr_name="executionCount")
         retry_count = NumberAttribute(default=0, attr_name="retryCount")
+        active = UnicodeSetAttribute(null=True)
+        stopped = BooleanAttribute(default=False)
         by_task = JobsByTask()
 
     class ExecutionsBySeq(LocalSecondaryIndex):
@@ -80,6 +92,23 @@ def build_models(settings: Settings) -> SimpleNamespace:
 
         job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
         seq = NumberAttribute(range_key=True)
+
+    class ExecutionsById(GlobalSecondaryIndex):
+        class Meta:
+            index_name = "by_id"
+            projection = KeysOnlyProjection()
+
+        execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
+
+    class ActiveExecutions(GlobalSecondaryIndex):
+        """Sparse: only executions that are not final carry `sweep` (their status)."""
+
+        class Meta:
+            index_name = "by_active"
+            projection = AllProjection()
+
+        sweep = UnicodeAttribute(hash_key=True)
+        created_at = NumberAttribute(range_key=True, attr_name="createdAt")
 
     class ExecutionModel(Model):
         class Meta:
@@ -102,9 +131,21 @@ def build_models(settings: Settings) -> SimpleNamespace:
         metadata = JSONAttribute(null=True)
         log = UnicodeAttribute(null=True)
         error = UnicodeAttribute(null=True)
+        due_at = NumberAttribute(null=True, attr_name="dueAt")
+        launched_at = NumberAttribute(null=True, attr_name="launchedAt")
+        task_arn = UnicodeAttribute(null=True, attr_name="taskArn")
+        pool = UnicodeAttribute(null=True)
+        sweep = UnicodeAttribute(null=True)
         by_seq = ExecutionsBySeq()
+        by_id = ExecutionsById()
+        by_active = ActiveExecutions()
 
     return SimpleNamespace(Task=TaskModel, Job=JobModel, Execution=ExecutionModel)
+
+
+def _set_is(attribute: Any, values: frozenset[str]) -> Any:
+    """Condition: a string-set attribute holds exactly `values` (an empty set is no attribute)."""
+    return (attribute == set(values)) if values else attribute.does_not_exist()
 
 
 def _task(item: Any) -> Task:
@@ -128,6 +169,8 @@ def _job(item: Any) -> Job:
         execution_count=int(item.execution_count or 0),
         retry_count=int(item.retry_count or 0),
         seq=int(item.seq),
+        active=frozenset(item.active or ()),
+        stopped=bool(item.stopped),
     )
 
 
@@ -148,6 +191,10 @@ def _execution(item: Any) -> Execution:
         metadata=item.metadata or {},
         log=item.log,
         error=item.error,
+        due_at=item.due_at,
+        launched_at=item.launched_at,
+        task_arn=item.task_arn,
+        pool=item.pool,
     )
 
 
@@ -208,6 +255,11 @@ class DynamoJobStore:
             metadata=execution.metadata or None,
             log=execution.log,
             error=execution.error,
+            due_at=execution.due_at,
+            launched_at=execution.launched_at,
+            task_arn=execution.task_arn,
+            pool=execution.pool,
+            sweep=None if execution.status in FINAL_STATUSES else execution.status.value,
         )
 
     def _job_item(self, job: Job) -> Any:
@@ -221,6 +273,8 @@ class DynamoJobStore:
             request_ip=job.request_ip,
             execution_count=job.execution_count,
             retry_count=job.retry_count,
+            active=set(job.active) or None,
+            stopped=job.stopped,
         )
 
     def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
@@ -259,13 +313,16 @@ class DynamoJobStore:
                         condition=(TaskM.jobs_count == jobs),
                     )
                     seq = jobs + 1
-                saved = job.with_changes(seq=seq, execution_count=count)
+                active = frozenset({execution.execution_id}) if execution else frozenset()
+                saved = job.with_changes(seq=seq, execution_count=count, active=active)
                 tx.save(self._job_item(saved), condition=JobM.job_id.does_not_exist())
                 if execution is not None:
                     tx.save(self._execution_item(execution, 1))
             return saved, (execution.with_changes(seq=1) if execution else None)
 
-        return self._guard(lambda: self._retry_on_contention(attempt))
+        saved, first = self._guard(lambda: self._retry_on_contention(attempt))
+        self._bump_stats(jobs=1, scheduled=1 if job.spec.scheduled else 0, **({first.status.value: 1} if first else {}))
+        return saved, first
 
     def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
         TaskM, JobM = self.models.Task, self.models.Job
@@ -276,16 +333,20 @@ class DynamoJobStore:
                 raise Conflict(f"job {job.job_id} changed while it was being replaced; try again", field="jobId")
             count = int(current.execution_count or 0)
             seq = count + 1
+            active = frozenset(current.active or ())
             saved = job.with_changes(
                 seq=int(current.seq),
                 created_at=float(current.created_at),
                 execution_count=seq if execution else count,
                 retry_count=0,
+                active=active | {execution.execution_id} if execution else active,
+                stopped=False,
             )
+            was_scheduled.append(JobSpec.from_dict(current.spec).scheduled)
             with self._transact() as tx:
                 tx.save(
                     self._job_item(saved),
-                    condition=(JobM.job_id.exists() & (JobM.execution_count == count)),
+                    condition=(JobM.job_id.exists() & (JobM.execution_count == count) & _set_is(JobM.active, active)),
                 )
                 tx.update(TaskM(task_id=job.task_id), actions=[TaskM.last_modified_at.set(job.last_modified_at)],
                           condition=TaskM.task_id.exists())
@@ -293,7 +354,11 @@ class DynamoJobStore:
                     tx.save(self._execution_item(execution, seq))
             return saved, (execution.with_changes(seq=seq) if execution else None)
 
-        return self._guard(lambda: self._retry_on_contention(attempt))
+        was_scheduled: list[bool] = []
+        saved, added = self._guard(lambda: self._retry_on_contention(attempt))
+        self._bump_stats(scheduled=int(job.spec.scheduled) - int(was_scheduled[-1]),
+                         **({added.status.value: 1} if added else {}))
+        return saved, added
 
     # reads --------------------------------------------------------------------------------
 
@@ -384,6 +449,244 @@ class DynamoJobStore:
         self._shared_connection()
         for model in (self.models.Task, self.models.Job, self.models.Execution):
             model.describe_table()
+
+    # the execution engine ---------------------------------------------------------------------
+
+    def find_execution(self, execution_id: str) -> Execution | None:
+        """By id alone (ECS events carry only the execution id, in `startedBy`)."""
+        ExecM = self.models.Execution
+
+        def read() -> Execution | None:
+            for key in ExecM.by_id.query(execution_id, limit=1):
+                return self.get_execution(key.job_id, execution_id)
+            return None
+
+        return self._guard(read)
+
+    def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
+        """Executions in a status that is not final, oldest first (the sweeper's worklist)."""
+        ExecM = self.models.Execution
+        return self._guard(lambda: [_execution(i) for i in ExecM.by_active.query(status.value, limit=limit)])
+
+    def transition(
+        self,
+        execution: Execution,
+        target: ExecutionStatus,
+        expected: frozenset[ExecutionStatus],
+        follow_up: Callable[[Job], Execution] | None = None,
+        **fields: Any,
+    ) -> tuple[Execution, Execution | None] | None:
+        """Move an execution to `target` if its status is still one of `expected`, setting
+        `fields`; with `follow_up`, atomically add the execution it returns (a retry) to the job.
+        Returns the moved execution and the follow-up, or None when the execution had already
+        moved on (a duplicate or late event)."""
+        ExecM, JobM = self.models.Execution, self.models.Job
+        final = target in FINAL_STATUSES
+        actions = [ExecM.status.set(target.value)]
+        actions.append(ExecM.sweep.remove() if final else ExecM.sweep.set(target.value))
+        for name, value in fields.items():
+            attribute = getattr(ExecM, name)
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        condition = ExecM.status.is_in(*[s.value for s in expected])
+
+        def attempt() -> tuple[Execution, Execution | None] | None:
+            job = self._get_job_item(execution.job_id) if follow_up else None
+            added = None
+            with self._transact() as tx:
+                tx.update(ExecM(execution.job_id, execution.execution_id), actions=actions, condition=condition)
+                if follow_up is not None and job is not None:
+                    count = int(job.execution_count or 0)
+                    active = frozenset(job.active or ())
+                    added = follow_up(_job(job)).with_changes(seq=count + 1)
+                    remaining = (active - {execution.execution_id}) | {added.execution_id}
+                    tx.update(
+                        JobM(job_id=execution.job_id),
+                        actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
+                                 JobM.retry_count.add(1)],
+                        condition=(JobM.execution_count == count) & _set_is(JobM.active, active),
+                    )
+                    tx.save(self._execution_item(added, count + 1))
+                elif final:
+                    tx.update(JobM(job_id=execution.job_id), actions=[JobM.active.delete({execution.execution_id})])
+            return execution.with_changes(status=target, **fields), added
+
+        def guarded() -> tuple[Execution, Execution | None] | None:
+            try:
+                return attempt()
+            except TransactWriteError as error:
+                reasons = [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return None
+                raise
+
+        moved = self._guard(lambda: self._retry_on_contention(guarded))
+        if moved is not None:
+            deltas = {execution.status.value: -1, target.value: 1}
+            if moved[1] is not None:
+                deltas[moved[1].status.value] = deltas.get(moved[1].status.value, 0) + 1
+            self._bump_stats(**deltas)
+        return moved
+
+    def add_execution(
+        self, job_id: str, make: Callable[[Job], Execution], *, require_idle: bool = False, clear_stopped: bool = False
+    ) -> tuple[Job, Execution]:
+        """Add a new execution to a job (retry now, a schedule's tick). With require_idle, a job
+        with an execution that is not final gets Conflict."""
+        JobM = self.models.Job
+
+        def attempt() -> tuple[Job, Execution]:
+            item = self._get_job_item(job_id)
+            if item is None:
+                raise Conflict(f"job {job_id} does not exist", field="jobId")
+            job = _job(item)
+            if require_idle and job.active:
+                raise Conflict("The job has an execution that is still running; stop it or wait for it to end.",
+                               field="jobId")
+            count = job.execution_count
+            added = make(job).with_changes(seq=count + 1)
+            actions = [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
+            if clear_stopped:
+                actions.append(JobM.stopped.set(False))
+            condition = JobM.execution_count == count
+            if require_idle:
+                condition = condition & JobM.active.does_not_exist()
+            with self._transact() as tx:
+                tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
+                tx.save(self._execution_item(added, count + 1))
+            return job.with_changes(execution_count=count + 1, active=job.active | {added.execution_id}), added
+
+        job, added = self._guard(lambda: self._retry_on_contention(attempt))
+        self._bump_stats(**{added.status.value: 1})
+        return job, added
+
+    def set_job_stopped(self, job_id: str, stopped: bool) -> None:
+        JobM = self.models.Job
+        self._guard(lambda: JobM(job_id=job_id).update(actions=[JobM.stopped.set(stopped)],
+                                                       condition=JobM.job_id.exists()))
+
+    def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
+                         **fields: Any) -> bool:
+        """Set fields without changing the status (conditionally on it, when `expected` is given)."""
+        from pynamodb.exceptions import UpdateError
+
+        ExecM = self.models.Execution
+        actions = [getattr(ExecM, k).remove() if v is None else getattr(ExecM, k).set(v) for k, v in fields.items()]
+        condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
+
+        def write() -> bool:
+            try:
+                ExecM(execution.job_id, execution.execution_id).update(actions=actions, condition=condition)
+                return True
+            except UpdateError as error:
+                if error.cause_response_code == "ConditionalCheckFailedException":
+                    return False
+                raise
+
+        return self._guard(write)
+
+    # pool slots: exact counts, taken and released in transactions with the execution ------------
+
+    def take_slot(self, execution: Execution, pool: str, max_running: int) -> str:
+        """'taken', 'full' (the pool is at its limit) or 'moved' (the execution is no longer
+        waiting for a slot: it holds one already, or it is no longer enqueued)."""
+        TaskM, ExecM = self.models.Task, self.models.Execution
+        pool_condition = None
+        if max_running > 0:
+            pool_condition = TaskM.running.does_not_exist() | (TaskM.running < max_running)
+
+        def attempt() -> str:
+            try:
+                with self._transact() as tx:
+                    tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(1)],
+                              condition=pool_condition)
+                    tx.update(
+                        ExecM(execution.job_id, execution.execution_id),
+                        actions=[ExecM.pool.set(pool)],
+                        condition=(ExecM.status == ExecutionStatus.ENQUEUED.value) & ExecM.pool.does_not_exist(),
+                    )
+                return "taken"
+            except TransactWriteError as error:
+                reasons = [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
+                if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
+                    return "moved"
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return "full"
+                raise
+
+        return self._guard(lambda: self._retry_on_contention(attempt))
+
+    def release_slot(self, execution: Execution) -> bool:
+        """Give back the slot an execution holds; False when it holds none (released already)."""
+        TaskM, ExecM = self.models.Task, self.models.Execution
+        current = self.get_execution(execution.job_id, execution.execution_id)
+        if current is None or current.pool is None:
+            return False
+        pool = current.pool
+
+        def attempt() -> bool:
+            try:
+                with self._transact() as tx:
+                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.remove()],
+                              condition=ExecM.pool == pool)
+                    tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(-1)])
+                return True
+            except TransactWriteError as error:
+                reasons = [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+                raise
+
+        return self._guard(lambda: self._retry_on_contention(attempt))
+
+    def pool_running(self, names: list[str]) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            result = {name: 0 for name in names}
+            for item in self.models.Task.batch_get([POOL_PREFIX + n for n in names]):
+                result[item.task_id[len(POOL_PREFIX):]] = int(item.running or 0)
+            return result
+
+        return self._guard(read)
+
+    # statistics: sharded counters, updated after the writes they count ---------------------------
+
+    def _bump_stats(self, **deltas: int) -> None:
+        """Add to the statistics counters (jobs, scheduled, executions by status). Written after the
+        transaction they describe, on one of several items, so that no item is hot and no
+        transaction conflicts on them; a container that dies in between leaves a count off by one."""
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return
+        names = {f"#k{i}": key for i, key in enumerate(deltas)}
+        values = {f":v{i}": {"N": str(value)} for i, value in enumerate(deltas.values())}
+        try:
+            self._shared_connection().client.update_item(
+                TableName=self._settings.tasks_table,
+                Key={"taskId": {"S": f"{STATS_PREFIX}{random.randrange(STATS_SHARDS)}"}},
+                UpdateExpression="ADD " + ", ".join(f"#k{i} :v{i}" for i in range(len(deltas))),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception:  # noqa: BLE001 - statistics must never fail the write they describe
+            from ..observability import logger
+
+            logger.warning("statistics counter not updated", extra={"deltas": deltas})
+
+    def stats(self) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            keys = [{"taskId": {"S": f"{STATS_PREFIX}{i}"}} for i in range(STATS_SHARDS)]
+            response = self._shared_connection().client.batch_get_item(
+                RequestItems={self._settings.tasks_table: {"Keys": keys, "ConsistentRead": True}}
+            )
+            totals: dict[str, int] = {}
+            for item in response.get("Responses", {}).get(self._settings.tasks_table, []):
+                for name, value in item.items():
+                    if name != "taskId" and "N" in value:
+                        totals[name] = totals.get(name, 0) + int(value["N"])
+            counter = self._get_task_item(TASKS_COUNTER_ID)
+            totals["tasks"] = int(counter.total) if counter is not None and counter.total else 0
+            return totals
+
+        return self._guard(read)
 
     # provisioning (tests and the local runtime; in AWS the template creates the tables) -----
 

@@ -95,3 +95,85 @@ def healthcheck(request: Request) -> Response:
     if errors:
         logger.warning("healthcheck failed", extra={"errors": errors})
     return json_response(shapes.health(checks, errors), 503 if errors else 200)
+
+
+# the execution engine's routes -----------------------------------------------------------------
+
+
+@operation("stop_job")
+def stop_job(request: Request, task_id: str, job_id: str) -> Response:
+    job = wiring.get_job_service().job(task_id, job_id)
+    stopped = wiring.get_engine().stop_job(job)
+    logger.info("job stopped", extra={"job_id": job.job_id, "stopped_executions": stopped})
+    return json_response(shapes.job_stopped(_urls(request), job))
+
+
+@operation("stop_execution")
+def stop_execution(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
+    from ..domain.errors import Conflict
+
+    _, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
+    if not wiring.get_engine().stop_execution(execution):
+        raise Conflict(f"Execution '{execution_id}' has already ended ({execution.status.value}).",
+                       field="executionId")
+    return json_response(shapes.execution_stopped(_urls(request), execution))
+
+
+@operation("retry_job")
+def retry_job(request: Request, task_id: str, job_id: str) -> Response:
+    job = wiring.get_job_service().job(task_id, job_id)
+    execution, message_id = wiring.get_engine().retry_job(job)
+    return json_response(shapes.enqueued(_urls(request), job, execution, message_id))
+
+
+def _output(request: Request, execution: Any, which: str) -> Response:
+    token = query(request, "token")
+    page = wiring.get_output_reader().read(execution, which, token)
+    headers = {"Content-Type": "text/plain; charset=utf-8",
+               "Fastlane-Exit-Code": "" if execution.exit_code is None else str(execution.exit_code),
+               "Fastlane-Execution-Id": execution.execution_id,
+               "Fastlane-Execution-Status": execution.status.value}
+    if page.next_token:
+        # The next page names the execution, so a newer execution cannot change what it continues.
+        url = f"{_urls(request).execution(execution.task_id, execution.job_id, execution.execution_id)}/{which}"
+        headers["Link"] = f'<{url}?token={page.next_token}>; rel="next"'
+        headers["Fastlane-Next-Token"] = page.next_token
+    return Response(body=page.text, status_code=200, headers=headers)
+
+
+def _latest(task_id: str, job_id: str) -> Any:
+    from ..domain.errors import NotFound
+
+    job, executions = wiring.get_job_service().job_with_executions(task_id, job_id, 1)
+    if not executions.items:
+        raise NotFound(f"Job '{job_id}' has not run yet; it has no output.", field="jobId")
+    return executions.items[0]
+
+
+def job_output(which: str) -> Callable[..., Response]:
+    @operation(f"get_job_{which}")
+    def view(request: Request, task_id: str, job_id: str) -> Response:
+        return _output(request, _latest(task_id, job_id), which)
+
+    return view
+
+
+def execution_output(which: str) -> Callable[..., Response]:
+    @operation(f"get_execution_{which}")
+    def view(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
+        _, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
+        return _output(request, execution, which)
+
+    return view
+
+
+@operation("status")
+def status(request: Request) -> Response:
+    settings = get_settings()
+    queue = wiring.get_job_queue()
+    queues: dict[str, Any] = {}
+    for name, url in (("jobs", settings.jobs_queue_url), ("jobsDeadLetter", settings.jobs_dlq_url),
+                      ("events", settings.events_queue_url), ("eventsDeadLetter", settings.events_dlq_url)):
+        if url:
+            queues[name] = queue.depth(url)
+    return json_response(shapes.farm_status(wiring.get_engine().status(), queues, settings.version))

@@ -155,3 +155,28 @@ def execution_details(urls: Urls, job: Job, item: Execution) -> dict[str, Any]:
 
 def health(checks: dict[str, str], errors: list[dict[str, str]]) -> dict[str, Any]:
     return {"healthy": not errors, "checks": checks, "errors": errors}
+
+
+def job_stopped(urls: Urls, job: Job) -> dict[str, Any]:
+    return {"taskId": job.task_id, "jobId": job.job_id, "jobUrl": urls.job(job.task_id, job.job_id),
+            "taskUrl": urls.task(job.task_id)}
+
+
+def execution_stopped(urls: Urls, item: Execution) -> dict[str, Any]:
+    return {
+        "task": {"id": item.task_id, "url": urls.task(item.task_id)},
+        "job": {"id": item.job_id, "url": urls.job(item.task_id, item.job_id)},
+        "execution": {"id": item.execution_id, "url": urls.execution(item.task_id, item.job_id, item.execution_id)},
+    }
+
+
+def farm_status(status: dict[str, Any], queues: dict[str, Any], version: str) -> dict[str, Any]:
+    return {
+        "version": version,
+        "tasks": status["tasks"],
+        "jobs": status["jobs"],
+        "executions": status["executions"],
+        "scheduled": {"count": status["scheduled"], "jobs": status.get("scheduledJobs", [])},
+        "queues": queues,
+        "pools": status["pools"],
+    }

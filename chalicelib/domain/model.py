@@ -140,6 +140,8 @@ class Job:
     execution_count: int = 0
     retry_count: int = 0
     seq: int = 0
+    active: frozenset[str] = frozenset()  # ids of executions not yet final
+    stopped: bool = False  # stopped by a client: no retries, no scheduled runs until PUT or retry
 
     def with_changes(self, **changes: Any) -> "Job":
         return replace(self, **changes)
@@ -162,6 +164,10 @@ class Execution:
     metadata: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
     error: str | None = None
+    due_at: float | None = None  # when it should launch (retry backoff, schedules)
+    launched_at: float | None = None
+    task_arn: str | None = None  # the ECS task running it
+    pool: str | None = None  # the pool whose slot it holds, until its container is gone
 
     def with_changes(self, **changes: Any) -> "Execution":
         return replace(self, **changes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-QUEUES = ("jobs",)
+QUEUES = ("jobs", "events")
 
 
 def local_environment(prefix: str = "fastlane") -> dict[str, str]:
@@ -19,7 +19,8 @@ def local_environment(prefix: str = "fastlane") -> dict[str, str]:
     }
 
 
-def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5) -> dict[str, str]:
+def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, logs: Any = None,
+              visibility_timeout: int = 60) -> dict[str, str]:
     """Create the tables and the queues (each with a dead-letter queue); return the variables
     that point the app at them. Call with the environment already set for the app's settings."""
     from chalicelib.adapters.store import DynamoJobStore
@@ -33,10 +34,16 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5) ->
         url = sqs.create_queue(
             QueueName=f"{prefix}-{name}",
             Attributes={
-                "VisibilityTimeout": "60",
+                "VisibilityTimeout": str(visibility_timeout),
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
             },
         )["QueueUrl"]
         env[f"{name.upper()}_QUEUE_URL"] = url
         env[f"{name.upper()}_DLQ_URL"] = dlq_url
+        env[f"{name.upper()}_QUEUE_NAME"] = f"{prefix}-{name}"
+    if logs is not None:
+        group = f"/{prefix}/jobs"
+        if not logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups"):
+            logs.create_log_group(logGroupName=group)
+        env["LOG_GROUP"] = group
     return env

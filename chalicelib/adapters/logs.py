@@ -1,0 +1,28 @@
+"""CloudWatch Logs: reads the stdout and stderr streams of executions, page by page."""
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+class CloudWatchLogReader:
+    def __init__(self, client: Any, log_group: str) -> None:
+        self._logs = client
+        self._group = log_group
+
+    def read(self, stream: str, token: str | None) -> tuple[list[str], str | None, bool]:
+        """One GetLogEvents call (at most 1 MB): the lines, the token to go on from, and whether
+        the end of the stream was reached (CloudWatch then gives back the token it was given)."""
+        request: dict[str, Any] = {"logGroupName": self._group, "logStreamName": stream, "startFromHead": True}
+        if token:
+            request["nextToken"] = token
+        try:
+            response = self._logs.get_log_events(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return [], token, True  # nothing written yet (or ever)
+            raise
+        lines = [event["message"] for event in response.get("events", [])]
+        next_token = response.get("nextForwardToken")
+        return lines, next_token, (not lines and next_token == token) or next_token is None

@@ -1,0 +1,72 @@
+"""stdout and stderr of executions, read from CloudWatch Logs in pages that never exceed what
+one HTTP response may carry, and never cut silently."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain.errors import ValidationError
+from ..domain.model import Execution
+
+SEPARATOR = "-=-"
+MAX_CALLS_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class OutputPage:
+    text: str
+    next_token: str | None
+
+
+def _encode(index: int, token: str | None) -> str:
+    return base64.urlsafe_b64encode(json.dumps([index, token]).encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> tuple[int, str | None]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        index, inner = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(index, int) or index < 0 or not (inner is None or isinstance(inner, str)):
+            raise ValueError
+        return index, inner
+    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ValidationError("token is not a page token this service gave out.", field="token") from None
+
+
+class OutputReader:
+    def __init__(self, reader: Any, page_bytes: int) -> None:
+        self._reader = reader
+        # CloudWatch answers up to 1 MB a call; stop adding calls once half a page is filled, so a
+        # page stays under page_bytes + 1 MB.
+        self._fill = max(1, page_bytes // 2)
+
+    def read(self, execution: Execution, which: str, token: str | None) -> OutputPage:
+        """which: 'stdout', 'stderr' or 'logs' (stdout, a line -=-, then stderr)."""
+        from ..adapters.ecs import log_streams
+
+        if not execution.task_arn:
+            return OutputPage("", None)  # never launched: no output
+        stdout, stderr = log_streams(execution.task_arn)
+        streams = {"stdout": [stdout], "stderr": [stderr], "logs": [stdout, stderr]}[which]
+        index, inner = _decode(token) if token else (0, None)
+        if index >= len(streams):
+            raise ValidationError("token is not a page token of this output.", field="token")
+        parts: list[str] = []
+        size = 0
+        for _ in range(MAX_CALLS_PER_PAGE):
+            lines, next_inner, at_end = self._reader.read(streams[index], inner)
+            for line in lines:
+                parts.append(line + "\n")
+                size += len(line) + 1
+            if at_end:
+                if index + 1 >= len(streams):
+                    return OutputPage("".join(parts), None)
+                index, inner = index + 1, None
+                parts.append(SEPARATOR + "\n")
+                continue
+            inner = next_inner
+            if size >= self._fill:
+                break
+        return OutputPage("".join(parts), _encode(index, inner))
