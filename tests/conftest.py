@@ -49,7 +49,8 @@ class Api:
             body = json.dumps(body)
         all_headers = {"host": "fastlane.test", "content-type": "application/json", **(headers or {})}
         response = getattr(self._http, method.lower())(path, body=body, headers=all_headers)
-        response.json = json.loads(response.body) if response.body else None
+        is_json = response.headers.get("Content-Type", "").startswith("application/json")
+        response.json = json.loads(response.body) if response.body and is_json else None
         return response
 
     def get(self, path: str, **kw: Any) -> Any:

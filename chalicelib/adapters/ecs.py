@@ -52,10 +52,15 @@ def log_streams(task_arn: str) -> tuple[str, str]:
 
 
 def _epoch(value: Any) -> float | None:
-    if value is None:
+    """API answers carry datetimes, events carry ISO-8601 strings."""
+    if value in (None, ""):
         return None
     if hasattr(value, "timestamp"):
         return round(value.timestamp(), 3)
+    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
+        from datetime import datetime
+
+        return round(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp(), 3)
     return round(float(value), 3)
 
 

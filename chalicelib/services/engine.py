@@ -3,7 +3,6 @@ retry failures, stop executions, and repair what lost events left behind (the sw
 from __future__ import annotations
 
 import random
-from datetime import datetime
 from typing import Any, Callable
 
 from ..config import Settings
@@ -15,14 +14,6 @@ from ..observability import MetricUnit, logger, metrics
 
 STOPPED_BY_CLIENT = "stopped by a client"
 LOST_TASK = "The ECS task of this execution is gone; it was not seen to end."
-
-
-def _parse_time(value: Any) -> float | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return round(float(value), 3)
-    return round(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp(), 3)
 
 
 class ExecutionEngine:

@@ -1,0 +1,126 @@
+"""Local stand-ins for Lambda's event sources: SQS pollers that deliver batches to the app's
+handlers (with partial batch failures, visibility timeouts and dead-lettering left to the
+queue, as in AWS), and timers for scheduled handlers."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from chalice.local import LambdaContext
+
+from chalicelib.observability import logger
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source sends for a batch of received messages."""
+    records = []
+    for message in messages:
+        attributes = message.get("Attributes", {})
+        records.append({
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SenderId": attributes.get("SenderId", "local"),
+                "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp",
+                                                                   str(int(time.time() * 1000))),
+            },
+            "messageAttributes": {},
+            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": region,
+        })
+    return {"Records": records}
+
+
+def _context(name: str) -> LambdaContext:
+    return LambdaContext(function_name=name, memory_size=512, max_runtime_ms=60_000)
+
+
+def deliver_once(sqs: Any, queue_url: str, handler: Callable[[dict[str, Any], Any], Any], *,
+                 batch_size: int = 10, wait_seconds: int = 0, region: str = "us-east-1", name: str = "handler") -> int:
+    """Receive one batch and hand it to the handler as Lambda would; delete what succeeded.
+    Returns how many messages were received."""
+    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=wait_seconds,
+                                   AttributeNames=["All"]).get("Messages", [])
+    if not received:
+        return 0
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    try:
+        response = handler(sqs_event(received, arn, region), _context(name)) or {}
+    except Exception:  # noqa: BLE001 - as in Lambda, the whole batch comes back after the visibility timeout
+        logger.exception("local event source: handler failed", extra={"handler": name})
+        return len(received)
+    failed = {item.get("itemIdentifier") for item in response.get("batchItemFailures", [])}
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+               for i, m in enumerate(received) if m["MessageId"] not in failed]
+    if entries:
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+    return len(received)
+
+
+class SqsPoller:
+    """Long-polls one queue and delivers batches to one handler, in a few threads."""
+
+    def __init__(self, sqs: Any, queue_url: str, handler: Callable[[dict[str, Any], Any], Any], *,
+                 name: str, concurrency: int = 2, batch_size: int = 10, region: str = "us-east-1") -> None:
+        self._sqs, self._url, self._handler = sqs, queue_url, handler
+        self._name, self._batch_size, self._region = name, batch_size, region
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(concurrency)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                deliver_once(self._sqs, self._url, self._handler, batch_size=self._batch_size, wait_seconds=1,
+                             region=self._region, name=self._name)
+            except Exception:  # noqa: BLE001 - a poller must outlive a passing error
+                if not self._stop.is_set():
+                    logger.exception("local event source: poll failed", extra={"handler": self._name})
+                    self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def scheduled_event(rule_name: str, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
+        "resources": [f"arn:aws:events:{region}:{account}:rule/{rule_name}"], "detail": {},
+    }
+
+
+class Timer:
+    """Calls a scheduled handler every `interval` seconds, as an EventBridge rate rule would."""
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], interval: float, name: str) -> None:
+        self._handler, self._interval, self._name = handler, interval, name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._handler(scheduled_event(self._name), _context(self._name))
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                logger.exception("local schedule: handler failed", extra={"handler": self._name})
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

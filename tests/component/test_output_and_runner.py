@@ -1,0 +1,149 @@
+"""stdout/stderr/logs read from CloudWatch Logs, and the ECS runner against moto's ECS."""
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+
+from chalicelib.adapters.ecs import log_streams
+from infra.local.event_sources import deliver_once
+from tests.component.engine_support import REGION, FakeRunner, install_engine, send_events, task_event
+
+
+@pytest.fixture
+def logs(aws, monkeypatch):
+    client = boto3.client("logs", region_name=REGION)
+    client.create_log_group(logGroupName="/test/jobs")
+    monkeypatch.setenv("LOG_GROUP", "/test/jobs")
+    from chalicelib import wiring
+
+    wiring.reset()
+    return client
+
+
+def write(logs, stream, lines):
+    try:
+        logs.create_log_stream(logGroupName="/test/jobs", logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    now = int(time.time() * 1000)
+    for start in range(0, len(lines), 5000):
+        chunk = lines[start:start + 5000]
+        logs.put_log_events(logGroupName="/test/jobs", logStreamName=stream,
+                            logEvents=[{"timestamp": now, "message": line} for line in chunk])
+
+
+@pytest.fixture
+def finished(api, logs, monkeypatch, sqs, aws):
+    """A job that ran, printed to both streams and exited 123."""
+    import app as app_module
+
+    runner = FakeRunner()
+    install_engine(monkeypatch, runner)
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "bash -c 'echo it failed; exit 123'"}).json
+    deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs)
+    arn = runner.tasks[created["executionId"]]
+    stdout, stderr = log_streams(arn)
+    write(logs, stdout, ["it failed"])
+    write(logs, stderr, ["bash: warning"])
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "STOPPED", exit_code=123))
+    deliver_once(sqs, aws["EVENTS_QUEUE_URL"], app_module.monitor_tasks)
+    return created, arn
+
+
+def test_stdout_stderr_and_logs_of_the_latest_execution(api, finished):
+    created, _ = finished
+    base = f"/tasks/t/jobs/{created['jobId']}"
+    stdout = api.request("GET", base + "/stdout")
+    assert stdout.body == b"it failed\n"
+    assert stdout.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert stdout.headers["Fastlane-Exit-Code"] == "123"
+    assert "Link" not in stdout.headers
+    assert api.request("GET", base + "/stderr").body == b"bash: warning\n"
+    assert api.request("GET", base + "/logs").body == b"it failed\n-=-\nbash: warning\n"
+
+
+def test_output_of_a_given_execution(api, finished):
+    created, _ = finished
+    base = created["executionUrl"].replace("http://fastlane.test", "")
+    assert api.request("GET", base + "/stdout").body == b"it failed\n"
+    assert api.request("GET", base + "/logs").body == b"it failed\n-=-\nbash: warning\n"
+
+
+def test_large_output_is_paged_never_cut(api, finished, logs, monkeypatch):
+    from chalicelib import wiring
+
+    created, arn = finished
+    lines = [f"line {i:06d} " + "x" * 80 for i in range(30_000)]
+    write(logs, log_streams(arn)[0], lines)
+    monkeypatch.setenv("LOG_PAGE_BYTES", "200000")
+    wiring.reset()
+    install_engine(monkeypatch, FakeRunner())
+    url = created["executionUrl"].replace("http://fastlane.test", "") + "/stdout"
+    received, pages = [], 0
+    while url:
+        page = api.request("GET", url)
+        assert page.status_code == 200
+        assert len(page.body) < 200_000 + 1_100_000
+        received.append(page.body.decode())
+        pages += 1
+        link = page.headers.get("Link")
+        url = link[1:link.index(">")].replace("http://fastlane.test", "") if link else None
+    text = "".join(received)
+    assert text.splitlines() == ["it failed"] + lines
+    assert pages > 1
+
+
+def test_output_of_an_execution_that_never_ran_is_empty_and_unknown_jobs_404(api, logs):
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
+    response = api.request("GET", f"/tasks/t/jobs/{created['jobId']}/stdout")
+    assert response.status_code == 200 and response.body == b"" and response.headers["Fastlane-Exit-Code"] == ""
+    scheduled = api.post("/tasks/t", {"image": "ubuntu", "command": "true", "cron": "0 * * * *"}).json
+    assert api.get(f"/tasks/t/jobs/{scheduled['jobId']}/stdout").status_code == 404
+
+
+def test_a_bad_page_token_is_400(api, finished):
+    created, _ = finished
+    response = api.get(created["executionUrl"].replace("http://fastlane.test", "") + "/stdout?token=garbage")
+    assert response.status_code == 400 and response.json["field"] == "token"
+
+
+def test_the_runner_registers_one_task_definition_per_image_and_launches_on_fargate(aws):
+    from chalicelib import wiring
+    from chalicelib.config import get_settings
+    from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec, new_id
+    from chalicelib.domain.pools import load_pools
+
+    ecs = boto3.client("ecs", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    ecs.create_cluster(clusterName="test")
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    import os
+
+    os.environ["SUBNETS"], os.environ["SECURITY_GROUPS"] = subnet, group
+    try:
+        wiring.reset()
+        runner = wiring.get_runner()
+        pool = load_pools(get_settings())[0]
+        spec = JobSpec(image="ubuntu:22.04", command="echo 'it works'", envs={"MODE": "x"})
+        arns, ids = [], []
+        for _ in range(2):
+            execution = Execution(task_id="t", job_id=new_id(), execution_id=new_id(), image=spec.image,
+                                  command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=time.time())
+            arns.append(runner.run(execution, spec, pool))
+            ids.append(execution.execution_id)
+        definitions = ecs.list_task_definitions()["taskDefinitionArns"]
+        assert len(definitions) == 1
+        wiring.reset()
+        assert wiring.get_runner().task_definition("ubuntu:22.04") == definitions[0]  # found again, not re-registered
+        assert len(ecs.list_task_definitions()["taskDefinitionArns"]) == 1
+        tasks = ecs.describe_tasks(cluster="test", tasks=arns)["tasks"]
+        assert sorted(t["startedBy"] for t in tasks) == sorted(ids)
+        override = tasks[0]["overrides"]["containerOverrides"][0]
+        assert override["command"] == ["echo", "it works"]
+        assert {"name": "MODE", "value": "x"} in override["environment"]
+        assert runner.describe([arns[0]])[arns[0]].arn == arns[0]
+    finally:
+        del os.environ["SUBNETS"], os.environ["SECURITY_GROUPS"]
