@@ -1,5 +1,7 @@
-"""The embedded local runtime: AWS emulated by moto, the app served over HTTP, all in one
-process, with no AWS account and no Docker. State lives in memory and is gone on exit.
+"""The embedded local runtime: AWS emulated by moto, the app served over HTTP, its SQS and
+schedule handlers fed as Lambda's event sources would, and ECS Fargate stood in for by local
+processes, all in one process, with no AWS account and no Docker. State lives in memory and is
+gone on exit.
 
     python -m infra.local.runtime [--host 127.0.0.1] [--port 10000]
 """
@@ -31,6 +33,8 @@ class LocalRuntime:
         self.prefix = prefix
         self._moto: Any = None
         self._http: Any = None
+        self._fargate: Any = None
+        self._sources: list[Any] = []
         self.stopped = threading.Event()
 
     def start(self) -> None:
@@ -57,20 +61,49 @@ class LocalRuntime:
         from chalicelib import wiring
 
         wiring.reset()
-        os.environ.update(provision(boto3.client("sqs"), self.prefix))
+        sqs, logs = boto3.client("sqs"), boto3.client("logs")
+        env = provision(sqs, self.prefix, logs=logs, visibility_timeout=30)
+        os.environ.update(env)
+
+        from .fargate import LocalFargate
+
+        self._fargate = LocalFargate(
+            sqs_client=sqs, logs_client=logs, events_queue_url=env["EVENTS_QUEUE_URL"], log_group=env["LOG_GROUP"],
+            host=self.host, stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
+            engine="docker" if os.environ.get("DOCKER_HOST") else None,
+        )
+        self._fargate.start()
+        os.environ["AWS_ENDPOINT_URL_ECS"] = self._fargate.endpoint
         wiring.reset()
 
-        from app import app
+        import app as app_module
 
+        from .event_sources import SqsPoller, Timer
         from .gateway import LocalHttpServer
 
-        self._http = LocalHttpServer(app, self.host, self.port)
+        region = os.environ["AWS_DEFAULT_REGION"]
+        self._sources = [
+            SqsPoller(sqs, env["JOBS_QUEUE_URL"], app_module.dispatch_jobs, name="dispatch", region=region),
+            SqsPoller(sqs, env["EVENTS_QUEUE_URL"], app_module.monitor_tasks, name="monitor", region=region),
+            Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
+        ]
+        for source in self._sources:
+            source.start()
+        self._http = LocalHttpServer(app_module.app, self.host, self.port)
         self.port = self._http.port
         self._http.start()
+
+    @property
+    def ecs_endpoint(self) -> str:
+        return self._fargate.endpoint if self._fargate is not None else ""
 
     def stop(self) -> None:
         if self._http is not None:
             self._http.stop()
+        for source in self._sources:
+            source.stop()
+        if self._fargate is not None:
+            self._fargate.stop()
         if self._moto is not None:
             self._moto.stop()
         self.stopped.set()
@@ -89,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: threading.Thread(target=runtime.stop, daemon=True).start())
     print(
         f"fastlane local runtime: API on http://{args.host}:{runtime.port} "
-        f"(AWS emulated in memory on port {runtime.moto_port}; state is lost on exit). Ctrl-C stops it.",
+        f"(AWS emulated in memory at http://{args.host}:{runtime.moto_port}, ECS stood in for by local processes "
+        f"at {runtime.ecs_endpoint}; state is lost on exit). Ctrl-C stops it.",
         file=sys.stderr,
         flush=True,
     )

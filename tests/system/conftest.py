@@ -40,6 +40,25 @@ class Runtime:
         self.process = process
         self.log = log
 
+    def endpoints(self) -> tuple[str, str]:
+        """The emulated AWS endpoint and the local ECS endpoint, as the runtime announced them."""
+        import re
+
+        match = re.search(r"AWS emulated in memory at (\S+), ECS stood in for by local processes at (\S+);",
+                          self.log.read_text())
+        assert match, "the runtime did not announce its endpoints"
+        return match.group(1), match.group(2)
+
+    def path(self, url: str) -> str:
+        return url.replace(self.url, "")
+
+    def wait_for_execution(self, execution_url: str, statuses: set[str], timeout: float = 30.0) -> dict:
+        def ended():
+            execution = self.get(self.path(execution_url)).json()["execution"]
+            return execution if execution["status"] in statuses else None
+
+        return wait_until(ended, timeout=timeout, interval=0.1, what=f"execution to reach {statuses}")
+
     def get(self, path: str, **kw):
         return requests.get(self.url + path, timeout=10, **kw)
 
@@ -83,9 +102,13 @@ def stop_runtime(runtime: Runtime) -> None:
             runtime.process.wait(timeout=5)
 
 
+# One pool with a limit, for the tests of limits; every other task runs unbounded.
+POOLS = '[{"name": "limited", "match": "limited-.*", "maxRunning": 2}, {"name": "default", "match": ".*"}]'
+
+
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("runtime"))
+    rt = start_runtime(tmp_path_factory.mktemp("runtime"), {"POOLS": POOLS})
     try:
         yield rt
     finally:

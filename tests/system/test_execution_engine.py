@@ -1,0 +1,156 @@
+"""Jobs really run: the acceptance of the execution engine, over HTTP against the local runtime."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import boto3
+import pytest
+
+from tests.system.conftest import wait_until
+
+pytestmark = pytest.mark.system
+FINAL = {"done", "failed", "timedout", "expired", "stopped"}
+
+
+def run(runtime, task: str, payload: dict) -> tuple[dict, dict]:
+    created = runtime.post(f"/tasks/{task}", payload)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    return body, runtime.wait_for_execution(body["executionUrl"], FINAL)
+
+
+def output(runtime, created: dict, which: str) -> tuple[str, str]:
+    response = runtime.get(runtime.path(created["jobUrl"]) + "/" + which)
+    assert response.status_code == 200
+    return response.text, response.headers["Fastlane-Exit-Code"]
+
+
+def test_it_works(runtime):
+    created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "echo 'it works'"})
+    assert (execution["status"], execution["exitCode"]) == ("done", 0)
+    assert execution["startedAt"] <= execution["finishedAt"]
+    assert output(runtime, created, "stdout") == ("it works\n", "0")
+
+
+def test_a_failing_command(runtime):
+    created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "bash -c 'echo \"it failed\" && exit 123'"})
+    assert (execution["status"], execution["exitCode"]) == ("failed", 123)
+    assert output(runtime, created, "stdout") == ("it failed\n", "123")
+    assert output(runtime, created, "stderr") == ("", "123")
+
+
+def test_an_unknown_command(runtime):
+    created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "bash -c 'qwe'"})
+    assert (execution["status"], execution["exitCode"]) == ("failed", 127)
+    stderr, _ = output(runtime, created, "stderr")
+    assert stderr.startswith("bash: ") and stderr.endswith("qwe: command not found\n")
+    logs, _ = output(runtime, created, "logs")
+    assert logs == "-=-\n" + stderr
+
+
+def test_retries_with_backoff(runtime):
+    created = runtime.post("/tasks/engine-retries", {"image": "ubuntu", "command": "false", "retries": 2}).json()
+
+    def three_ended():
+        job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
+        executions = job["executions"]
+        return job if len(executions) == 3 and all(e["status"] == "failed" for e in executions) else None
+
+    job = wait_until(three_ended, timeout=40, what="three failed executions")
+    assert job["metadata"]["retry_count"] == 2
+    starts = sorted(e["startedAt"] for e in job["executions"])
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert gaps[0] >= 1.5 and gaps[1] >= 3.5 and gaps[1] > gaps[0]  # 2 s, then 4 s
+
+
+def test_timeout(runtime):
+    started = time.time()
+    created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "sleep 30", "timeout": 1})
+    assert execution["status"] == "timedout"
+    assert time.time() - started < 10
+
+
+def test_stop_a_running_job_then_retry_it(runtime):
+    created = runtime.post("/tasks/engine-stop", {"image": "ubuntu", "command": "sleep 30"}).json()
+    runtime.wait_for_execution(created["executionUrl"], {"running"})
+    stopped = runtime.post(runtime.path(created["jobUrl"]) + "/stop")
+    assert stopped.status_code == 200
+    execution = runtime.wait_for_execution(created["executionUrl"], FINAL)
+    assert execution["status"] == "stopped"
+
+    retried = runtime.post(runtime.path(created["jobUrl"]) + "/retry")
+    assert retried.status_code == 200
+    runtime.wait_for_execution(retried.json()["executionUrl"], {"running"})
+    stop_one = runtime.post(runtime.path(retried.json()["executionUrl"]) + "/stop")
+    assert stop_one.status_code == 200
+    assert runtime.wait_for_execution(retried.json()["executionUrl"], FINAL)["status"] == "stopped"
+
+
+def test_retry_after_a_failure_runs_again(runtime):
+    created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "bash -c 'echo again; exit 3'"})
+    assert execution["status"] == "failed"
+    retried = runtime.post(runtime.path(created["jobUrl"]) + "/retry").json()
+    execution = runtime.wait_for_execution(retried["executionUrl"], FINAL)
+    assert (execution["status"], execution["exitCode"]) == ("failed", 3)
+    job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
+    assert job["executionCount"] == 2
+
+
+def test_a_pool_limit_holds(runtime):
+    peak = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            pools = runtime.get("/status").json()["pools"]
+            peak.append(next(p["running"] for p in pools if p["name"] == "limited"))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        created = [runtime.post("/tasks/limited-sleepers", {"image": "ubuntu", "command": "sleep 1"}).json()
+                   for _ in range(6)]
+        executions = [runtime.wait_for_execution(c["executionUrl"], FINAL, timeout=60) for c in created]
+    finally:
+        done.set()
+        watcher.join()
+    assert all(e["status"] == "done" for e in executions)
+    assert max(peak) <= 2
+    # From the executions' own times: never more than two ran at once.
+    moments = sorted([(e["startedAt"], 1) for e in executions] + [(e["finishedAt"], -1) for e in executions])
+    concurrent = running = 0
+    for _, step in moments:
+        running += step
+        concurrent = max(concurrent, running)
+    assert concurrent <= 2
+
+
+def test_a_duplicate_launch_message_starts_one_container(runtime):
+    created, execution = run(runtime, "engine-dup", {"image": "ubuntu", "command": "echo once"})
+    aws, ecs_endpoint = runtime.endpoints()
+    sqs = boto3.client("sqs", endpoint_url=aws, region_name="us-east-1", aws_access_key_id="local",
+                       aws_secret_access_key="local")
+    url = sqs.get_queue_url(QueueName="fastlane-jobs")["QueueUrl"]
+    body = json.dumps({"taskId": "engine-dup", "jobId": created["jobId"], "executionId": created["executionId"]})
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    sqs.send_message(QueueUrl=url, MessageBody=body)
+    wait_until(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+               ["ApproximateNumberOfMessages"] == "0", timeout=10, what="the duplicates to be consumed")
+    ecs = boto3.client("ecs", endpoint_url=ecs_endpoint, region_name="us-east-1", aws_access_key_id="local",
+                       aws_secret_access_key="local")
+    tasks = [arn for status in ("RUNNING", "STOPPED")
+             for arn in ecs.list_tasks(cluster="fastlane", startedBy=created["executionId"],
+                                       desiredStatus=status)["taskArns"]]
+    assert len(tasks) == 1
+    job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
+    assert job["executionCount"] == 1 and job["executions"][0]["status"] == "done"
+
+
+def test_status(runtime):
+    run(runtime, "engine-status", {"image": "ubuntu", "command": "true"})
+    status = runtime.get("/status").json()
+    assert status["executions"]["done"] >= 1
+    assert {p["name"] for p in status["pools"]} == {"limited", "default"}
