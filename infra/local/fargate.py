@@ -1,0 +1,859 @@
+"""The local stand-in for ECS Fargate: an HTTP server that speaks the ECS JSON API and runs each
+task as a local process (or through the docker CLI when an engine is given), shipping its output
+to CloudWatch Logs and its state changes to SQS in the envelope an EventBridge rule delivers.
+
+The app's ECS client is pointed at it with AWS_ENDPOINT_URL_ECS, so the app code is the same as
+in AWS. Only what the app uses is implemented; unknown operations are a 400 naming them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+CLIENT_ERROR = "ClientException"
+INVALID_PARAMETER = "InvalidParameterException"
+
+RETENTION_SECONDS = 3600.0  # ECS keeps stopped tasks describable for about an hour
+MAX_TASKS = 10_000
+
+# CloudWatch Logs takes events of at most 256 KB and calls of at most 1 MB / 10,000 events;
+# these stay well inside, as the awslogs driver does.
+MAX_LINE_BYTES = 200_000
+MAX_BATCH_EVENTS = 1_000
+MAX_BATCH_BYTES = 800 * 1024
+EVENT_OVERHEAD_BYTES = 26  # what CloudWatch counts per event on top of the message
+FLUSH_SECONDS = 0.2
+READ_BYTES = 65_536
+# After the main process exits its group is killed; output still buffered in the pipes is read
+# until EOF, but a process that left the group could hold them open for ever.
+DRAIN_IDLE_SECONDS = 1.0
+DRAIN_MAX_SECONDS = 10.0
+SHUTDOWN_JOIN_SECONDS = 5.0
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _iso_ms(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cluster_name(ref: str | None) -> str:
+    if not ref:
+        return "default"
+    return ref.rsplit("/", 1)[-1] if ref.startswith("arn:") else ref
+
+
+def _exit_status(returncode: int) -> int:
+    # Popen reports death by signal N as -N; Docker (and so ECS) reports 128 + N.
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already gone
+
+
+def _utf8_cut(data: bytes, limit: int) -> int:
+    """Where to cut `data` at most `limit` bytes in without splitting a UTF-8 character."""
+    cut = limit
+    while cut > limit - 4 and cut > 0 and 0x80 <= data[cut] <= 0xBF:
+        cut -= 1
+    return cut if cut > limit - 4 and cut > 0 else limit
+
+
+@dataclass
+class _Task:
+    id: str
+    arn: str
+    cluster: str
+    cluster_arn: str
+    definition: dict[str, Any]
+    container: dict[str, Any]
+    container_arn: str
+    argv: list[str]  # entryPoint + command; empty when neither is given
+    env: dict[str, str]  # the definition's environment with the overrides applied
+    overrides: dict[str, Any]
+    tags: list[dict[str, str]]
+    started_by: str | None
+    group: str
+    cpu: str | None
+    memory: str | None
+    client_token: str | None
+    created_at: float
+    updated_at: float
+    last_status: str = "PENDING"
+    desired_status: str = "RUNNING"
+    container_status: str = "PENDING"
+    started_at: float | None = None
+    stopping_at: float | None = None
+    stopped_at: float | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    exit_code: int | None = None
+    container_reason: str | None = None
+    version: int = 1
+    process: subprocess.Popen[bytes] | None = None
+    exited: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    thread: threading.Thread | None = None
+
+    def touch(self) -> None:
+        self.version += 1
+        self.updated_at = time.time()
+
+    def describe(self, for_event: bool = False) -> dict[str, Any]:
+        """The task as DescribeTasks returns it (epoch seconds), or as it is in an ECS event
+        (ISO-8601 strings). Call with the lock held."""
+        when: Callable[[float], Any] = _iso_ms if for_event else (lambda moment: moment)
+        container: dict[str, Any] = {
+            "containerArn": self.container_arn,
+            "taskArn": self.arn,
+            "name": self.container["name"],
+            "image": self.container.get("image", ""),
+            "lastStatus": self.container_status,
+        }
+        if self.exit_code is not None:
+            container["exitCode"] = self.exit_code
+        if self.container_reason:
+            container["reason"] = self.container_reason
+        task: dict[str, Any] = {
+            "taskArn": self.arn,
+            "clusterArn": self.cluster_arn,
+            "taskDefinitionArn": self.definition["taskDefinitionArn"],
+            "lastStatus": self.last_status,
+            "desiredStatus": self.desired_status,
+            "launchType": "FARGATE",
+            "group": self.group,
+            "createdAt": when(self.created_at),
+            "containers": [container],
+            "overrides": self.overrides,
+            "tags": self.tags,
+            "version": self.version,
+        }
+        optional = {
+            "startedBy": self.started_by,
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "stopCode": self.stop_code,
+            "stoppedReason": self.stopped_reason,
+        }
+        task.update({key: value for key, value in optional.items() if value is not None})
+        for key, moment in (("startedAt", self.started_at), ("stoppingAt", self.stopping_at),
+                            ("stoppedAt", self.stopped_at)):
+            if moment is not None:
+                task[key] = when(moment)
+        if for_event:
+            task["updatedAt"] = _iso_ms(self.updated_at)
+        return task
+
+
+class _LogShipper:
+    """Turns one task's output bytes into CloudWatch log events, one per line, and puts them in
+    batches. Used by the task's supervisor thread only."""
+
+    STREAMS = ("stdout", "stderr")
+
+    def __init__(self, client: Any, group: str, task_id: str) -> None:
+        self.client = client
+        self.group = group
+        self.names = {stream: f"{task_id}/{stream}" for stream in self.STREAMS}
+        self.partial = {stream: b"" for stream in self.STREAMS}
+        self.pending: dict[str, list[dict[str, Any]]] = {stream: [] for stream in self.STREAMS}
+        self.last_timestamp = {stream: 0 for stream in self.STREAMS}
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self.oldest_pending: float | None = None
+
+    def create_streams(self) -> None:
+        for name in self.names.values():
+            try:
+                self._create_stream(name)
+            except Exception:
+                log.exception("cannot create log stream %s in %s", name, self.group)
+
+    def _create_stream(self, name: str) -> None:
+        errors = self.client.exceptions
+        try:
+            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
+        except errors.ResourceAlreadyExistsException:
+            pass
+        except errors.ResourceNotFoundException:
+            # The group was deleted under us: make it again, as the awslogs driver can.
+            try:
+                self.client.create_log_group(logGroupName=self.group)
+            except errors.ResourceAlreadyExistsException:
+                pass
+            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
+
+    def feed(self, stream: str, data: bytes) -> None:
+        buffer = self.partial[stream] + data
+        *lines, rest = buffer.split(b"\n")
+        for line in lines:
+            self._add(stream, line)
+        # A line that never ends is shipped in pieces rather than held in memory.
+        while len(rest) > MAX_LINE_BYTES:
+            cut = _utf8_cut(rest, MAX_LINE_BYTES)
+            self._add(stream, rest[:cut])
+            rest = rest[cut:]
+        self.partial[stream] = rest
+
+    def end(self, stream: str) -> None:
+        """The stream reached EOF: its last line may have had no newline."""
+        rest, self.partial[stream] = self.partial[stream], b""
+        self._add(stream, rest)
+
+    def _add(self, stream: str, line: bytes) -> None:
+        # CloudWatch rejects empty messages, so blank lines are not shipped (as with awslogs).
+        if not line:
+            return
+        # Decoding first: a replaced byte takes three, so the size limit applies after it.
+        text = line.decode("utf-8", errors="replace").encode("utf-8")
+        now = time.time()
+        timestamp = max(int(now * 1000), self.last_timestamp[stream])
+        self.last_timestamp[stream] = timestamp
+        while text:
+            cut = _utf8_cut(text, MAX_LINE_BYTES) if len(text) > MAX_LINE_BYTES else len(text)
+            piece, text = text[:cut], text[cut:]
+            self.pending[stream].append({"timestamp": timestamp, "message": piece.decode("utf-8")})
+            self.pending_events += 1
+            self.pending_bytes += len(piece) + EVENT_OVERHEAD_BYTES
+        if self.oldest_pending is None:
+            self.oldest_pending = now
+
+    def seconds_to_flush(self) -> float | None:
+        if self.oldest_pending is None:
+            return None
+        return max(0.0, self.oldest_pending + FLUSH_SECONDS - time.time())
+
+    def due(self) -> bool:
+        if self.oldest_pending is None:
+            return False
+        return (self.pending_events >= MAX_BATCH_EVENTS or self.pending_bytes >= MAX_BATCH_BYTES
+                or time.time() >= self.oldest_pending + FLUSH_SECONDS)
+
+    def flush(self) -> None:
+        for stream in self.STREAMS:
+            events, self.pending[stream] = self.pending[stream], []
+            start = 0
+            while start < len(events):
+                end, size = start, 0
+                while end < len(events) and end - start < MAX_BATCH_EVENTS:
+                    event_size = len(events[end]["message"].encode("utf-8")) + EVENT_OVERHEAD_BYTES
+                    if end > start and size + event_size > MAX_BATCH_BYTES:
+                        break
+                    size += event_size
+                    end += 1
+                self._put(self.names[stream], events[start:end])
+                start = end
+        self.pending_events = self.pending_bytes = 0
+        self.oldest_pending = None
+
+    def _put(self, name: str, events: list[dict[str, Any]]) -> None:
+        # Losing a batch is better than stopping the task, or the rest of its output.
+        try:
+            try:
+                self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
+            except self.client.exceptions.ResourceNotFoundException:
+                self._create_stream(name)
+                self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
+        except Exception:
+            log.exception("cannot put %d log events into %s/%s", len(events), self.group, name)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "fastlane-local-fargate"
+    protocol_version = "HTTP/1.1"
+    fargate: LocalFargate
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, payload = self.fargate._dispatch(self.headers.get("X-Amz-Target", ""), body)
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class LocalFargate:
+    """ECS Fargate on this machine: RegisterTaskDefinition, DescribeTaskDefinition, RunTask,
+    StopTask, DescribeTasks and ListTasks over the ECS JSON protocol."""
+
+    def __init__(
+        self,
+        *,
+        sqs_client: Any,
+        logs_client: Any,
+        events_queue_url: str,
+        log_group: str,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stop_grace_seconds: float = 2.0,
+        engine: str | None = None,
+    ) -> None:
+        if engine not in (None, "docker"):
+            raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
+        self.sqs = sqs_client
+        self.logs = logs_client
+        self.events_queue_url = events_queue_url
+        self.log_group = log_group
+        self.region = region
+        self.account = account
+        self.stop_grace_seconds = stop_grace_seconds
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._families: dict[str, list[dict[str, Any]]] = {}
+        self._tasks: OrderedDict[str, _Task] = OrderedDict()
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._stopped: OrderedDict[str, float] = OrderedDict()  # task id -> when, oldest first
+        self._closing = False
+        handler = type("Handler", (_Handler,), {"fargate": self})
+        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval makes stop() quick; the server is idle otherwise.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="local-fargate", daemon=True)
+        self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "RegisterTaskDefinition": self._register_task_definition,
+            "DescribeTaskDefinition": self._describe_task_definition,
+            "DeregisterTaskDefinition": self._deregister_task_definition,
+            "RunTask": self._run_task,
+            "StopTask": self._stop_task,
+            "DescribeTasks": self._describe_tasks,
+            "ListTasks": self._list_tasks,
+        }
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self._httpd.server_address[0]}:{self.port}"
+
+    def start(self) -> None:
+        try:
+            self.logs.create_log_group(logGroupName=self.log_group)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Kill every task still running, stop serving, and wait a little for the tasks' last
+        events (they are lost if the queue is already gone)."""
+        self._closing = True
+        with self._lock:
+            tasks = list(self._tasks.values())
+        for task in tasks:
+            self._request_stop(task, "TerminationNotice", "Local Fargate stopped", grace=None)
+            process = task.process
+            if process is not None and not task.exited.is_set():
+                _killpg(process.pid, signal.SIGKILL)
+                if self.engine == "docker":
+                    # Killing the CLI leaves its container running.
+                    self._docker_quietly(["rm", "-f", f"fastlane-{task.id}"], timeout=10)
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+        self._httpd.server_close()
+        deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
+        for task in tasks:
+            if task.thread is not None:
+                task.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def running_count(self) -> int:
+        with self._lock:
+            return sum(1 for task in self._tasks.values() if task.process is not None and not task.exited.is_set())
+
+    # -- the API -------------------------------------------------------------------------------
+
+    def _dispatch(self, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target
+        try:
+            handler = self._operations.get(operation)
+            if handler is None:
+                raise ApiError(INVALID_PARAMETER,
+                               f"The operation {operation or '(none)'} is not supported by the local Fargate.")
+            try:
+                request = json.loads(body or b"{}")
+            except ValueError:
+                raise ApiError(INVALID_PARAMETER, "The request body is not valid JSON.") from None
+            if not isinstance(request, dict):
+                raise ApiError(INVALID_PARAMETER, "The request body must be a JSON object.")
+            return 200, handler(request)
+        except ApiError as error:
+            return 400, {"__type": error.code, "message": error.message}
+        except Exception as error:  # a bug here must answer, not kill the connection
+            log.exception("local Fargate failed on %s", operation)
+            return 500, {"__type": "ServerException", "message": f"{type(error).__name__}: {error}"}
+
+    def _register_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
+        family = request.get("family")
+        containers = request.get("containerDefinitions")
+        if not family or not isinstance(family, str):
+            raise ApiError(CLIENT_ERROR, "Family must be specified.")
+        if not containers or not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
+            raise ApiError(CLIENT_ERROR, "Container definitions must each have a name and an image.")
+        with self._lock:
+            revisions = self._families.setdefault(family, [])
+            revision = len(revisions) + 1
+            definition = {
+                "taskDefinitionArn": f"arn:aws:ecs:{self.region}:{self.account}:task-definition/{family}:{revision}",
+                "family": family,
+                "revision": revision,
+                "status": "ACTIVE",
+                "containerDefinitions": containers,
+                "networkMode": request.get("networkMode", "awsvpc"),
+                "requiresCompatibilities": request.get("requiresCompatibilities", ["FARGATE"]),
+                "compatibilities": ["EC2", "FARGATE"],
+                "registeredAt": time.time(),
+            }
+            for key in ("cpu", "memory", "executionRoleArn", "taskRoleArn"):
+                if request.get(key) is not None:
+                    definition[key] = request[key]
+            revisions.append(definition)
+        return {"taskDefinition": definition, "tags": request.get("tags", [])}
+
+    def _find_definition(self, ref: Any) -> dict[str, Any] | None:
+        if not isinstance(ref, str) or not ref:
+            return None
+        name = ref.split(":task-definition/", 1)[1] if ref.startswith("arn:") and ":task-definition/" in ref else ref
+        family, _, revision = name.partition(":")
+        with self._lock:
+            revisions = self._families.get(family, [])
+            if revision:
+                number = int(revision) if revision.isdigit() else 0
+                return revisions[number - 1] if 1 <= number <= len(revisions) else None
+            active = [d for d in revisions if d["status"] == "ACTIVE"]
+            return active[-1] if active else None
+
+    def _describe_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
+        definition = self._find_definition(request.get("taskDefinition"))
+        if definition is None:
+            raise ApiError(CLIENT_ERROR, "Unable to describe task definition.")
+        return {"taskDefinition": definition, "tags": []}
+
+    def _deregister_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
+        ref = request.get("taskDefinition")
+        if not isinstance(ref, str) or ":" not in ref.rsplit("/", 1)[-1]:
+            raise ApiError(CLIENT_ERROR, "A task definition revision must be given (family:revision or ARN).")
+        definition = self._find_definition(ref)
+        if definition is None:
+            raise ApiError(CLIENT_ERROR, "The specified task definition does not exist.")
+        with self._lock:
+            definition["status"] = "INACTIVE"
+        return {"taskDefinition": definition}
+
+    def _run_task(self, request: dict[str, Any]) -> dict[str, Any]:
+        cluster = _cluster_name(request.get("cluster"))
+        if request.get("count", 1) != 1:
+            raise ApiError(INVALID_PARAMETER, "The local Fargate runs one task per RunTask (count must be 1).")
+        token = request.get("clientToken") or None
+        if token is not None:
+            existing = self._task_for_token(cluster, token)
+            if existing is not None:
+                return {"tasks": [self._snapshot(existing)], "failures": []}
+        task = self._new_task(cluster, request)
+        with self._lock:
+            if token is not None and (cluster, token) in self._tokens:
+                # Another request with the same token won the race: answer with its task.
+                existing = self._tasks[self._tokens[(cluster, token)]]
+                task = None
+            else:
+                self._prune(time.time(), room=1)
+                self._tasks[task.id] = task
+                if token is not None:
+                    self._tokens[(cluster, token)] = task.id
+        if task is None:
+            return {"tasks": [self._snapshot(existing)], "failures": []}
+        # PENDING goes out before the supervisor starts, so the events of a task are in order.
+        with task.lock:
+            pending = task.describe(for_event=True)
+            answer = task.describe()
+        self._send_event(task, pending)
+        task.thread = threading.Thread(target=self._supervise, args=(task,), name=f"task-{task.id[:8]}", daemon=True)
+        task.thread.start()
+        return {"tasks": [answer], "failures": []}
+
+    def _task_for_token(self, cluster: str, token: str) -> _Task | None:
+        with self._lock:
+            task_id = self._tokens.get((cluster, token))
+            return self._tasks.get(task_id) if task_id else None
+
+    def _new_task(self, cluster: str, request: dict[str, Any]) -> _Task:
+        definition = self._find_definition(request.get("taskDefinition"))
+        if definition is None:
+            raise ApiError(INVALID_PARAMETER, "TaskDefinition not found.")
+        # One container per task: the first of the definition, the one that is reported.
+        container = definition["containerDefinitions"][0]
+        overrides = dict(request.get("overrides") or {})
+        overrides.setdefault("containerOverrides", [])
+        override: dict[str, Any] = {}
+        names = [c["name"] for c in definition["containerDefinitions"]]
+        for entry in overrides["containerOverrides"]:
+            if entry.get("name") not in names:
+                raise ApiError(INVALID_PARAMETER, f"Override for container named {entry.get('name')} "
+                                                  "is not a container in the TaskDefinition.")
+            if entry.get("name") == container["name"]:
+                override = entry
+        command = override.get("command") or container.get("command") or []
+        env: dict[str, str] = {}
+        for entry in [*(container.get("environment") or []), *(override.get("environment") or [])]:
+            if entry.get("name"):
+                env[str(entry["name"])] = str(entry.get("value", ""))
+        task_id = uuid.uuid4().hex
+        now = time.time()
+        cluster_arn = f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}"
+        return _Task(
+            id=task_id,
+            arn=f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{task_id}",
+            cluster=cluster,
+            cluster_arn=cluster_arn,
+            definition=definition,
+            container=container,
+            container_arn=f"arn:aws:ecs:{self.region}:{self.account}:container/{cluster}/{task_id}/{uuid.uuid4()}",
+            argv=[str(a) for a in (container.get("entryPoint") or [])] + [str(a) for a in command],
+            env=env,
+            overrides=overrides,
+            tags=list(request.get("tags") or []),
+            started_by=request.get("startedBy"),
+            group=request.get("group") or f"family:{definition['family']}",
+            cpu=overrides.get("cpu") or definition.get("cpu"),
+            memory=overrides.get("memory") or definition.get("memory"),
+            client_token=request.get("clientToken"),
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _find_task(self, cluster: str, ref: Any) -> _Task | None:
+        if not isinstance(ref, str) or not ref:
+            return None
+        with self._lock:
+            task = self._tasks.get(ref.rsplit("/", 1)[-1])
+        if task is None or task.cluster != cluster or (ref.startswith("arn:") and ref != task.arn):
+            return None
+        return task
+
+    def _stop_task(self, request: dict[str, Any]) -> dict[str, Any]:
+        task = self._find_task(_cluster_name(request.get("cluster")), request.get("task"))
+        if task is None:
+            raise ApiError(INVALID_PARAMETER, "The referenced task was not found.")
+        reason = request.get("reason") or "Task stopped by user"
+        self._request_stop(task, "UserInitiated", reason, grace=self.stop_grace_seconds)
+        return {"task": self._snapshot(task)}
+
+    def _describe_tasks(self, request: dict[str, Any]) -> dict[str, Any]:
+        cluster = _cluster_name(request.get("cluster"))
+        refs = request.get("tasks") or []
+        if not isinstance(refs, list) or len(refs) > 100:
+            raise ApiError(INVALID_PARAMETER, "Tasks must be a list of at most 100 task ARNs or ids.")
+        tasks, failures = [], []
+        for ref in refs:
+            task = self._find_task(cluster, ref)
+            if task is None:
+                failures.append({"arn": ref, "reason": "MISSING"})
+            else:
+                tasks.append(self._snapshot(task))
+        return {"tasks": tasks, "failures": failures}
+
+    def _list_tasks(self, request: dict[str, Any]) -> dict[str, Any]:
+        cluster = _cluster_name(request.get("cluster"))
+        desired = request.get("desiredStatus") or "RUNNING"
+        if desired not in ("RUNNING", "PENDING", "STOPPED"):
+            raise ApiError(INVALID_PARAMETER, "desiredStatus must be RUNNING, PENDING or STOPPED.")
+        started_by, family = request.get("startedBy"), request.get("family")
+        with self._lock:
+            tasks = list(self._tasks.values())
+        arns = [
+            task.arn for task in tasks
+            if task.cluster == cluster
+            and (task.desired_status == desired if desired != "PENDING" else task.last_status == "PENDING")
+            and (started_by is None or task.started_by == started_by)
+            and (family is None or task.definition["family"] == family)
+        ]
+        size = int(request.get("maxResults") or 100)
+        if not 1 <= size <= 100:
+            raise ApiError(INVALID_PARAMETER, "maxResults must be between 1 and 100.")
+        token = request.get("nextToken")
+        start = int(token) if isinstance(token, str) and token.isdigit() else 0
+        answer: dict[str, Any] = {"taskArns": arns[start:start + size]}
+        if start + size < len(arns):
+            answer["nextToken"] = str(start + size)
+        return answer
+
+    def _snapshot(self, task: _Task) -> dict[str, Any]:
+        with task.lock:
+            return task.describe()
+
+    def _prune(self, now: float, room: int = 0) -> None:
+        """Forget the oldest stopped tasks: those stopped over an hour ago, and any beyond the
+        bound (with `room` for tasks about to be added). Call with the lock held."""
+        while self._stopped:
+            task_id, stopped_at = next(iter(self._stopped.items()))
+            if now - stopped_at < RETENTION_SECONDS and len(self._tasks) + room <= MAX_TASKS:
+                break
+            del self._stopped[task_id]
+            task = self._tasks.pop(task_id, None)
+            if task is not None and task.client_token:
+                self._tokens.pop((task.cluster, task.client_token), None)
+
+    # -- running tasks -------------------------------------------------------------------------
+
+    def _request_stop(self, task: _Task, code: str, reason: str, grace: float | None) -> None:
+        """Mark the task stopping and, unless grace is None (the caller kills it), end its
+        process in the background: TERM, then KILL after the grace."""
+        with task.lock:
+            if task.desired_status == "STOPPED":
+                return  # already stopping, failed, or stopped: nothing changes
+            task.desired_status = "STOPPED"
+            task.stopping_at = time.time()
+            task.stop_code, task.stopped_reason = code, reason
+            task.touch()
+            process = task.process if task.process is not None and not task.exited.is_set() else None
+        # Not started yet: the supervisor sees desiredStatus and does not start it.
+        if process is not None and grace is not None:
+            threading.Thread(target=self._terminate, args=(task, process, grace),
+                             name=f"stop-{task.id[:8]}", daemon=True).start()
+
+    def _terminate(self, task: _Task, process: subprocess.Popen[bytes], grace: float) -> None:
+        try:
+            if self.engine == "docker":
+                self._docker_quietly(["stop", "-t", str(max(0, math.ceil(grace))), f"fastlane-{task.id}"],
+                                     timeout=grace + 10)
+                # If the container did not exist (yet), the CLI itself is what holds the task.
+                if task.exited.wait(2.0):
+                    return
+            elif grace > 0:
+                _killpg(process.pid, signal.SIGTERM)
+                if task.exited.wait(grace):
+                    return
+            if not task.exited.is_set():
+                _killpg(process.pid, signal.SIGKILL)
+        except Exception:
+            log.exception("cannot stop task %s", task.id)
+
+    def _docker_quietly(self, args: list[str], timeout: float) -> None:
+        try:
+            subprocess.run(["docker", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            log.warning("docker %s failed: %s", " ".join(args[:1]), error)
+
+    def _supervise(self, task: _Task) -> None:
+        """Start the task, ship its output while it runs, and report how it ended. Runs in the
+        task's own thread; never raises."""
+        home: str | None = None
+        try:
+            if self.engine is None:
+                home = tempfile.mkdtemp(prefix=f"fastlane-task-{task.id[:12]}-")
+            started = self._launch(task, home)
+            if started is not None:
+                process, shipper = started
+                self._pump(task, process, shipper)
+        except Exception as error:
+            log.exception("task %s failed in the local Fargate", task.id)
+            with task.lock:
+                if task.process is None and task.stop_code is None:
+                    task.stop_code = "TaskFailedToStart"
+                    task.stopped_reason = task.container_reason = f"CannotStartContainerError: {error}"
+                elif task.process is not None:
+                    _killpg(task.process.pid, signal.SIGKILL)
+            if task.process is not None and not task.exited.is_set():
+                task.process.wait()
+                self._reaped(task, task.process)
+        finally:
+            if home is not None:
+                shutil.rmtree(home, ignore_errors=True)
+        self._finish(task)
+
+    def _launch(self, task: _Task, home: str | None) -> tuple[subprocess.Popen[bytes], _LogShipper] | None:
+        with task.lock:
+            if self._closing and task.desired_status != "STOPPED":
+                task.desired_status, task.stopping_at = "STOPPED", time.time()
+                task.stop_code, task.stopped_reason = "TerminationNotice", "Local Fargate stopped"
+            if task.desired_status == "STOPPED":
+                return None  # stopped before it started
+            try:
+                argv, env, cwd = self._command(task, home)
+                process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            except ApiError as error:
+                self._failed_to_start(task, error.message)
+                return None
+            except FileNotFoundError:
+                if self.engine == "docker":
+                    self._failed_to_start(task, "CannotStartContainerError: the docker CLI is not in $PATH")
+                else:
+                    self._failed_to_start(
+                        task, f'CannotStartContainerError: exec: "{argv[0]}": executable file not found in $PATH')
+                return None
+            except PermissionError:
+                self._failed_to_start(task, f'CannotStartContainerError: exec: "{argv[0]}": permission denied')
+                return None
+            except OSError as error:
+                self._failed_to_start(task, f'CannotStartContainerError: exec: "{argv[0]}": {error.strerror or error}')
+                return None
+            task.process = process
+        # The streams exist from the start, as with awslogs, so an empty stderr can be read.
+        shipper = _LogShipper(self.logs, self.log_group, task.id)
+        shipper.create_streams()
+        with task.lock:
+            task.last_status = task.container_status = "RUNNING"
+            task.started_at = time.time()
+            task.touch()
+            running = task.describe(for_event=True)
+        self._send_event(task, running)
+        return process, shipper
+
+    def _command(self, task: _Task, home: str | None) -> tuple[list[str], dict[str, str], str | None]:
+        if self.engine == "docker":
+            image = str(task.container.get("image") or "")
+            if not image or image.startswith("-"):
+                # It would be read as an option of `docker run`.
+                raise ApiError(CLIENT_ERROR, f"CannotPullContainerError: invalid reference format: {image!r}")
+            argv = ["docker", "run", "--rm", "--name", f"fastlane-{task.id}"]
+            for name, value in task.env.items():
+                argv += ["-e", f"{name}={value}"]
+            entry_point = [str(a) for a in task.container.get("entryPoint") or []]
+            if entry_point:
+                argv += ["--entrypoint", entry_point[0]]
+            # Without a command the image's own CMD runs, as in ECS.
+            argv += [image, *task.argv[1:]] if entry_point else [image, *task.argv]
+            return argv, dict(os.environ), None
+        if not task.argv:
+            raise ApiError(CLIENT_ERROR, "CannotStartContainerError: no command specified")
+        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "HOME": home or "/", **task.env}
+        return task.argv, env, home
+
+    def _failed_to_start(self, task: _Task, reason: str) -> None:
+        """Call with the task's lock held."""
+        task.desired_status = "STOPPED"
+        task.stop_code = "TaskFailedToStart"
+        task.stopped_reason = task.container_reason = reason
+        task.touch()
+
+    def _pump(self, task: _Task, process: subprocess.Popen[bytes], shipper: _LogShipper) -> None:
+        """Read the process's output into CloudWatch Logs until it exits and every byte it wrote
+        is shipped."""
+        assert process.stdout is not None and process.stderr is not None
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout.fileno(), selectors.EVENT_READ, "stdout")
+        selector.register(process.stderr.fileno(), selectors.EVENT_READ, "stderr")
+        exited_at: float | None = None
+        last_data = time.monotonic()
+        try:
+            while selector.get_map():
+                wait = shipper.seconds_to_flush()
+                for key, _ in selector.select(FLUSH_SECONDS if wait is None else min(wait, FLUSH_SECONDS)):
+                    data = os.read(key.fd, READ_BYTES)
+                    if data:
+                        shipper.feed(key.data, data)
+                        last_data = time.monotonic()
+                    else:
+                        selector.unregister(key.fd)
+                        shipper.end(key.data)
+                if shipper.due():
+                    shipper.flush()
+                if exited_at is None and process.poll() is not None:
+                    self._reaped(task, process)
+                    exited_at = time.monotonic()
+                if exited_at is not None:
+                    now = time.monotonic()
+                    if now - last_data > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS:
+                        break
+            for stream in selector.get_map().values():
+                shipper.end(stream.data)
+            shipper.flush()
+        finally:
+            selector.close()
+            process.stdout.close()
+            process.stderr.close()
+            if exited_at is None:
+                # Both pipes closed: the process is ending, or closed them and runs on until
+                # stopped (then StopTask ends it).
+                process.wait()
+                self._reaped(task, process)
+
+    def _reaped(self, task: _Task, process: subprocess.Popen[bytes]) -> None:
+        # In a container everything dies with the main process; here its group does.
+        _killpg(process.pid, signal.SIGKILL)
+        with task.lock:
+            task.exit_code = _exit_status(process.returncode)
+        task.exited.set()
+
+    def _finish(self, task: _Task) -> None:
+        now = time.time()
+        with task.lock:
+            task.last_status = task.container_status = task.desired_status = "STOPPED"
+            task.stopping_at = task.stopping_at or now
+            task.stopped_at = now
+            if task.stop_code is None:
+                task.stop_code = "EssentialContainerExited"
+                task.stopped_reason = "Essential container in task exited"
+            if task.stop_code == "TaskFailedToStart":
+                task.exit_code = None  # it never ran
+            task.touch()
+            stopped = task.describe(for_event=True)
+        self._send_event(task, stopped)
+        with self._lock:
+            self._stopped[task.id] = now
+            self._prune(now)
+
+    def _send_event(self, task: _Task, detail: dict[str, Any]) -> None:
+        """Put the event an EventBridge rule on `aws.ecs` / `ECS Task State Change` delivers to
+        its SQS target."""
+        event_id = str(uuid.uuid4())
+        envelope = {
+            "version": "0",
+            "id": event_id,
+            "detail-type": "ECS Task State Change",
+            "source": "aws.ecs",
+            "account": self.account,
+            "time": _iso(time.time()),
+            "region": self.region,
+            "resources": [task.arn],
+            "detail": detail,
+        }
+        extra: dict[str, str] = {}
+        if self.events_queue_url.endswith(".fifo"):
+            extra = {"MessageGroupId": task.id, "MessageDeduplicationId": event_id}
+        try:
+            self.sqs.send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(envelope), **extra)
+        except Exception:
+            log.exception("cannot send the %s event of task %s", detail.get("lastStatus"), task.id)
