@@ -62,6 +62,21 @@ class Settings:
     retry_backoff_max: float = 3600.0
     sweep_grace_seconds: float = 120.0
     log_page_bytes: int = 1024 * 1024
+    # scheduling
+    schedule_group: str = "fastlane"
+    scheduler_role_arn: str = ""
+    jobs_queue_arn: str = ""
+    scheduler_lead_seconds: float = 60.0
+    # notifications
+    notify_queue_url: str = ""
+    notify_dlq_url: str = ""
+    mail_sender: str = ""
+    webhook_signing_secret: str = ""
+    webhook_timeout: float = 10.0
+    webhook_allow_private: bool = False
+    # live logs
+    connections_table: str = ""
+    websocket_url: str = ""
     public_base_url: str | None = None
     per_page: int = 10
     max_body_bytes: int = 256 * 1024
@@ -107,6 +122,18 @@ class Settings:
             retry_backoff_max=_float("RETRY_BACKOFF_MAX", 3600.0),
             sweep_grace_seconds=_float("SWEEP_GRACE_SECONDS", 120.0),
             log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),
+            schedule_group=os.environ.get("SCHEDULE_GROUP", prefix),
+            scheduler_role_arn=os.environ.get("SCHEDULER_ROLE_ARN", ""),
+            jobs_queue_arn=os.environ.get("JOBS_QUEUE_ARN", ""),
+            scheduler_lead_seconds=_float("SCHEDULER_LEAD_SECONDS", 60.0),
+            notify_queue_url=os.environ.get("NOTIFY_QUEUE_URL", ""),
+            notify_dlq_url=os.environ.get("NOTIFY_DLQ_URL", ""),
+            mail_sender=os.environ.get("MAIL_SENDER", ""),
+            webhook_signing_secret=os.environ.get("WEBHOOK_SIGNING_SECRET", ""),
+            webhook_timeout=_float("WEBHOOK_TIMEOUT", 10.0),
+            webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", False),
+            connections_table=os.environ.get("CONNECTIONS_TABLE", f"{prefix}-connections"),
+            websocket_url=os.environ.get("WEBSOCKET_URL", ""),
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or None),
             per_page=_int("PER_PAGE", 10),
             max_body_bytes=_int("MAX_BODY_BYTES", 256 * 1024),

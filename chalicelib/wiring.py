@@ -53,7 +53,19 @@ def get_runner() -> Any:
 def get_engine() -> Any:
     from .services.engine import ExecutionEngine
 
-    return ExecutionEngine(get_store(), get_job_queue(), get_runner(), get_settings())
+    return ExecutionEngine(get_store(), get_job_queue(), get_runner(), get_settings(), notifier=get_notifier())
+
+
+@lru_cache(maxsize=1)
+def get_notifier() -> Any:
+    """Publishes notifications of started and ended executions to the notify queue; None when
+    the deployment has no notify queue."""
+    settings = get_settings()
+    if not settings.notify_queue_url:
+        return None
+    from .services.notify import NotificationPublisher
+
+    return NotificationPublisher(client("sqs"), settings)
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +91,6 @@ def get_basic_auth() -> Any:
 
 def reset() -> None:
     """Forget every built object and the settings (tests change the environment between runs)."""
-    for cached in (client, get_store, get_job_queue, get_job_service, get_runner, get_engine, get_output_reader,
+    for cached in (client, get_store, get_job_queue, get_job_service, get_runner, get_engine, get_notifier, get_output_reader,
                    get_basic_auth, get_settings):
         cached.cache_clear()

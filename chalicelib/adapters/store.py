@@ -136,6 +136,8 @@ def build_models(settings: Settings) -> SimpleNamespace:
         task_arn = UnicodeAttribute(null=True, attr_name="taskArn")
         pool = UnicodeAttribute(null=True)
         sweep = UnicodeAttribute(null=True)
+        notified = UnicodeSetAttribute(null=True)
+        notifications = JSONAttribute(null=True)
         by_seq = ExecutionsBySeq()
         by_id = ExecutionsById()
         by_active = ActiveExecutions()
@@ -195,6 +197,8 @@ def _execution(item: Any) -> Execution:
         launched_at=item.launched_at,
         task_arn=item.task_arn,
         pool=item.pool,
+        notified=frozenset(item.notified or ()),
+        notifications=tuple(item.notifications or ()),
     )
 
 
@@ -259,6 +263,8 @@ class DynamoJobStore:
             launched_at=execution.launched_at,
             task_arn=execution.task_arn,
             pool=execution.pool,
+            notified=set(execution.notified) or None,
+            notifications=list(execution.notifications) or None,
             sweep=None if execution.status in FINAL_STATUSES else execution.status.value,
         )
 
@@ -583,6 +589,28 @@ class DynamoJobStore:
                 raise
 
         return self._guard(write)
+
+    def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
+        """Append the result of a notification attempt to the execution, keeping the newest `keep`."""
+        from pynamodb.exceptions import UpdateError
+
+        ExecM = self.models.Execution
+
+        def write() -> None:
+            for _ in range(self.CONTENTION_ATTEMPTS):
+                item = ExecM.get(job_id, execution_id, consistent_read=True)
+                current = list(item.notifications or [])
+                entries = (current + [entry])[-keep:]
+                condition = (ExecM.notifications == current) if current else ExecM.notifications.does_not_exist()
+                try:
+                    ExecM(job_id, execution_id).update(actions=[ExecM.notifications.set(entries)], condition=condition)
+                    return
+                except UpdateError as error:
+                    if error.cause_response_code != "ConditionalCheckFailedException":
+                        raise
+            raise DependencyDown("DynamoDB: too much contention on the execution's notifications")
+
+        self._guard(write)
 
     # pool slots: exact counts, taken and released in transactions with the execution ------------
 

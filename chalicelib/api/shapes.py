@@ -120,6 +120,7 @@ def execution(urls: Urls, item: Execution) -> dict[str, Any]:
         "metadata": item.metadata,
         "log": item.log,
         "error": item.error,
+        "notifications": list(item.notifications),
         "url": urls.execution(item.task_id, item.job_id, item.execution_id),
     }
 

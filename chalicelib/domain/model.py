@@ -168,6 +168,8 @@ class Execution:
     launched_at: float | None = None
     task_arn: str | None = None  # the ECS task running it
     pool: str | None = None  # the pool whose slot it holds, until its container is gone
+    notified: frozenset[str] = frozenset()  # lifecycle events ("started", "ended") already announced
+    notifications: tuple[dict[str, Any], ...] = ()  # results of webhook and e-mail attempts, newest last
 
     def with_changes(self, **changes: Any) -> "Execution":
         return replace(self, **changes)

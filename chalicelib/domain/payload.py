@@ -21,7 +21,7 @@ IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-EVENTS = ("succeeds", "fails", "finishes")
+EVENTS = ("starts", "succeeds", "fails", "finishes")
 # ECS accepts at most 8 KiB of container overrides (command and environment together).
 MAX_OVERRIDES_BYTES = 8192
 MAX_HOOKS_PER_EVENT = 10

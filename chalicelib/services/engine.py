@@ -18,10 +18,11 @@ LOST_TASK = "The ECS task of this execution is gone; it was not seen to end."
 
 class ExecutionEngine:
     def __init__(self, store: Any, queue: Any, runner: Any, settings: Settings,
-                 clock: Callable[[], float] = now) -> None:
+                 clock: Callable[[], float] = now, notifier: Any = None) -> None:
         self._store = store
         self._queue = queue
         self._runner = runner
+        self._notifier = notifier
         self._settings = settings
         self._clock = clock
         self.pools: tuple[Pool, ...] = load_pools(settings)
@@ -78,6 +79,7 @@ class ExecutionEngine:
         if moved is None:
             return None
         ended, retry = moved
+        self._announce("ended", job, ended)
         metrics.add_metric(name=f"Executions{status.value.capitalize()}", unit=MetricUnit.Count, value=1)
         logger.info("execution ended", extra={"execution_id": execution.execution_id, "status": status.value,
                                               "exit_code": exit_code, "error": error})
@@ -85,6 +87,15 @@ class ExecutionEngine:
             logger.info("retry scheduled", extra={"execution_id": retry.execution_id, "due_at": retry.due_at})
             self._send_launch(retry)
         return ended
+
+    def _announce(self, event: str, job: Job | None, execution: Execution) -> None:
+        """Tell the notifier an execution started or ended, once: the event is recorded on the
+        execution after it was published, so a redelivered message publishes what was missed,
+        and a duplicate publishes nothing."""
+        if self._notifier is None or job is None or event in execution.notified:
+            return
+        self._notifier.publish(event, job, execution)
+        self._store.update_execution(execution, None, notified=set(execution.notified | {event}))
 
     # dispatch: the jobs queue -------------------------------------------------------------------
 
@@ -186,6 +197,9 @@ class ExecutionEngine:
                 latency = started - execution.created_at
                 metrics.add_metric(name="LaunchLatency", unit=MetricUnit.Seconds, value=max(0.0, latency))
                 self._schedule_timeout(moved[0])
+                self._announce("started", self._store.get_job(execution.job_id), moved[0])
+            else:
+                self._announce_missed(execution, "started")
         elif state.last_status == "STOPPED":
             if state.exit_code is not None:
                 status, error = (S.DONE, None) if state.exit_code == 0 else (S.FAILED, None)
@@ -198,8 +212,21 @@ class ExecutionEngine:
                 current = self._store.get_execution(execution.job_id, execution.execution_id)
                 if current is not None and current.exit_code is None and current.status in (S.STOPPED, S.TIMEDOUT):
                     self._store.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
+            if ended is None:
+                self._announce_missed(execution, "ended")
             # The container is gone: its pool slot is free (once, whoever sees it first).
             self._store.release_slot(execution)
+
+    def _announce_missed(self, execution: Execution, event: str) -> None:
+        """A redelivered event found the execution moved already: publish what a failed earlier
+        attempt may have left unpublished."""
+        if self._notifier is None:
+            return
+        current = self._store.get_execution(execution.job_id, execution.execution_id)
+        if current is None or event in current.notified:
+            return
+        if (event == "ended" and current.status.is_final) or (event == "started" and current.started_at is not None):
+            self._announce(event, self._store.get_job(current.job_id), current)
 
     # timeouts -----------------------------------------------------------------------------------
 

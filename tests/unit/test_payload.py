@@ -118,7 +118,7 @@ def test_unknown_timezone_is_rejected():
 
 
 def test_notify_and_webhooks_are_checked_per_event():
-    assert rejected(notify={"starts": ["a@b.io"]}).field == "notify.starts"
+    assert rejected(notify={"begins": ["a@b.io"]}).field == "notify.begins"
     assert rejected(notify={"fails": ["not-an-address"]}).field == "notify.fails"
     assert rejected(webhooks={"fails": [{"url": "ftp://x"}]}).field == "webhooks.fails[0].url"
     assert rejected(webhooks={"fails": [{"url": "http://x", "retries": -1}]}).field == "webhooks.fails[0].retries"
