@@ -27,7 +27,8 @@ TASKS_COUNTER_ID = "#tasks"  # never a valid task id, so it cannot clash with on
 TASK_LIST_BUCKET = "tasks"
 POOL_PREFIX = "#pool:"
 STATS_PREFIX = "#stats:"
-STATS_SHARDS = 8  # statistics counters are spread so no single item is hot
+STATS_SHARDS = 8
+SCHEDULE_BUCKET = "scheduled"  # statistics counters are spread so no single item is hot
 T = TypeVar("T")
 
 
@@ -66,6 +67,16 @@ def build_models(settings: Settings) -> SimpleNamespace:
         task_id = UnicodeAttribute(hash_key=True, attr_name="taskId")
         seq = NumberAttribute(range_key=True)
 
+    class ScheduledJobs(GlobalSecondaryIndex):
+        """Sparse: only jobs with a pending schedule carry `scheduleBucket`, ordered by next run."""
+
+        class Meta:
+            index_name = "by_next_run"
+            projection = AllProjection()
+
+        schedule_bucket = UnicodeAttribute(hash_key=True, attr_name="scheduleBucket")
+        next_run_at = NumberAttribute(range_key=True, attr_name="nextRunAt")
+
     class JobModel(Model):
         class Meta:
             table_name = settings.jobs_table
@@ -83,7 +94,14 @@ def build_models(settings: Settings) -> SimpleNamespace:
         retry_count = NumberAttribute(default=0, attr_name="retryCount")
         active = UnicodeSetAttribute(null=True)
         stopped = BooleanAttribute(default=False)
+        schedule_version = UnicodeAttribute(null=True, attr_name="scheduleVersion")
+        schedule_bucket = UnicodeAttribute(null=True, attr_name="scheduleBucket")
+        next_run_at = NumberAttribute(null=True, attr_name="nextRunAt")
+        last_tick = NumberAttribute(null=True, attr_name="lastTick")
+        skipped_ticks = NumberAttribute(default=0, attr_name="skippedTicks")
+        last_skipped_at = NumberAttribute(null=True, attr_name="lastSkippedAt")
         by_task = JobsByTask()
+        by_next_run = ScheduledJobs()
 
     class ExecutionsBySeq(LocalSecondaryIndex):
         class Meta:
@@ -173,6 +191,11 @@ def _job(item: Any) -> Job:
         seq=int(item.seq),
         active=frozenset(item.active or ()),
         stopped=bool(item.stopped),
+        schedule_version=item.schedule_version,
+        next_run_at=item.next_run_at,
+        last_tick=item.last_tick,
+        skipped_ticks=int(item.skipped_ticks or 0),
+        last_skipped_at=item.last_skipped_at,
     )
 
 
@@ -281,6 +304,12 @@ class DynamoJobStore:
             retry_count=job.retry_count,
             active=set(job.active) or None,
             stopped=job.stopped,
+            schedule_version=job.schedule_version,
+            schedule_bucket=SCHEDULE_BUCKET if job.schedule_version and job.next_run_at is not None else None,
+            next_run_at=job.next_run_at,
+            last_tick=job.last_tick,
+            skipped_ticks=job.skipped_ticks,
+            last_skipped_at=job.last_skipped_at,
         )
 
     def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
@@ -347,6 +376,7 @@ class DynamoJobStore:
                 retry_count=0,
                 active=active | {execution.execution_id} if execution else active,
                 stopped=False,
+                last_tick=current.last_tick,
             )
             was_scheduled.append(JobSpec.from_dict(current.spec).scheduled)
             with self._transact() as tx:
@@ -611,6 +641,75 @@ class DynamoJobStore:
             raise DependencyDown("DynamoDB: too much contention on the execution's notifications")
 
         self._guard(write)
+
+    # schedules --------------------------------------------------------------------------------
+
+    def take_schedule(
+        self, job_id: str, version: str, make: Callable[[Job], Execution] | None, *, tick_at: float | None,
+        next_run_at: float | None, skipped: bool = False,
+    ) -> tuple[Job, Execution | None] | None:
+        """Take one firing of the job's schedule `version`, at most once: a one-shot (tick_at None)
+        ends the schedule, a cron tick must be later than the last tick taken. With `make`, the
+        execution it returns is added in the same transaction; `skipped` counts a tick not run.
+        None when the firing is stale (another version, or a tick taken already)."""
+        JobM = self.models.Job
+
+        def attempt() -> tuple[Job, Execution | None] | None:
+            item = self._get_job_item(job_id)
+            if item is None or item.schedule_version != version:
+                return None
+            job = _job(item)
+            if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
+                return None
+            count = job.execution_count
+            condition = (JobM.schedule_version == version) & (JobM.execution_count == count)
+            actions: list[Any] = []
+            if tick_at is None:
+                actions += [JobM.schedule_version.remove(), JobM.schedule_bucket.remove(), JobM.next_run_at.remove()]
+            else:
+                condition = condition & (JobM.last_tick.does_not_exist() | (JobM.last_tick < tick_at))
+                actions.append(JobM.last_tick.set(tick_at))
+                if next_run_at is None:
+                    actions += [JobM.schedule_bucket.remove(), JobM.next_run_at.remove()]
+                else:
+                    actions += [JobM.next_run_at.set(next_run_at), JobM.schedule_bucket.set(SCHEDULE_BUCKET)]
+            if skipped:
+                actions += [JobM.skipped_ticks.add(1), JobM.last_skipped_at.set(tick_at)]
+            added = None
+            with self._transact() as tx:
+                if make is not None:
+                    added = make(job).with_changes(seq=count + 1)
+                    actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
+                    tx.save(self._execution_item(added, count + 1))
+                tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
+            return job, added
+
+        taken = self._guard(lambda: self._retry_on_contention(attempt))
+        if taken is not None and taken[1] is not None:
+            self._bump_stats(**{taken[1].status.value: 1})
+        return taken
+
+    def end_schedule(self, job_id: str, version: str | None = None) -> None:
+        """Forget the job's pending schedule (all versions, or only `version`)."""
+        from pynamodb.exceptions import UpdateError
+
+        JobM = self.models.Job
+        condition = JobM.job_id.exists() if version is None else (JobM.schedule_version == version)
+        try:
+            self._guard(lambda: JobM(job_id=job_id).update(
+                actions=[JobM.schedule_version.remove(), JobM.schedule_bucket.remove(), JobM.next_run_at.remove()],
+                condition=condition))
+        except DependencyDown as error:
+            if isinstance(error.__cause__, UpdateError) and \
+                    error.__cause__.cause_response_code == "ConditionalCheckFailedException":
+                return
+            raise
+
+    def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
+        """Jobs with a pending schedule, soonest first."""
+        JobM = self.models.Job
+        condition = JobM.next_run_at < due_before if due_before is not None else None
+        return self._guard(lambda: [_job(i) for i in JobM.by_next_run.query(SCHEDULE_BUCKET, condition, limit=limit)])
 
     # pool slots: exact counts, taken and released in transactions with the execution ------------
 

@@ -74,6 +74,7 @@ class JobSpec:
     start_in: str | None = None
     cron: str | None = None
     timezone: str | None = None
+    overlap: str = "allow"  # cron only: allow, forbid (skip a tick while one runs) or replace
     notify: dict[str, list[str]] = field(default_factory=dict)
     webhooks: dict[str, list[Hook]] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ class JobSpec:
             "startIn": self.start_in,
             "cron": self.cron,
             "timezone": self.timezone,
+            "overlap": self.overlap,
             "notify": {k: list(v) for k, v in self.notify.items()},
             "webhooks": {k: [h.to_dict() for h in v] for k, v in self.webhooks.items()},
         }
@@ -112,6 +114,7 @@ class JobSpec:
             start_in=data.get("startIn"),
             cron=data.get("cron"),
             timezone=data.get("timezone"),
+            overlap=data.get("overlap") or "allow",
             notify={k: list(v) for k, v in (data.get("notify") or {}).items()},
             webhooks={
                 k: [Hook(url=h["url"], headers=dict(h.get("headers") or {}), retries=int(h.get("retries") or 0)) for h in v]
@@ -142,6 +145,11 @@ class Job:
     seq: int = 0
     active: frozenset[str] = frozenset()  # ids of executions not yet final
     stopped: bool = False  # stopped by a client: no retries, no scheduled runs until PUT or retry
+    schedule_version: str | None = None  # the pending schedule's generation; None: nothing pending
+    next_run_at: float | None = None
+    last_tick: float | None = None  # scheduled time of the last cron tick taken (ticks are taken once)
+    skipped_ticks: int = 0
+    last_skipped_at: float | None = None
 
     def with_changes(self, **changes: Any) -> "Job":
         return replace(self, **changes)

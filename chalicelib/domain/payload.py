@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .model import Hook, JobSpec
-from .schedule import parse_duration, validate_cron, validate_timezone
+from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
 TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -25,6 +25,9 @@ EVENTS = ("starts", "succeeds", "fails", "finishes")
 # ECS accepts at most 8 KiB of container overrides (command and environment together).
 MAX_OVERRIDES_BYTES = 8192
 MAX_HOOKS_PER_EVENT = 10
+OVERLAP_POLICIES = ("allow", "forbid", "replace")
+# EventBridge Scheduler takes one-time dates far ahead, but a schedule five years out is a mistake.
+MAX_SCHEDULE_AHEAD = 5 * 366 * 86400
 MAX_RECIPIENTS_PER_EVENT = 50
 
 ONE_SCHEDULE = "Only ONE of 'startAt', 'startIn' and 'cron' should be in the request."
@@ -213,6 +216,17 @@ def validate_job_payload(
             validate_timezone(timezone)
         except ValueError as error:
             raise ValidationError(f"{error}.", field="timezone") from None
+    overlap = data.get("overlap") or "allow"
+    if overlap not in OVERLAP_POLICIES:
+        raise ValidationError(f"overlap must be one of {', '.join(OVERLAP_POLICIES)}.", field="overlap")
+    if overlap != "allow" and cron is None:
+        raise ValidationError("overlap applies to cron only.", field="overlap")
+    if cron is not None and next_cron_run(cron, current, timezone) is None:
+        raise ValidationError("cron never runs in the next five years.", field="cron")
+    if start_at is not None and start_at > current + MAX_SCHEDULE_AHEAD:
+        raise ValidationError("startAt is more than five years ahead.", field="startAt")
+    if start_in is not None and parse_duration(start_in) > MAX_SCHEDULE_AHEAD:
+        raise ValidationError("startIn is more than five years.", field="startIn")
 
     return JobSpec(
         image=image,
@@ -226,6 +240,7 @@ def validate_job_payload(
         start_in=start_in,
         cron=" ".join(cron.split()) if cron else None,
         timezone=timezone,
+        overlap=overlap,
         notify=_notify(data.get("notify")),
         webhooks=_webhooks(data.get("webhooks"), max_retries),
     )

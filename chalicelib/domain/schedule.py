@@ -88,3 +88,74 @@ def validate_timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone '{name}' is not a known IANA time zone") from None
+
+
+# Next runs ---------------------------------------------------------------------------------------
+#
+# One rule for daylight-saving changes, the one EventBridge Scheduler follows: a tick whose local
+# time does not exist (the clock jumps forward over it) is skipped; a tick whose local time
+# happens twice (the clock goes back) runs once, at its first occurrence.
+
+MAX_SEARCH_DAYS = 366 * 5
+
+
+def _restricted(values: frozenset[int], index: int) -> bool:
+    _, low, high, _ = _CRON_FIELDS[index]
+    full = set(range(low, high + 1)) - ({7} if index == 4 else set())
+    return set(values) != full
+
+
+def next_cron_run(expression: str, after: float, timezone: str | None = None) -> float | None:
+    """The first tick of a Unix cron expression strictly after `after` (epoch seconds), in the
+    time zone (UTC by default). Day of month and day of week combine as in Unix cron: when both
+    are restricted, a day matching either runs."""
+    from datetime import datetime, timedelta
+
+    minutes, hours, days, months, weekdays = validate_cron(expression)
+    zone = validate_timezone(timezone) if timezone else ZoneInfo("UTC")
+    day_restricted, weekday_restricted = _restricted(days, 2), _restricted(weekdays, 4)
+    start = datetime.fromtimestamp(after, zone)
+    for offset in range(MAX_SEARCH_DAYS):
+        date = (start + timedelta(days=offset)).date()
+        if date.month not in months:
+            continue
+        in_days, in_weekdays = date.day in days, (date.isoweekday() % 7) in weekdays
+        if day_restricted and weekday_restricted:
+            matches = in_days or in_weekdays
+        else:
+            matches = (in_days or not day_restricted) and (in_weekdays or not weekday_restricted)
+        if not matches:
+            continue
+        for hour in sorted(hours):
+            for minute in sorted(minutes):
+                local = datetime(date.year, date.month, date.day, hour, minute, tzinfo=zone)
+                moment = local.timestamp()
+                if moment <= after:
+                    continue
+                if datetime.fromtimestamp(moment, zone).replace(tzinfo=None) != local.replace(tzinfo=None):
+                    continue  # a local time the clock skipped
+                return moment
+    return None
+
+
+def to_scheduler_cron(expression: str) -> str | None:
+    """The EventBridge Scheduler form `cron(min hour day month weekday year)` that fires exactly
+    when the Unix expression does, or None when Scheduler cannot say it (both day of month and
+    day of week restricted: Unix means either, Scheduler allows only one)."""
+    fields = validate_cron(expression)
+    restricted = [_restricted(values, i) for i, values in enumerate(fields)]
+    if restricted[2] and restricted[4]:
+        return None
+
+    def render(index: int) -> str:
+        if not restricted[index]:
+            return "*"
+        values = sorted(fields[index])
+        if index == 4:
+            values = sorted(v + 1 for v in values)  # Scheduler counts Sunday as 1
+        return ",".join(str(v) for v in values)
+
+    day = render(2) if restricted[2] else ("?" if restricted[4] else "*")
+    weekday = render(4) if restricted[4] else "?"
+    text = f"cron({render(0)} {render(1)} {day} {render(3)} {weekday} *)"
+    return text if len(text) <= 256 else None

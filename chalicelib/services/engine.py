@@ -25,6 +25,7 @@ class ExecutionEngine:
         self._notifier = notifier
         self._settings = settings
         self._clock = clock
+        self.scheduling: Any = None  # set by the wiring: scheduling needs the engine and back
         self.pools: tuple[Pool, ...] = load_pools(settings)
 
     # helpers --------------------------------------------------------------------------------
@@ -100,18 +101,23 @@ class ExecutionEngine:
     # dispatch: the jobs queue -------------------------------------------------------------------
 
     def handle_message(self, message: dict[str, Any], receive_count: int = 1) -> None:
-        if message.get("kind") == "timeout":
+        kind = message.get("kind")
+        if kind == "timeout":
             self.check_timeout(message)
+        elif kind in ("schedule", "tick"):
+            self.scheduling.handle(message)
         else:
             self.dispatch(message)
 
-    def dispatch(self, message: dict[str, Any]) -> None:
+    def dispatch(self, message: dict[str, Any], wait: Callable[[float], None] | None = None) -> None:
+        """Launch an execution. With `wait`, an execution due within a few seconds is prepared
+        now (expiration checked, pool slot taken) and launched on its second."""
         execution = self._store.get_execution(message["jobId"], message["executionId"])
         if execution is None or execution.status is not S.ENQUEUED:
             return  # a duplicate, or it was stopped or launched already
         at = self._clock()
         due = message.get("dueAt") or execution.due_at
-        if due is not None and due - at > 1:
+        if due is not None and due - at > (3 if wait else 1):
             self._queue.send_launch(execution, delay_seconds=due - at, due_at=due, attempt=message.get("attempt", 0))
             return
         job = self._store.get_job(execution.job_id)
@@ -135,6 +141,8 @@ class ExecutionEngine:
                 return
             else:
                 execution = execution.with_changes(pool=pool.name)
+        if wait is not None and due is not None and due > self._clock():
+            wait(due - self._clock())
         self._launch(execution, job, pool, message)
 
     def _wait_for_slot(self, execution: Execution, pool: Pool, message: dict[str, Any]) -> None:
@@ -261,16 +269,16 @@ class ExecutionEngine:
 
     # stop and retry -----------------------------------------------------------------------------
 
-    def stop_execution(self, execution: Execution) -> bool:
+    def stop_execution(self, execution: Execution, reason: str = STOPPED_BY_CLIENT) -> bool:
         """Stop one execution; False when it had already ended."""
         if execution.status.is_final:
             return False
-        ended = self.finish(execution, S.STOPPED, error=STOPPED_BY_CLIENT)
+        ended = self.finish(execution, S.STOPPED, error=reason)
         if ended is None:
             return False
         current = self._store.get_execution(execution.job_id, execution.execution_id) or execution
         if current.task_arn:
-            self._runner.stop(current.task_arn, STOPPED_BY_CLIENT)
+            self._runner.stop(current.task_arn, reason)
         else:
             self._store.release_slot(current)  # never launched: nothing else will free its slot
         return True
@@ -279,6 +287,8 @@ class ExecutionEngine:
         """Stop the job's executions and every future run (retries, schedules) until it is put
         again or retried."""
         self._store.set_job_stopped(job.job_id, True)
+        if self.scheduling is not None and (job.spec.scheduled or job.schedule_version):
+            self.scheduling.disarm(job)
         stopped = []
         for execution_id in sorted(job.active):
             execution = self._store.get_execution(job.job_id, execution_id)
@@ -333,6 +343,8 @@ class ExecutionEngine:
                 if job is not None and at > execution.started_at + self._timeout_of(job) + 1:
                     self.enforce_timeout(execution, job)
                     counts["timedout"] += 1
+        if self.scheduling is not None:
+            counts["schedules"] = self.scheduling.sweep()
         return counts
 
     # farm status --------------------------------------------------------------------------------
@@ -345,6 +357,7 @@ class ExecutionEngine:
             "tasks": stats.get("tasks", 0),
             "jobs": stats.get("jobs", 0),
             "scheduled": max(0, stats.get("scheduled", 0)),
+            "scheduledJobs": self.scheduling.upcoming() if self.scheduling is not None else [],
             "pools": [{"name": p.name, "match": p.match, "cluster": p.cluster, "running": max(0, running[p.name]),
                        "maxRunning": p.max_running or None} for p in self.pools],
         }

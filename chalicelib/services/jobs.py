@@ -21,12 +21,14 @@ class Enqueued:
 
 class JobService:
     def __init__(
-        self, store: JobStore, queue: JobQueue, settings: Settings, clock: Callable[[], float] = now
+        self, store: JobStore, queue: JobQueue, settings: Settings, clock: Callable[[], float] = now,
+        scheduling: Any = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._settings = settings
         self._clock = clock
+        self._scheduling = scheduling
 
     def enqueue(
         self, task_id: str, payload: dict[str, Any], request_ip: str | None, job_id: str | None = None
@@ -60,6 +62,8 @@ class JobService:
             last_modified_at=at,
             request_ip=request_ip,
         )
+        if self._scheduling is not None:
+            job = self._scheduling.plan(job)
         execution = None
         if not spec.scheduled:
             execution = Execution(
@@ -81,6 +85,13 @@ class JobService:
         metrics.add_metric(name="JobsEnqueued", unit=MetricUnit.Count, value=1)
 
         queue_job_id = None
+        had_schedule = existing is not None and existing.schedule_version is not None
+        if self._scheduling is not None and (spec.scheduled or had_schedule):
+            try:
+                queue_job_id = self._scheduling.arm(job, had_schedule=had_schedule)
+            except DependencyDown:
+                # The job is stored with its next run: the sweeper fires overdue schedules.
+                logger.exception("schedule not armed; the sweeper will fire it when due")
         if execution is not None:
             try:
                 queue_job_id = self._queue.send_launch(execution)

@@ -59,8 +59,15 @@ def install_engine(monkeypatch: Any, runner: FakeRunner) -> Any:
     from chalicelib.config import get_settings
     from chalicelib.services.engine import ExecutionEngine
 
-    engine = ExecutionEngine(wiring.get_store(), wiring.get_job_queue(), runner, get_settings())
+    from chalicelib.adapters.scheduler import EventBridgeScheduler
+    from chalicelib.services.scheduling import Scheduling
+
+    settings = get_settings()
+    engine = ExecutionEngine(wiring.get_store(), wiring.get_job_queue(), runner, settings)
+    engine.scheduling = Scheduling(wiring.get_store(), wiring.get_job_queue(),
+                                   EventBridgeScheduler(wiring.client("scheduler"), settings), engine, settings)
     monkeypatch.setattr(wiring, "get_engine", functools.lru_cache(maxsize=1)(lambda: engine))
+    wiring.get_job_service.cache_clear()
     return engine
 
 

@@ -1,0 +1,245 @@
+"""Scheduling through the app's handlers on moto: SQS timers, Scheduler schedules, firings taken
+once, overlap policies, PUT and stop, and repair of lost firings."""
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+
+from infra.local.event_sources import deliver_once, scheduled_event
+from tests.component.engine_support import REGION, FakeRunner, install_engine
+
+JOB = {"image": "ubuntu", "command": "echo tick"}
+
+
+@pytest.fixture
+def runner(aws, monkeypatch):
+    runner = FakeRunner()
+    install_engine(monkeypatch, runner)
+    return runner
+
+
+@pytest.fixture
+def scheduler(aws):
+    return boto3.client("scheduler", region_name=REGION)
+
+
+def schedules(scheduler) -> dict[str, dict]:
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName="test")["Schedules"]]
+    return {name: scheduler.get_schedule(Name=name, GroupName="test") for name in names}
+
+
+def job(api, created):
+    return api.get(f"/tasks/{created['taskId']}/jobs/{created['jobId']}").json["job"]
+
+
+def fire(sqs, aws, message: dict) -> None:
+    import app as app_module
+
+    sqs.send_message(QueueUrl=aws["JOBS_QUEUE_URL"], MessageBody=json.dumps(message))
+    while deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs):
+        pass
+
+
+def queued(sqs, aws) -> list[dict]:
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["JOBS_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    return attributes
+
+
+def test_start_in_soon_is_an_sqs_timer(api, runner, sqs, aws, scheduler):
+    before = time.time()
+    created = api.post("/tasks/t", {**JOB, "startIn": "10s"}).json
+    after = time.time()
+    assert created["executionId"] is None and created["queueJobId"]
+    details = job(api, created)
+    assert details["scheduled"] is True and details["schedule"]["pending"] is True
+    assert before + 10 - 0.01 <= details["schedule"]["nextRunAt"] <= after + 10
+    assert queued(sqs, aws)["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert schedules(scheduler) == {}
+
+
+def test_start_at_far_ahead_is_a_one_time_schedule_fired_early(api, runner, scheduler):
+    due = int(time.time()) + 86400
+    created = api.post("/tasks/t", {**JOB, "startAt": due}).json
+    found = schedules(scheduler)
+    name = f"t-{created['jobId']}"
+    assert list(found) == [name]
+    expression = found[name]["ScheduleExpression"]
+    assert expression == "at(" + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(due - 60)) + ")"
+    message = json.loads(found[name]["Target"]["Input"])
+    assert (message["kind"], message["dueAt"]) == ("schedule", due)
+    assert found[name]["ActionAfterCompletion"] == "DELETE"
+
+
+def test_cron_is_one_scheduler_cron_schedule_in_its_time_zone(api, runner, scheduler, aws):
+    created = api.post("/tasks/report:daily", {**JOB, "cron": "30 6 * * 1-5", "timezone": "Europe/Paris"}).json
+    found = schedules(scheduler)
+    name = f"report_daily-{created['jobId']}"
+    assert found[name]["ScheduleExpression"] == "cron(30 6 ? * 2,3,4,5,6 *)"
+    assert found[name]["ScheduleExpressionTimezone"] == "Europe/Paris"
+    assert found[name]["Target"]["Arn"] == aws["JOBS_QUEUE_ARN"]
+    assert "<aws.scheduler.scheduled-time>" in found[name]["Target"]["Input"]
+    assert job(api, created)["schedule"]["cron"] == "30 6 * * 1-5"
+
+
+def test_a_cron_scheduler_cannot_say_is_scheduled_tick_by_tick(api, runner, scheduler, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "0 0 13 * 5"}).json
+    found = schedules(scheduler)[f"t-{created['jobId']}"]
+    assert found["ScheduleExpression"].startswith("at(")
+    message = json.loads(found["Target"]["Input"])
+    assert message["perTick"] is True
+    from chalicelib.domain.schedule import next_cron_run
+
+    last_friday = next_cron_run("0 0 * * 5", time.time() - 8 * 86400)  # a tick in the past
+    message["scheduledAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_friday))
+    fire(sqs, aws, message)
+    assert len(runner.runs) == 1
+    rearmed = json.loads(schedules(scheduler)[f"t-{created['jobId']}"]["Target"]["Input"])
+    expected = next_cron_run("0 0 13 * 5", last_friday)
+    assert rearmed["scheduledAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expected))
+
+
+def test_a_firing_is_taken_once_and_launches_at_once(api, runner, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "startIn": "10s"}).json
+    current = job(api, created)
+    once = {"kind": "schedule", "taskId": "t", "jobId": created["jobId"], "dueAt": time.time() - 1,
+            "version": _version(aws, created["jobId"])}
+    fire(sqs, aws, once)
+    fire(sqs, aws, once)
+    after = job(api, created)
+    assert after["executionCount"] == 1 and after["executions"][0]["status"] == "pulling"
+    assert after["schedule"]["pending"] is False and current["schedule"]["pending"] is True
+    assert len(runner.runs) == 1
+
+
+def _version(aws, job_id):
+    from chalicelib import wiring
+
+    return wiring.get_store().get_job(job_id).schedule_version
+
+
+def test_a_stale_firing_is_dropped(api, runner, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "startIn": "10s"}).json
+    fire(sqs, aws, {"kind": "schedule", "taskId": "t", "jobId": created["jobId"], "dueAt": time.time() - 1,
+                    "version": "not-the-current-one"})
+    assert runner.runs == []
+
+
+def tick(created, version, seconds_ago: float) -> dict:
+    return {"kind": "tick", "taskId": created["taskId"], "jobId": created["jobId"], "version": version,
+            "scheduledAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))}
+
+
+def test_each_tick_runs_once_and_older_ticks_are_dropped(api, runner, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    version = _version(aws, created["jobId"])
+    two_ago, one_ago, three_ago = (tick(created, version, s) for s in (120, 60, 180))
+    fire(sqs, aws, two_ago)
+    fire(sqs, aws, two_ago)  # duplicate delivery
+    fire(sqs, aws, one_ago)
+    fire(sqs, aws, three_ago)  # late and out of order
+    assert len(runner.runs) == 2
+    assert job(api, created)["executionCount"] == 2
+
+
+def test_overlap_forbid_skips_a_tick_while_one_runs(api, runner, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *", "overlap": "forbid"}).json
+    version = _version(aws, created["jobId"])
+    fire(sqs, aws, tick(created, version, 120))
+    fire(sqs, aws, tick(created, version, 60))
+    details = job(api, created)
+    assert details["executionCount"] == 1
+    assert details["schedule"]["skippedTicks"] == 1 and details["schedule"]["lastSkippedAt"] is not None
+
+
+def test_overlap_replace_stops_the_running_one(api, runner, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *", "overlap": "replace"}).json
+    version = _version(aws, created["jobId"])
+    fire(sqs, aws, tick(created, version, 120))
+    first = runner.runs[0][0]
+    fire(sqs, aws, tick(created, version, 60))
+    assert [arn for arn, _ in runner.stopped] == [runner.tasks[first]]
+    executions = job(api, created)["executions"]
+    assert [e["status"] for e in executions] == ["pulling", "stopped"]
+
+
+def test_put_replaces_the_schedule(api, runner, scheduler, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "startAt": int(time.time()) + 86400}).json
+    old_version = _version(aws, created["jobId"])
+    api.put(f"/tasks/t/jobs/{created['jobId']}", {"image": "ubuntu", "command": "echo new", "startIn": "5s"})
+    assert schedules(scheduler) == {}  # the far one is gone; a timer replaces it
+    fire(sqs, aws, {"kind": "schedule", "taskId": "t", "jobId": created["jobId"], "dueAt": time.time() - 1,
+                    "version": old_version})
+    assert runner.runs == []  # the old firing runs nothing
+    fire(sqs, aws, {"kind": "schedule", "taskId": "t", "jobId": created["jobId"], "dueAt": time.time() - 1,
+                    "version": _version(aws, created["jobId"])})
+    assert [argv for _, argv in runner.runs] == [["echo", "new"]]
+
+
+def test_stopping_a_cron_job_deletes_its_schedule_and_later_ticks_run_nothing(api, runner, scheduler, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    version = _version(aws, created["jobId"])
+    fire(sqs, aws, tick(created, version, 120))
+    assert api.post(f"/tasks/t/jobs/{created['jobId']}/stop").status_code == 200
+    assert schedules(scheduler) == {}
+    fire(sqs, aws, tick(created, version, 60))
+    assert len(runner.runs) == 1
+    assert job(api, created)["schedule"]["pending"] is False
+
+
+def test_stopping_an_execution_leaves_the_schedule(api, runner, scheduler, sqs, aws):
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    fire(sqs, aws, tick(created, _version(aws, created["jobId"]), 60))
+    execution = job(api, created)["executions"][0]
+    assert api.post(execution["url"].replace("http://fastlane.test", "") + "/stop").status_code == 200
+    assert len(schedules(scheduler)) == 1 and job(api, created)["schedule"]["pending"] is True
+
+
+@pytest.mark.parametrize("payload,field", [
+    ({"cron": "61 * * * *"}, "cron"),
+    ({"cron": "* * * * *", "timezone": "Nowhere/Land"}, "timezone"),
+    ({"startIn": "soon"}, "startIn"),
+    ({"startAt": time.time() + 6 * 366 * 86400}, "startAt"),
+    ({"startIn": "1s", "overlap": "forbid"}, "overlap"),
+    ({"cron": "* * * * *", "overlap": "sometimes"}, "overlap"),
+    ({"cron": "0 0 30 2 *"}, "cron"),
+])
+def test_bad_schedules_are_400_and_store_nothing(api, runner, scheduler, sqs, aws, payload, field):
+    response = api.post("/tasks/t", {**JOB, **payload})
+    assert response.status_code == 400 and response.json["field"] == field
+    assert api.get("/tasks").json["total"] == 0 and schedules(scheduler) == {}
+    assert queued(sqs, aws)["ApproximateNumberOfMessagesDelayed"] == "0"
+
+
+def test_the_sweeper_fires_an_overdue_schedule(api, runner, sqs, aws, monkeypatch):
+    import app as app_module
+    from chalicelib import wiring
+
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    store = wiring.get_store()
+    JobM = store.models.Job
+    JobM(job_id=created["jobId"]).update(actions=[JobM.next_run_at.set(time.time() - 600)])  # a lost firing
+    app_module.sweep(scheduled_event("sweeper"), None)
+    assert len(runner.runs) == 1
+
+
+def test_status_lists_pending_schedules(api, runner):
+    created = api.post("/tasks/t", {**JOB, "cron": "0 * * * *"}).json
+    scheduled = api.get("/status").json["scheduled"]
+    assert scheduled["count"] == 1
+    assert [j["jobId"] for j in scheduled["jobs"]] == [created["jobId"]]
+    assert scheduled["jobs"][0]["nextRunAt"] > time.time()
+
+
+def test_the_local_scheduler_fires_stored_schedules_into_the_queue(api, runner, scheduler, sqs, aws):
+    from infra.local.scheduler import LocalScheduler
+
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    local = LocalScheduler(scheduler, sqs, "test")
+    assert local.fire_due(time.time()) == 0  # first sight: armed for the next minute
+    assert local.fire_due(time.time() + 61) == 1
+    body = json.loads(sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"][0]["Body"])
+    assert body["kind"] == "tick" and body["jobId"] == created["jobId"]
+    assert body["scheduledAt"].endswith(":00Z")
