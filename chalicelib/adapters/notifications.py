@@ -1,0 +1,202 @@
+"""AWS for notifications: the notify queue (SQS), the delivery log that makes each delivery
+happen once (DynamoDB, conditional writes), and e-mail (SES). Layout: docs/notifications.md."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..domain.errors import DependencyDown
+
+
+class NotifyQueue:
+    """The notify queue. SQS delays stop at 15 minutes; later retries wait 15 minutes."""
+
+    MAX_DELAY = 900
+    BATCH = 10
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._sqs = client
+        self._url = queue_url
+
+    def send_all(self, messages: list[dict[str, Any]]) -> None:
+        """Send every message, or raise: the engine then publishes again on redelivery."""
+        for start in range(0, len(messages), self.BATCH):
+            chunk = messages[start:start + self.BATCH]
+            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(chunk)]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+            except (BotoCoreError, ClientError) as error:
+                raise DependencyDown(f"SQS: {error}") from error
+            failed = response.get("Failed") or []
+            if failed:
+                raise DependencyDown(f"SQS refused {len(failed)} notification message(s): {failed[0].get('Message')}")
+
+    def send(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
+        delay = max(0, min(self.MAX_DELAY, int(round(delay_seconds))))
+        try:
+            response = self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(message), DelaySeconds=delay)
+        except (BotoCoreError, ClientError) as error:
+            raise DependencyDown(f"SQS: {error}") from error
+        return response["MessageId"]
+
+
+# the delivery log -------------------------------------------------------------------------------
+
+CLAIMED, SENT, DONE, BUSY = "claimed", "sent", "done", "busy"
+_SENDING = "sending"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`claimed`: this worker sends; `sent`: an earlier worker sent and died before finishing its
+    bookkeeping (its outcome is here); `done`: a duplicate, nothing to do; `busy`: another
+    worker is sending right now."""
+
+    state: str
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+class DeliveryLog:
+    """One item per delivery key (execution, notification, attempt) in a small table:
+    `sending` (with a lease) → `sent` (with the attempt's outcome) → `done`. Every step is a
+    conditional write, so a duplicate queue delivery finds the key taken and sends nothing.
+    Items expire (TTL) after `keep_days`."""
+
+    def __init__(self, client: Any, table: str, clock: Callable[[], float] = time.time, keep_days: float = 14) -> None:
+        self._ddb = client
+        self._table = table
+        self._clock = clock
+        self._keep = keep_days * 86400
+
+    def _key(self, key: str) -> dict[str, Any]:
+        return {"deliveryKey": {"S": key}}
+
+    def claim(self, key: str, lease_seconds: float) -> Claim:
+        at = self._clock()
+        for _ in range(3):
+            try:
+                response = self._ddb.update_item(
+                    TableName=self._table, Key=self._key(key),
+                    UpdateExpression="SET leaseUntil = :lease, expiresAt = if_not_exists(expiresAt, :expires), "
+                                     "#state = if_not_exists(#state, :sending)",
+                    # new, or left behind by a worker whose lease ran out
+                    ConditionExpression="attribute_not_exists(deliveryKey) OR (#state <> :done AND leaseUntil < :now)",
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues={":lease": {"N": repr(round(at + lease_seconds, 3))},
+                                               ":expires": {"N": str(int(at + self._keep))},
+                                               ":sending": {"S": _SENDING}, ":done": {"S": DONE},
+                                               ":now": {"N": repr(round(at, 3))}},
+                    ReturnValues="ALL_OLD",
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise DependencyDown(f"DynamoDB: {error}") from error
+            except BotoCoreError as error:
+                raise DependencyDown(f"DynamoDB: {error}") from error
+            else:
+                old = response.get("Attributes") or {}
+                if old.get("state", {}).get("S") == SENT:
+                    return Claim(SENT, json.loads(old.get("outcome", {}).get("S") or "{}"))
+                return Claim(CLAIMED)
+            current = self._get(key)
+            if current is None:
+                continue  # released or expired in between: claim again
+            return Claim(DONE) if current.get("state", {}).get("S") == DONE else Claim(BUSY)
+        return Claim(BUSY)
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._ddb.get_item(TableName=self._table, Key=self._key(key), ConsistentRead=True).get("Item")
+        except (BotoCoreError, ClientError) as error:
+            raise DependencyDown(f"DynamoDB: {error}") from error
+
+    def _set(self, key: str, expression: str, values: dict[str, Any]) -> None:
+        try:
+            self._ddb.update_item(TableName=self._table, Key=self._key(key), UpdateExpression=expression,
+                                  ExpressionAttributeNames={"#state": "state"}, ExpressionAttributeValues=values)
+        except (BotoCoreError, ClientError) as error:
+            raise DependencyDown(f"DynamoDB: {error}") from error
+
+    def mark_sent(self, key: str, outcome: dict[str, Any], lease_seconds: float) -> None:
+        """The attempt was made: keep its outcome, so a worker that takes over never sends again."""
+        self._set(key, "SET #state = :sent, outcome = :outcome, leaseUntil = :lease",
+                  {":sent": {"S": SENT}, ":outcome": {"S": json.dumps(outcome)},
+                   ":lease": {"N": repr(round(self._clock() + lease_seconds, 3))}})
+
+    def complete(self, key: str) -> None:
+        self._set(key, "SET #state = :done", {":done": {"S": DONE}})
+
+    def release(self, key: str) -> None:
+        """Give a claim back after a failure that should be tried again (nothing was sent)."""
+        try:
+            self._ddb.delete_item(TableName=self._table, Key=self._key(key),
+                                  ConditionExpression="#state = :sending",
+                                  ExpressionAttributeNames={"#state": "state"},
+                                  ExpressionAttributeValues={":sending": {"S": _SENDING}})
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise DependencyDown(f"DynamoDB: {error}") from error
+        except BotoCoreError as error:
+            raise DependencyDown(f"DynamoDB: {error}") from error
+
+    def ping(self) -> None:
+        self._ddb.describe_table(TableName=self._table)
+
+
+def create_deliveries_table(client: Any, table: str) -> None:
+    """The delivery log's table (tests and the local runtime; in AWS the template creates it)."""
+    existing = client.list_tables().get("TableNames", [])
+    if table in existing:
+        return
+    client.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "deliveryKey", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "deliveryKey", "KeyType": "HASH"}],
+    )
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    client.update_time_to_live(TableName=table,
+                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"})
+
+
+# e-mail -------------------------------------------------------------------------------------------
+
+
+class MailRejected(Exception):
+    """SES will not send this message as it is (unverified sender, bad address ...): trying
+    again will not help."""
+
+
+# SES errors that another attempt cannot fix.
+PERMANENT_SES_ERRORS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "InvalidParameterValue",
+                                  "ConfigurationSetDoesNotExistException", "AccountSendingPausedException",
+                                  "ConfigurationSetSendingPausedException"})
+
+
+class SesMailer:
+    def __init__(self, client: Any, sender: str) -> None:
+        self._ses = client
+        self.sender = sender
+
+    def send(self, to: list[str], subject: str, text: str, html: str) -> str:
+        """Send one message to every address in `to`; its SES message id."""
+        try:
+            response = self._ses.send_email(
+                Source=self.sender,
+                Destination={"ToAddresses": list(to)},
+                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
+                         "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
+                                  "Html": {"Data": html, "Charset": "UTF-8"}}},
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message", str(error))
+            if code in PERMANENT_SES_ERRORS:
+                raise MailRejected(f"SES {code}: {message}") from error
+            raise DependencyDown(f"SES: {code} {message}") from error
+        except BotoCoreError as error:
+            raise DependencyDown(f"SES: {error}") from error
+        return response["MessageId"]

@@ -1,0 +1,244 @@
+"""Outgoing webhooks over HTTP(S), standard library only: refuse addresses inside the network,
+connect to exactly the address that was checked, sign the body, never follow a redirect.
+
+Heavy modules (socket, ssl, http.client, ipaddress) are imported when a hook is sent, not when
+this module is imported, so they stay off the cold start of every other handler.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any, Callable
+
+SIGNATURE_HEADER = "X-Fastlane-Signature"
+EVENT_HEADER = "X-Fastlane-Event"
+DELIVERY_HEADER = "X-Fastlane-Delivery"
+MAX_ADDRESSES = 4  # addresses of one name tried in turn, each for at most the timeout
+# Headers a hook may not set: they describe the request itself, or they are ours.
+RESERVED_HEADERS = ("host", "content-type", "content-length", "transfer-encoding", "connection", "x-fastlane-")
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class Refused(Exception):
+    """The hook's host is one that webhooks may not reach; trying again will not change that."""
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """What one attempt got: a status code, or an error saying why there is none."""
+
+    status_code: int | None = None
+    error: str | None = None
+    permanent: bool = False  # refused by policy or malformed: retrying cannot succeed
+    address: str | None = None  # the address connected to
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of the exact body bytes."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
+    """What a receiver does: recompute the signature of the bytes it received, compare in constant time."""
+    return bool(header) and hmac.compare_digest(sign(secret, body), header or "")
+
+
+# addresses ------------------------------------------------------------------------------------
+
+
+def refusal(address: str) -> str | None:
+    """Why webhooks may not reach this IP address, or None for a global unicast address.
+    IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4, Teredo) are judged by it too."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip.version == 6:
+        embedded: list[Any] = []
+        if ip.ipv4_mapped is not None:
+            embedded.append(ip.ipv4_mapped)
+        if ip in ipaddress.ip_network("64:ff9b::/96"):
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None:
+            embedded.append(ip.sixtofour)
+        if ip.teredo is not None:
+            embedded.append(ip.teredo[1])
+        for inner in embedded:
+            reason = refusal(str(inner))
+            if reason:
+                return reason
+        if ip.ipv4_mapped is not None:
+            return None
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local (instance metadata)" if str(ip) == "169.254.169.254" else "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private:
+        return "private"
+    if ip.is_reserved:
+        return "reserved"
+    if not ip.is_global:
+        return "non-global"
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the host name resolves to, in the resolver's order, without repeats."""
+    import socket
+
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resolver = resolve) -> list[str]:
+    """The addresses to connect to. Raises Refused when any of them is not a global address
+    (unless private addresses are allowed): a name that resolves to both is refused."""
+    addresses = resolver(host, port)
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    if not allow_private:
+        for address in addresses:
+            reason = refusal(address)
+            if reason:
+                raise Refused(f"{host} resolves to {address}, a {reason} address; webhooks may not reach it "
+                              "(WEBHOOK_ALLOW_PRIVATE is off)")
+    return addresses
+
+
+# sending --------------------------------------------------------------------------------------
+
+
+def _headers(hook_headers: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    own = {k: v for k, v in hook_headers.items() if not k.lower().startswith(RESERVED_HEADERS)}
+    return {**own, **extra}
+
+
+def _connect(scheme: str, host: str, port: int, address: str, timeout: float) -> Any:
+    """An HTTP connection to `address` that speaks to `host`: the Host header, TLS SNI and the
+    certificate check all use the name, while the socket goes to the address that was checked."""
+    import http.client
+    import socket
+    import ssl
+
+    sock = socket.create_connection((address, port), timeout=timeout)
+    try:
+        if scheme == "https":
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=host)
+            connection: Any = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    except BaseException:
+        sock.close()
+        raise
+    connection.sock = sock
+    return connection
+
+
+def _describe(error: BaseException, timeout: float) -> str:
+    import socket
+    import ssl
+
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return f"timed out after {timeout:g} s"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not accepted: {error.verify_message or error}"
+    if isinstance(error, socket.gaierror):
+        return f"could not resolve the host: {error.strerror or error}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool = False,
+         resolver: Resolver = resolve) -> HookResult:
+    """POST `body` to `url` once. Never raises for anything the receiver or the network does;
+    the result says what happened. A redirect is a result (3xx), not followed."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as error:  # a port that is not a number
+        return HookResult(error=f"malformed URL: {error}", permanent=True)
+    if scheme not in ("http", "https") or not host:
+        return HookResult(error="the URL must be http:// or https:// with a host", permanent=True)
+    port = port or (443 if scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        addresses = checked_addresses(host, port, allow_private, resolver)
+    except Refused as refused:
+        return HookResult(error=str(refused), permanent=True)
+    except (OSError, UnicodeError) as error:
+        return HookResult(error=_describe(error, timeout))
+
+    last_error: BaseException | None = None
+    for address in addresses[:MAX_ADDRESSES]:
+        try:
+            connection = _connect(scheme, host, port, address, timeout)
+        except OSError as error:
+            last_error = error
+            continue
+        return _exchange(connection, target, body, headers, timeout, address)
+    return HookResult(error=_describe(last_error, timeout) if last_error else "could not connect")
+
+
+def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str], timeout: float,
+              address: str) -> HookResult:
+    """Send the request and read the status line and headers; the body of the answer is not
+    read. Each socket operation waits at most `timeout`, and the whole exchange at most twice
+    that: a receiver that drips its answer is cut off."""
+    import socket
+    import threading
+
+    cut = threading.Event()
+
+    def cut_off() -> None:
+        cut.set()
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
+    watchdog = threading.Timer(timeout * 2, cut_off)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        connection.request("POST", target, body=body, headers=headers)
+        response = connection.getresponse()
+        status = response.status
+        error_text = None
+        if 300 <= status < 400:
+            error_text = f"redirects are not followed (Location: {response.getheader('Location', '')})"
+        elif not 200 <= status < 300:
+            error_text = f"the receiver answered {status} {response.reason}".rstrip()
+        return HookResult(status_code=status, error=error_text, address=address)
+    except ValueError as error:  # http.client refuses header names or values it cannot send
+        return HookResult(error=f"invalid header: {error}", permanent=True, address=address)
+    except Exception as error:  # noqa: BLE001 - any failure of the exchange is an attempt's result
+        if cut.is_set():
+            return HookResult(error=f"no complete answer within {timeout * 2:g} s", address=address)
+        return HookResult(error=_describe(error, timeout), address=address)
+    finally:
+        watchdog.cancel()
+        connection.close()
+
+
+def request_headers(hook_headers: dict[str, str], *, event: str, delivery: str, body: bytes, secret: str,
+                    user_agent: str) -> dict[str, str]:
+    """The hook's own headers, then ours (a hook cannot replace them)."""
+    extra = {"Content-Type": "application/json", "User-Agent": user_agent, EVENT_HEADER: event,
+             DELIVERY_HEADER: delivery}
+    if secret:
+        extra[SIGNATURE_HEADER] = sign(secret, body)
+    return _headers(hook_headers, extra)

@@ -1,0 +1,285 @@
+"""Notifications of started and ended executions: the webhooks and e-mails an event calls for are
+published by the engine, one message each, on the notify queue; the notify handler delivers
+them once per (execution, notification, attempt) and retries failed webhooks through SQS
+delays. Message format, signature, safety rules and settings: docs/notifications.md."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from ..config import Settings
+from ..domain.model import Execution, ExecutionStatus as S, Job
+from ..observability import MetricUnit, logger, metrics
+
+STARTS, SUCCEEDS, FAILS, FINISHES = "starts", "succeeds", "fails", "finishes"
+WEBHOOK, EMAIL = "webhook", "email"
+STARTED, ENDED = "started", "ended"  # what the engine announces
+
+# Which of a job's `webhooks` / `notify` lists an ended execution calls, by its final status.
+EVENTS_BY_STATUS: dict[S, tuple[str, ...]] = {
+    S.DONE: (SUCCEEDS, FINISHES),
+    S.FAILED: (FAILS, FINISHES),
+    S.TIMEDOUT: (FAILS, FINISHES),
+    S.EXPIRED: (FINISHES,),
+    S.STOPPED: (FINISHES,),
+}
+MAIL_OFF = "E-mail notifications are off: no sender is configured (MAIL_SENDER)."
+NOTIFY_OFF = "Notifications are off: no notify queue is configured (NOTIFY_QUEUE_URL)."
+MAX_SQS_DELAY = 900
+
+
+class DeliveryInProgress(Exception):
+    """Another worker is sending this very notification now; the queue brings it back later."""
+
+
+def events_for(announced: str, status: S) -> tuple[str, ...]:
+    """The notification events that an engine announcement (`started`/`ended`) calls for."""
+    if announced == STARTED:
+        return (STARTS,)
+    if announced == ENDED:
+        return EVENTS_BY_STATUS.get(status, ())
+    return ()
+
+
+def notification_messages(announced: str, job: Job, execution: Execution, base_url: str = "") -> list[dict[str, Any]]:
+    """One notify-queue message per webhook hook and per e-mail recipient list that applies."""
+    common = {"taskId": execution.task_id, "jobId": execution.job_id, "executionId": execution.execution_id,
+              "status": execution.status.value, "attempt": 1}
+    if base_url:
+        common["baseUrl"] = base_url.rstrip("/")
+    messages: list[dict[str, Any]] = []
+    for event in events_for(announced, execution.status):
+        for index, hook in enumerate(job.spec.webhooks.get(event) or ()):
+            messages.append({"kind": WEBHOOK, "event": event, "index": index, "hook": hook.to_dict(), **common})
+        recipients = job.spec.notify.get(event) or []
+        if recipients:
+            messages.append({"kind": EMAIL, "event": event, "index": 0, "to": list(recipients), **common})
+    return messages
+
+
+def delivery_key(message: dict[str, Any]) -> str:
+    """`<executionId>/<kind>/<event>/<index>/<attempt>`: the same for every copy of one message."""
+    return "/".join((str(message["executionId"]), str(message["kind"]), str(message["event"]),
+                     str(message.get("index", 0)), str(message.get("attempt", 1))))
+
+
+def retry_delay(attempt: int, backoff_min: float) -> float:
+    """Seconds between failed attempt `attempt` (1 is the first) of a webhook and the next one:
+    backoff_min × 2^(attempt-1), at most the 15 minutes an SQS delay allows."""
+    return float(min(MAX_SQS_DELAY, backoff_min * 2 ** max(0, attempt - 1)))
+
+
+def notification_status(settings: Settings) -> dict[str, Any]:
+    """What /status says about notifications, with a warning for anything switched off."""
+    from ..api import shapes
+
+    queue = bool(settings.notify_queue_url)
+    warnings = [NOTIFY_OFF] if not queue else ([] if settings.mail_sender else [MAIL_OFF])
+    return shapes.notifications_status(queue, queue and bool(settings.mail_sender), warnings)
+
+
+# publishing (the engine's side) -------------------------------------------------------------------
+
+
+class NotificationPublisher:
+    """What the engine calls when an execution starts running and when it ends."""
+
+    def __init__(self, sqs: Any, settings: Settings) -> None:
+        from ..adapters.notifications import NotifyQueue
+
+        self._queue = NotifyQueue(sqs, settings.notify_queue_url)
+        self._settings = settings
+
+    def publish(self, event: str, job: Job, execution: Execution) -> int:
+        """Put one message per notification on the notify queue; raises when SQS did not take
+        them all (the engine publishes again when the event is redelivered)."""
+        base = self._settings.public_base_url or self._settings.notify_base_url or ""
+        messages = notification_messages(event, job, execution, base)
+        if messages:
+            self._queue.send_all(messages)
+            metrics.add_metric(name="NotificationsPublished", unit=MetricUnit.Count, value=len(messages))
+            logger.info("notifications published", extra={"execution_id": execution.execution_id, "announced": event,
+                                                          "count": len(messages)})
+        return len(messages)
+
+
+# e-mail content -----------------------------------------------------------------------------------
+
+
+def outcome(event: str, execution: Execution) -> str:
+    """How a subject line says what happened."""
+    if event == STARTS:
+        return "started"
+    status = execution.status
+    if status is S.TIMEDOUT:
+        return "timed out"
+    if status in (S.EXPIRED, S.STOPPED):
+        return status.value
+    if execution.exit_code is not None:
+        return f"{status.value}, exit code {execution.exit_code}"
+    return status.value
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def mail_content(event: str, job: Job, execution: Execution, base_url: str) -> tuple[str, str, str]:
+    """Subject, text body and HTML body of a notification e-mail."""
+    from html import escape
+
+    from ..api.shapes import Urls
+
+    urls = Urls(base_url)
+    execution_url = urls.execution(execution.task_id, execution.job_id, execution.execution_id)
+    subject = f"[fastlane] task {execution.task_id}, job {execution.job_id}: {outcome(event, execution)}"
+    rows = [
+        ("Task", execution.task_id),
+        ("Job", execution.job_id),
+        ("Execution", execution.execution_id),
+        ("Event", event),
+        ("Status", execution.status.value),
+        ("Exit code", "-" if execution.exit_code is None else str(execution.exit_code)),
+        ("Image", execution.image),
+        ("Command", execution.command),
+        ("Created", _when(execution.created_at)),
+        ("Started", _when(execution.started_at)),
+        ("Finished", _when(execution.finished_at)),
+    ]
+    if execution.error:
+        rows.append(("Error", execution.error))
+    if job.spec.metadata:
+        rows.append(("Metadata", json.dumps(job.spec.metadata, sort_keys=True)))
+    links = [("Execution", execution_url), ("Job", urls.job(execution.task_id, execution.job_id)),
+             ("Output", f"{execution_url}/logs")]
+    headline = subject.removeprefix("[fastlane] ")
+    headline = headline[:1].upper() + headline[1:]
+    width = max(len(name) for name, _ in rows + links) + 2
+    text = "\n".join(
+        [headline, ""]
+        + [f"{name + ':':<{width}}{value}" for name, value in rows] + [""]
+        + [f"{name + ':':<{width}}{url}" for name, url in links] + ["", "-- fastlane"]
+    ) + "\n"
+    table = "".join(f"<tr><th align=\"left\">{escape(name)}</th><td>{escape(value)}</td></tr>" for name, value in rows)
+    link_items = "".join(f"<li>{escape(name)}: <a href=\"{escape(url)}\">{escape(url)}</a></li>" for name, url in links)
+    html = (f"<!doctype html><html><body><h2>{escape(headline)}</h2>"
+            f"<table cellpadding=\"4\">{table}</table><ul>{link_items}</ul><p>-- fastlane</p></body></html>")
+    return subject, text, html
+
+
+# delivery (the notify handler's side) -------------------------------------------------------------
+
+
+class NotificationSender:
+    """Delivers one notify-queue message: claims its delivery key, sends, records the attempt on
+    the execution, queues the next attempt of a failed webhook, and marks the key done. A copy
+    of a message that was delivered already finds its key done and sends nothing."""
+
+    def __init__(self, store: Any, queue: Any, deliveries: Any, mailer: Any, settings: Settings,
+                 post: Callable[..., Any] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._queue = queue
+        self._deliveries = deliveries
+        self._mailer = mailer
+        self._settings = settings
+        self._post = post
+        self._clock = clock
+
+    def _lease(self, kind: str) -> float:
+        # Connecting (to at most 4 addresses) and the exchange (twice the timeout) are bounded;
+        # the lease outlives them, with room for name resolution.
+        return self._settings.webhook_timeout * 6 + 30 if kind == WEBHOOK else 60.0
+
+    def handle(self, message: dict[str, Any], receive_count: int = 1) -> None:
+        from ..adapters.notifications import BUSY, CLAIMED, DONE
+
+        kind = message.get("kind")
+        if kind not in (WEBHOOK, EMAIL) or not all(message.get(k) for k in ("jobId", "executionId", "event")):
+            logger.warning("not a notification message; dropped", extra={"notification": message})
+            return
+        logger.append_keys(execution_id=message["executionId"])
+        key = delivery_key(message)
+        lease = self._lease(kind)
+        claim = self._deliveries.claim(key, lease)
+        if claim.state == DONE:
+            logger.info("notification already delivered; duplicate dropped", extra={"delivery": key})
+            return
+        if claim.state == BUSY:
+            raise DeliveryInProgress(f"notification {key} is being delivered by another worker")
+        job = self._store.get_job(message["jobId"])
+        execution = self._store.get_execution(message["jobId"], message["executionId"])
+        if claim.state == CLAIMED:
+            if job is None or execution is None:
+                logger.warning("the execution of a notification no longer exists; dropped", extra={"delivery": key})
+                self._deliveries.complete(key)
+                return
+            try:
+                entry = self._webhook(message, key, job, execution) if kind == WEBHOOK else \
+                    self._email(message, key, job, execution)
+            except BaseException:
+                self._deliveries.release(key)  # nothing was sent: the redelivery tries again
+                raise
+            self._deliveries.mark_sent(key, entry, lease)
+        else:  # an earlier worker sent it and stopped before the bookkeeping below
+            entry = claim.outcome
+        if execution is not None and not any(e.get("delivery") == key for e in execution.notifications):
+            self._store.record_notification(message["jobId"], message["executionId"], entry)
+        if entry.get("retryIn") is not None:
+            self._queue.send({**message, "attempt": int(message.get("attempt", 1)) + 1},
+                             delay_seconds=float(entry["retryIn"]))
+        self._deliveries.complete(key)
+
+    def _webhook(self, message: dict[str, Any], key: str, job: Job, execution: Execution) -> dict[str, Any]:
+        from ..adapters import webhooks
+        from ..api.shapes import Urls, webhook_body
+
+        settings = self._settings
+        hook = message.get("hook") or {}
+        attempt = int(message.get("attempt", 1))
+        event = message["event"]
+        shape = webhook_body(Urls(message.get("baseUrl") or ""), event, job, execution, settings.secret_env_patterns)
+        body = json.dumps(shape, separators=(",", ":")).encode("utf-8")
+        headers = webhooks.request_headers(hook.get("headers") or {}, event=event, delivery=key, body=body,
+                                           secret=settings.webhook_signing_secret,
+                                           user_agent=f"fastlane-webhooks/{settings.version}")
+        post = self._post or webhooks.post
+        result = post(str(hook.get("url", "")), body, headers, timeout=settings.webhook_timeout,
+                      allow_private=settings.webhook_allow_private)
+        retry_in = None
+        if not result.ok and not result.permanent and attempt <= int(hook.get("retries") or 0):
+            retry_in = retry_delay(attempt, settings.webhook_backoff_min)
+        metrics.add_metric(name="WebhookAttempts", unit=MetricUnit.Count, value=1)
+        if not result.ok:
+            metrics.add_metric(name="WebhookFailures", unit=MetricUnit.Count, value=1)
+        log = logger.info if result.ok else logger.warning
+        log("webhook attempted", extra={"delivery": key, "url": hook.get("url"), "status_code": result.status_code,
+                                        "error": result.error, "retry_in": retry_in})
+        return {"at": round(self._clock(), 3), "kind": WEBHOOK, "event": event, "attempt": attempt,
+                "url": hook.get("url"), "statusCode": result.status_code, "ok": result.ok, "error": result.error,
+                "retryIn": retry_in, "delivery": key}
+
+    def _email(self, message: dict[str, Any], key: str, job: Job, execution: Execution) -> dict[str, Any]:
+        from ..adapters.notifications import MailRejected
+
+        event = message["event"]
+        to = [str(address) for address in message.get("to") or []]
+        entry: dict[str, Any] = {"at": round(self._clock(), 3), "kind": EMAIL, "event": event, "attempt": 1,
+                                 "to": to, "ok": False, "error": None, "delivery": key}
+        if self._mailer is None:
+            logger.warning(MAIL_OFF + " A notification e-mail was skipped.", extra={"delivery": key, "to": to})
+            metrics.add_metric(name="EmailsSkipped", unit=MetricUnit.Count, value=1)
+            return {**entry, "skipped": True, "error": MAIL_OFF}
+        subject, text, html = mail_content(event, job, execution, message.get("baseUrl") or "")
+        try:
+            entry["messageId"] = self._mailer.send(to, subject, text, html)  # DependencyDown: the queue retries
+            entry["ok"] = True
+            metrics.add_metric(name="EmailsSent", unit=MetricUnit.Count, value=1)
+            logger.info("notification e-mail sent", extra={"delivery": key, "to": to})
+        except MailRejected as rejected:
+            entry["error"] = str(rejected)
+            logger.warning("notification e-mail refused by SES", extra={"delivery": key, "error": str(rejected)})
+        return entry

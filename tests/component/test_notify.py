@@ -1,0 +1,462 @@
+"""Webhooks and e-mail when executions start and end: published by the engine on the notify
+queue, delivered by the notify handler, on moto in process, to a receiver on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+
+from chalicelib.adapters.webhooks import post, signature_matches
+from chalicelib.services.notify import MAIL_OFF
+from infra.local.event_sources import deliver_once
+from tests.component.engine_support import FakeRunner, install_engine, send_events, task_event
+from tests.conftest import REGION
+from tests.webhook_receiver import Receiver
+
+SECRET = "hook-s3cret"
+BASE = "https://fastlane.example"
+SENDER = "fastlane@example.com"
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings_env(aws, monkeypatch):
+    """Notifications on, signed, allowed to reach 127.0.0.1, links from a public base URL."""
+    monkeypatch.setenv("WEBHOOK_SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("WEBHOOK_BACKOFF_MIN", "0")
+    monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
+    monkeypatch.delenv("MAIL_SENDER", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def runner(settings_env):
+    return _install(settings_env)
+
+
+def _install(monkeypatch) -> FakeRunner:
+    from chalicelib import wiring
+
+    wiring.reset()
+    runner = FakeRunner()
+    engine = install_engine(monkeypatch, runner)
+    engine._notifier = wiring.get_notifier()  # the engine as wired in AWS: with its notifier
+    return runner
+
+
+@pytest.fixture
+def mail(settings_env):
+    """E-mail on: a sender verified in SES."""
+    boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=SENDER)
+    settings_env.setenv("MAIL_SENDER", SENDER)
+    return _install(settings_env)
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def drive(sqs, aws, queue: str) -> int:
+    import app as app_module
+
+    url, handler = {"jobs": (aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs),
+                     "events": (aws["EVENTS_QUEUE_URL"], app_module.monitor_tasks),
+                     "notify": (aws["NOTIFY_QUEUE_URL"], app_module.send_notifications)}[queue]
+    total = 0
+    while (count := deliver_once(sqs, url, handler)):
+        total += count
+    return total
+
+
+def run(api, sqs, aws, runner, payload: dict, exit_code: int | None = 0, notify: bool = True) -> dict:
+    """Enqueue a job, launch it, see it running and then stopped with `exit_code`, and deliver
+    its notifications; the enqueue answer."""
+    created = api.post("/tasks/t", payload).json
+    drive(sqs, aws, "jobs")
+    arn = runner.tasks[created["executionId"]]
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    drive(sqs, aws, "events")
+    if exit_code is not None:
+        stopped = task_event(created["executionId"], arn, "STOPPED", exit_code=exit_code)
+        send_events(sqs, aws["EVENTS_QUEUE_URL"], stopped)
+        drive(sqs, aws, "events")
+    if notify:
+        drive(sqs, aws, "notify")
+    return created
+
+
+def execution(api, created: dict) -> dict:
+    return api.get(_path(created["executionUrl"])).json["execution"]
+
+
+def hooks(receiver, **events) -> dict:
+    return {event: [{"url": f"{receiver.url}/{path}"} if isinstance(path, str) else
+                    {"url": f"{receiver.url}/{path[0]}", **path[1]} for path in paths]
+            for event, paths in events.items()}
+
+
+def sent_mail() -> list:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+
+
+# webhooks -------------------------------------------------------------------------------------------
+
+
+def test_a_successful_execution_posts_starts_succeeds_and_finishes_once_each(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "true", "metadata": {"user": "ana"},
+               "envs": {"DB_PASSWORD": "hunter2", "MODE": "fast"},
+               "webhooks": hooks(receiver, starts=["starts"], fails=["fails"], finishes=["finishes"],
+                                 succeeds=[("ok", {"headers": {"Authorization": "Bearer t"}})])}
+    created = run(api, sqs, aws, runner, payload, exit_code=0)
+    assert sorted(r.path for r in receiver.received()) == ["/finishes", "/ok", "/starts"]
+    ok = receiver.received("/ok")[0]
+    assert ok.headers["Content-Type"] == "application/json"
+    assert ok.headers["Authorization"] == "Bearer t"
+    assert ok.headers["X-Fastlane-Event"] == "succeeds"
+    assert signature_matches(SECRET, ok.body, ok.headers["X-Fastlane-Signature"])
+    body = ok.json
+    assert body["event"] == "succeeds"
+    assert body["task"] == {"id": "t", "url": f"{BASE}/tasks/t"}
+    assert body["job"]["id"] == created["jobId"] and body["job"]["url"] == created["jobUrl"]
+    assert body["job"]["metadata"]["custom"] == {"user": "ana"}
+    assert body["job"]["metadata"]["envs"] == {"DB_PASSWORD": "***", "MODE": "fast"}
+    assert "webhooks" not in body["job"]["metadata"] and "notify" not in body["job"]["metadata"]
+    assert (body["execution"]["executionId"], body["execution"]["status"], body["execution"]["exitCode"]) == (
+        created["executionId"], "done", 0)
+    assert body["execution"]["url"] == created["executionUrl"] and "notifications" not in body["execution"]
+    recorded = execution(api, created)["notifications"]
+    assert sorted((n["event"], n["statusCode"], n["ok"], n["attempt"]) for n in recorded) == [
+        ("finishes", 200, True, 1), ("starts", 200, True, 1), ("succeeds", 200, True, 1)]
+    assert all(n["kind"] == "webhook" and n["error"] is None and n["at"] for n in recorded)
+
+
+def test_a_failed_execution_posts_fails_and_finishes(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "false",
+               "webhooks": hooks(receiver, succeeds=["ok"], fails=["fails"], finishes=["finishes"])}
+    run(api, sqs, aws, runner, payload, exit_code=1)
+    assert sorted(r.path for r in receiver.received()) == ["/fails", "/finishes"]
+    fails = receiver.received("/fails")[0].json
+    assert (fails["event"], fails["execution"]["status"], fails["execution"]["exitCode"]) == ("fails", "failed", 1)
+
+
+def test_a_stopped_execution_posts_finishes_only(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "sleep 60",
+               "webhooks": hooks(receiver, succeeds=["ok"], fails=["fails"], finishes=["finishes"])}
+    created = run(api, sqs, aws, runner, payload, exit_code=None, notify=False)
+    assert api.post(_path(created["executionUrl"]) + "/stop").status_code == 200
+    drive(sqs, aws, "notify")
+    assert [r.path for r in receiver.received()] == ["/finishes"]
+    assert receiver.received()[0].json["execution"]["status"] == "stopped"
+
+
+def test_failed_attempts_are_retried_and_each_is_recorded(api, sqs, aws, runner, receiver):
+    receiver.answer("/flaky", 500, 503)
+    payload = {"image": "ubuntu", "command": "true",
+               "webhooks": hooks(receiver, succeeds=[("flaky", {"retries": 3})])}
+    created = run(api, sqs, aws, runner, payload)
+    assert len(receiver.received("/flaky")) == 3
+    recorded = execution(api, created)["notifications"]
+    assert [(n["attempt"], n["statusCode"], n["ok"], n["retryIn"]) for n in recorded] == [
+        (1, 500, False, 0.0), (2, 503, False, 0.0), (3, 200, True, None)]
+    assert "answered 500" in recorded[0]["error"]
+    deliveries = [r.headers["X-Fastlane-Delivery"] for r in receiver.received("/flaky")]
+    assert deliveries == [f"{created['executionId']}/webhook/succeeds/0/{n}" for n in (1, 2, 3)]
+
+
+def test_a_failed_attempt_waits_on_the_queue_before_the_next(api, sqs, aws, settings_env, receiver):
+    settings_env.setenv("WEBHOOK_BACKOFF_MIN", "30")
+    runner = _install(settings_env)
+    receiver.answer("/down", 500)
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, succeeds=[("down", {"retries": 2})])}
+    created = run(api, sqs, aws, runner, payload)
+    assert len(receiver.received("/down")) == 1
+    [attempt] = execution(api, created)["notifications"]
+    assert (attempt["statusCode"], attempt["retryIn"]) == (500, 30.0)
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["NOTIFY_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+
+
+def test_retries_stop_after_the_hooks_retries(api, sqs, aws, runner, receiver):
+    receiver.answer("/broken", 500, 500, 500, 500)
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, finishes=[("broken", {"retries": 1})])}
+    created = run(api, sqs, aws, runner, payload)
+    assert len(receiver.received("/broken")) == 2
+    assert [(n["attempt"], n["retryIn"]) for n in execution(api, created)["notifications"]] == [(1, 0.0), (2, None)]
+
+
+def test_a_hook_to_the_instance_metadata_address_is_refused_and_recorded(api, sqs, aws, settings_env, receiver):
+    settings_env.setenv("WEBHOOK_ALLOW_PRIVATE", "false")
+    runner = _install(settings_env)
+    payload = {"image": "ubuntu", "command": "true",
+               "webhooks": {"finishes": [{"url": "http://169.254.169.254/latest/meta-data/iam/", "retries": 5},
+                                         {"url": f"{receiver.url}/local"}]}}
+    created = run(api, sqs, aws, runner, payload)
+    assert receiver.received() == []
+    recorded = {n["url"]: n for n in execution(api, created)["notifications"]}
+    metadata = recorded["http://169.254.169.254/latest/meta-data/iam/"]
+    assert metadata["ok"] is False and metadata["statusCode"] is None and metadata["retryIn"] is None
+    assert "169.254.169.254, a link-local (instance metadata) address; webhooks may not reach it" in metadata["error"]
+    assert "127.0.0.1, a loopback address" in recorded[f"{receiver.url}/local"]["error"]
+    assert drive(sqs, aws, "notify") == 0  # refused hooks are not retried
+
+
+def test_a_redirect_is_recorded_not_followed(api, sqs, aws, runner, receiver):
+    receiver.answer("/moved", 302, headers={"Location": "http://169.254.169.254/"})
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, finishes=["moved"])}
+    created = run(api, sqs, aws, runner, payload)
+    assert [r.path for r in receiver.received()] == ["/moved"]
+    [attempt] = execution(api, created)["notifications"]
+    assert attempt["statusCode"] == 302 and not attempt["ok"]
+    assert "redirects are not followed" in attempt["error"]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(receiver):
+    """The name is resolved once, checked, and the socket opened to that address; the request
+    still names the host."""
+    asked = []
+
+    def resolver(host, port):
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    result = post(f"http://hooks.example:{receiver.port}/pinned", b"{}", {"Content-Type": "application/json"},
+                  timeout=5, allow_private=True, resolver=resolver)
+    assert result.ok and result.address == "127.0.0.1" and asked == ["hooks.example"]
+    assert receiver.received("/pinned")[0].headers["Host"] == f"hooks.example:{receiver.port}"
+
+
+def test_a_receiver_that_does_not_answer_is_a_timeout(receiver):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        result = post(f"http://127.0.0.1:{silent.getsockname()[1]}/", b"{}", {}, timeout=0.5, allow_private=True)
+    finally:
+        silent.close()
+    assert not result.ok and not result.permanent and result.error == "timed out after 0.5 s"
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off():
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        result = post(f"http://127.0.0.1:{server.getsockname()[1]}/", b"{}", {}, timeout=0.5, allow_private=True)
+    finally:
+        stop.set()
+        server.close()
+        thread.join(timeout=5)
+    assert not result.ok and result.error == "no complete answer within 1 s"
+
+
+# at least once, sent once -----------------------------------------------------------------------------
+
+
+def _duplicate_queued(sqs, url: str) -> int:
+    """Replace every message waiting on the queue by two copies of it, as SQS may deliver."""
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    for message in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
+    return len(messages)
+
+
+def test_a_duplicate_delivery_sends_nothing_twice(api, sqs, aws, mail, receiver):
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, succeeds=["once"]),
+               "notify": {"succeeds": ["ana@example.com"]}}
+    created = run(api, sqs, aws, mail, payload, notify=False)
+    assert _duplicate_queued(sqs, aws["NOTIFY_QUEUE_URL"]) == 2
+    assert drive(sqs, aws, "notify") == 4
+    assert len(receiver.received("/once")) == 1
+    assert len(sent_mail()) == 1
+    assert len(execution(api, created)["notifications"]) == 2
+
+
+def test_a_duplicate_ecs_event_publishes_nothing_twice(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, finishes=["end"])}
+    created = run(api, sqs, aws, runner, payload, notify=False)
+    stopped = task_event(created["executionId"], runner.tasks[created["executionId"]], "STOPPED", exit_code=0)
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], stopped, stopped)
+    drive(sqs, aws, "events")
+    drive(sqs, aws, "notify")
+    assert len(receiver.received("/end")) == 1
+
+
+def test_a_worker_that_died_after_sending_is_not_sent_again(aws):
+    """The delivery log: the attempt's outcome is kept once it is made, so a worker that takes
+    over an expired claim finishes the bookkeeping without sending again."""
+    from chalicelib.adapters.notifications import BUSY, CLAIMED, DONE, SENT, DeliveryLog
+
+    clock = [1000.0]
+    log = DeliveryLog(boto3.client("dynamodb", region_name=REGION), "test-deliveries",
+                      clock=lambda: clock[0])
+    assert log.claim("e/webhook/fails/0/1", 60).state == CLAIMED
+    assert log.claim("e/webhook/fails/0/1", 60).state == BUSY  # another worker is sending
+    log.mark_sent("e/webhook/fails/0/1", {"statusCode": 200}, 60)
+    clock[0] += 61  # the worker died; its lease runs out
+    taken = log.claim("e/webhook/fails/0/1", 60)
+    assert (taken.state, taken.outcome) == (SENT, {"statusCode": 200})
+    log.complete("e/webhook/fails/0/1")
+    clock[0] += 1000
+    assert log.claim("e/webhook/fails/0/1", 60).state == DONE
+
+
+def test_a_claim_given_back_can_be_taken_again(aws):
+    from chalicelib.adapters.notifications import CLAIMED, DeliveryLog
+
+    log = DeliveryLog(boto3.client("dynamodb", region_name=REGION), "test-deliveries")
+    assert log.claim("k", 60).state == CLAIMED
+    log.release("k")
+    assert log.claim("k", 60).state == CLAIMED
+
+
+# e-mail -------------------------------------------------------------------------------------------------
+
+
+def test_emails_go_through_ses_to_the_lists_that_apply(api, sqs, aws, mail):
+    payload = {"image": "ubuntu", "command": "true", "metadata": {"user": "ana"},
+               "notify": {"succeeds": ["ana@example.com", "bo@example.com"], "fails": ["ops@example.com"],
+                          "finishes": ["log@example.com"], "starts": ["start@example.com"]}}
+    created = run(api, sqs, aws, mail, payload, exit_code=0)
+    messages = {tuple(m.destinations["ToAddresses"]): m for m in sent_mail()}
+    assert set(messages) == {("ana@example.com", "bo@example.com"), ("log@example.com",), ("start@example.com",)}
+    done = messages[("ana@example.com", "bo@example.com")]
+    assert done.source == SENDER
+    assert done.subject == f"[fastlane] task t, job {created['jobId']}: done, exit code 0"
+    assert messages[("start@example.com",)].subject == f"[fastlane] task t, job {created['jobId']}: started"
+    assert created["executionUrl"] in done.body and created["jobUrl"] in done.body  # moto keeps the HTML part
+    recorded = execution(api, created)["notifications"]
+    assert sorted((n["event"], n["ok"]) for n in recorded) == [("finishes", True), ("starts", True),
+                                                               ("succeeds", True)]
+    assert all(n["kind"] == "email" and n["messageId"] for n in recorded)
+
+
+def test_the_subject_says_an_execution_timed_out(api, sqs, aws, mail):
+    from chalicelib import wiring
+
+    payload = {"image": "ubuntu", "command": "sleep 600", "timeout": 1, "notify": {"fails": ["ops@example.com"]}}
+    created = run(api, sqs, aws, mail, payload, exit_code=None, notify=False)
+    engine = wiring.get_engine()
+    job = wiring.get_store().get_job(created["jobId"])
+    engine.enforce_timeout(wiring.get_store().get_execution(created["jobId"], created["executionId"]), job)
+    drive(sqs, aws, "notify")
+    [message] = sent_mail()
+    assert message.subject == f"[fastlane] task t, job {created['jobId']}: timed out"
+
+
+def test_the_text_and_html_parts_hold_the_details_and_links():
+    from chalicelib.domain.model import Execution, ExecutionStatus, Job, JobSpec
+    from chalicelib.services.notify import mail_content
+
+    job = Job(task_id="t", job_id="j1", spec=JobSpec(image="ubuntu", command="echo <b>", metadata={"user": "ana"}),
+              created_at=1.0, last_modified_at=1.0)
+    item = Execution(task_id="t", job_id="j1", execution_id="e1", image="ubuntu", command="echo <b>",
+                     status=ExecutionStatus.FAILED, created_at=1700000000.0, started_at=1700000001.0,
+                     finished_at=1700000002.5, exit_code=2, error="boom")
+    subject, text, html = mail_content("fails", job, item, BASE)
+    assert subject == "[fastlane] task t, job j1: failed, exit code 2"
+    assert "Exit code: 2\n" in text and "Error:     boom\n" in text and "2023-11-14 22:13:22 UTC" in text
+    assert f"{BASE}/tasks/t/jobs/j1/executions/e1/logs" in text and f"{BASE}/tasks/t/jobs/j1" in text
+    assert text.startswith("Task t, job j1: failed, exit code 2\n")
+    assert "echo &lt;b&gt;" in html and f'href="{BASE}/tasks/t/jobs/j1/executions/e1"' in html
+    assert '"user": "ana"' in text
+
+
+def test_an_unverified_sender_is_recorded_and_not_retried(api, sqs, aws, settings_env):
+    settings_env.setenv("MAIL_SENDER", "nobody@unverified.example")
+    runner = _install(settings_env)
+    created = run(api, sqs, aws, runner, {"image": "ubuntu", "command": "true",
+                                          "notify": {"finishes": ["ops@example.com"]}})
+    [attempt] = execution(api, created)["notifications"]
+    assert attempt["ok"] is False and "MessageRejected" in attempt["error"]
+    assert sent_mail() == [] and drive(sqs, aws, "notify") == 0
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_without_a_sender_email_is_skipped_with_a_warning(api, sqs, aws, runner, receiver):
+    from chalicelib.observability import logger
+
+    lines = _Lines()
+    logger.addHandler(lines)
+    try:
+        payload = {"image": "ubuntu", "command": "true", "notify": {"finishes": ["ops@example.com"]},
+                   "webhooks": hooks(receiver, finishes=["end"])}
+        created = run(api, sqs, aws, runner, payload)
+    finally:
+        logger.removeHandler(lines)
+    ended = execution(api, created)
+    assert (ended["status"], ended["exitCode"]) == ("done", 0)
+    skipped = [n for n in ended["notifications"] if n["kind"] == "email"]
+    assert [(n["ok"], n["skipped"], n["error"]) for n in skipped] == [(False, True, MAIL_OFF)]
+    assert len(receiver.received("/end")) == 1  # webhooks are unaffected
+    assert any(line.startswith(MAIL_OFF) for line in lines.lines)
+    assert sent_mail() == []
+    assert drive(sqs, aws, "notify") == 0  # nothing failed, nothing comes back
+
+
+# the farm's status --------------------------------------------------------------------------------------
+
+
+def test_status_shows_the_notify_queues_and_warns_that_email_is_off(api, runner):
+    body = api.get("/status").json
+    assert {"notify", "notifyDeadLetter"} <= set(body["queues"])
+    assert body["notifications"] == {"webhooks": "on", "mail": "off", "warnings": [MAIL_OFF]}
+
+
+def test_status_without_warnings_when_a_sender_is_configured(api, mail):
+    assert api.get("/status").json["notifications"] == {"webhooks": "on", "mail": "on", "warnings": []}
+
+
+def test_the_notify_message_on_the_queue(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "true",
+               "webhooks": {"fails": [{"url": "https://hooks.example/f", "headers": {"X-Team": "a"}, "retries": 2}]}}
+    created = run(api, sqs, aws, runner, payload, exit_code=3, notify=False)
+    [message] = [json.loads(m["Body"]) for m in
+                 sqs.receive_message(QueueUrl=aws["NOTIFY_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]]
+    assert message == {"kind": "webhook", "event": "fails", "index": 0,
+                       "hook": {"url": "https://hooks.example/f", "headers": {"X-Team": "a"}, "retries": 2},
+                       "taskId": "t", "jobId": created["jobId"], "executionId": created["executionId"],
+                       "status": "failed", "attempt": 1, "baseUrl": BASE}
