@@ -1,0 +1,460 @@
+"""Live logs over websockets: a subscriber gets an execution's output written so far (one read of
+CloudWatch Logs), then every chunk the log subscription delivers, then the exit code, then a
+close. Live chunks are read once per execution, by the subscription, never per client.
+Frames, positions and close reasons: docs/live-logs.md."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+from typing import Any, Callable, Iterable, Protocol
+
+from ..domain.errors import DependencyDown, FastlaneError, NotFound
+from ..domain.live import (
+    CONNECTION_LIFETIME_SECONDS,
+    STREAMS,
+    Cursor,
+    FrameWriter,
+    LogEvent,
+    StreamRecord,
+    Subscriber,
+    Subscription,
+    close_frame,
+    end_frame,
+    error_frame,
+    is_after,
+    log_stream_of,
+    pong_frame,
+    subscribed_frame,
+)
+from ..domain.model import Execution, ExecutionStatus, Job
+from ..observability import logger
+
+CONNECT_WAIT_SECONDS = 5.0  # how long a subscription made on $connect waits for the socket to open
+RETRY_SECONDS = 5.0  # when to come back for an execution that has no due time
+STOP_GRACE_SECONDS = 150.0  # a stopped container may write until ECS kills it (stopTimeout <= 120 s)
+HEAL_AFTER_SECONDS = 30.0  # a ping ends a stream whose end was missed, this long after the execution ended
+GO_LIVE_ATTEMPTS = 20
+
+
+class Connections(Protocol):
+    def put_subscriber(self, subscriber: Subscriber) -> None: ...
+    def get_subscriber(self, connection_id: str) -> Subscriber | None: ...
+    def subscribers(self, execution_id: str) -> list[Subscriber]: ...
+    def delete(self, connection_id: str) -> None: ...
+    def append_pending(self, connection_id: str, chunk: str) -> str: ...
+    def go_live(self, connection_id: str, cursor: Cursor, pending_seen: int) -> bool: ...
+    def clear_overflow(self, connection_id: str) -> None: ...
+    def mark_end(self, connection_id: str, end: dict[str, Any]) -> bool: ...
+    def open_stream(self, ecs_task_id: str, execution_id: str) -> StreamRecord: ...
+    def get_stream(self, ecs_task_id: str) -> StreamRecord | None: ...
+    def claim(self, ecs_task_id: str, stream: str, expected: Any, new: Any) -> bool: ...
+    def end_stream(self, ecs_task_id: str) -> StreamRecord | None: ...
+
+
+class Sockets(Protocol):
+    def post(self, endpoint: str, connection_id: str, data: str) -> bool: ...
+    def close(self, endpoint: str, connection_id: str) -> None: ...
+    def warm(self) -> None: ...
+
+
+class LogEvents(Protocol):
+    def read(self, ecs_task_id: str, streams: tuple[str, ...] = STREAMS,
+             start_ms: int | None = None) -> Iterable[list[LogEvent]]: ...
+
+
+class Starter(Protocol):
+    def start(self, payload: dict[str, Any]) -> None: ...
+
+
+def decode_subscription(event: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a CloudWatch Logs subscription event (base64 of gzipped JSON)."""
+    return json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+
+
+def ecs_task_of(task_arn: str) -> str:
+    from ..adapters.ecs import task_id
+
+    return task_id(task_arn)
+
+
+class LiveLogs:
+    def __init__(self, connections: Connections, sockets: Sockets, log_events: LogEvents, starter: Starter,
+                 jobs: Any, store: Any, *, endpoint_of: Callable[[dict[str, Any]], str],
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._connections = connections
+        self._sockets = sockets
+        self._log_events = log_events
+        self._starter = starter
+        self._jobs = jobs
+        self._store = store
+        self._endpoint_of = endpoint_of
+        self._clock = clock
+        self._sleep = sleep
+
+    def warm(self) -> None:
+        """Open the connections a first subscriber would wait for."""
+        self._connections.get_stream("#warm")
+        self._sockets.warm()
+
+    # the websocket routes -----------------------------------------------------------------------
+
+    def connect(self, event: dict[str, Any]) -> dict[str, Any]:
+        """$connect: a subscription in the query string is started once the socket is open."""
+        context = event["requestContext"]
+        query = event.get("queryStringParameters") or {}
+        if not any(query.get(name) for name in ("taskId", "jobId", "executionId")):
+            return {"statusCode": 200}  # the client will send a subscribe message
+        request = {name: query.get(name) for name in ("taskId", "jobId", "executionId", "after")}
+        self._starter.start({"liveLogs": "subscribe", "connectionId": context["connectionId"],
+                             "endpoint": self._endpoint_of(context), "request": request})
+        return {"statusCode": 200}
+
+    def message(self, event: dict[str, Any]) -> dict[str, Any]:
+        """$default: {"action": "subscribe", ...} or {"action": "ping"}."""
+        context = event["requestContext"]
+        connection_id, endpoint = context["connectionId"], self._endpoint_of(context)
+        try:
+            body = json.loads(event.get("body") or "")
+        except ValueError:
+            body = None
+        action = body.get("action") if isinstance(body, dict) else None
+        if action == "subscribe":
+            self.subscribe(connection_id, endpoint, body)
+        elif action == "ping":
+            self._sockets.post(endpoint, connection_id, pong_frame())
+            self._heal(connection_id)
+        else:
+            self._sockets.post(endpoint, connection_id, error_frame(
+                'Messages are JSON objects: {"action": "subscribe", "taskId": ..., "jobId": ..., '
+                '"executionId"?: ..., "after"?: ...} or {"action": "ping"}.', "action"))
+        return {"statusCode": 200}
+
+    def tell(self, event: dict[str, Any], frame: str) -> None:
+        """Send one frame to the connection of a websocket event."""
+        context = event["requestContext"]
+        self._sockets.post(self._endpoint_of(context), context["connectionId"], frame)
+
+    def disconnect(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._connections.delete(event["requestContext"]["connectionId"])
+        return {"statusCode": 200}
+
+    # subscribing --------------------------------------------------------------------------------
+
+    def start(self, payload: dict[str, Any]) -> None:
+        """A subscription made on $connect, run by the logs function once the socket is open."""
+        self.subscribe(payload["connectionId"], payload["endpoint"], payload.get("request") or {}, deferred=True)
+
+    def _send_first(self, endpoint: str, connection_id: str, data: str, deferred: bool) -> bool:
+        """The first frame of a subscription made on $connect may come before API Gateway opened
+        the socket: it is tried again for a few seconds."""
+        deadline = self._clock() + (CONNECT_WAIT_SECONDS if deferred else 0.0)
+        delay = 0.05
+        while True:
+            if self._sockets.post(endpoint, connection_id, data):
+                return True
+            if self._clock() >= deadline:
+                return False
+            self._sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _close(self, endpoint: str, connection_id: str, reason: str, retry_after: float | None = None) -> None:
+        """In AWS a server cannot give a close reason: it is the last frame, then the socket is
+        closed (the local runtime closes with that reason too)."""
+        self._sockets.post(endpoint, connection_id, close_frame(reason, retry_after))
+        self._sockets.close(endpoint, connection_id)
+
+    def _execution_of(self, job: Job, subscription: Subscription) -> Execution | None:
+        if subscription.execution_id:
+            execution = self._store.get_execution(job.job_id, subscription.execution_id)
+            if execution is None:
+                raise NotFound(f"Execution '{subscription.execution_id}' was not found in job '{job.job_id}'.",
+                               field="executionId")
+            return execution
+        if not job.execution_count:
+            return None
+        page = self._store.list_executions(job.job_id, 1, 1, total=job.execution_count)
+        return page.items[0] if page.items else None
+
+    def _output_complete(self, execution: Execution) -> bool:
+        """Whether everything the execution will ever write is in CloudWatch Logs already."""
+        if not execution.status.is_final or execution.task_arn is None or execution.exit_code is not None:
+            return execution.status.is_final
+        if execution.status in (ExecutionStatus.STOPPED, ExecutionStatus.TIMEDOUT):
+            # Ended by us: its container may still be stopping, and writing.
+            return self._clock() - (execution.finished_at or 0.0) > STOP_GRACE_SECONDS
+        return True
+
+    def _retry_after(self, execution: Execution | None) -> float:
+        if execution is None or execution.due_at is None:
+            return RETRY_SECONDS if execution is None else 1.0
+        return round(min(30.0, max(1.0, execution.due_at - self._clock())), 1)
+
+    def _close_reason(self, execution: Execution, follow: str) -> str:
+        """A subscriber of a job is sent on to the job's next execution (a retry) with `retry`."""
+        if follow == "job":
+            job = self._store.get_job(execution.job_id)
+            if job is not None and job.active - {execution.execution_id}:
+                return "retry"
+        return "done"
+
+    def subscribe(self, connection_id: str, endpoint: str, request: dict[str, Any], deferred: bool = False) -> None:
+        def send(data: str) -> bool:
+            return self._sockets.post(endpoint, connection_id, data)
+
+        try:
+            subscription = Subscription.parse(request)
+            job = self._jobs.job(subscription.task_id, subscription.job_id)
+            execution = self._execution_of(job, subscription)
+        except DependencyDown as error:
+            if self._send_first(endpoint, connection_id, error_frame(error.message), deferred):
+                self._close(endpoint, connection_id, "retry", RETRY_SECONDS)
+            return
+        except FastlaneError as error:
+            if self._send_first(endpoint, connection_id, error_frame(error.message, error.field), deferred):
+                self._close(endpoint, connection_id, "error")
+            return
+        if not deferred:
+            self._connections.delete(connection_id)  # a connection watches one execution at a time
+        ids = dict(connection_id=connection_id, task_id=job.task_id, job_id=job.job_id,
+                   execution_id=execution.execution_id if execution else None)
+        logger.info("live logs: subscribe", extra=ids)
+        first = subscribed_frame(job.task_id, job.job_id, execution.execution_id if execution else None,
+                                 execution.status.value if execution else None, subscription.follow)
+        if not self._send_first(endpoint, connection_id, first, deferred):
+            return  # the client left
+        if execution is None or execution.task_arn is None:
+            if execution is not None and execution.status.is_final:
+                send(end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error))
+                self._close(endpoint, connection_id, self._close_reason(execution, subscription.follow))
+            else:
+                self._close(endpoint, connection_id, "retry", self._retry_after(execution))
+            return
+        ecs_task_id = ecs_task_of(execution.task_arn)
+        if self._output_complete(execution):
+            writer = FrameWriter(send, subscription.after)
+            self._catch_up(writer, ecs_task_id, subscription.after)
+            if not writer.gone:
+                send(end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error))
+                self._close(endpoint, connection_id, self._close_reason(execution, subscription.follow))
+            return
+        at = self._clock()
+        subscriber = Subscriber(connection_id=connection_id, endpoint=endpoint, execution_id=execution.execution_id,
+                                task_id=job.task_id, job_id=job.job_id, follow=subscription.follow,
+                                ecs_task_id=ecs_task_id, connected_at=at,
+                                expires_at=at + CONNECTION_LIFETIME_SECONDS + 60, cursor=subscription.after)
+        # Registered before the catch-up is read, so no chunk falls between the two: chunks that
+        # arrive meanwhile wait in the subscriber's item (pending) until the catch-up is sent.
+        self._connections.put_subscriber(subscriber)
+        self._connections.open_stream(ecs_task_id, execution.execution_id)
+        writer = FrameWriter(send, subscription.after)
+        self._catch_up(writer, ecs_task_id, subscription.after)
+        if writer.gone:
+            self._connections.delete(connection_id)
+            return
+        self._go_live(subscriber, writer)
+
+    def _catch_up(self, writer: FrameWriter, ecs_task_id: str, after: Cursor,
+                  streams: tuple[str, ...] = STREAMS) -> None:
+        start = after.earliest_timestamp if streams == STREAMS else (
+            after.of(streams[0]).timestamp if after.of(streams[0]) else None)
+        for page in self._log_events.read(ecs_task_id, streams, start):
+            writer.add_all(page)
+            if writer.gone:
+                return
+        writer.flush()
+
+    def _go_live(self, subscriber: Subscriber, writer: FrameWriter) -> None:
+        """Send what arrived during the catch-up, then become live, atomically with respect to
+        the fan-out: going live fails while anything new waits."""
+        seen = 0
+        for _ in range(GO_LIVE_ATTEMPTS):
+            current = self._connections.get_subscriber(subscriber.connection_id)
+            if current is None:
+                return  # disconnected
+            for chunk in current.pending[seen:]:
+                writer.add_all(LogEvent.from_list(item) for item in json.loads(chunk))
+            seen = len(current.pending)
+            writer.flush()
+            if writer.gone:
+                self._connections.delete(subscriber.connection_id)
+                return
+            record = self._connections.get_stream(subscriber.ecs_task_id)
+            if current.end is not None or (record is not None and record.ended):
+                self._finish_alone(current, writer, current.end)
+                return
+            missed = record is not None and any(
+                record.delivered.of(s) is not None and is_after(record.delivered.of(s), writer.cursor.of(s))  # type: ignore[arg-type]
+                for s in STREAMS)
+            if missed or current.overflow:
+                logger.info("live logs: reading what the subscription delivered meanwhile",
+                            extra={"connection_id": subscriber.connection_id, "overflow": current.overflow,
+                                   "delivered": str(record.delivered) if record else None,
+                                   "cursor": str(writer.cursor)})
+                # A chunk was delivered that this subscriber did not get (the index had not shown
+                # it yet, or pending overflowed): read it from CloudWatch.
+                for stream in STREAMS:
+                    self._catch_up(writer, subscriber.ecs_task_id, writer.cursor, (stream,))
+                if current.overflow:
+                    self._connections.clear_overflow(subscriber.connection_id)
+                    seen = 0
+                continue
+            if self._connections.go_live(subscriber.connection_id, writer.cursor, seen):
+                return
+        logger.warning("live logs: subscriber could not go live", extra={"connection_id": subscriber.connection_id})
+        self._close(subscriber.endpoint, subscriber.connection_id, "retry", 1.0)
+        self._connections.delete(subscriber.connection_id)
+
+    def _finish_alone(self, subscriber: Subscriber, writer: FrameWriter, end: dict[str, Any] | None) -> None:
+        """The execution ended while this subscriber was catching up: it reads the rest itself."""
+        for stream in STREAMS:
+            self._catch_up(writer, subscriber.ecs_task_id, writer.cursor, (stream,))
+        execution = self._store.get_execution(subscriber.job_id, subscriber.execution_id)
+        if not writer.gone and execution is not None:
+            self._sockets.post(subscriber.endpoint, subscriber.connection_id, end_frame(
+                execution.execution_id, execution.status.value, execution.exit_code, execution.error))
+            reason = (end or {}).get("reason") or self._close_reason(execution, subscriber.follow)
+            self._close(subscriber.endpoint, subscriber.connection_id, reason)
+        self._connections.delete(subscriber.connection_id)
+
+    # the live fan-out ---------------------------------------------------------------------------
+
+    def deliver(self, event: dict[str, Any]) -> int:
+        """A CloudWatch Logs subscription event: send its chunk to the execution's subscribers.
+        Returns how many subscribers were sent (or kept) it."""
+        data = decode_subscription(event)
+        if data.get("messageType") != "DATA_MESSAGE":
+            return 0
+        named = log_stream_of(data.get("logStream", ""))
+        if named is None:
+            return 0
+        ecs_task_id, stream = named
+        events = sorted((LogEvent(stream, int(e["timestamp"]), str(e["id"]), e.get("message", ""))
+                         for e in data.get("logEvents", [])), key=lambda e: e.position.key)
+        if not events:
+            return 0
+        record = self._connections.get_stream(ecs_task_id)
+        if record is None or record.ended:
+            return 0  # nobody watches this execution, or its end was sent
+        subscribers = self._connections.subscribers(record.execution_id)
+        if not subscribers:
+            return 0
+        last = events[-1].position
+        for _ in range(5):
+            delivered = record.delivered.of(stream)
+            if delivered is not None and not is_after(last, delivered):
+                break  # older than what was delivered: still sent (late, never lost), nothing to record
+            if self._connections.claim(ecs_task_id, stream, delivered, last):
+                break
+            record = self._connections.get_stream(ecs_task_id)  # type: ignore[assignment]
+            if record is None or record.ended:
+                return 0
+        chunk = json.dumps([e.to_list() for e in events])
+        count = 0
+        for subscriber in subscribers:
+            if subscriber.live:
+                count += self._send_live(subscriber, record, stream, events)
+                continue
+            kept = self._connections.append_pending(subscriber.connection_id, chunk)
+            if kept == "refused":
+                current = self._connections.get_subscriber(subscriber.connection_id)
+                if current is not None and current.live:
+                    count += self._send_live(current, record, stream, events)
+            else:
+                count += 1
+        return count
+
+    def _send_live(self, subscriber: Subscriber, record: StreamRecord, stream: str, events: list[LogEvent]) -> int:
+        other = "stderr" if stream == "stdout" else "stdout"
+        cursor = subscriber.cursor.moved(other, record.delivered.of(other))
+        writer = FrameWriter(lambda data: self._sockets.post(subscriber.endpoint, subscriber.connection_id, data),
+                             cursor)
+        writer.add_all(events)
+        writer.flush()
+        if writer.gone:
+            self._connections.delete(subscriber.connection_id)
+            return 0
+        return 1
+
+    # the end ------------------------------------------------------------------------------------
+
+    def task_stopped(self, execution_id: str, task_arn: str) -> None:
+        """An ECS task of ours stopped (its output is complete): end the streams of its execution."""
+        if self._connections.get_stream(ecs_task_of(task_arn)) is None:
+            return  # nobody ever watched it: one read, and nothing else
+        execution = self._store.find_execution(execution_id)
+        if execution is not None and execution.status.is_final and execution.task_arn:
+            self.end(execution)
+
+    def end(self, execution: Execution) -> None:
+        """Send every subscriber of the execution the output it has not got yet (one read of
+        CloudWatch for all of them), the exit code, and a close."""
+        assert execution.task_arn
+        ecs_task_id = ecs_task_of(execution.task_arn)
+        record = self._connections.end_stream(ecs_task_id)
+        if record is None:
+            return
+        subscribers = self._connections.subscribers(execution.execution_id)
+        reasons: dict[str, str] = {}
+
+        def reason(follow: str) -> str:
+            if follow not in reasons:
+                reasons[follow] = self._close_reason(execution, follow)
+            return reasons[follow]
+
+        live: list[Subscriber] = []
+        for subscriber in subscribers:
+            if subscriber.live:
+                live.append(subscriber)
+            elif not self._connections.mark_end(subscriber.connection_id, {"reason": reason(subscriber.follow)}):
+                current = self._connections.get_subscriber(subscriber.connection_id)
+                if current is not None and current.live:
+                    live.append(current)
+        if not live:
+            return
+        logger.info("live logs: execution ended", extra={"execution_id": execution.execution_id,
+                                                          "subscribers": len(live)})
+        writers = []
+        for subscriber in live:
+            def send(data: str, s: Subscriber = subscriber) -> bool:
+                return self._sockets.post(s.endpoint, s.connection_id, data)
+
+            writers.append(FrameWriter(send, subscriber.cursor.merged(record.delivered)))
+        for stream in STREAMS:
+            marks = [w.cursor.of(stream) for w in writers]
+            start = None if any(m is None for m in marks) else min(m.timestamp for m in marks)  # type: ignore[union-attr]
+            for page in self._log_events.read(ecs_task_id, (stream,), start):
+                for writer in writers:
+                    writer.add_all(page)
+            for writer in writers:
+                writer.flush()
+        final = end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error)
+        for subscriber, writer in zip(live, writers):
+            if not writer.gone and self._sockets.post(subscriber.endpoint, subscriber.connection_id, final):
+                self._close(subscriber.endpoint, subscriber.connection_id, reason(subscriber.follow))
+            self._connections.delete(subscriber.connection_id)
+
+    def _heal(self, connection_id: str) -> None:
+        """A ping from a live subscriber of an execution that ended a while ago: its end was
+        missed (an ECS event lost, and the sweeper ended the execution), so send it now."""
+        subscriber = self._connections.get_subscriber(connection_id)
+        if subscriber is None or not subscriber.live:
+            return
+        execution = self._store.get_execution(subscriber.job_id, subscriber.execution_id)
+        if (execution is not None and execution.task_arn and self._output_complete(execution)
+                and self._clock() - (execution.finished_at or 0.0) > HEAL_AFTER_SECONDS):
+            self.end(execution)
+
+    # the logs function ------------------------------------------------------------------------
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The logs function: CloudWatch Logs subscription events, and subscriptions made on
+        $connect."""
+        if "awslogs" in event:
+            return {"subscribers": self.deliver(event)}
+        if event.get("liveLogs") == "subscribe":
+            self.start(event)
+            return {"started": True}
+        logger.warning("logs function: unknown event", extra={"keys": sorted(event)[:10]})
+        return {"ignored": True}

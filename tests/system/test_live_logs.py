@@ -1,0 +1,208 @@
+"""Live logs through the local runtime, with a real websocket client: the local websocket
+gateway, the management API it serves back to the sockets, and the one log subscription poller."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from typing import Any, Iterator
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from .conftest import Runtime, start_runtime, stop_runtime, wait_until
+
+pytestmark = pytest.mark.system
+
+FIVE_LINES = "bash -c 'for i in 1 2 3 4 5; do echo line $i; sleep 1; done'"
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    rt = start_runtime(tmp_path_factory.mktemp("live-logs"))
+    try:
+        yield rt
+    finally:
+        stop_runtime(rt)
+
+
+def websocket_url(runtime: Runtime) -> str:
+    match = re.search(r"live logs websocket on (\S+) ", runtime.log.read_text())
+    assert match, "the runtime did not announce its websocket"
+    return match.group(1)
+
+
+def management_endpoint(runtime: Runtime) -> str:
+    match = re.search(r"websocket management API at (\S+)\)", runtime.log.read_text())
+    assert match, "the runtime did not announce its management API"
+    return match.group(1)
+
+
+def log_reads(runtime: Runtime) -> dict[str, int]:
+    return requests.get(management_endpoint(runtime) + "/_local/calls", timeout=5).json()
+
+
+class Session:
+    """One websocket connection: its frames with the time each arrived, and how it closed."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, dict[str, Any]]] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for _, f in self.frames if f["type"] == kind]
+
+    def lines(self) -> list[str]:
+        return [line for f in self.of("output") for line in f["lines"]]
+
+
+def session(url: str, stop_after_lines: int | None = None, timeout: float = 30.0,
+            into: Session | None = None) -> Session:
+    result = into or Session()
+    with connect(url, open_timeout=10) as ws:
+        try:
+            while True:
+                frame = json.loads(ws.recv(timeout=timeout))
+                result.frames.append((time.time(), frame))
+                if stop_after_lines is not None and len(result.lines()) >= stop_after_lines:
+                    ws.close()
+                    break
+        except ConnectionClosed:
+            pass
+        result.close_code, result.close_reason = ws.close_code, ws.close_reason
+    return result
+
+
+def follow(url: str, **kw: Any) -> list[Session]:
+    """Sessions until one ends with `done` or `error`, coming back after `retry` as told."""
+    sessions: list[Session] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sessions.append(session(url, **kw))
+        last = sessions[-1]
+        if last.close_reason != "retry":
+            return sessions
+        time.sleep(min(float(last.of("close")[-1].get("retryAfter") or 1), 1.0))
+    raise AssertionError("the stream never ended")
+
+
+def query(**params: str) -> str:
+    return "/?" + urlencode(params)
+
+
+def test_a_running_job_is_streamed_line_by_line_then_its_exit_code_then_done(runtime: Runtime) -> None:
+    job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": FIVE_LINES}).json()
+    sessions = follow(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))
+    final = sessions[-1]
+    assert final.close_code == 1000 and final.close_reason == "done"
+    assert final.lines() == [f"line {i}" for i in range(1, 6)]
+    types = [f["type"] for _, f in final.frames]
+    assert types[0] == "subscribed" and types[-2:] == ["end", "close"]
+    assert final.of("end") == [{"type": "end", "executionId": job["executionId"], "status": "done", "exitCode": 0,
+                                "error": None}]
+    assert final.of("close") == [{"type": "close", "reason": "done"}]
+    # line by line while it ran: the first line came seconds before the end; the lines written
+    # after the catch-up came one frame each, about a second apart
+    arrivals = {line: at for at, f in final.frames if f["type"] == "output" for line in f["lines"]}
+    ended_at = next(at for at, f in final.frames if f["type"] == "end")
+    assert ended_at - arrivals["line 1"] > 2.5
+    assert arrivals["line 5"] - arrivals["line 3"] > 1.2
+    assert [f["lines"] for f in final.of("output")][-3:] == [["line 3"], ["line 4"], ["line 5"]]
+    # and soon after they were written (their CloudWatch timestamp is when the line was read)
+    for at, frame in final.frames[-5:-2]:
+        written = int(frame["position"].split(",")[0].split("-")[0]) / 1000
+        assert at - written < 1.5
+
+
+def test_a_subscribe_message_streams_both_streams_and_a_failing_exit_code(runtime: Runtime) -> None:
+    job = runtime.post("/tasks/live", json={"image": "ubuntu",
+                                            "command": "bash -c 'echo out; echo err >&2; exit 3'"}).json()
+    runtime.wait_for_execution(job["executionUrl"], {"failed"})
+    with connect(websocket_url(runtime)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "taskId": "live", "jobId": job["jobId"],
+                            "executionId": job["executionId"]}))
+        frames = []
+        try:
+            while True:
+                frames.append(json.loads(ws.recv(timeout=10)))
+        except ConnectionClosed:
+            pass
+        assert ws.close_reason == "done"
+    outputs = [(f["stream"], line) for f in frames if f["type"] == "output" for line in f["lines"]]
+    assert sorted(outputs) == [("stderr", "err"), ("stdout", "out")]
+    assert [f for f in frames if f["type"] == "end"][0]["exitCode"] == 3
+
+
+def test_a_subscriber_on_an_unknown_job_gets_an_error_frame_and_a_close(runtime: Runtime) -> None:
+    result = session(websocket_url(runtime) + query(taskId="live", jobId="01234567-89ab-7def-8123-456789abcdef"))
+    assert result.of("error")[0]["error"] == ("Job '01234567-89ab-7def-8123-456789abcdef' was not found in "
+                                              "task 'live'.")
+    assert result.of("close") == [{"type": "close", "reason": "error"}]
+    assert result.close_reason == "error"
+
+
+def test_a_job_that_has_not_run_yet_closes_with_retry(runtime: Runtime) -> None:
+    job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": "true", "startIn": "1h"}).json()
+    result = session(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))
+    assert result.of("subscribed")[0]["executionId"] is None
+    assert result.close_reason == "retry" and result.of("close")[0]["retryAfter"] > 0
+
+
+def test_a_reconnecting_client_resumes_after_its_last_position_without_duplicates(runtime: Runtime) -> None:
+    job = runtime.post("/tasks/live", json={
+        "image": "ubuntu", "command": "bash -c 'for i in 1 2 3 4; do echo line $i; sleep 0.7; done'"}).json()
+    runtime.wait_for_execution(job["executionUrl"], {"running"})
+    url = websocket_url(runtime)
+    first = session(url + query(taskId="live", jobId=job["jobId"]), stop_after_lines=2)
+    position = first.of("output")[-1]["position"]
+    rest = follow(url + query(taskId="live", jobId=job["jobId"], executionId=job["executionId"], after=position))
+    assert first.lines() + rest[-1].lines() == ["line 1", "line 2", "line 3", "line 4"]
+    assert rest[-1].close_reason == "done"
+
+
+def test_many_subscribers_on_one_execution_cost_one_log_reader(runtime: Runtime) -> None:
+    command = "bash -c 'for i in $(seq 1 10); do echo line $i; sleep 1; done'"
+    job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": command}).json()
+    runtime.wait_for_execution(job["executionUrl"], {"running"})
+    url = websocket_url(runtime) + query(taskId="live", jobId=job["jobId"], executionId=job["executionId"])
+    before = log_reads(runtime)
+    results: list[Session] = [Session() for _ in range(6)]
+
+    def watch(n: int) -> None:
+        session(url, into=results[n])
+
+    threads = [threading.Thread(target=watch, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: all(r.lines() for r in results), timeout=20, what="six subscribers to catch up")
+    caught_up = log_reads(runtime)
+    seen = [len(r.lines()) for r in results]
+    wait_until(lambda: all(len(r.lines()) >= n + 2 for r, n in zip(results, seen)), timeout=20, what="live lines")
+    live = log_reads(runtime)
+    for thread in threads:
+        thread.join(30)
+    after = log_reads(runtime)
+
+    assert [r.lines() for r in results] == [[f"line {i}" for i in range(1, 11)]] * 6
+    assert all(r.close_reason == "done" for r in results)
+    assert caught_up["AppFilterLogEvents"] - before["AppFilterLogEvents"] == 6  # one catch-up each
+    assert live["AppFilterLogEvents"] == caught_up["AppFilterLogEvents"]  # live lines: no read per client
+    assert after["AppFilterLogEvents"] - live["AppFilterLogEvents"] == 2  # the end: stdout and stderr tails, once
+    polls = after["PollerFilterLogEvents"] - before["PollerFilterLogEvents"]
+    assert 0 < polls < 15 * 12  # the one poller, about 10 reads a second, whoever watches
+
+
+def test_the_local_management_api_answers_gone_for_unknown_connections(runtime: Runtime) -> None:
+    client = boto3.client("apigatewaymanagementapi", endpoint_url=management_endpoint(runtime),
+                          region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local")
+    with pytest.raises(ClientError) as raised:
+        client.post_to_connection(ConnectionId="bm90IGEgY29ubmVjdGlvbg==", Data=b"{}")
+    assert raised.value.response["Error"]["Code"] == "GoneException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
