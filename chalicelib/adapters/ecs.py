@@ -97,14 +97,20 @@ class EcsRunner:
         containers = [container]
         if self._settings.log_router_image:
             # stdout and stderr go to two streams of the job log group, named after the task.
+            # The `cloudwatch` output (aws-for-fluent-bit) names streams with `$(...)` templates and
+            # knows the ECS task id; FireLens records carry `source` (stdout/stderr) and the line
+            # under `log`, which is all that is sent. The core `cloudwatch_logs` output cannot say
+            # `<task id>/<source>`: FireLens adds no task id, and its templates allow only `.` or
+            # `,` after a variable. docs/deploy.md#firelens.
             container["logConfiguration"] = {
                 "logDriver": "awsfirelens",
                 "options": {
-                    "Name": "cloudwatch_logs",
+                    "Name": "cloudwatch",
                     "region": self._settings.region,
                     "log_group_name": self._settings.log_group,
-                    "log_stream_template": "$ecs_task_id/$source",
-                    "log_stream_name": "unknown",
+                    "log_stream_name": "$(ecs_task_id)/$(source)",
+                    "default_log_stream_name": "unrouted",
+                    "log_key": "log",
                     "auto_create_group": "false",
                 },
             }
