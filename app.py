@@ -1,12 +1,22 @@
 """The fastlane service: route and handler declarations only; chalicelib does the work."""
+import functools
 import os
 
-from chalice import Chalice, Rate
+from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import handlers
-from chalicelib.api import routes
+from chalicelib import handlers, live_handlers
+from chalicelib.api import routes, stream_page
 
 app = Chalice(app_name="fastlane")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+# How API Gateway authorizes every route, chosen when the app is packaged (docs/deploy.md#access):
+# FASTLANE_API_AUTH=iam (SigV4-signed requests) or api_key (x-api-key and a usage plan); unset,
+# nothing, as in the local runtime and chalice.test.Client, which enforce neither.
+ROUTE_AUTH = {"iam": {"authorizer": IAMAuthorizer()}, "api_key": {"api_key_required": True}}.get(
+    os.environ.get("FASTLANE_API_AUTH", ""), {})
+if ROUTE_AUTH:
+    app.route = functools.partial(app.route, **ROUTE_AUTH)  # type: ignore[method-assign]
 
 # Clients post JSON with whatever Content-Type their tool sends (curl -d says form-urlencoded);
 # the body is parsed as JSON whatever it says, and rejected with a clear 400 if it is not.
@@ -108,6 +118,16 @@ def execution_logs(task_id, job_id, execution_id):
     return _exec_logs(app.current_request, task_id, job_id, execution_id)
 
 
+@app.route("/tasks/{task_id}/jobs/{job_id}/stream", methods=["GET"])
+def job_stream(task_id, job_id):
+    return stream_page.job_stream(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stream", methods=["GET"])
+def execution_stream(task_id, job_id, execution_id):
+    return stream_page.execution_stream(app.current_request, task_id, job_id, execution_id)
+
+
 @app.route("/status", methods=["GET"])
 def status():
     return routes.status(app.current_request)
@@ -131,3 +151,30 @@ def monitor_tasks(event):
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
 def sweep(event):
     return handlers.sweep()
+
+
+# Live logs (docs/live-logs.md): the websocket API, and the function that the job log group's
+# subscription filter feeds.
+@app.on_ws_connect()
+def ws_connect(event):
+    return live_handlers.ws_connect(event.to_dict())
+
+
+@app.on_ws_message()
+def ws_message(event):
+    return live_handlers.ws_message(event.to_dict())
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event):
+    return live_handlers.ws_disconnect(event.to_dict())
+
+
+@app.lambda_function(name="logs")
+def logs(event, context):
+    return live_handlers.logs(event)
+
+
+@app.on_sqs_message(queue=os.environ.get("NOTIFY_QUEUE_NAME", "fastlane-notify"), batch_size=10, name="notify")
+def send_notifications(event):
+    return handlers.send_notifications(event.to_dict())

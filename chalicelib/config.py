@@ -33,6 +33,12 @@ def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _sibling_function(name: str, prefix: str) -> str:
+    """Another function of this deployment: Chalice names them `<app>-<stage>-<name>`."""
+    current = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    return f"{current.rsplit('-', 1)[0]}-{name}" if "-" in current else f"{prefix}-{name}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What every handler needs to know about its deployment."""
@@ -74,9 +80,14 @@ class Settings:
     webhook_signing_secret: str = ""
     webhook_timeout: float = 10.0
     webhook_allow_private: bool = False
+    webhook_backoff_min: float = 5.0  # seconds before the first retry of a webhook; doubles each time
+    deliveries_table: str = "fastlane-deliveries"
+    notify_base_url: str = ""  # base of links in notifications when PUBLIC_BASE_URL is not set
     # live logs
     connections_table: str = ""
     websocket_url: str = ""
+    websocket_management_endpoint: str = ""  # set locally; in AWS built from the connection's API id
+    logs_function_name: str = ""
     public_base_url: str | None = None
     per_page: int = 10
     max_body_bytes: int = 256 * 1024
@@ -87,6 +98,9 @@ class Settings:
     basic_auth_username: str | None = None
     basic_auth_password: str | None = None
     basic_auth_secret_id: str | None = None
+    # names the Secrets Manager secret {"key": ...} that signs live-log tokens when API Gateway,
+    # not the app, authorizes requests (docs/deploy.md#access)
+    stream_token_secret_id: str | None = None
     version: str = "0.1.0"
 
     @property
@@ -132,8 +146,13 @@ class Settings:
             webhook_signing_secret=os.environ.get("WEBHOOK_SIGNING_SECRET", ""),
             webhook_timeout=_float("WEBHOOK_TIMEOUT", 10.0),
             webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_backoff_min=_float("WEBHOOK_BACKOFF_MIN", 5.0),
+            deliveries_table=os.environ.get("DELIVERIES_TABLE", f"{prefix}-deliveries"),
+            notify_base_url=os.environ.get("NOTIFY_BASE_URL", ""),
             connections_table=os.environ.get("CONNECTIONS_TABLE", f"{prefix}-connections"),
             websocket_url=os.environ.get("WEBSOCKET_URL", ""),
+            websocket_management_endpoint=os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", ""),
+            logs_function_name=os.environ.get("LOGS_FUNCTION_NAME") or _sibling_function("logs", prefix),
             public_base_url=(os.environ.get("PUBLIC_BASE_URL") or None),
             per_page=_int("PER_PAGE", 10),
             max_body_bytes=_int("MAX_BODY_BYTES", 256 * 1024),
@@ -144,6 +163,7 @@ class Settings:
             basic_auth_username=os.environ.get("BASIC_AUTH_USERNAME") or None,
             basic_auth_password=os.environ.get("BASIC_AUTH_PASSWORD") or None,
             basic_auth_secret_id=os.environ.get("BASIC_AUTH_SECRET_ID") or None,
+            stream_token_secret_id=os.environ.get("STREAM_TOKEN_SECRET_ID") or None,
             version=os.environ.get("FASTLANE_VERSION", "0.1.0"),
         )
 

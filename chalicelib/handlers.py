@@ -33,8 +33,21 @@ def dispatch_jobs(event: dict[str, Any]) -> dict[str, Any]:
 
 def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
     """Events queue: ECS task state changes delivered by the EventBridge rule."""
+    from . import live_handlers
+
     engine = wiring.get_engine()
-    return _batch(event, lambda body, _count: engine.handle_task_event(body))
+
+    def handle(body: dict[str, Any], _count: int) -> None:
+        engine.handle_task_event(body)
+        live_handlers.task_event(body)  # a stopped task ends its execution's live log streams
+
+    return _batch(event, handle)
+
+
+def send_notifications(event: dict[str, Any]) -> dict[str, Any]:
+    """Notify queue: webhooks and e-mails of started and ended executions (docs/notifications.md)."""
+    sender = wiring.get_notification_sender()
+    return _batch(event, sender.handle)
 
 
 def sweep() -> dict[str, int]:

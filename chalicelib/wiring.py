@@ -39,7 +39,7 @@ def get_job_queue() -> Any:
 def get_job_service() -> Any:
     from .services.jobs import JobService
 
-    return JobService(get_store(), get_job_queue(), get_settings())
+    return JobService(get_store(), get_job_queue(), get_settings(), scheduling=get_scheduling())
 
 
 @lru_cache(maxsize=1)
@@ -51,9 +51,19 @@ def get_runner() -> Any:
 
 @lru_cache(maxsize=1)
 def get_engine() -> Any:
+    from .adapters.scheduler import EventBridgeScheduler
     from .services.engine import ExecutionEngine
+    from .services.scheduling import Scheduling
 
-    return ExecutionEngine(get_store(), get_job_queue(), get_runner(), get_settings(), notifier=get_notifier())
+    settings = get_settings()
+    engine = ExecutionEngine(get_store(), get_job_queue(), get_runner(), settings, notifier=get_notifier())
+    scheduler = EventBridgeScheduler(client("scheduler"), settings)
+    engine.scheduling = Scheduling(get_store(), get_job_queue(), scheduler, engine, settings)
+    return engine
+
+
+def get_scheduling() -> Any:
+    return get_engine().scheduling
 
 
 @lru_cache(maxsize=1)
@@ -69,12 +79,53 @@ def get_notifier() -> Any:
 
 
 @lru_cache(maxsize=1)
+def get_notification_sender() -> Any:
+    """Delivers the notify queue's webhooks and e-mails; e-mail is off without MAIL_SENDER."""
+    from .adapters.notifications import DeliveryLog, NotifyQueue, SesMailer
+    from .services.notify import NotificationSender
+
+    settings = get_settings()
+    mailer = SesMailer(client("ses"), settings.mail_sender) if settings.mail_sender else None
+    return NotificationSender(get_store(), NotifyQueue(client("sqs"), settings.notify_queue_url),
+                              DeliveryLog(client("dynamodb"), settings.deliveries_table), mailer, settings)
+
+
+@lru_cache(maxsize=1)
 def get_output_reader() -> Any:
     from .adapters.logs import CloudWatchLogReader
     from .services.output import OutputReader
 
     settings = get_settings()
     return OutputReader(CloudWatchLogReader(client("logs"), settings.log_group), settings.log_page_bytes)
+
+
+@lru_cache(maxsize=1)
+def get_live_logs() -> Any:
+    """Live logs over websockets: the connections table, API Gateway's management API, the job
+    log group, and the logs function that starts subscriptions made on $connect."""
+    import boto3
+    from botocore.config import Config
+
+    from .adapters.connections import DynamoConnectionStore
+    from .adapters.log_events import CloudWatchLogEvents
+    from .adapters.websocket import ApiGatewaySockets, LambdaStarter, management_endpoint
+    from .services.live_logs import LiveLogs
+
+    settings = get_settings()
+
+    def management_client(endpoint: str) -> Any:
+        return boto3.session.Session().client(
+            "apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10))
+
+    return LiveLogs(
+        DynamoConnectionStore(settings),
+        ApiGatewaySockets(management_client, settings.websocket_management_endpoint),
+        CloudWatchLogEvents(client("logs"), settings.log_group),
+        LambdaStarter(client("lambda"), settings.logs_function_name),
+        get_job_service(), get_store(),
+        endpoint_of=lambda context: management_endpoint(context, settings.region),
+    )
 
 
 @lru_cache(maxsize=1)
@@ -92,5 +143,5 @@ def get_basic_auth() -> Any:
 def reset() -> None:
     """Forget every built object and the settings (tests change the environment between runs)."""
     for cached in (client, get_store, get_job_queue, get_job_service, get_runner, get_engine, get_notifier, get_output_reader,
-                   get_basic_auth, get_settings):
+                   get_notification_sender, get_basic_auth, get_live_logs, get_settings):
         cached.cache_clear()

@@ -94,10 +94,17 @@ class BasicAuth:
         self._settings = settings
         self._secret_reader = secret_reader
         self._credentials: tuple[str, str] | None = None
+        self._token_key: bytes | None = None
 
     @property
     def enabled(self) -> bool:
         return self._settings.basic_auth_enabled
+
+    @property
+    def tokens_required(self) -> bool:
+        """Live-log websocket connections need Basic credentials or a stream page's token: with
+        Basic auth on, or when API Gateway authorizes the REST API (STREAM_TOKEN_SECRET_ID)."""
+        return self.enabled or bool(self._settings.stream_token_secret_id)
 
     def _expected(self) -> tuple[str, str]:
         if self._credentials is None:
@@ -120,6 +127,19 @@ class BasicAuth:
         user_ok = hmac.compare_digest(username.encode(), expected_user.encode())
         password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
         return user_ok and password_ok and bool(expected_user)
+
+    def signing_key(self) -> bytes:
+        """A key only this deployment knows, from the credentials (signs live-log tokens), or from
+        the secret STREAM_TOKEN_SECRET_ID names, read once per Lambda container."""
+        import hashlib
+
+        if self._settings.stream_token_secret_id and self._secret_reader is not None:
+            if self._token_key is None:
+                secret = self._secret_reader(self._settings.stream_token_secret_id)
+                self._token_key = hashlib.sha256(f"fastlane-live-logs\0{secret['key']}".encode()).digest()
+            return self._token_key
+        username, password = self._expected()
+        return hashlib.sha256(f"fastlane-live-logs\0{username}\0{password}".encode()).digest()
 
     def challenge(self) -> Response:
         return error_response(

@@ -173,7 +173,11 @@ def status(request: Request) -> Response:
     queue = wiring.get_job_queue()
     queues: dict[str, Any] = {}
     for name, url in (("jobs", settings.jobs_queue_url), ("jobsDeadLetter", settings.jobs_dlq_url),
-                      ("events", settings.events_queue_url), ("eventsDeadLetter", settings.events_dlq_url)):
+                      ("events", settings.events_queue_url), ("eventsDeadLetter", settings.events_dlq_url),
+                      ("notify", settings.notify_queue_url), ("notifyDeadLetter", settings.notify_dlq_url)):
         if url:
             queues[name] = queue.depth(url)
-    return json_response(shapes.farm_status(wiring.get_engine().status(), queues, settings.version))
+    from ..services.notify import notification_status
+
+    return json_response(shapes.farm_status(_urls(request), wiring.get_engine().status(), queues, settings.version,
+                                            notifications=notification_status(settings)))

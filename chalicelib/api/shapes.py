@@ -106,6 +106,23 @@ def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
     return metadata
 
 
+def schedule(job: Job) -> dict[str, Any] | None:
+    """When and how a scheduled job runs; None for a job that runs once, now."""
+    spec = job.spec
+    if not spec.scheduled:
+        return None
+    shape: dict[str, Any] = {"type": "cron" if spec.cron else "once", "pending": job.schedule_version is not None,
+                             "nextRunAt": job.next_run_at if job.schedule_version else None}
+    if spec.cron:
+        shape.update(cron=spec.cron, timezone=spec.timezone or "UTC", overlap=spec.overlap,
+                     skippedTicks=job.skipped_ticks, lastSkippedAt=job.last_skipped_at)
+    elif spec.start_at is not None:
+        shape["startAt"] = spec.start_at
+    else:
+        shape["startIn"] = spec.start_in
+    return shape
+
+
 def execution(urls: Urls, item: Execution) -> dict[str, Any]:
     return {
         "executionId": item.execution_id,
@@ -137,6 +154,7 @@ def job_details(urls: Urls, job: Job, executions: Page, secret_patterns: tuple[s
             "command": job.spec.command,
             "taskId": job.task_id,
             "scheduled": job.spec.scheduled,
+            "schedule": schedule(job),
             "executionCount": job.execution_count,
             "requestIPAddress": job.request_ip,
             "metadata": job_metadata(job, secret_patterns),
@@ -152,6 +170,23 @@ def execution_details(urls: Urls, job: Job, item: Execution) -> dict[str, Any]:
         "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
         "execution": execution(urls, item),
     }
+
+
+def webhook_body(urls: Urls, event: str, job: Job, item: Execution, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
+    """What a webhook POSTs: the execution details, the event that caused it, and the job with its
+    client `metadata` (as `metadata.custom`) and its envs redacted. Never the job's hooks or
+    e-mail recipients, nor the results of other notifications: a receiver sees only its own."""
+    body = execution_details(urls, job, item)
+    body["execution"].pop("notifications", None)
+    metadata = job_metadata(job, secret_patterns)
+    metadata.pop("webhooks", None)
+    metadata.pop("notify", None)
+    body["job"].update(image=job.spec.image, command=job.spec.command, metadata=metadata)
+    return {"event": event, **body}
+
+
+def notifications_status(webhooks: bool, mail: bool, warnings: list[str]) -> dict[str, Any]:
+    return {"webhooks": "on" if webhooks else "off", "mail": "on" if mail else "off", "warnings": warnings}
 
 
 def health(checks: dict[str, str], errors: list[dict[str, str]]) -> dict[str, Any]:
@@ -171,13 +206,17 @@ def execution_stopped(urls: Urls, item: Execution) -> dict[str, Any]:
     }
 
 
-def farm_status(status: dict[str, Any], queues: dict[str, Any], version: str) -> dict[str, Any]:
+def farm_status(urls: Urls, status: dict[str, Any], queues: dict[str, Any], version: str,
+                notifications: dict[str, Any] | None = None) -> dict[str, Any]:
+    upcoming = [{"taskId": job.task_id, "jobId": job.job_id, "url": urls.job(job.task_id, job.job_id),
+                 **schedule(job)} for job in status.get("scheduledJobs", [])]
     return {
         "version": version,
         "tasks": status["tasks"],
         "jobs": status["jobs"],
         "executions": status["executions"],
-        "scheduled": {"count": status["scheduled"], "jobs": status.get("scheduledJobs", [])},
+        "scheduled": {"count": status["scheduled"], "jobs": upcoming},
         "queues": queues,
         "pools": status["pools"],
+        **({"notifications": notifications} if notifications is not None else {}),
     }

@@ -45,7 +45,7 @@ READ_BYTES = 65_536
 # After the main process exits its group is killed; output still buffered in the pipes is read
 # until EOF, but a process that left the group could hold them open for ever.
 DRAIN_IDLE_SECONDS = 1.0
-DRAIN_MAX_SECONDS = 10.0
+DRAIN_MAX_SECONDS = 120.0  # generous: shipping a large output after the exit takes time
 SHUTDOWN_JOIN_SECONDS = 5.0
 
 
@@ -776,15 +776,21 @@ class LocalFargate:
         selector.register(process.stdout.fileno(), selectors.EVENT_READ, "stdout")
         selector.register(process.stderr.fileno(), selectors.EVENT_READ, "stderr")
         exited_at: float | None = None
-        last_data = time.monotonic()
+        # Idle means pipes with nothing to read, not time spent shipping (which can be long
+        # under load while the pipes stay full).
+        idle_since: float | None = None
         try:
             while selector.get_map():
                 wait = shipper.seconds_to_flush()
-                for key, _ in selector.select(FLUSH_SECONDS if wait is None else min(wait, FLUSH_SECONDS)):
+                ready = selector.select(FLUSH_SECONDS if wait is None else min(wait, FLUSH_SECONDS))
+                if ready:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                for key, _ in ready:
                     data = os.read(key.fd, READ_BYTES)
                     if data:
                         shipper.feed(key.data, data)
-                        last_data = time.monotonic()
                     else:
                         selector.unregister(key.fd)
                         shipper.end(key.data)
@@ -795,7 +801,8 @@ class LocalFargate:
                     exited_at = time.monotonic()
                 if exited_at is not None:
                     now = time.monotonic()
-                    if now - last_data > DRAIN_IDLE_SECONDS or now - exited_at > DRAIN_MAX_SECONDS:
+                    idle = idle_since is not None and now - idle_since > DRAIN_IDLE_SECONDS
+                    if idle or now - exited_at > DRAIN_MAX_SECONDS:
                         break
             for stream in selector.get_map().values():
                 shipper.end(stream.data)

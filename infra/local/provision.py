@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-QUEUES = ("jobs", "events")
+QUEUES = ("jobs", "events", "notify")
 
 
 def local_environment(prefix: str = "fastlane") -> dict[str, str]:
@@ -16,6 +16,8 @@ def local_environment(prefix: str = "fastlane") -> dict[str, str]:
         "TASKS_TABLE": f"{prefix}-tasks",
         "JOBS_TABLE": f"{prefix}-jobs",
         "EXECUTIONS_TABLE": f"{prefix}-executions",
+        "DELIVERIES_TABLE": f"{prefix}-deliveries",
+        "CONNECTIONS_TABLE": f"{prefix}-connections",
     }
 
 
@@ -26,7 +28,16 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, lo
     from chalicelib.adapters.store import DynamoJobStore
     from chalicelib.config import Settings
 
-    DynamoJobStore(Settings.from_environment()).create_tables()
+    settings = Settings.from_environment()
+    DynamoJobStore(settings).create_tables()
+    from chalicelib.adapters.connections import DynamoConnectionStore
+
+    DynamoConnectionStore(settings).create_table()  # live logs' websocket connections
+    import boto3
+
+    from chalicelib.adapters.notifications import create_deliveries_table
+
+    create_deliveries_table(boto3.client("dynamodb", region_name=settings.region), settings.deliveries_table)
     env: dict[str, str] = {}
     for name in QUEUES:
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
@@ -41,6 +52,15 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, lo
         env[f"{name.upper()}_QUEUE_URL"] = url
         env[f"{name.upper()}_DLQ_URL"] = dlq_url
         env[f"{name.upper()}_QUEUE_NAME"] = f"{prefix}-{name}"
+        env[f"{name.upper()}_QUEUE_ARN"] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    import boto3
+
+    scheduler = boto3.client("scheduler", region_name=sqs.meta.region_name)
+    scheduler.create_schedule_group(Name=prefix)
+    env["SCHEDULE_GROUP"] = prefix
+    # The emulator does not check roles; in AWS the deployment creates this one for Scheduler.
+    env["SCHEDULER_ROLE_ARN"] = f"arn:aws:iam::123456789012:role/{prefix}-scheduler"
     if logs is not None:
         group = f"/{prefix}/jobs"
         if not logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups"):

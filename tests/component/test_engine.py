@@ -260,6 +260,6 @@ def test_status_shape(api, runner):
     body = api.get("/status").json
     assert body["version"] and body["tasks"] == 1 and body["jobs"] == 1
     assert body["executions"]["enqueued"] == 1
-    assert set(body["queues"]) == {"jobs", "jobsDeadLetter", "events", "eventsDeadLetter"}
+    assert set(body["queues"]) == {"jobs", "jobsDeadLetter", "events", "eventsDeadLetter", "notify", "notifyDeadLetter"}
     assert body["queues"]["jobs"]["visible"] == 1
     assert body["scheduled"]["count"] == 0
