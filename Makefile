@@ -19,8 +19,76 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m infra.local.runtime
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+test: $(STAMP) browser localstack
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# Headless Chromium for the live log page's test (Debian's package). Idempotent; where it cannot
+# be installed (not root, no apt) that one test is skipped and says why.
+.PHONY: browser
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+		|| echo "make: chromium could not be installed; the stream page test will be skipped"
+
+# LocalStack community for tests/localstack: host mode, in its own Python 3.11 environment (its
+# pins clash with the app's). Idempotent (a stamp per requirements-localstack.txt); where it cannot
+# be installed, a warning, and those tests skip and say why (docs/deploy.md#the-localstack-tier).
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_PYTHON ?= python3.11
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed-$(shell cat requirements-localstack.txt | cksum | cut -d' ' -f1)
+
+.PHONY: localstack
+localstack:
+	@$(MAKE) --no-print-directory $(LOCALSTACK_STAMP) \
+		|| echo "make: the LocalStack environment could not be installed; the LocalStack tests will be skipped"
+
+$(LOCALSTACK_STAMP): requirements-localstack.txt
+	test -x $(LOCALSTACK_VENV)/bin/python || $(LOCALSTACK_PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-localstack.txt
+	rm -f $(LOCALSTACK_VENV)/.installed-*
+	touch $@
+
+# Deploying to AWS (docs/deploy.md). `make package` builds build/sam.yaml and build/deployment.zip
+# (chalice package merged with infra/fastlane.yaml, then cfn-lint) without AWS credentials;
+# `make deploy DEPLOY_BUCKET=<bucket> PARAMETERS='Subnets=... SecurityGroups=...'` uploads the code
+# and creates or updates the stack fastlane-<STAGE>, with the AWS CLI in its own environment.
+STAGE ?= dev
+API_AUTH ?= iam
+STACK ?= fastlane-$(STAGE)
+DEPLOY_BUCKET ?=
+PARAMETERS ?=
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed-$(shell cat requirements-deploy.txt | cksum | cut -d' ' -f1)
+AWS_CLI := $(DEPLOY_VENV)/bin/aws
+
+.PHONY: package deploy
+package: $(STAMP)
+	rm -rf build
+	$(BIN)/python -m infra.package --stage $(STAGE) --api-auth $(API_AUTH) --lint build
+
+deploy: package $(DEPLOY_STAMP)
+	@test -n "$(DEPLOY_BUCKET)" || { echo "make deploy: set DEPLOY_BUCKET, an S3 bucket for the code (docs/deploy.md)"; exit 2; }
+	$(AWS_CLI) cloudformation package --template-file build/sam.yaml --s3-bucket $(DEPLOY_BUCKET) \
+		--s3-prefix $(STACK) --output-template-file build/packaged.yaml
+	$(AWS_CLI) cloudformation deploy --template-file build/packaged.yaml --stack-name $(STACK) \
+		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix $(STACK) --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
+		--no-fail-on-empty-changeset --tags service=fastlane stage=$(STAGE) \
+		--parameter-overrides Stage=$(STAGE) ApiAuth=$(API_AUTH) $(PARAMETERS)
+	$(AWS_CLI) cloudformation describe-stacks --stack-name $(STACK) --query "Stacks[0].Outputs" --output table
+
+$(DEPLOY_STAMP): requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	rm -f $(DEPLOY_VENV)/.installed-*
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks against the local runtime, next to an RQ reference: one table, and JSON in
+# bench/results/ (docs/performance.md). Not part of `make test`. BENCH_ARGS=--quick for a short try.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || echo "bench: no redis-server; the RQ reference will be n/a"
+	$(BIN)/python -m bench $(BENCH_ARGS)
