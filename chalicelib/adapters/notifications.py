@@ -10,17 +10,13 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain.errors import DependencyDown
+from .queues import SqsQueue
 
 
-class NotifyQueue:
+class NotifyQueue(SqsQueue):
     """The notify queue. SQS delays stop at 15 minutes; later retries wait 15 minutes."""
 
-    MAX_DELAY = 900
     BATCH = 10
-
-    def __init__(self, client: Any, queue_url: str) -> None:
-        self._sqs = client
-        self._url = queue_url
 
     def send_all(self, messages: list[dict[str, Any]]) -> None:
         """Send every message, or raise: the engine then publishes again on redelivery."""
@@ -34,14 +30,6 @@ class NotifyQueue:
             failed = response.get("Failed") or []
             if failed:
                 raise DependencyDown(f"SQS refused {len(failed)} notification message(s): {failed[0].get('Message')}")
-
-    def send(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
-        delay = max(0, min(self.MAX_DELAY, int(round(delay_seconds))))
-        try:
-            response = self._sqs.send_message(QueueUrl=self._url, MessageBody=json.dumps(message), DelaySeconds=delay)
-        except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"SQS: {error}") from error
-        return response["MessageId"]
 
 
 # the delivery log -------------------------------------------------------------------------------

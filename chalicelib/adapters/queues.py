@@ -26,9 +26,8 @@ def execution_message(execution: Execution, kind: str = LAUNCH, due_at: float | 
     return message
 
 
-class SqsJobQueue:
-    """SQS delays are at most 15 minutes; a message due later carries `dueAt` and the dispatcher
-    sends it again until then."""
+class SqsQueue:
+    """One SQS queue of JSON messages. SQS delays are whole seconds, at most 15 minutes."""
 
     MAX_DELAY = 900
 
@@ -43,6 +42,11 @@ class SqsJobQueue:
         except (BotoCoreError, ClientError) as error:
             raise DependencyDown(f"SQS: {error}") from error
         return response["MessageId"]
+
+
+class SqsJobQueue(SqsQueue):
+    """The jobs queue: a launch due later than SQS can delay carries `dueAt` and the dispatcher
+    sends it again until then."""
 
     def send_launch(self, execution: Execution, delay_seconds: float = 0, due_at: float | None = None,
                     attempt: int = 0) -> str:

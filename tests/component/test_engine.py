@@ -8,16 +8,9 @@ import pytest
 
 from chalicelib.adapters.ecs import LaunchFailed, TaskState
 from infra.local.event_sources import deliver_once, scheduled_event
-from tests.component.engine_support import FakeRunner, install_engine, send_events, task_event
+from tests.component.engine_support import install_engine, send_events, task_event
 
 JOB = {"image": "ubuntu", "command": "bash -c 'echo \"it failed\" && exit 123'"}
-
-
-@pytest.fixture
-def runner(aws, monkeypatch):
-    runner = FakeRunner()
-    install_engine(monkeypatch, runner)
-    return runner
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """POST /tasks/{taskId} and PUT /tasks/{taskId}/jobs/{jobId} through the Chalice app on moto."""
 from __future__ import annotations
 
-import json
 import uuid
 
 import boto3

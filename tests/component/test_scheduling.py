@@ -9,16 +9,9 @@ import boto3
 import pytest
 
 from infra.local.event_sources import deliver_once, scheduled_event
-from tests.component.engine_support import REGION, FakeRunner, install_engine
+from tests.component.engine_support import REGION
 
 JOB = {"image": "ubuntu", "command": "echo tick"}
-
-
-@pytest.fixture
-def runner(aws, monkeypatch):
-    runner = FakeRunner()
-    install_engine(monkeypatch, runner)
-    return runner
 
 
 @pytest.fixture

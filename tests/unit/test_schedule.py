@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chalicelib.domain.schedule import next_cron_run, to_scheduler_cron
-from infra.local.scheduler import first_fire, from_scheduler_cron
+from infra.local.scheduler import first_fire
 
 NY = ZoneInfo("America/New_York")
 
