@@ -1,0 +1,121 @@
+"""Figure 4: AWS calls the app makes per job, counted in the runtime by the botocore hook of
+bench.instrumented_runtime (never estimated)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from .api import FINAL, Api
+from .processes import Runtime, wait_until
+
+# Trailing calls of a job (the pool slot given back, statistics counters, the deferred timeout
+# check read) land within this long after what they follow.
+SETTLE_SECONDS = 2.0
+# Every counted job gets this timeout so that its deferred timeout check (one SQS message sent when
+# it starts, one read when it is due) falls inside the counting window; with the default 1800 s
+# timeout the same two calls happen, 30 minutes later.
+COUNTED_TIMEOUT = 3
+
+
+def app_calls(counts: dict[str, Any]) -> dict[str, Any]:
+    """The app's calls from a /counts snapshot: total, by service and operation, DynamoDB items."""
+    by_operation: Counter[str] = Counter()
+    by_entry: Counter[str] = Counter()
+    detailed: Counter[str] = Counter()
+    errors = items_read = items_written = 0
+    local: Counter[str] = Counter()
+    for row in counts["calls"]:
+        name = f"{row['service']}:{row['operation']}"
+        if row["origin"] == "app":
+            by_operation[name] += row["calls"]
+            by_entry[row.get("entry", "-")] += row["calls"]
+            detailed[f"{row.get('entry', '-')} {name}"] += row["calls"]
+            errors += row["errors"]
+            items_read += row["itemsRead"]
+            items_written += row["itemsWritten"]
+        elif row["origin"] == "local":
+            local[name] += row["calls"]
+    return {"calls": sum(by_operation.values()), "byOperation": dict(sorted(by_operation.items())),
+            "byEntry": dict(by_entry.most_common()), "byEntryAndOperation": dict(sorted(detailed.items())),
+            "errors": errors, "itemsRead": items_read, "itemsWritten": items_written,
+            "localStandInCalls": dict(sorted(local.items()))}
+
+
+def _idle(runtime: Runtime, job_id: str, executions: int) -> dict[str, Any] | None:
+    state = runtime.job_state(job_id)
+    if not state.get("found") or state["executionCount"] < executions or state["active"]:
+        return None
+    if any(e["status"] not in FINAL for e in state["executions"]):
+        return None
+    return state
+
+
+def count_job(runtime: Runtime, api: Api, task_id: str, payload: dict[str, Any], executions: int,
+              timeout: float = 60) -> dict[str, Any]:
+    """Post one job and count the app's calls until it and everything it left pending are done.
+    The bench waits through the control server, whose reads are not the app's."""
+    runtime.reset_counts()
+    accepted = api.post_job(task_id, payload)
+    state = wait_until(lambda: _idle(runtime, accepted["jobId"], executions), timeout=timeout, interval=0.1,
+                       what=f"job {accepted['jobId']} to end")
+    starts = [e["startedAt"] for e in state["executions"] if e["startedAt"]]
+    quiet_at = max(starts, default=time.time()) + float(payload.get("timeout", 0)) + SETTLE_SECONDS
+    time.sleep(max(SETTLE_SECONDS, quiet_at - time.time()))
+    result = app_calls(runtime.counts())
+    result["executions"] = [e["status"] for e in state["executions"]]
+    return result
+
+
+def job_runs_once(runtime: Runtime, samples: int) -> list[dict[str, Any]]:
+    api = Api(runtime.api)
+    payload = {"image": "ubuntu", "command": "true", "timeout": COUNTED_TIMEOUT}
+    return [count_job(runtime, api, "cost-once", payload, executions=1) for _ in range(samples)]
+
+
+def job_retries_twice(runtime: Runtime) -> dict[str, Any]:
+    api = Api(runtime.api)
+    payload = {"image": "ubuntu", "command": "false", "retries": 2, "timeout": COUNTED_TIMEOUT}
+    # Backoffs of 2 s and 4 s (RETRY_BACKOFF_MIN/FACTOR defaults) before the two retries.
+    return count_job(runtime, api, "cost-retries", payload, executions=3, timeout=90)
+
+
+def _schedule_calls(counts: dict[str, Any]) -> list[str]:
+    return [f"{r['service']}:{r['operation']}" for r in counts["calls"]
+            if r["origin"] == "app" and r["service"] in ("scheduler", "events")
+            and r["operation"].startswith(("Create", "Put"))]
+
+
+def cron_tick(runtime: Runtime, wait_for_tick: float = 75) -> dict[str, Any]:
+    """The calls of one tick of a cron job (`* * * * *`): from the tick to the end of the run it
+    starts. Measured only if posting the job creates an EventBridge schedule."""
+    api = Api(runtime.api)
+    payload = {"image": "ubuntu", "command": "true", "cron": "* * * * *", "timeout": COUNTED_TIMEOUT}
+    runtime.reset_counts()
+    try:
+        accepted = api.post_job("cost-cron", payload)
+    except RuntimeError as error:
+        return {"implemented": False, "reason": f"posting a cron job was refused ({error})"}
+    job_id = accepted["jobId"]
+    try:
+        time.sleep(1.0)
+        created = _schedule_calls(runtime.counts())
+        if not created:
+            return {"implemented": False,
+                    "reason": "scheduling not implemented (posting a cron job made no EventBridge Scheduler call)"}
+        runtime.reset_counts()
+        try:
+            state = wait_until(lambda: _idle(runtime, job_id, 1), timeout=wait_for_tick, interval=0.2,
+                               what="the first cron tick to run")
+        except TimeoutError:
+            return {"implemented": False, "reason": f"a schedule is created ({', '.join(created)}) but no tick "
+                                                    f"ran within {wait_for_tick:g} s locally"}
+        starts = [e["startedAt"] for e in state["executions"] if e["startedAt"]]
+        time.sleep(max(SETTLE_SECONDS, max(starts, default=time.time()) + COUNTED_TIMEOUT + SETTLE_SECONDS
+                       - time.time()))
+        result = app_calls(runtime.counts())
+        result.update({"implemented": True, "scheduleCalls": created})
+        return result
+    finally:
+        # No more ticks (or schedules) after the figure; not counted.
+        api.http.post(f"{api.base}/tasks/cost-cron/jobs/{job_id}/stop", json={}, timeout=30)

@@ -1,0 +1,304 @@
+"""The local runtime with every AWS call counted: a botocore event hook plus a small control server.
+
+    python -m bench.instrumented_runtime --port API_PORT --control-port CONTROL_PORT
+
+Runs `infra.local.runtime.main()` unchanged, after making every botocore session register two
+handlers: `provide-client-params` (who is calling, what is sent) and `after-call` (what came back:
+items read, errors, how long it took). Calls are attributed by the caller's stack: `app` (a frame
+of app.py or chalicelib/, with the app.py route or handler it came through), `sweeper` (the same,
+on the once-a-minute sweeper's thread), `local` (only frames of infra/local/: the SQS event
+sources and the stand-ins for ECS, Scheduler and log subscriptions, whose work AWS itself would do)
+or `bench` (this module's control server, never counted as the app's).
+
+The control server (127.0.0.1 only) answers:
+    GET  /counts                    every counter since the last reset, as JSON
+    POST /reset                     zero the counters
+    GET  /job?jobId=J               the job's executions, read through the app's store (as `bench`)
+    POST /seed-tasks?count=N        N tasks written through the app's store models (batch writes)
+    POST /seed-executions?jobId=J&count=N   N finished executions added to job J the same way
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = str(ROOT / "bench") + "/"
+APP_MODULE = str(ROOT / "app.py")
+APP_DIRS = (str(ROOT / "chalicelib") + "/", APP_MODULE)
+LOCAL_DIR = str(ROOT / "infra" / "local") + "/"
+ORIGIN_KEY = "bench_origin"
+SWEEPER_THREAD = "sweeper"  # infra.local.event_sources.Timer names its thread after the handler
+
+
+def caller_origin() -> tuple[str, str]:
+    """Who made the AWS call being made now, from the files on the calling thread's stack, and
+    through which of the app's entry points (the innermost function of app.py: a route or a
+    handler; "-" for none). The sweeper (the runtime's timer thread of that name) is told apart: it
+    runs once a minute, not per job, and would otherwise add its calls to the job being counted."""
+    sweeper = threading.current_thread().name == SWEEPER_THREAD
+    seen_app = seen_local = False
+    entry = "-"
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(BENCH_DIR):
+            return "bench", entry
+        if name.startswith(APP_DIRS):
+            seen_app = True
+            if entry == "-" and name == APP_MODULE:
+                entry = frame.f_code.co_name
+        elif name.startswith(LOCAL_DIR):
+            seen_local = True
+        frame = frame.f_back
+    if seen_app:
+        return ("sweeper" if sweeper else "app"), entry
+    return ("local" if seen_local else "other"), entry
+
+
+@dataclass
+class Tally:
+    calls: int = 0
+    errors: int = 0
+    items_read: int = 0
+    items_written: int = 0
+    seconds: float = 0.0  # wall time from the call's parameters to its parsed answer, summed
+    max_seconds: float = 0.0
+
+
+def _dynamodb_items(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> tuple[int, int]:
+    """(items read, items written) by one DynamoDB call, from its request and its answer. Reads are
+    what DynamoDB evaluates (a Query's ScannedCount), so a page that filtered items away still
+    counts them; a GetItem that finds nothing counts 0."""
+    if operation == "GetItem":
+        return (1 if "Item" in parsed else 0), 0
+    if operation in ("Query", "Scan"):
+        return int(parsed.get("ScannedCount", parsed.get("Count", len(parsed.get("Items", []))))), 0
+    if operation == "BatchGetItem":
+        return sum(len(items) for items in parsed.get("Responses", {}).values()), 0
+    if operation == "TransactGetItems":
+        return sum(1 for r in parsed.get("Responses", []) if r.get("Item")), 0
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        return 0, 1
+    if operation == "TransactWriteItems":
+        entries = params.get("TransactItems", [])
+        checks = sum(1 for e in entries if "ConditionCheck" in e)
+        return checks, len(entries) - checks
+    if operation == "BatchWriteItem":
+        sent = sum(len(requests) for requests in params.get("RequestItems", {}).values())
+        left = sum(len(requests) for requests in parsed.get("UnprocessedItems", {}).values())
+        return 0, sent - left
+    return 0, 0
+
+
+class CallCounter:
+    """Counts calls by (origin, entry point, service, operation). Thread-safe: the runtime is
+    multi-threaded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tallies: dict[tuple[str, str, str, str], Tally] = defaultdict(Tally)
+        self._since = time.time()
+
+    def on_params(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        # Runs once per API call (retries of one call are attempts inside it), before it is sent.
+        origin, entry = caller_origin()
+        context[ORIGIN_KEY] = origin, entry
+        context["bench_params"] = params
+        context["bench_started"] = time.perf_counter()
+        key = (origin, entry, model.service_model.service_name, model.name)
+        with self._lock:
+            self._tallies[key].calls += 1
+
+    def on_result(self, http_response: Any, parsed: dict[str, Any], model: Any, context: dict[str, Any],
+                  **_: Any) -> None:
+        origin, entry = context.get(ORIGIN_KEY, ("other", "-"))
+        elapsed = time.perf_counter() - context.get("bench_started", time.perf_counter())
+        service = model.service_model.service_name
+        read = written = 0
+        if service == "dynamodb" and http_response is not None and http_response.status_code < 300:
+            read, written = _dynamodb_items(model.name, context.get("bench_params") or {}, parsed or {})
+        with self._lock:
+            tally = self._tallies[(origin, entry, service, model.name)]
+            tally.items_read += read
+            tally.items_written += written
+            tally.seconds += elapsed
+            tally.max_seconds = max(tally.max_seconds, elapsed)
+            if http_response is None or http_response.status_code >= 300:
+                tally.errors += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tallies.clear()
+            self._since = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            rows = [
+                {"origin": o, "entry": e, "service": s, "operation": op, "calls": t.calls, "errors": t.errors,
+                 "itemsRead": t.items_read, "itemsWritten": t.items_written,
+                 "seconds": round(t.seconds, 6), "maxSeconds": round(t.max_seconds, 6)}
+                for (o, e, s, op), t in sorted(self._tallies.items())
+            ]
+            return {"since": self._since, "at": time.time(), "calls": rows}
+
+
+COUNTER = CallCounter()
+
+
+def install_hook() -> None:
+    """Make every botocore session (boto3's and PynamoDB's alike) report its calls to COUNTER."""
+    import botocore.session
+
+    original_init = botocore.session.Session.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.register("provide-client-params", COUNTER.on_params, unique_id="bench-count-params")
+        self.register("after-call", COUNTER.on_result, unique_id="bench-count-result")
+
+    botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+
+
+# the control server -------------------------------------------------------------------------------
+
+
+def _store() -> Any:
+    from chalicelib import wiring
+
+    return wiring.get_store()
+
+
+def job_state(job_id: str) -> dict[str, Any]:
+    store = _store()
+    job = store.get_job(job_id)
+    if job is None:
+        return {"found": False}
+    page = store.list_executions(job_id, 1, 100, total=job.execution_count)
+    return {
+        "found": True,
+        "createdAt": job.created_at,
+        "executionCount": job.execution_count,
+        "active": sorted(job.active),
+        "executions": [
+            {"executionId": e.execution_id, "status": e.status.value, "createdAt": e.created_at,
+             "startedAt": e.started_at, "finishedAt": e.finished_at, "dueAt": e.due_at}
+            for e in page.items
+        ],
+    }
+
+
+def seed_tasks(count: int) -> dict[str, Any]:
+    """Add `count` tasks at the end of the task list, as the store lays them out (dense `seq`, the
+    `#tasks` counter), in batch writes: posting 10,000 jobs over HTTP would take minutes."""
+    from chalicelib.adapters.store import TASK_LIST_BUCKET, TASKS_COUNTER_ID
+
+    started = time.monotonic()
+    store = _store()
+    TaskM = store.models.Task
+    item = store._guard(lambda: store._get_task_item(TASKS_COUNTER_ID))
+    total = int(item.total) if item is not None and item.total else 0
+    at = time.time()
+    with TaskM.batch_write() as batch:
+        for n in range(1, count + 1):
+            batch.save(TaskM(task_id=f"seeded-{total + n:06d}", list_bucket=TASK_LIST_BUCKET, seq=total + n,
+                             created_at=at, last_modified_at=at, jobs_count=0))
+    TaskM(task_id=TASKS_COUNTER_ID).update(actions=[TaskM.total.set(total + count)])
+    return {"first": total + 1, "last": total + count, "total": total + count,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def seed_executions(job_id: str, count: int) -> dict[str, Any]:
+    """Add `count` finished executions to an existing job, with the seq numbers and counter the
+    store keeps, so the job's pages are what `count` PUTs of the job would have left."""
+    from chalicelib.domain.model import Execution, ExecutionStatus, new_id
+
+    started = time.monotonic()
+    store = _store()
+    ExecM, JobM = store.models.Execution, store.models.Job
+    job = store.get_job(job_id)
+    if job is None:
+        raise LookupError(f"no job {job_id}")
+    have = job.execution_count
+    at = time.time()
+    with ExecM.batch_write() as batch:
+        for seq in range(have + 1, have + count + 1):
+            execution = Execution(task_id=job.task_id, job_id=job_id, execution_id=new_id(), image=job.spec.image,
+                                  command=job.spec.command, status=ExecutionStatus.DONE, created_at=at,
+                                  started_at=at, finished_at=at, exit_code=0)
+            batch.save(store._execution_item(execution, seq))
+    JobM(job_id=job_id).update(actions=[JobM.execution_count.set(have + count)])
+    return {"executionCount": have + count, "seconds": round(time.monotonic() - started, 3)}
+
+
+class _Control(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        try:
+            if (self.command, parts.path) == ("GET", "/counts"):
+                self._answer(200, COUNTER.snapshot())
+            elif (self.command, parts.path) == ("POST", "/reset"):
+                COUNTER.reset()
+                self._answer(200, {"reset": True})
+            elif (self.command, parts.path) == ("GET", "/job"):
+                self._answer(200, job_state(query["jobId"]))
+            elif (self.command, parts.path) == ("POST", "/seed-tasks"):
+                self._answer(200, seed_tasks(int(query["count"])))
+            elif (self.command, parts.path) == ("POST", "/seed-executions"):
+                self._answer(200, seed_executions(query["jobId"], int(query["count"])))
+            else:
+                self._answer(404, {"error": f"no {self.command} {parts.path}"})
+        except Exception as error:  # noqa: BLE001 - the bench reads the message and stops
+            self._answer(500, {"error": f"{type(error).__name__}: {error}"})
+
+    do_GET = do_POST = _route
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's signature
+        pass
+
+
+def start_control_server(port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Control)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="bench-control", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--control-port", type=int, required=True)
+    args = parser.parse_args(argv)
+    install_hook()
+    start_control_server(args.control_port)
+    from infra.local import runtime
+
+    return runtime.main(["--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
