@@ -95,8 +95,9 @@ class ExecutionEngine:
         and a duplicate publishes nothing."""
         if self._notifier is None or job is None or event in execution.notified:
             return
-        self._notifier.publish(event, job, execution)
-        self._store.update_execution(execution, None, notified=set(execution.notified | {event}))
+        if self._notifier.publish(event, job, execution):
+            # Recorded only when something was published: a job without notifications pays nothing.
+            self._store.update_execution(execution, None, notified=set(execution.notified | {event}))
 
     # dispatch: the jobs queue -------------------------------------------------------------------
 
@@ -188,6 +189,8 @@ class ExecutionEngine:
         execution_id = detail.get("startedBy") or ""
         if len(execution_id) != 36:
             return  # not a task of ours
+        if detail.get("lastStatus") not in ("RUNNING", "STOPPED"):
+            return  # PROVISIONING, PENDING, DEPROVISIONING ...: nothing to record, nothing to read
         execution = self._store.find_execution(execution_id)
         if execution is None:
             logger.warning("task state change for an unknown execution", extra={"execution_id": execution_id})
@@ -204,8 +207,9 @@ class ExecutionEngine:
             if moved is not None:
                 latency = started - execution.created_at
                 metrics.add_metric(name="LaunchLatency", unit=MetricUnit.Seconds, value=max(0.0, latency))
-                self._schedule_timeout(moved[0])
-                self._announce("started", self._store.get_job(execution.job_id), moved[0])
+                job = self._store.get_job(execution.job_id)
+                self._schedule_timeout(moved[0], job)
+                self._announce("started", job, moved[0])
             else:
                 self._announce_missed(execution, "started")
         elif state.last_status == "STOPPED":
@@ -238,8 +242,7 @@ class ExecutionEngine:
 
     # timeouts -----------------------------------------------------------------------------------
 
-    def _schedule_timeout(self, execution: Execution) -> None:
-        job = self._store.get_job(execution.job_id)
+    def _schedule_timeout(self, execution: Execution, job: Job | None) -> None:
         if job is None:
             return
         deadline = (execution.started_at or self._clock()) + self._timeout_of(job)
