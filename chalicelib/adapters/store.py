@@ -743,12 +743,16 @@ class DynamoJobStore:
         return self._guard(lambda: self._retry_on_contention(attempt))
 
     def release_slot(self, execution: Execution) -> bool:
-        """Give back the slot an execution holds; False when it holds none (released already)."""
+        """Give back the slot an execution holds; False when it holds none (released already).
+        The write is conditional on the slot still being held, so a snapshot that names its pool
+        saves a read; one that does not is read again (it may have taken one since)."""
         TaskM, ExecM = self.models.Task, self.models.Execution
-        current = self.get_execution(execution.job_id, execution.execution_id)
-        if current is None or current.pool is None:
-            return False
-        pool = current.pool
+        pool = execution.pool
+        if pool is None:
+            current = self.get_execution(execution.job_id, execution.execution_id)
+            if current is None or current.pool is None:
+                return False
+            pool = current.pool
 
         def attempt() -> bool:
             try:
