@@ -103,11 +103,13 @@ def scheduled_event(rule_name: str, region: str = "us-east-1", account: str = "1
     }
 
 
-class Timer:
-    """Calls a scheduled handler every `interval` seconds, as an EventBridge rate rule would."""
+class Periodic:
+    """Runs `tick` every `interval` seconds in a daemon thread until stopped. A failing tick is
+    logged (and followed by `pause` seconds of rest) and the next one runs: the local stand-ins
+    must outlive a passing error, as the AWS services they stand in for do."""
 
-    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], interval: float, name: str) -> None:
-        self._handler, self._interval, self._name = handler, interval, name
+    def __init__(self, tick: Callable[[], Any], interval: float, name: str, pause: float = 0.0) -> None:
+        self._tick, self._interval, self._name, self._pause = tick, interval, name, pause
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -117,10 +119,19 @@ class Timer:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._handler(scheduled_event(self._name), _context(self._name))
+                self._tick()
             except Exception:  # noqa: BLE001 - the next tick tries again
-                logger.exception("local schedule: handler failed", extra={"handler": self._name})
+                if not self._stop.is_set():
+                    logger.exception("local stand-in: a round failed", extra={"worker": self._name})
+                    self._stop.wait(self._pause)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+class Timer(Periodic):
+    """Calls a scheduled handler every `interval` seconds, as an EventBridge rate rule would."""
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any], interval: float, name: str) -> None:
+        super().__init__(lambda: handler(scheduled_event(name), _context(name)), interval, name)

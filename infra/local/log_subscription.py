@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
 import time
 from typing import Any, Callable
 
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger
+
+from .event_sources import Periodic
 
 INTERVAL_SECONDS = 0.1
 WINDOW_MS = 15_000
@@ -44,27 +45,16 @@ class LogSubscriptionPoller:
     def __init__(self, logs: Any, group: str, handler: Callable[[dict[str, Any], Any], Any], *,
                  interval: float = INTERVAL_SECONDS, window_ms: int = WINDOW_MS) -> None:
         self._logs, self._group, self._handler = logs, group, handler
-        self._interval, self._window = interval, window_ms
+        self._window = window_ms
         self._seen: dict[tuple[str, str], int] = {}  # (stream, event id) -> timestamp
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="log-subscription", daemon=True)
+        self._loop = Periodic(self.poll_once, interval, "log-subscription", pause=1.0)
         self.reads = 0  # FilterLogEvents calls: one reader for the group, whoever watches
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - the next tick tries again
-                if not self._stop.is_set():
-                    logger.exception("local log subscription: poll failed")
-                    self._stop.wait(1.0)
+        self._loop.stop()
 
     def poll_once(self) -> int:
         """Deliver the events not delivered yet; returns how many."""

@@ -5,14 +5,13 @@ into the message."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.domain.schedule import next_cron_run
-from chalicelib.observability import logger
+from .event_sources import Periodic
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
@@ -54,27 +53,17 @@ class LocalScheduler:
     def __init__(self, scheduler: Any, sqs: Any, group: str, *, interval: float = 0.2,
                  cron_tick_seconds: float | None = None) -> None:
         self._scheduler, self._sqs, self._group = scheduler, sqs, group
-        self._interval = interval
         # Test mode: cron schedules fire every N seconds instead of on their expression's ticks.
         self._cron_tick = cron_tick_seconds
         self._next: dict[str, tuple[str, float | None]] = {}  # name -> (definition, next fire)
         self._queues: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._loop = Periodic(lambda: self.fire_due(time.time()), interval, "scheduler")
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.fire_due(time.time())
-            except Exception:  # noqa: BLE001 - the next round tries again
-                logger.exception("local scheduler: round failed")
+        self._loop.stop()
 
     def _schedules(self) -> list[dict[str, Any]]:
         names, token = [], None
