@@ -25,10 +25,20 @@ def _batch(event: dict[str, Any], handle: Callable[[dict[str, Any], int], None])
         logger.remove_keys(["execution_id"])
 
 
+def _due(record: dict[str, Any]) -> float:
+    try:
+        return float(json.loads(record.get("body") or "{}").get("dueAt") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
+
+
 def dispatch_jobs(event: dict[str, Any]) -> dict[str, Any]:
-    """Jobs queue: launches and timeout checks."""
+    """Jobs queue: launches and timeout checks. A batch is handled soonest due first: a firing
+    that arrived early waits for its second in the handler, so records due now must not queue
+    behind it, and waits of several early records then add up to the latest one's, not their sum."""
     engine = wiring.get_engine()
-    return _batch(event, engine.handle_message)
+    records = sorted(event.get("Records") or [], key=_due)
+    return _batch({**event, "Records": records}, engine.handle_message)
 
 
 def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:

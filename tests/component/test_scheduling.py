@@ -236,3 +236,20 @@ def test_the_local_scheduler_fires_stored_schedules_into_the_queue(api, runner, 
     body = json.loads(sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"][0]["Body"])
     assert body["kind"] == "tick" and body["jobId"] == created["jobId"]
     assert body["scheduledAt"].endswith(":00Z")
+
+
+def test_a_batch_is_handled_soonest_due_first(api, runner, sqs, aws):
+    """A launch due now is not held behind a firing that waits for its second."""
+    import app as app_module
+    from infra.local.event_sources import sqs_event
+
+    waiting = api.post("/tasks/t", {**JOB, "startIn": "10s"}).json
+    now = api.post("/tasks/t", JOB).json
+    waiting_message = {"kind": "schedule", "taskId": "t", "jobId": waiting["jobId"], "dueAt": time.time() + 1.5,
+                       "version": _version(aws, waiting["jobId"])}
+    launch = {"taskId": "t", "jobId": now["jobId"], "executionId": now["executionId"]}
+    messages = [{"MessageId": str(i), "ReceiptHandle": str(i), "Body": json.dumps(body)}
+                for i, body in enumerate([waiting_message, launch])]
+    app_module.dispatch_jobs(sqs_event(messages, aws["JOBS_QUEUE_ARN"], REGION), None)
+    assert [execution_id for execution_id, _ in runner.runs][0] == now["executionId"]
+    assert len(runner.runs) == 2
