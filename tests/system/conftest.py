@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -106,10 +107,17 @@ def stop_runtime(runtime: Runtime) -> None:
 POOLS = '[{"name": "limited", "match": "limited-.*", "maxRunning": 2}, {"name": "default", "match": ".*"}]'
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("runtime"), {"POOLS": POOLS})
+@contextmanager
+def running_runtime(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Runtime]:
+    """A local runtime of its own for a test module, stopped by its process id at the end."""
+    rt = start_runtime(tmp, extra_env)
     try:
         yield rt
     finally:
         stop_runtime(rt)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    with running_runtime(tmp_path_factory.mktemp("runtime"), {"POOLS": POOLS}) as rt:
+        yield rt

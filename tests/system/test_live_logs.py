@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .conftest import Runtime, start_runtime, stop_runtime, wait_until
+from .conftest import Runtime, running_runtime, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -25,11 +25,8 @@ FIVE_LINES = "bash -c 'for i in 1 2 3 4 5; do echo line $i; sleep 1; done'"
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("live-logs"))
-    try:
+    with running_runtime(tmp_path_factory.mktemp("live-logs")) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def websocket_url(runtime: Runtime) -> str:

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from chalicelib.adapters.webhooks import signature_matches
-from tests.system.conftest import Runtime, start_runtime, stop_runtime, wait_until
+from tests.system.conftest import Runtime, running_runtime, wait_until
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.system
@@ -27,12 +27,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("notify-runtime"),
-                       {"WEBHOOK_SIGNING_SECRET": SECRET, "WEBHOOK_BACKOFF_MIN": str(BACKOFF)})
-    try:
+    with running_runtime(tmp_path_factory.mktemp("notify-runtime"),
+                       {"WEBHOOK_SIGNING_SECRET": SECRET, "WEBHOOK_BACKOFF_MIN": str(BACKOFF)}) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def hooked_job(runtime: Runtime, receiver: Receiver, command: str, **hooks: dict) -> tuple[dict, str]:

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.system.conftest import Runtime, start_runtime, stop_runtime, wait_until
+from tests.system.conftest import Runtime, running_runtime, wait_until
 
 pytestmark = pytest.mark.system
 FINAL = {"done", "failed", "timedout", "expired", "stopped"}
@@ -17,11 +17,8 @@ TICK = 5.0
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("scheduling"), {"LOCAL_CRON_TICK_SECONDS": str(TICK)})
-    try:
+    with running_runtime(tmp_path_factory.mktemp("scheduling"), {"LOCAL_CRON_TICK_SECONDS": str(TICK)}) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def executions(runtime: Runtime, created: dict) -> list[dict]:

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from .browser import Browser, ensure_chromium
-from .conftest import Runtime, start_runtime, stop_runtime
+from .conftest import Runtime, running_runtime
 
 pytestmark = pytest.mark.system
 
@@ -38,11 +38,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    rt = start_runtime(tmp_path_factory.mktemp("stream-page"))
-    try:
+    with running_runtime(tmp_path_factory.mktemp("stream-page")) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def test_the_stream_page_shows_a_running_jobs_lines_as_they_come_then_its_exit_code(chromium: str,
