@@ -37,3 +37,17 @@ class DependencyDown(FastlaneError):
     """An AWS service we depend on failed after retries (503)."""
 
     status = 503
+
+
+class LaunchFailed(Exception):
+    """The container platform refused to start an execution; `retryable` when it was busy
+    (throttled, out of capacity) rather than told something impossible."""
+
+    def __init__(self, reason: str, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+class MailRejected(Exception):
+    """The mail service refused a message for good (a bad address, an unverified sender)."""

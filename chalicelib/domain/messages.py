@@ -1,0 +1,221 @@
+"""The queue messages, one typed value per kind, with their JSON encoding written once.
+
+The wire format is the one schedules already stored in EventBridge Scheduler carry, so it must
+not change lightly: a launch has no `kind`; the others say theirs."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Union
+
+from .model import Execution, Hook
+
+LAUNCH, TIMEOUT, SCHEDULE, TICK = "launch", "timeout", "schedule", "tick"
+WEBHOOK, EMAIL = "webhook", "email"
+# EventBridge Scheduler writes the time a firing was due where a target's input says this.
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+
+
+class MalformedMessage(ValueError):
+    """A body that is not one of our messages: it is dropped, never retried."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Launch one execution. `due_at` rides along when the launch is due later than a queue
+    can delay it; `attempt` counts waits for a pool slot or a throttled RunTask."""
+
+    task_id: str
+    job_id: str
+    execution_id: str
+    due_at: float | None = None
+    attempt: int = 0
+
+    @classmethod
+    def of(cls, execution: Execution, due_at: float | None = None, attempt: int = 0) -> "Launch":
+        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt)
+
+
+@dataclass(frozen=True)
+class TimeoutCheck:
+    """Enforce the timeout of a running execution at `due_at`."""
+
+    task_id: str
+    job_id: str
+    execution_id: str
+    due_at: float
+
+    @classmethod
+    def of(cls, execution: Execution, due_at: float) -> "TimeoutCheck":
+        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at)
+
+
+@dataclass(frozen=True)
+class ScheduleFiring:
+    """The one firing of a startAt/startIn schedule `version`."""
+
+    task_id: str
+    job_id: str
+    version: str
+    due_at: float
+
+
+@dataclass(frozen=True)
+class CronTick:
+    """One tick of a cron schedule `version`. `scheduled_at` None: the scheduler fills in the
+    time it fired for (Scheduler's native cron schedules); per-tick schedules say it."""
+
+    task_id: str
+    job_id: str
+    version: str
+    scheduled_at: float | None = None
+    per_tick: bool = False
+
+
+JobMessage = Union[Launch, TimeoutCheck, ScheduleFiring, CronTick]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One webhook hook or one e-mail recipient list of one lifecycle event of an execution."""
+
+    kind: str  # webhook or email
+    event: str  # starts, succeeds, fails, finishes
+    task_id: str
+    job_id: str
+    execution_id: str
+    status: str
+    index: int = 0
+    attempt: int = 1
+    base_url: str = ""
+    hook: Hook | None = None
+    to: tuple[str, ...] = field(default=())
+
+    @property
+    def delivery_key(self) -> str:
+        """`<executionId>/<kind>/<event>/<index>/<attempt>`: the same for every copy of one message."""
+        return "/".join((self.execution_id, self.kind, self.event, str(self.index), str(self.attempt)))
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> float:
+    """Epoch seconds from a number or an ISO-8601 string (what Scheduler fills in)."""
+    if isinstance(value, bool):
+        raise MalformedMessage("a time is not a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as error:
+        raise MalformedMessage(f"not a time: {value!r}") from error
+
+
+def to_dict(message: JobMessage | Notification) -> dict[str, Any]:
+    if isinstance(message, Launch):
+        body: dict[str, Any] = {"taskId": message.task_id, "jobId": message.job_id,
+                                "executionId": message.execution_id}
+        if message.due_at is not None:
+            body["dueAt"] = message.due_at
+        if message.attempt:
+            body["attempt"] = message.attempt
+        return body
+    if isinstance(message, TimeoutCheck):
+        return {"taskId": message.task_id, "jobId": message.job_id, "executionId": message.execution_id,
+                "kind": TIMEOUT, "dueAt": message.due_at}
+    if isinstance(message, ScheduleFiring):
+        return {"kind": SCHEDULE, "taskId": message.task_id, "jobId": message.job_id, "version": message.version,
+                "dueAt": message.due_at}
+    if isinstance(message, CronTick):
+        return {"kind": TICK, "taskId": message.task_id, "jobId": message.job_id, "version": message.version,
+                "scheduledAt": SCHEDULED_TIME if message.scheduled_at is None else _iso(message.scheduled_at),
+                "perTick": message.per_tick}
+    body = {"kind": message.kind, "event": message.event, "index": message.index, "taskId": message.task_id,
+            "jobId": message.job_id, "executionId": message.execution_id, "status": message.status,
+            "attempt": message.attempt}
+    if message.base_url:
+        body["baseUrl"] = message.base_url
+    if message.hook is not None:
+        body["hook"] = message.hook.to_dict()
+    if message.to:
+        body["to"] = list(message.to)
+    return body
+
+
+def encode(message: JobMessage | Notification) -> str:
+    return json.dumps(to_dict(message), separators=(",", ":"))
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"missing {key}")
+    return value
+
+
+def _number(body: dict[str, Any], key: str) -> float:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedMessage(f"missing {key}")
+    return float(value)
+
+
+def _object(raw: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise MalformedMessage("not JSON") from error
+    if not isinstance(body, dict):
+        raise MalformedMessage("not a JSON object")
+    return body
+
+
+def decode_job_message(raw: str | dict[str, Any]) -> JobMessage:
+    body = _object(raw)
+    kind = body.get("kind", LAUNCH)
+    if kind == LAUNCH:
+        due = body.get("dueAt")
+        attempt = body.get("attempt", 0)
+        return Launch(str(body.get("taskId") or ""), _text(body, "jobId"),
+                      _text(body, "executionId"), None if due is None else _number(body, "dueAt"),
+                      attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0)
+    if kind == TIMEOUT:
+        return TimeoutCheck(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "executionId"),
+                            _number(body, "dueAt"))
+    if kind == SCHEDULE:
+        return ScheduleFiring(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "version"),
+                              _number(body, "dueAt"))
+    if kind == TICK:
+        scheduled = body.get("scheduledAt")
+        if scheduled is None or scheduled == SCHEDULED_TIME:
+            raise MalformedMessage("a tick without the time it was due")
+        return CronTick(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "version"),
+                        parse_time(scheduled), bool(body.get("perTick")))
+    raise MalformedMessage(f"unknown kind {kind!r}")
+
+
+def decode_notification(raw: str | dict[str, Any]) -> Notification:
+    body = _object(raw)
+    kind = body.get("kind")
+    if kind not in (WEBHOOK, EMAIL):
+        raise MalformedMessage(f"unknown kind {kind!r}")
+    hook = None
+    raw_hook = body.get("hook")
+    if kind == WEBHOOK:
+        if not isinstance(raw_hook, dict) or not isinstance(raw_hook.get("url"), str):
+            raise MalformedMessage("a webhook without its hook")
+        hook = Hook(url=raw_hook["url"], headers={str(k): str(v) for k, v in (raw_hook.get("headers") or {}).items()},
+                    retries=int(raw_hook.get("retries") or 0))
+    index, attempt = body.get("index", 0), body.get("attempt", 1)
+    return Notification(
+        kind=kind, event=_text(body, "event"), task_id=str(body.get("taskId") or ""), job_id=_text(body, "jobId"),
+        execution_id=_text(body, "executionId"), status=str(body.get("status") or ""),
+        index=index if isinstance(index, int) else 0, attempt=attempt if isinstance(attempt, int) else 1,
+        base_url=str(body.get("baseUrl") or ""), hook=hook,
+        to=tuple(str(address) for address in body.get("to") or ()),
+    )
