@@ -32,7 +32,7 @@ class RssSampler:
             self.peak_kib = max(self.peak_kib, self._runtime.rss_kib())
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -30,7 +31,7 @@ class Summary:
     min: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Summary":
+    def of(cls, values: Sequence[float]) -> Summary:
         if not values:
             return cls(0, math.nan, math.nan, math.nan, math.nan)
         return cls(len(values), percentile(values, 50), percentile(values, 95), max(values), min(values))
@@ -97,7 +98,7 @@ def table(rows: Sequence[Row]) -> str:
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
 
     def render(line: list[str]) -> str:
-        return "| " + " | ".join(text.ljust(width) for text, width in zip(line, widths)) + " |"
+        return "| " + " | ".join(text.ljust(width) for text, width in zip(line, widths, strict=False)) + " |"
 
     rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
     return "\n".join([render(cells[0]), rule, *(render(line) for line in cells[1:])])

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,14 @@ QUEUE = "bench"
 
 def run_command(argv: list[str]) -> int:
     """The RQ job: run the command as the local runtime does (a process, no shell)."""
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=False).returncode
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False).returncode
 
 
 def _epoch(moment: datetime | None) -> float:
     if moment is None:
         return float("nan")
     # RQ stores UTC; older releases hand back naive datetimes.
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass

@@ -12,10 +12,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from . import cold_start, control_plane, cost, logs, reads, rq_reference, scheduling
 from .processes import ROOT, Runtime, start_redis, start_runtime
@@ -45,7 +46,7 @@ class Plan:
     rq_workers: int = os.cpu_count() or 2  # one per core
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         return cls(import_runs=3, latency_samples=20, throughput_jobs=80, throughput_cap_seconds=60, cost_samples=1,
                    seed_tasks=1_000, seed_executions=100, read_samples=5, schedule_samples=5,
                    log_bytes=5 * 1024 * 1024)

@@ -108,7 +108,7 @@ class Settings:
         return bool(self.basic_auth_username or self.basic_auth_secret_id)
 
     @classmethod
-    def from_environment(cls) -> "Settings":
+    def from_environment(cls) -> Settings:
         prefix = os.environ.get("FASTLANE_PREFIX", "fastlane")
         return cls(
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",

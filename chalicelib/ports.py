@@ -7,9 +7,10 @@ Errors: a dependency that cannot be reached raises DependencyDown; a refused con
 is a return value (None, False, a Slot), never an exception, unless the method says otherwise."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterator, Protocol, Sequence, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack
 
 from .domain.ecs import TaskState
 from .domain.live import STREAMS, Cursor, LogEvent, Position, StreamRecord, Subscriber

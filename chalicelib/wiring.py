@@ -2,13 +2,13 @@
 Heavy imports (boto3, PynamoDB) happen here, on first use, not when the app module loads."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from .config import get_settings
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     import boto3
     from botocore.config import Config

@@ -67,7 +67,7 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if path is None or r.path == path]
 
-    def start(self) -> "Receiver":
+    def start(self) -> Receiver:
         self._thread.start()
         return self
 

@@ -3,7 +3,8 @@ with their event ids (FilterLogEvents; GetLogEvents gives no ids), which are als
 log subscription delivers, so a catch-up and the live chunks after it can be told apart."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from botocore.exceptions import ClientError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,7 +23,7 @@ def schedule_name(task_id: str, job_id: str) -> str:
 
 
 def at_expression(moment: float) -> str:
-    return "at(" + datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + ")"
+    return "at(" + datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S") + ")"
 
 
 class EventBridgeScheduler:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 SIGNATURE_HEADER = "X-Fastlane-Signature"
 EVENT_HEADER = "X-Fastlane-Event"

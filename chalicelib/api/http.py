@@ -6,7 +6,8 @@ import binascii
 import functools
 import hmac
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice.app import Request, Response
 

@@ -1,7 +1,8 @@
 """The bodies of the HTTP routes: parse, call one service, shape the answer."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice.app import Request, Response
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import random
 
-from .model import ACTIVE_STATUSES, FINAL_STATUSES, ExecutionStatus as S
+from .model import ACTIVE_STATUSES, FINAL_STATUSES
+from .model import ExecutionStatus as S
 
 # Which statuses an execution may move to from each status. Events can arrive late or twice
 # (ECS events, SQS redeliveries), so a move is allowed only forwards; a final status is final.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .errors import ValidationError
 
@@ -35,7 +36,7 @@ class Position:
         return f"{self.timestamp}-{self.event_id}"
 
     @classmethod
-    def parse(cls, text: str | None) -> "Position | None":
+    def parse(cls, text: str | None) -> Position | None:
         if not text:
             return None
         match = _POSITION.match(text)
@@ -67,10 +68,10 @@ class Cursor:
     def of(self, stream: str) -> Position | None:
         return self.stdout if stream == "stdout" else self.stderr
 
-    def moved(self, stream: str, position: Position | None) -> "Cursor":
+    def moved(self, stream: str, position: Position | None) -> Cursor:
         return replace(self, **{stream: later(self.of(stream), position)})
 
-    def merged(self, other: "Cursor") -> "Cursor":
+    def merged(self, other: Cursor) -> Cursor:
         return Cursor(later(self.stdout, other.stdout), later(self.stderr, other.stderr))
 
     def __str__(self) -> str:
@@ -85,7 +86,7 @@ class Cursor:
         return min(self.stdout.timestamp, self.stderr.timestamp)
 
     @classmethod
-    def parse(cls, text: str | None) -> "Cursor":
+    def parse(cls, text: str | None) -> Cursor:
         if not text:
             return cls()
         parts = text.split(",")
@@ -112,7 +113,7 @@ class LogEvent:
         return [self.stream, self.timestamp, self.event_id, self.message]
 
     @classmethod
-    def from_list(cls, item: list[Any]) -> "LogEvent":
+    def from_list(cls, item: list[Any]) -> LogEvent:
         return cls(str(item[0]), int(item[1]), str(item[2]), str(item[3]))
 
 
@@ -136,7 +137,7 @@ class Subscription:
         return "execution" if self.execution_id else "job"
 
     @classmethod
-    def parse(cls, values: dict[str, Any]) -> "Subscription":
+    def parse(cls, values: dict[str, Any]) -> Subscription:
         def text(name: str, required: bool) -> str | None:
             value = values.get(name)
             if value in (None, "") and not required:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Union
 
 from .model import Execution, Hook
@@ -33,7 +33,7 @@ class Launch:
     attempt: int = 0
 
     @classmethod
-    def of(cls, execution: Execution, due_at: float | None = None, attempt: int = 0) -> "Launch":
+    def of(cls, execution: Execution, due_at: float | None = None, attempt: int = 0) -> Launch:
         return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt)
 
 
@@ -47,7 +47,7 @@ class TimeoutCheck:
     due_at: float
 
     @classmethod
-    def of(cls, execution: Execution, due_at: float) -> "TimeoutCheck":
+    def of(cls, execution: Execution, due_at: float) -> TimeoutCheck:
         return cls(execution.task_id, execution.job_id, execution.execution_id, due_at)
 
 
@@ -99,7 +99,7 @@ class Notification:
 
 
 def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: Any) -> float:

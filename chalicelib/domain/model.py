@@ -101,7 +101,7 @@ class JobSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         return cls(
             image=data["image"],
             command=data["command"],
@@ -151,7 +151,7 @@ class Job:
     skipped_ticks: int = 0
     last_skipped_at: float | None = None
 
-    def with_changes(self, **changes: Any) -> "Job":
+    def with_changes(self, **changes: Any) -> Job:
         return replace(self, **changes)
 
 
@@ -179,7 +179,7 @@ class Execution:
     notified: frozenset[str] = frozenset()  # lifecycle events ("started", "ended") already announced
     notifications: tuple[dict[str, Any], ...] = ()  # results of webhook and e-mail attempts, newest last
 
-    def with_changes(self, **changes: Any) -> "Execution":
+    def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)
 
 

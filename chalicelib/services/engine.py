@@ -3,12 +3,14 @@ retry failures, stop executions, and repair what lost events left behind (the sw
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..config import Settings
 from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.lifecycle import RETRYABLE, backoff, sources
-from ..domain.model import ACTIVE_STATUSES, Execution, ExecutionStatus as S, Job, new_id, now
+from ..domain.model import ACTIVE_STATUSES, Execution, Job, new_id, now
+from ..domain.model import ExecutionStatus as S
 from ..domain.pools import Pool, load_pools, pool_for
 from ..observability import MetricUnit, logger, metrics
 

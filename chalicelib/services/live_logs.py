@@ -8,7 +8,8 @@ import base64
 import gzip
 import json
 import time
-from typing import Any, Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ..domain.errors import DependencyDown, FastlaneError, NotFound
 from ..domain.live import (
@@ -430,7 +431,7 @@ class LiveLogs:
             for writer in writers:
                 writer.flush()
         final = end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error)
-        for subscriber, writer in zip(live, writers):
+        for subscriber, writer in zip(live, writers, strict=False):
             if not writer.gone and self._sockets.post(subscriber.endpoint, subscriber.connection_id, final):
                 self._close(subscriber.endpoint, subscriber.connection_id, reason(subscriber.follow))
             self._connections.delete(subscriber.connection_id)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from ..config import Settings
-from ..domain.model import Execution, ExecutionStatus as S, Job
+from ..domain.model import Execution, Job
+from ..domain.model import ExecutionStatus as S
 from ..observability import MetricUnit, logger, metrics
 
 STARTS, SUCCEEDS, FAILS, FINISHES = "starts", "succeeds", "fails", "finishes"
@@ -125,7 +127,7 @@ def outcome(event: str, execution: Execution) -> str:
 def _when(epoch: float | None) -> str:
     if epoch is None:
         return "-"
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def mail_content(event: str, job: Job, execution: Execution, base_url: str) -> tuple[str, str, str]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from ..adapters.queues import execution_message
 from ..adapters.scheduler import SCHEDULED_TIME, schedule_name
@@ -26,7 +27,7 @@ EARLY = 2.0
 
 
 def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: Any) -> float:

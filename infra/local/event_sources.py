@@ -7,7 +7,8 @@ import hashlib
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice.local import LambdaContext
 

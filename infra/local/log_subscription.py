@@ -13,7 +13,8 @@ import base64
 import gzip
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalice.local import LambdaContext
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.domain.schedule import next_cron_run
+
 from .event_sources import Periodic
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -122,7 +123,7 @@ class LocalScheduler:
 
     def _deliver(self, schedule: dict[str, Any], due: float) -> None:
         target = schedule["Target"]
-        scheduled_time = datetime.fromtimestamp(due, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        scheduled_time = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = (target.get("Input") or "{}").replace(SCHEDULED_TIME, scheduled_time)
         arn = target["Arn"]
         if arn not in self._queues:

@@ -56,10 +56,9 @@ def task_event(execution_id: str, task_arn: str, status: str, exit_code: int | N
 
 def install_engine(monkeypatch: Any, runner: FakeRunner) -> Any:
     from chalicelib import wiring
+    from chalicelib.adapters.scheduler import EventBridgeScheduler
     from chalicelib.config import get_settings
     from chalicelib.services.engine import ExecutionEngine
-
-    from chalicelib.adapters.scheduler import EventBridgeScheduler
     from chalicelib.services.scheduling import Scheduling
 
     settings = get_settings()

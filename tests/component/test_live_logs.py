@@ -9,7 +9,8 @@ import gzip
 import json
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -333,8 +334,7 @@ def test_chunks_that_arrive_during_the_catch_up_wait_and_are_sent_in_order_once(
     during: list[Any] = []
 
     def read_while_output_arrives(*args: Any, **kwargs: Any) -> Any:
-        for page in read(*args, **kwargs):
-            yield page
+        yield from read(*args, **kwargs)
         if not during:  # after the catch-up read, before going live: the subscription delivers
             during.append(live.write(arn, "stdout", "new"))
             live.live.deliver(during[0])

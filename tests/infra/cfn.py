@@ -3,7 +3,8 @@ grants of a role."""
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 SUB_NAME = re.compile(r"\$\{([A-Za-z0-9_:]+)(?:\.[A-Za-z0-9_.]+)?\}")
 
@@ -17,7 +18,7 @@ def references(value: Any) -> set[str]:
             if key == "Ref" and isinstance(inner, str):
                 found.add(inner.split(".")[0])
             elif key == "Fn::GetAtt":
-                found.add((inner[0] if isinstance(inner, list) else inner.split(".")[0]))
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
             elif key == "Fn::Sub":
                 text, variables = (inner, {}) if isinstance(inner, str) else (inner[0], inner[1])
                 found |= {n for n in SUB_NAME.findall(text) if n not in variables}

@@ -14,9 +14,10 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -6,7 +6,8 @@ import json
 import re
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import boto3
@@ -181,7 +182,7 @@ def test_many_subscribers_on_one_execution_cost_one_log_reader(runtime: Runtime)
     wait_until(lambda: all(r.lines() for r in results), timeout=20, what="six subscribers to catch up")
     caught_up = log_reads(runtime)
     seen = [len(r.lines()) for r in results]
-    wait_until(lambda: all(len(r.lines()) >= n + 2 for r, n in zip(results, seen)), timeout=20, what="live lines")
+    wait_until(lambda: all(len(r.lines()) >= n + 2 for r, n in zip(results, seen, strict=False)), timeout=20, what="live lines")
     live = log_reads(runtime)
     for thread in threads:
         thread.join(30)

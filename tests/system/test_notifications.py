@@ -3,7 +3,7 @@ once per event, and failed deliveries are retried with growing delays, every att
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

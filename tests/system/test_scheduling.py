@@ -4,7 +4,7 @@ tick is the same as for a real one)."""
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -4,7 +4,7 @@ code; and nothing from the output becomes markup."""
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -16,7 +16,8 @@ from chalicelib.adapters.webhooks import (
     sign,
     signature_matches,
 )
-from chalicelib.domain.model import Execution, ExecutionStatus as S, Hook, Job, JobSpec
+from chalicelib.domain.model import Execution, Hook, Job, JobSpec
+from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.services.notify import delivery_key, events_for, notification_messages, outcome, retry_delay
 
 REFUSED = {
