@@ -19,8 +19,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	PORT=$(PORT) $(BIN)/python -m infra.local.runtime
 
-test: $(STAMP) browser localstack
+test: $(STAMP) browser localstack lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# Types (mypy, strict on chalicelib) and lint (ruff), configured in pyproject.toml.
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Headless Chromium for the live log page's test (Debian's package). Idempotent; where it cannot
 # be installed (not root, no apt) that one test is skipped and says why.

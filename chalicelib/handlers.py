@@ -28,9 +28,9 @@ def _batch(event: dict[str, Any], handle: Callable[[str], None]) -> dict[str, An
         handle(record.body)
 
     try:
-        response: dict[str, Any] = process_partial_response(event=event, record_handler=record_handler,
-                                                            processor=BatchProcessor(event_type=EventType.SQS))
-        return response
+        response = process_partial_response(event=event, record_handler=record_handler,
+                                            processor=BatchProcessor(event_type=EventType.SQS))
+        return dict(response)
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()

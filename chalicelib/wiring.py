@@ -48,6 +48,10 @@ class LazyClient:
         return getattr(client(self._service), name)
 
 
+def lazy_client(service: str) -> Any:
+    return LazyClient(service)
+
+
 def build_aws_backend(settings: Settings) -> Backend:
     """Every port on AWS: DynamoDB, SQS, ECS, Scheduler, CloudWatch Logs, API Gateway's
     management API, Lambda and SES."""
@@ -72,7 +76,7 @@ def build_aws_backend(settings: Settings) -> Backend:
 
     tables = Tables(settings)
     statistics = DynamoStatistics(tables)
-    sqs = LazyClient("sqs")
+    sqs = lazy_client("sqs")
 
     def management_client(endpoint: str) -> Any:
         return boto3.session.Session().client(
@@ -90,7 +94,7 @@ def build_aws_backend(settings: Settings) -> Backend:
         pools=DynamoPools(tables),
         schedules=DynamoSchedules(tables, statistics),
         statistics=statistics,
-        deliveries=DeliveryLog(LazyClient("dynamodb"), settings.deliveries_table),
+        deliveries=DeliveryLog(lazy_client("dynamodb"), settings.deliveries_table),
         connections=DynamoConnectionStore(settings),
         job_queue=SqsJobQueue(sqs, settings.jobs_queue_url),
         notify_queue=SqsNotifyQueue(sqs, settings.notify_queue_url) if settings.notify_queue_url else None,
@@ -98,13 +102,13 @@ def build_aws_backend(settings: Settings) -> Backend:
             "jobs": settings.jobs_queue_url, "jobsDeadLetter": settings.jobs_dlq_url,
             "events": settings.events_queue_url, "eventsDeadLetter": settings.events_dlq_url,
             "notify": settings.notify_queue_url, "notifyDeadLetter": settings.notify_dlq_url}),
-        scheduler=EventBridgeScheduler(LazyClient("scheduler"), settings),
-        runner=EcsRunner(LazyClient("ecs"), settings),
-        logs=CloudWatchLogReader(LazyClient("logs"), settings.log_group),
-        log_events=CloudWatchLogEvents(LazyClient("logs"), settings.log_group),
+        scheduler=EventBridgeScheduler(lazy_client("scheduler"), settings),
+        runner=EcsRunner(lazy_client("ecs"), settings),
+        logs=CloudWatchLogReader(lazy_client("logs"), settings.log_group),
+        log_events=CloudWatchLogEvents(lazy_client("logs"), settings.log_group),
         sockets=ApiGatewaySockets(management_client, settings.websocket_management_endpoint),
-        starter=LambdaStarter(LazyClient("lambda"), settings.logs_function_name),
-        mailer=SesMailer(LazyClient("ses"), settings.mail_sender) if settings.mail_sender else None,
+        starter=LambdaStarter(lazy_client("lambda"), settings.logs_function_name),
+        mailer=SesMailer(lazy_client("ses"), settings.mail_sender) if settings.mail_sender else None,
         read_secret=read_secret,
         extras={"tables": tables},
     )

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call,type-arg"
+# (PynamoDB declares indexes through untyped __init_subclass__ hooks and generic classes.)
 """The websocket connections table, through PynamoDB: who watches which execution's output, and
 per watched execution what the live fan-out has delivered. Keys and access patterns:
 docs/storage.md#prefix-connections."""
@@ -29,7 +31,7 @@ def _code(error: Exception) -> str:
     return getattr(error, "cause_response_code", None) or ""
 
 
-def build_model(settings: Settings) -> type[Model]:
+def build_model(settings: Settings) -> Any:
     class ByExecution(GlobalSecondaryIndex):
         class Meta:
             index_name = "by_execution"
@@ -92,7 +94,7 @@ class DynamoConnectionStore:
     """Subscriber items (key: the API Gateway connection id; indexed by execution) and stream
     items (key: `#stream:<ECS task id>`, the prefix of the execution's log streams)."""
 
-    def __init__(self, settings: Settings, model: type[Model] | None = None) -> None:
+    def __init__(self, settings: Settings, model: Any = None) -> None:
         self.model = model or build_model(settings)
 
     # subscribers ------------------------------------------------------------------------------

@@ -66,7 +66,9 @@ class DeliveryLog:
 
     def _get(self, key: str) -> dict[str, Any] | None:
         try:
-            return self._ddb.get_item(TableName=self._table, Key=self._key(key), ConsistentRead=True).get("Item")
+            item: dict[str, Any] | None = self._ddb.get_item(TableName=self._table, Key=self._key(key),
+                                                             ConsistentRead=True).get("Item")
+            return item
         except (BotoCoreError, ClientError) as error:
             raise DependencyDown(f"DynamoDB: {error}") from error
 

@@ -93,7 +93,7 @@ class EcsRunner:
         if arn is None:
             arn = self._ecs.register_task_definition(**self._definition(image))["taskDefinition"]["taskDefinitionArn"]
         self._definitions[image] = arn
-        return arn
+        return str(arn)
 
     def run(self, execution: Execution, spec: JobSpec, pool: Pool) -> str:
         """Launch; returns the task ARN. The execution id is the client token, so asking twice
@@ -147,7 +147,7 @@ class EcsRunner:
             raise LaunchFailed(str(error), retryable=True) from error
         tasks = response.get("tasks") or []
         if tasks:
-            return tasks[0]["taskArn"]
+            return str(tasks[0]["taskArn"])
         failure = (response.get("failures") or [{}])[0]
         reason = f"{failure.get('reason', 'unknown')}: {failure.get('detail', '')}".strip(": ")
         raise LaunchFailed(reason, retryable=any(r in reason for r in RETRYABLE_FAILURES))

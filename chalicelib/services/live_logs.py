@@ -44,7 +44,8 @@ GO_LIVE_ATTEMPTS = 20
 
 def decode_subscription(event: dict[str, Any]) -> dict[str, Any]:
     """The payload of a CloudWatch Logs subscription event (base64 of gzipped JSON)."""
-    return json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    payload: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    return payload
 
 
 def ecs_task_of(task_arn: str) -> str:
@@ -229,8 +230,8 @@ class LiveLogs:
 
     def _catch_up(self, writer: FrameWriter, ecs_task_id: str, after: Cursor,
                   streams: tuple[str, ...] = STREAMS) -> None:
-        start = after.earliest_timestamp if streams == STREAMS else (
-            after.of(streams[0]).timestamp if after.of(streams[0]) else None)
+        first = after.of(streams[0])
+        start = after.earliest_timestamp if streams == STREAMS else (first.timestamp if first else None)
         for page in self._log_events.read(ecs_task_id, streams, start):
             writer.add_all(page)
             if writer.gone:
@@ -319,7 +320,7 @@ class LiveLogs:
                 break  # older than what was delivered: still sent (late, never lost), nothing to record
             if self._connections.claim(ecs_task_id, stream, delivered, last):
                 break
-            record = self._connections.get_stream(ecs_task_id)  # type: ignore[assignment]
+            record = self._connections.get_stream(ecs_task_id)
             if record is None or record.ended:
                 return 0
         chunk = json.dumps([e.to_list() for e in events])

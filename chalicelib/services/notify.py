@@ -100,10 +100,10 @@ def outcome(event: str, execution: Execution) -> str:
     if status is S.TIMEDOUT:
         return "timed out"
     if status in (S.EXPIRED, S.STOPPED):
-        return status.value
+        return str(status.value)
     if execution.exit_code is not None:
         return f"{status.value}, exit code {execution.exit_code}"
-    return status.value
+    return str(status.value)
 
 
 def _when(epoch: float | None) -> str:

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="misc,no-untyped-call,type-arg"
+# (PynamoDB declares indexes through untyped __init_subclass__ hooks and generic classes.)
 """The PynamoDB models of the three tables, bound to a deployment's table names, and the one
 botocore connection they share."""
 from __future__ import annotations
@@ -76,7 +78,7 @@ def get_or_none(model: Any, *keys: str) -> Any:
 
 
 def _models(settings: Settings) -> tuple[Any, Any, Any]:
-    class TasksBySeq(GlobalSecondaryIndex):  # type: ignore[misc]
+    class TasksBySeq(GlobalSecondaryIndex):
         class Meta:
             index_name = "by_seq"
             projection = AllProjection()
@@ -84,7 +86,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         list_bucket = UnicodeAttribute(hash_key=True, attr_name="listBucket")
         seq = NumberAttribute(range_key=True)
 
-    class TaskModel(Model):  # type: ignore[misc]
+    class TaskModel(Model):
         class Meta:
             table_name = settings.tasks_table
             region = settings.region
@@ -100,7 +102,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         running = NumberAttribute(null=True)  # #pool:<name> items only
         by_seq = TasksBySeq()
 
-    class JobsByTask(GlobalSecondaryIndex):  # type: ignore[misc]
+    class JobsByTask(GlobalSecondaryIndex):
         class Meta:
             index_name = "by_task"
             projection = AllProjection()
@@ -108,7 +110,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         task_id = UnicodeAttribute(hash_key=True, attr_name="taskId")
         seq = NumberAttribute(range_key=True)
 
-    class ScheduledJobs(GlobalSecondaryIndex):  # type: ignore[misc]
+    class ScheduledJobs(GlobalSecondaryIndex):
         """Sparse: only jobs with a pending schedule carry `scheduleBucket`, ordered by next run."""
 
         class Meta:
@@ -118,7 +120,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         schedule_bucket = UnicodeAttribute(hash_key=True, attr_name="scheduleBucket")
         next_run_at = NumberAttribute(range_key=True, attr_name="nextRunAt")
 
-    class JobModel(Model):  # type: ignore[misc]
+    class JobModel(Model):
         class Meta:
             table_name = settings.jobs_table
             region = settings.region
@@ -144,7 +146,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         by_task = JobsByTask()
         by_next_run = ScheduledJobs()
 
-    class ExecutionsBySeq(LocalSecondaryIndex):  # type: ignore[misc]
+    class ExecutionsBySeq(LocalSecondaryIndex):
         class Meta:
             index_name = "by_seq"
             projection = AllProjection()
@@ -152,14 +154,14 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
         seq = NumberAttribute(range_key=True)
 
-    class ExecutionsById(GlobalSecondaryIndex):  # type: ignore[misc]
+    class ExecutionsById(GlobalSecondaryIndex):
         class Meta:
             index_name = "by_id"
             projection = KeysOnlyProjection()
 
         execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
 
-    class ActiveExecutions(GlobalSecondaryIndex):  # type: ignore[misc]
+    class ActiveExecutions(GlobalSecondaryIndex):
         """Sparse: only executions that are not final carry `sweep` (their status)."""
 
         class Meta:
@@ -169,7 +171,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         sweep = UnicodeAttribute(hash_key=True)
         created_at = NumberAttribute(range_key=True, attr_name="createdAt")
 
-    class ExecutionModel(Model):  # type: ignore[misc]
+    class ExecutionModel(Model):
         class Meta:
             table_name = settings.executions_table
             region = settings.region
