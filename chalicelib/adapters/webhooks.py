@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,10 @@ DELIVERY_HEADER = "X-Fastlane-Delivery"
 MAX_ADDRESSES = 4  # addresses of one name tried in turn, each for at most the timeout
 # Headers a hook may not set: they describe the request itself, or they are ours.
 RESERVED_HEADERS = ("host", "content-type", "content-length", "transfer-encoding", "connection", "x-fastlane-")
+
+# How old a signature a receiver should still accept, in seconds (what signature_matches checks).
+SIGNATURE_TOLERANCE_SECONDS = 300
+_SIGNATURE = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-f]{64})")
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -40,14 +46,25 @@ class HookResult:
         return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The signature header's value: `t=<epoch seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+    The time is signed with the body, so a receiver can refuse a delivery replayed later."""
+    at = int(time.time()) if timestamp is None else int(timestamp)
+    mac = hmac.new(secret.encode("utf-8"), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
 
 
-def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
-    """What a receiver does: recompute the signature of the bytes it received, compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(secret, body), header or "")
+def signature_matches(secret: str, body: bytes, header: str | None, *, now: float | None = None,
+                      tolerance: float = SIGNATURE_TOLERANCE_SECONDS) -> bool:
+    """What a receiver does: read the time, refuse one too far from its own clock, recompute the
+    signature of the bytes it received, compare in constant time."""
+    match = _SIGNATURE.fullmatch(header or "")
+    if match is None:
+        return False
+    at = int(match.group(1))
+    if abs((time.time() if now is None else now) - at) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, body, at), header or "")
 
 
 # addresses ------------------------------------------------------------------------------------
@@ -236,10 +253,10 @@ def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str]
 
 
 def request_headers(hook_headers: dict[str, str], *, event: str, delivery: str, body: bytes, secret: str,
-                    user_agent: str) -> dict[str, str]:
+                    user_agent: str, timestamp: int | None = None) -> dict[str, str]:
     """The hook's own headers, then ours (a hook cannot replace them)."""
     extra = {"Content-Type": "application/json", "User-Agent": user_agent, EVENT_HEADER: event,
              DELIVERY_HEADER: delivery}
     if secret:
-        extra[SIGNATURE_HEADER] = sign(secret, body)
+        extra[SIGNATURE_HEADER] = sign(secret, body, timestamp)
     return _headers(hook_headers, extra)

@@ -75,7 +75,7 @@ def retry_delay(attempt: int, backoff_min: float) -> float:
 
 def notification_status(settings: Settings) -> dict[str, Any]:
     """What /status says about notifications, with a warning for anything switched off."""
-    from ..api import shapes
+    from ..domain import contract as shapes
 
     queue = bool(settings.notify_queue_url)
     warnings = [NOTIFY_OFF] if not queue else ([] if settings.mail_sender else [MAIL_OFF])
@@ -134,7 +134,7 @@ def mail_content(event: str, job: Job, execution: Execution, base_url: str) -> t
     """Subject, text body and HTML body of a notification e-mail."""
     from html import escape
 
-    from ..api.shapes import Urls
+    from ..domain.contract import Urls
 
     urls = Urls(base_url)
     execution_url = urls.execution(execution.task_id, execution.job_id, execution.execution_id)
@@ -237,7 +237,7 @@ class NotificationSender:
 
     def _webhook(self, message: dict[str, Any], key: str, job: Job, execution: Execution) -> dict[str, Any]:
         from ..adapters import webhooks
-        from ..api.shapes import Urls, webhook_body
+        from ..domain.contract import Urls, webhook_body
 
         settings = self._settings
         hook = message.get("hook") or {}
