@@ -1,5 +1,5 @@
 """The end of an execution's stdout and stderr, as execution details carry them in `log` and
-`error`: read through the output reader, bounded. docs/execution.md#output-in-execution-details."""
+`error`: read through the output reader, bounded. docs/decisions.md (output in execution details)."""
 from __future__ import annotations
 
 from typing import Any
