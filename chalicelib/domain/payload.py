@@ -124,9 +124,7 @@ def parse_json_object(body: bytes | str | None) -> dict[str, Any]:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
         data = parse_json(text) if text else None
-    except (ValueError, UnicodeDecodeError) as error:
-        if isinstance(error, ValidationError):
-            raise
+    except ValueError:  # not JSON, or not UTF-8 (a ValidationError of a bound goes through)
         data = None
     if not isinstance(data, dict):
         raise ValidationError(UNPARSABLE, field="body")
