@@ -128,6 +128,22 @@ def execution_stream(task_id, job_id, execution_id):
     return stream_page.execution_stream(app.current_request, task_id, job_id, execution_id)
 
 
+@app.route("/tasks/{task_id}/jobs/{job_id}/stream/token", methods=["POST"], content_types=BODY_TYPES)
+def renew_job_stream_token(task_id, job_id):
+    return routes.renew_stream_token(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stream/token", methods=["POST"],
+           content_types=BODY_TYPES)
+def renew_execution_stream_token(task_id, job_id, execution_id):
+    return routes.renew_stream_token(app.current_request, task_id, job_id, execution_id)
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi():
+    return routes.openapi(app.current_request)
+
+
 @app.route("/status", methods=["GET"])
 def status():
     return routes.status(app.current_request)

@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-DEFAULT_SECRET_ENV_PATTERNS = ("password", "key", "secret", "client_id")
+# Env names that look secret contain one of these (case-insensitive); SECRET_ENV_PATTERNS replaces the list.
+DEFAULT_SECRET_ENV_PATTERNS = ("password", "passwd", "pass", "pwd", "secret", "token", "key", "auth", "credential",
+                               "cookie", "session", "private", "cert", "client_id")
 
 
 def _int(name: str, default: int) -> int:
@@ -105,7 +107,8 @@ class Settings:
 
     @property
     def basic_auth_enabled(self) -> bool:
-        return bool(self.basic_auth_username or self.basic_auth_secret_id)
+        """On as soon as any part of it is configured: half a pair is refused, never ignored."""
+        return bool(self.basic_auth_username or self.basic_auth_password or self.basic_auth_secret_id)
 
     @classmethod
     def from_environment(cls) -> Settings:

@@ -9,27 +9,58 @@ from . import wiring
 from .domain.live import error_frame
 from .observability import logger
 
+MALFORMED = 'Messages are small JSON objects: {"action": "subscribe", ...} or {"action": "ping"}.'
+REFUSED = ("Not authorized: with auth on, a subscribe message carries the stream page's token for what it "
+           "subscribes to (`token`) or Basic credentials (`authorization`).")
 
-def _authorized(event: dict[str, Any]) -> bool:
-    """With Basic auth on, a websocket client shows credentials (a CLI) or the token a stream
-    page was served with (a browser cannot send Authorization on a websocket). When API Gateway
-    authorizes the REST API (IAM or API keys), only the token: it proves an authorized request
-    for the page (docs/deploy.md#access)."""
-    from .api.stream_page import token_valid
 
-    auth = wiring.get_basic_auth()
-    if not auth.tokens_required:
-        return True
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    token = (event.get("queryStringParameters") or {}).get("token")
-    return auth.allows(headers.get("authorization")) or token_valid(auth.signing_key(), token)
+MAX_MESSAGE_CHARS = 32 * 1024
+
+
+def _malformed(event: dict[str, Any]) -> bool:
+    """A message no subscription or ping can be: too long or too deeply nested to parse safely."""
+    from .domain.payload import json_depth
+
+    body = event.get("body") or ""
+    return not isinstance(body, str) or len(body) > MAX_MESSAGE_CHARS or json_depth(body) > 2
+
+
+def _message(event: dict[str, Any]) -> dict[str, Any] | None:
+    import json
+
+    try:
+        body = json.loads(event.get("body") or "")
+    except ValueError:
+        return None  # the service answers what messages are
+    return body if isinstance(body, dict) else None
+
+
+def _subscribe_refused(body: dict[str, Any] | None) -> bool:
+    """A subscribe message that does not show the right to watch what it asks for (auth.py)."""
+    from .api.auth import websocket_subscribe_allowed
+
+    if body is None or body.get("action") != "subscribe":
+        return False
+    return not websocket_subscribe_allowed(wiring.get_basic_auth(), body)
+
+
+def _renewal(body: dict[str, Any]) -> str:
+    """{"action": "renew", "token": ...}: a stream page's fresh token for what its token opens."""
+    from .api.auth import renewal_frame
+
+    frame = renewal_frame(wiring.get_basic_auth().signing_key(), body.get("token"))
+    return frame or error_frame("token is not a live-log token this service gave out, or it has expired; "
+                                "reload the page.", "token")
 
 
 def ws_connect(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        if not _authorized(event):
+        from .api.auth import websocket_connect_allowed
+
+        if not websocket_connect_allowed(wiring.get_basic_auth(), event):
             return {"statusCode": 401}
-        return wiring.get_live_logs().connect(event)
+        answer: dict[str, Any] = wiring.get_live_logs().connect(event)
+        return answer
     except Exception:  # noqa: BLE001 - the client sees the connection refused, the log says why
         logger.exception("live logs: connect failed")
         return {"statusCode": 500}
@@ -38,7 +69,18 @@ def ws_connect(event: dict[str, Any]) -> dict[str, Any]:
 def ws_message(event: dict[str, Any]) -> dict[str, Any]:
     live = wiring.get_live_logs()
     try:
-        return live.message(event)
+        if _malformed(event):
+            live.tell(event, error_frame(MALFORMED, "action"))
+            return {"statusCode": 200}
+        body = _message(event)
+        if body is not None and body.get("action") == "renew":
+            live.tell(event, _renewal(body))
+            return {"statusCode": 200}
+        if _subscribe_refused(body):
+            live.tell(event, error_frame(REFUSED, "token"))
+            return {"statusCode": 200}
+        answer = live.message(event)
+        return answer if isinstance(answer, dict) else {"statusCode": 200}
     except Exception:  # noqa: BLE001 - the client is told, the log says why
         logger.exception("live logs: message failed")
         try:
@@ -50,7 +92,8 @@ def ws_message(event: dict[str, Any]) -> dict[str, Any]:
 
 def ws_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        return wiring.get_live_logs().disconnect(event)
+        gone: dict[str, Any] = wiring.get_live_logs().disconnect(event)
+        return gone
     except Exception:  # noqa: BLE001 - an item left behind expires with its TTL
         logger.exception("live logs: disconnect failed")
         return {"statusCode": 200}
@@ -60,7 +103,8 @@ def logs(event: dict[str, Any]) -> dict[str, Any]:
     """A failed delivery is logged, not raised: Lambda would retry it and the subscribers would
     get the chunk twice."""
     try:
-        return wiring.get_live_logs().handle(event)
+        handled: dict[str, Any] = wiring.get_live_logs().handle(event)
+        return handled
     except Exception:  # noqa: BLE001
         logger.exception("live logs: logs function failed")
         return {"failed": True}

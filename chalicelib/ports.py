@@ -17,6 +17,7 @@ from .domain.live import STREAMS, Cursor, LogEvent, Position, StreamRecord, Subs
 from .domain.messages import CronTick, JobMessage, Notification, ScheduleFiring
 from .domain.model import Execution, ExecutionStatus, Job, JobSpec, Page, Task
 from .domain.pools import Pool
+from .domain.webhooks import HookResult
 
 # Builds the execution a write adds, from the job as the write reads it (its sequence number is
 # set by the store).
@@ -181,6 +182,13 @@ class Deliveries(Protocol):
     def release(self, key: str) -> None:
         """Give a claim back after a failure before anything was sent."""
         ...
+
+
+class WebhookPoster(Protocol):
+    """POSTs one webhook body; never raises for what the receiver or the network did."""
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str], *, timeout: float,
+                 allow_private: bool = False) -> HookResult: ...
 
 
 class Mailer(Protocol):
@@ -364,6 +372,7 @@ class Backend:
     sockets: Sockets
     starter: Starter
     mailer: Mailer | None  # None: e-mail is off
+    webhooks: WebhookPoster
     read_secret: SecretReader
     # What /status says about how containers are isolated from the host (local backend only).
     isolation: str = "ECS Fargate tasks"

@@ -13,7 +13,7 @@ from .config import Settings, get_settings
 from .ports import Backend
 
 if TYPE_CHECKING:  # the services are imported on first use, off the cold-start path
-    from .api.http import BasicAuth
+    from .api.auth import BasicAuth
     from .services.engine import ExecutionEngine
     from .services.jobs import JobService
     from .services.live_logs import LiveLogs
@@ -58,6 +58,7 @@ def build_aws_backend(settings: Settings) -> Backend:
     import boto3
     from botocore.config import Config
 
+    from .adapters import webhooks
     from .adapters.connections import DynamoConnectionStore
     from .adapters.deliveries import DeliveryLog
     from .adapters.dynamo.executions import DynamoExecutions
@@ -109,6 +110,7 @@ def build_aws_backend(settings: Settings) -> Backend:
         sockets=ApiGatewaySockets(management_client, settings.websocket_management_endpoint),
         starter=LambdaStarter(lazy_client("lambda"), settings.logs_function_name),
         mailer=SesMailer(lazy_client("ses"), settings.mail_sender) if settings.mail_sender else None,
+        webhooks=webhooks.post,
         read_secret=read_secret,
         extras={"tables": tables},
     )
@@ -167,7 +169,8 @@ def get_notification_sender() -> NotificationSender:
     from .services.notify import NotificationSender
 
     b = backend()
-    return NotificationSender(b.jobs, b.executions, b.notify_queue, b.deliveries, b.mailer, get_settings())
+    return NotificationSender(b.jobs, b.executions, b.notify_queue, b.deliveries, b.mailer, get_settings(),
+                              post=b.webhooks)
 
 
 @cache
@@ -192,7 +195,7 @@ def get_live_logs() -> LiveLogs:
 
 @cache
 def get_basic_auth() -> BasicAuth:
-    from .api.http import BasicAuth
+    from .api.auth import BasicAuth
 
     return BasicAuth(get_settings(), backend().read_secret)
 

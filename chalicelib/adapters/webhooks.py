@@ -6,48 +6,18 @@ this module is imported, so they stay off the cold start of every other handler.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-SIGNATURE_HEADER = "X-Fastlane-Signature"
-EVENT_HEADER = "X-Fastlane-Event"
-DELIVERY_HEADER = "X-Fastlane-Delivery"
+from ..domain.webhooks import HookResult
+
 MAX_ADDRESSES = 4  # addresses of one name tried in turn, each for at most the timeout
-# Headers a hook may not set: they describe the request itself, or they are ours.
-RESERVED_HEADERS = ("host", "content-type", "content-length", "transfer-encoding", "connection", "x-fastlane-")
 
 Resolver = Callable[[str, int], list[str]]
 
 
 class Refused(Exception):
     """The hook's host is one that webhooks may not reach; trying again will not change that."""
-
-
-@dataclass(frozen=True)
-class HookResult:
-    """What one attempt got: a status code, or an error saying why there is none."""
-
-    status_code: int | None = None
-    error: str | None = None
-    permanent: bool = False  # refused by policy or malformed: retrying cannot succeed
-    address: str | None = None  # the address connected to
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.status_code is not None and 200 <= self.status_code < 300
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
-    """What a receiver does: recompute the signature of the bytes it received, compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(secret, body), header or "")
 
 
 # addresses ------------------------------------------------------------------------------------
@@ -116,11 +86,6 @@ def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resol
 
 
 # sending --------------------------------------------------------------------------------------
-
-
-def _headers(hook_headers: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
-    own = {k: v for k, v in hook_headers.items() if not k.lower().startswith(RESERVED_HEADERS)}
-    return {**own, **extra}
 
 
 def _connect(scheme: str, host: str, port: int, address: str, timeout: float) -> Any:
@@ -233,13 +198,3 @@ def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str]
     finally:
         watchdog.cancel()
         connection.close()
-
-
-def request_headers(hook_headers: dict[str, str], *, event: str, delivery: str, body: bytes, secret: str,
-                    user_agent: str) -> dict[str, str]:
-    """The hook's own headers, then ours (a hook cannot replace them)."""
-    extra = {"Content-Type": "application/json", "User-Agent": user_agent, EVENT_HEADER: event,
-             DELIVERY_HEADER: delivery}
-    if secret:
-        extra[SIGNATURE_HEADER] = sign(secret, body)
-    return _headers(hook_headers, extra)

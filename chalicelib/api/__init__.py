@@ -1,1 +1,2 @@
-"""The HTTP layer: request parsing, the JSON shapes of API.md, and error mapping."""
+"""The HTTP layer: request parsing and checks, auth, error mapping, the OpenAPI description; the JSON
+shapes it answers with are chalicelib/domain/contract.py."""

@@ -1,27 +1,28 @@
-"""Request parsing and error mapping shared by every route."""
+"""Request parsing and error mapping shared by every route: bodies, ids, pages and page
+tokens are checked here before any service sees them."""
 from __future__ import annotations
 
 import base64
 import binascii
 import functools
-import hmac
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from chalice.app import Request, Response
 
 from ..config import Settings
-from ..domain.errors import FastlaneError, TooLarge
-from ..domain.payload import parse_json_object
+from ..domain import contract as shapes
+from ..domain.errors import FastlaneError, NotFound, TooLarge, ValidationError
+from ..domain.payload import json_depth, parse_json_object, validate_task_id, validate_uuid
 from ..observability import logger
-from . import shapes
 
 JSON = {"Content-Type": "application/json"}
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=json.dumps(body), status_code=status, headers={**JSON, **(headers or {})})
+    return Response(body=json.dumps(body, allow_nan=False), status_code=status, headers={**JSON, **(headers or {})})
 
 
 def error_response(
@@ -66,16 +67,19 @@ def base_url(request: Request, settings: Settings) -> str:
 
 def client_ip(request: Request) -> str | None:
     """The caller's address as API Gateway saw it (the local runtime sets it the same way)."""
-    identity = (request.context or {}).get("identity") or {}
+    context: dict[str, Any] = request.context or {}
+    identity = context.get("identity") or {}
     source = identity.get("sourceIp")
-    if source:
+    if isinstance(source, str) and source:
         return source
     forwarded = request.headers.get("x-forwarded-for")
-    return forwarded.split(",")[0].strip() if forwarded else None
+    return forwarded.split(",")[0].strip()[:64] if isinstance(forwarded, str) and forwarded else None
 
 
 def query(request: Request, name: str) -> str | None:
-    return (request.query_params or {}).get(name)
+    params = request.query_params
+    value = params.get(name) if params is not None else None
+    return value if isinstance(value, str) else None
 
 
 def json_body(request: Request, settings: Settings) -> dict[str, Any]:
@@ -86,64 +90,55 @@ def json_body(request: Request, settings: Settings) -> dict[str, Any]:
     return parse_json_object(raw)
 
 
-class BasicAuth:
-    """Optional HTTP Basic authentication, as the original offered. The credentials come from
-    the environment or, with BASIC_AUTH_SECRET_ID, from a Secrets Manager secret holding
-    {"username": ..., "password": ...}, read once per Lambda container."""
+MAX_PAGE_DIGITS = 9
 
-    def __init__(self, settings: Settings, secret_reader: Callable[[str], dict[str, str]] | None = None) -> None:
-        self._settings = settings
-        self._secret_reader = secret_reader
-        self._credentials: tuple[str, str] | None = None
-        self._token_key: bytes | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return self._settings.basic_auth_enabled
+def page_number(request: Request) -> int:
+    """`page`: ASCII digits, 1 or more (int() would also take ' 2', '+2', '1_0' and other scripts' digits)."""
+    raw = query(request, "page")
+    if raw is None or raw == "":
+        return 1
+    if not re.fullmatch(f"[0-9]{{1,{MAX_PAGE_DIGITS}}}", raw) or int(raw) < 1:
+        raise ValidationError(f"page must be an integer from 1 to {10 ** MAX_PAGE_DIGITS - 1}, got '{raw[:32]}'.",
+                              field="page")
+    return int(raw)
 
-    @property
-    def tokens_required(self) -> bool:
-        """Live-log websocket connections need Basic credentials or a stream page's token: with
-        Basic auth on, or when API Gateway authorizes the REST API (STREAM_TOKEN_SECRET_ID)."""
-        return self.enabled or bool(self._settings.stream_token_secret_id)
 
-    def _expected(self) -> tuple[str, str]:
-        if self._credentials is None:
-            if self._settings.basic_auth_secret_id and self._secret_reader is not None:
-                secret = self._secret_reader(self._settings.basic_auth_secret_id)
-                self._credentials = (secret["username"], secret["password"])
-            else:
-                self._credentials = (self._settings.basic_auth_username or "", self._settings.basic_auth_password or "")
-        return self._credentials
+_PAGE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+NOT_A_TOKEN = "token is not a page token this service gave out."
 
-    def allows(self, authorization: str | None) -> bool:
-        if not authorization or not authorization.lower().startswith("basic "):
-            return False
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, _, password = decoded.partition(":")
-        expected_user, expected_password = self._expected()
-        user_ok = hmac.compare_digest(username.encode(), expected_user.encode())
-        password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
-        return user_ok and password_ok and bool(expected_user)
 
-    def signing_key(self) -> bytes:
-        """A key only this deployment knows, from the credentials (signs live-log tokens), or from
-        the secret STREAM_TOKEN_SECRET_ID names, read once per Lambda container."""
-        import hashlib
+def page_token(request: Request) -> str | None:
+    """`token` of an output page: the reader decodes it; here it is only made safe to decode
+    (bounded, base64url, JSON of the shape the reader writes, never deeply nested)."""
+    raw = query(request, "token")
+    if raw is None or raw == "":
+        return None
+    if not _PAGE_TOKEN.fullmatch(raw):
+        raise ValidationError(NOT_A_TOKEN, field="token")
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise ValidationError(NOT_A_TOKEN, field="token") from None
+    if json_depth(text) > 1:
+        raise ValidationError(NOT_A_TOKEN, field="token")
+    return raw
 
-        if self._settings.stream_token_secret_id and self._secret_reader is not None:
-            if self._token_key is None:
-                secret = self._secret_reader(self._settings.stream_token_secret_id)
-                self._token_key = hashlib.sha256(f"fastlane-live-logs\0{secret['key']}".encode()).digest()
-            return self._token_key
-        username, password = self._expected()
-        return hashlib.sha256(f"fastlane-live-logs\0{username}\0{password}".encode()).digest()
 
-    def challenge(self) -> Response:
-        return error_response(
-            401, "Authentication required: send HTTP Basic credentials.", "authenticate",
-            headers={"WWW-Authenticate": 'Basic realm="fastlane", charset="UTF-8"'},
-        )
+def task_id_of(task_id: str) -> str:
+    return validate_task_id(task_id)
+
+
+def job_id_of(job_id: str) -> str:
+    """A job id that is not a UUID names no job: 404, as any unknown job."""
+    try:
+        return validate_uuid(job_id, "jobId")
+    except ValidationError:
+        raise NotFound(f"Job '{job_id[:64]}' was not found.", field="jobId") from None
+
+
+def execution_id_of(execution_id: str) -> str:
+    try:
+        return validate_uuid(execution_id, "executionId")
+    except ValidationError:
+        raise NotFound(f"Execution '{execution_id[:64]}' was not found.", field="executionId") from None

@@ -1,4 +1,4 @@
-"""The bodies of the HTTP routes: parse, call one service, shape the answer."""
+"""The bodies of the HTTP routes: check the ids and the input, call one service, shape the answer."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,19 +8,29 @@ from chalice.app import Request, Response
 
 from .. import wiring
 from ..config import get_settings
+from ..domain import contract as shapes
+from ..domain.errors import NotFound
+from ..domain.model import Execution
+from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import logger, metrics
-from . import shapes
-from .http import base_url, client_ip, json_body, json_response, operation, query
+from . import auth
+from .http import (
+    base_url,
+    client_ip,
+    execution_id_of,
+    job_id_of,
+    json_body,
+    json_response,
+    operation,
+    page_number,
+    page_token,
+    task_id_of,
+)
+from .output_tail import output_tail
 
 
 def _urls(request: Request) -> shapes.Urls:
     return shapes.Urls(base_url(request, get_settings()))
-
-
-def _page(request: Request) -> int:
-    from ..services.jobs import parse_page
-
-    return parse_page(query(request, "page"))
 
 
 def middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
@@ -28,9 +38,9 @@ def middleware(request: Request, get_response: Callable[[Request], Response]) ->
     context = request.context or {}
     logger.append_keys(request_id=context.get("requestId"), path=context.get("path"), method=request.method)
     try:
-        auth = wiring.get_basic_auth()
-        if auth.enabled and not auth.allows(request.headers.get("authorization")):
-            return auth.challenge()
+        refused = auth.guard(wiring.get_basic_auth(), request.headers.get("authorization"))
+        if refused is not None:
+            return refused
         return get_response(request)
     finally:
         if metrics.metric_set:
@@ -40,12 +50,20 @@ def middleware(request: Request, get_response: Callable[[Request], Response]) ->
 
 @operation("get_tasks")
 def get_tasks(request: Request) -> Response:
-    page = wiring.get_job_service().list_tasks(_page(request))
+    page = wiring.get_job_service().list_tasks(page_number(request))
     return json_response(shapes.task_list(_urls(request), page))
 
 
 def _enqueue(request: Request, task_id: str, job_id: str | None) -> Response:
-    body = json_body(request, get_settings())
+    settings = get_settings()
+    task_id = task_id_of(task_id)
+    if job_id is not None:
+        job_id = validate_uuid(job_id, "jobId")
+    body = json_body(request, settings)
+    # Checked here too, with what only the edge knows (the task id, the size limit), before the
+    # service writes anything.
+    validate_job_payload(body, max_timeout=settings.max_timeout, max_retries=settings.max_retries, task_id=task_id,
+                         max_stored_bytes=settings.max_body_bytes)
     result = wiring.get_job_service().enqueue(task_id, body, client_ip(request), job_id=job_id)
     return json_response(shapes.enqueued(_urls(request), result.job, result.execution, result.queue_job_id))
 
@@ -62,20 +80,28 @@ def update_job(request: Request, task_id: str, job_id: str) -> Response:
 
 @operation("get_task")
 def get_task(request: Request, task_id: str) -> Response:
-    task, jobs = wiring.get_job_service().task(task_id, _page(request))
+    task, jobs = wiring.get_job_service().task(task_id_of(task_id), page_number(request))
     return json_response(shapes.task_details(_urls(request), task, jobs))
 
 
 @operation("get_job")
 def get_job(request: Request, task_id: str, job_id: str) -> Response:
-    job, executions = wiring.get_job_service().job_with_executions(task_id, job_id, _page(request))
+    job, executions = wiring.get_job_service().job_with_executions(task_id_of(task_id), job_id_of(job_id),
+                                                                   page_number(request))
     return json_response(shapes.job_details(_urls(request), job, executions, get_settings().secret_env_patterns))
+
+
+def _execution(task_id: str, job_id: str, execution_id: str) -> tuple[Any, Execution]:
+    result: tuple[Any, Execution] = wiring.get_job_service().execution(
+        task_id_of(task_id), job_id_of(job_id), execution_id_of(execution_id))
+    return result
 
 
 @operation("get_execution")
 def get_execution(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
-    job, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
-    return json_response(shapes.execution_details(_urls(request), job, execution))
+    job, execution = _execution(task_id, job_id, execution_id)
+    output = output_tail(wiring.get_output_reader(), execution)
+    return json_response(shapes.execution_details(_urls(request), job, execution, output))
 
 
 def _check(name: str, probe: Callable[[], Any], checks: dict[str, str], errors: list[dict[str, str]]) -> None:
@@ -104,7 +130,7 @@ def healthcheck(request: Request) -> Response:
 
 @operation("stop_job")
 def stop_job(request: Request, task_id: str, job_id: str) -> Response:
-    job = wiring.get_job_service().job(task_id, job_id)
+    job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
     stopped = wiring.get_job_service().stop_job(job)
     logger.info("job stopped", extra={"job_id": job.job_id, "stopped_executions": stopped})
     return json_response(shapes.job_stopped(_urls(request), job))
@@ -112,39 +138,40 @@ def stop_job(request: Request, task_id: str, job_id: str) -> Response:
 
 @operation("stop_execution")
 def stop_execution(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
-    execution = wiring.get_job_service().stop_execution(task_id, job_id, execution_id)
+    execution = wiring.get_job_service().stop_execution(task_id_of(task_id), job_id_of(job_id),
+                                                        execution_id_of(execution_id))
     return json_response(shapes.execution_stopped(_urls(request), execution))
 
 
 @operation("retry_job")
 def retry_job(request: Request, task_id: str, job_id: str) -> Response:
-    job = wiring.get_job_service().job(task_id, job_id)
+    job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
     execution, message_id = wiring.get_job_service().retry_job(job)
     return json_response(shapes.enqueued(_urls(request), job, execution, message_id))
 
 
-def _output(request: Request, execution: Any, which: str) -> Response:
-    token = query(request, "token")
-    page = wiring.get_output_reader().read(execution, which, token)
-    headers = {"Content-Type": "text/plain; charset=utf-8",
+def _output(request: Request, execution: Execution, which: str) -> Response:
+    from urllib.parse import quote
+
+    page = wiring.get_output_reader().read(execution, which, page_token(request))
+    headers: dict[str, str | list[str]] = {"Content-Type": "text/plain; charset=utf-8",
                "Fastlane-Exit-Code": "" if execution.exit_code is None else str(execution.exit_code),
                "Fastlane-Execution-Id": execution.execution_id,
                "Fastlane-Execution-Status": execution.status.value}
     if page.next_token:
         # The next page names the execution, so a newer execution cannot change what it continues.
         url = f"{_urls(request).execution(execution.task_id, execution.job_id, execution.execution_id)}/{which}"
-        headers["Link"] = f'<{url}?token={page.next_token}>; rel="next"'
+        headers["Link"] = f'<{url}?token={quote(page.next_token)}>; rel="next"'
         headers["Fastlane-Next-Token"] = page.next_token
     return Response(body=page.text, status_code=200, headers=headers)
 
 
-def _latest(task_id: str, job_id: str) -> Any:
-    from ..domain.errors import NotFound
-
-    job, executions = wiring.get_job_service().job_with_executions(task_id, job_id, 1)
+def _latest(task_id: str, job_id: str) -> Execution:
+    job, executions = wiring.get_job_service().job_with_executions(task_id_of(task_id), job_id_of(job_id), 1)
     if not executions.items:
-        raise NotFound(f"Job '{job_id}' has not run yet; it has no output.", field="jobId")
-    return executions.items[0]
+        raise NotFound(f"Job '{job.job_id}' has not run yet; it has no output.", field="jobId")
+    latest: Execution = executions.items[0]
+    return latest
 
 
 def job_output(which: str) -> Callable[..., Response]:
@@ -158,10 +185,33 @@ def job_output(which: str) -> Callable[..., Response]:
 def execution_output(which: str) -> Callable[..., Response]:
     @operation(f"get_execution_{which}")
     def view(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
-        _, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
+        _, execution = _execution(task_id, job_id, execution_id)
         return _output(request, execution, which)
 
     return view
+
+
+@operation("renew_stream_token")
+def renew_stream_token(request: Request, task_id: str, job_id: str, execution_id: str | None = None) -> Response:
+    """A fresh live-log token for a stream page (it renews its own before it expires)."""
+    if execution_id is None:
+        job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
+        execution = None
+    else:
+        job, found = _execution(task_id, job_id, execution_id)
+        execution = found.execution_id
+    basic = wiring.get_basic_auth()
+    token, expires = auth.issue_token(basic.signing_key(), job.task_id, job.job_id, execution) \
+        if basic.tokens_required else (None, None)
+    return json_response(shapes.stream_token(job.task_id, job.job_id, execution, token, expires),
+                         headers={"Cache-Control": "no-store"})
+
+
+@operation("get_openapi")
+def openapi(request: Request) -> Response:
+    from .openapi import document
+
+    return json_response(document(base_url(request, get_settings())))
 
 
 @operation("status")

@@ -3,39 +3,20 @@ no external assets, that follows the websocket API (docs/live-logs.md). Nothing 
 or the output is ever inserted as markup: ids travel as escaped JSON and lines as text nodes."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import secrets
-import time
 from urllib.parse import urlsplit
 
 from chalice.app import Request, Response
 
 from .. import wiring
 from ..config import get_settings
-from .http import operation
+from . import auth
+from .http import execution_id_of, job_id_of, operation, task_id_of
 
-TOKEN_SECONDS = 6 * 3600
-
-
-def issue_token(key: bytes, now: float | None = None) -> str:
-    """Proof that the page was served to a client that passed Basic auth (browsers cannot send
-    Authorization on a websocket)."""
-    expiry = int((now if now is not None else time.time()) + TOKEN_SECONDS)
-    mac = hmac.new(key, str(expiry).encode(), hashlib.sha256).hexdigest()[:40]
-    return f"{expiry}.{mac}"
-
-
-def token_valid(key: bytes, token: str | None, now: float | None = None) -> bool:
-    if not token or "." not in token:
-        return False
-    expiry, _, mac = token.partition(".")
-    if not expiry.isdigit() or int(expiry) < (now if now is not None else time.time()):
-        return False
-    expected = hmac.new(key, expiry.encode(), hashlib.sha256).hexdigest()[:40]
-    return hmac.compare_digest(mac, expected)
+# The page asks for a new token this long before its own expires.
+RENEW_BEFORE_SECONDS = 120
 
 
 def _script_json(value: object) -> str:
@@ -76,6 +57,7 @@ SCRIPT = r"""
   var out = document.getElementById("out"), state = document.getElementById("state");
   var exitBox = document.getElementById("exit"), execBox = document.getElementById("execution");
   var current = config.executionId, after = "", partial = {}, gotEnd = false, backoff = 1000, socket = null;
+  var token = config.token, expiresAt = config.expiresAt || 0;
 
   function show(text) { state.textContent = text; }
   function atBottom() { return window.innerHeight + window.scrollY >= document.body.scrollHeight - 48; }
@@ -111,10 +93,18 @@ SCRIPT = r"""
     var query = ["taskId=" + encodeURIComponent(config.taskId), "jobId=" + encodeURIComponent(config.jobId)];
     if (current) { query.push("executionId=" + encodeURIComponent(current)); }
     if (after) { query.push("after=" + encodeURIComponent(after)); }
-    if (config.token) { query.push("token=" + encodeURIComponent(config.token)); }
+    if (token) { query.push("token=" + encodeURIComponent(token)); }
     return config.websocketUrl + (config.websocketUrl.indexOf("?") < 0 ? "?" : "&") + query.join("&");
   }
+  function expired() { return token && Date.now() / 1000 >= expiresAt; }
+  function renew() {
+    // The token opens the websocket for minutes; the page asks for a new one over it in time.
+    if (token && socket && socket.readyState === 1 && Date.now() / 1000 >= expiresAt - config.renewBefore) {
+      socket.send(JSON.stringify({action: "renew", token: token}));
+    }
+  }
   function again(seconds) {
+    if (expired()) { show("the live-log token expired while disconnected: reload the page"); return; }
     show("reconnecting in " + Math.round(seconds) + " s");
     window.setTimeout(connect, seconds * 1000);
   }
@@ -122,7 +112,7 @@ SCRIPT = r"""
     var closing = null, retryAfter = null;
     show("connecting");
     socket = new WebSocket(address());
-    socket.onopen = function () { backoff = 1000; show("connected"); };
+    socket.onopen = function () { backoff = 1000; show("connected"); renew(); };
     socket.onmessage = function (message) {
       var frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
@@ -140,6 +130,8 @@ SCRIPT = r"""
         exitBox.className = frame.exitCode === 0 ? "ok" : "bad";
         exitBox.setAttribute("data-exit-code", code);
         scroll(atBottom());
+      } else if (frame.type === "token") {
+        token = frame.token; expiresAt = frame.expiresAt;
       } else if (frame.type === "error") {
         note("error: " + frame.error);
       } else if (frame.type === "close") {
@@ -167,6 +159,7 @@ SCRIPT = r"""
   }
   window.setInterval(function () {
     if (socket && socket.readyState === 1) { socket.send('{"action":"ping"}'); }
+    renew();
   }, 60000);
   if (!config.websocketUrl) { show("live logs are not configured on this server (WEBSOCKET_URL is not set)"); return; }
   connect();
@@ -175,10 +168,12 @@ SCRIPT = r"""
 
 
 def render(task_id: str, job_id: str, execution_id: str | None, websocket_url: str, token: str | None,
-           nonce: str) -> str:
+           nonce: str, expires_at: int | None = None) -> str:
     title = f"{task_id} / {job_id}" + (f" / {execution_id}" if execution_id else "")
-    config = {"taskId": task_id, "jobId": job_id, "executionId": execution_id, "websocketUrl": websocket_url,
-              "token": token}
+    config: dict[str, object] = {"taskId": task_id, "jobId": job_id, "executionId": execution_id,
+                                 "websocketUrl": websocket_url, "token": token}
+    if token:
+        config.update(expiresAt=expires_at, renewBefore=RENEW_BEFORE_SECONDS)
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -196,14 +191,15 @@ def render(task_id: str, job_id: str, execution_id: str | None, websocket_url: s
 
 def _page(task_id: str, job_id: str, execution_id: str | None) -> Response:
     settings = get_settings()
-    auth = wiring.get_basic_auth()
-    token = issue_token(auth.signing_key()) if auth.tokens_required else None
+    basic = wiring.get_basic_auth()
+    token, expires = auth.issue_token(basic.signing_key(), task_id, job_id, execution_id) \
+        if basic.tokens_required else (None, None)
     nonce = secrets.token_urlsafe(16)
     websocket_url = settings.websocket_url
     connect = _origin(websocket_url) or "'none'"
     policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src {connect}; "
               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-    body = render(task_id, job_id, execution_id, websocket_url, token, nonce)
+    body = render(task_id, job_id, execution_id, websocket_url, token, nonce, expires)
     return Response(body=body, status_code=200, headers={
         "Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": policy,
         "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
@@ -211,11 +207,12 @@ def _page(task_id: str, job_id: str, execution_id: str | None) -> Response:
 
 @operation("get_job_stream")
 def job_stream(request: Request, task_id: str, job_id: str) -> Response:
-    job = wiring.get_job_service().job(task_id, job_id)  # 404 for an unknown job
+    job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))  # 404 for an unknown job
     return _page(job.task_id, job.job_id, None)
 
 
 @operation("get_execution_stream")
 def execution_stream(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
-    job, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
+    job, execution = wiring.get_job_service().execution(task_id_of(task_id), job_id_of(job_id),
+                                                        execution_id_of(execution_id))
     return _page(job.task_id, job.job_id, execution.execution_id)

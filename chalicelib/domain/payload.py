@@ -1,4 +1,5 @@
-"""Validation of job payloads and ids: every rule checked before anything is written."""
+"""Validation of job payloads and ids: every rule checked before anything is written. Each
+pattern is matched whole (`fullmatch`): `$` would accept a final newline. docs/decisions.md#input."""
 from __future__ import annotations
 
 import json
@@ -6,29 +7,47 @@ import math
 import re
 import shlex
 import time
-import uuid
 from typing import Any
 
-from .errors import ValidationError
+from .errors import TooLarge, ValidationError
+from .limits import ECS_MAX_OVERRIDE_BYTES
 from .model import Hook, JobSpec
 from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
-TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+# Keys the store keeps next to tasks ("#tasks", "#pool:...", "#stats:...") start with these; no
+# id may, whatever the character rules become.
+RESERVED_KEY_PREFIXES = ("#",)
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+# The service sets these in every container (chalicelib/adapters/ecs.py); a job may not.
+SERVICE_ENV_NAMES = ("FASTLANE_TASK_ID", "FASTLANE_JOB_ID", "FASTLANE_EXECUTION_ID")
 # name, name:tag, registry:port/name:tag, name@sha256:digest (lower-case repository path).
 IMAGE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+    r"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?"
 )
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
+# scheme://host[:port] then anything but whitespace and control characters.
+WEBHOOK_URL = re.compile(r"https?://[^\s/?#@\x00-\x1f\x7f]+(?:[/?#][^\s\x00-\x1f\x7f]*)?", re.IGNORECASE)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")  # an RFC 9110 token
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # every control character but tab
 EVENTS = ("starts", "succeeds", "fails", "finishes")
-# ECS accepts at most 8 KiB of container overrides (command and environment together).
-MAX_OVERRIDES_BYTES = 8192
 MAX_HOOKS_PER_EVENT = 10
+MAX_HEADERS_PER_HOOK = 20
+MAX_HEADER_VALUE_CHARS = 4096
+MAX_URL_CHARS = 2048
 OVERLAP_POLICIES = ("allow", "forbid", "replace")
 # EventBridge Scheduler takes one-time dates far ahead, but a schedule five years out is a mistake.
 MAX_SCHEDULE_AHEAD = 5 * 366 * 86400
 MAX_RECIPIENTS_PER_EVENT = 50
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the last second a date can be written
+# JSON a body may hold: nesting (objects and arrays) and the length of a number as written.
+MAX_JSON_DEPTH = 32
+MAX_INTEGER_DIGITS = 20  # a 64-bit integer, signed or not, fits
+MAX_NUMBER_CHARS = 40
+# Fargate's largest task: what the overrides of any pool can carry as cpu and memory.
+MAX_CPU, MAX_MEMORY = "16384", "122880"
 
 ONE_SCHEDULE = "Only ONE of 'startAt', 'startIn' and 'cron' should be in the request."
 IMAGE_AND_COMMAND = "image and command must be filled in the request."
@@ -36,29 +55,101 @@ UNPARSABLE = "Failed to enqueue task because JSON body could not be parsed."
 
 
 def validate_task_id(task_id: str) -> str:
-    if not TASK_ID.match(task_id or ""):
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
         raise ValidationError(
             "taskId must be 1 to 255 characters of letters, digits, '-', '_', '.' or ':'.", field="taskId"
         )
+    if task_id in (".", ".."):
+        raise ValidationError("taskId may not be '.' or '..'.", field="taskId")
+    if task_id.startswith(RESERVED_KEY_PREFIXES):
+        raise ValidationError(f"taskId may not start with {' or '.join(RESERVED_KEY_PREFIXES)}.", field="taskId")
     return task_id
 
 
 def validate_uuid(value: str, field: str) -> str:
-    try:
-        parsed = uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        raise ValidationError(f"{field} must be a UUID, got '{value}'.", field=field) from None
-    return str(parsed)
+    """The id in its canonical lower-case form; the hyphenated 36-character form only."""
+    if not isinstance(value, str) or not UUID.fullmatch(value):
+        shown = value[:64] if isinstance(value, str) else value
+        raise ValidationError(f"{field} must be a UUID like 5a023792-1445-44e9-8a8b-cfe5ad05d1c6, got '{shown}'.",
+                              field=field)
+    return value.lower()
+
+
+# JSON bodies ----------------------------------------------------------------------------------
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply objects and arrays nest in a JSON text, counted without parsing it (the
+    parser itself recurses, and fails past about a thousand levels)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValidationError(f"body holds {name}, which is not a JSON number; send a finite number.", field="body")
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValidationError(f"body holds an integer of {len(text.lstrip('-'))} digits; at most "
+                              f"{MAX_INTEGER_DIGITS} are accepted.", field="body")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value):
+        raise ValidationError(f"body holds the number {text[:MAX_NUMBER_CHARS]}...; numbers must be finite and at "
+                              f"most {MAX_NUMBER_CHARS} characters long.", field="body")
+    return value
+
+
+def parse_json(text: str, field: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Strict JSON: no NaN or Infinity, bounded nesting and number sizes. ValueError when it
+    does not parse; ValidationError when it breaks a bound."""
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise ValidationError(f"{field} nests objects and arrays {depth} deep; at most {max_depth} levels are "
+                              "accepted.", field=field)
+    return json.loads(text, parse_constant=_refuse_constant, parse_int=_integer, parse_float=_float)
 
 
 def parse_json_object(body: bytes | str | None) -> dict[str, Any]:
     try:
-        data = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
+        data = parse_json(text) if text else None
+    except ValueError:  # not JSON, or not UTF-8 (a ValidationError of a bound goes through)
         data = None
     if not isinstance(data, dict):
         raise ValidationError(UNPARSABLE, field="body")
     return data
+
+
+def stored_bytes(spec: JobSpec) -> int:
+    """The size of a job's specification as the store writes it (JSON with non-ASCII escaped,
+    so a character can take 6 or 12 bytes where the request body had 2 to 4)."""
+    return len(json.dumps(spec.to_dict()).encode("utf-8"))
+
+
+def override_bytes(command: list[str], envs: dict[str, str], task_id: str | None = None) -> int:
+    """The size of the RunTask overrides as ECS counts them: the JSON of the whole structure,
+    with the job's environment and the service's own variables (chalicelib/adapters/ecs.py), for
+    the largest cpu and memory a pool may set and, without a task id, the longest one."""
+    environment = [{"name": k, "value": v} for k, v in envs.items()]
+    ids = {"FASTLANE_TASK_ID": task_id or "t" * 255, "FASTLANE_JOB_ID": "0" * 36, "FASTLANE_EXECUTION_ID": "0" * 36}
+    environment += [{"name": name, "value": ids[name]} for name in SERVICE_ENV_NAMES]
+    overrides = {"cpu": MAX_CPU, "memory": MAX_MEMORY,
+                 "containerOverrides": [{"name": "job", "command": command, "environment": environment}]}
+    return len(json.dumps(overrides, separators=(",", ":")).encode("utf-8"))
+
+
+# fields -----------------------------------------------------------------------------------------
 
 
 def _is_number(value: Any) -> bool:
@@ -69,19 +160,49 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _string_map(value: Any, field: str, key_rule: re.Pattern[str] | None = None) -> dict[str, str]:
+def _epoch(value: Any, field: str) -> float:
+    if not _is_number(value) or not 0 < value <= MAX_EPOCH:
+        raise ValidationError(f"{field} must be a time in epoch seconds, above 0 and at most {MAX_EPOCH}.", field=field)
+    return float(value)
+
+
+def _envs(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValidationError(f"{field} must be an object of names to string values.", field=field)
+        raise ValidationError("envs must be an object of names to string values.", field="envs")
     for key, item in value.items():
-        if key_rule is not None and not key_rule.match(key):
+        if not ENV_NAME.fullmatch(key):
             raise ValidationError(
-                f"{field} name '{key}' must start with a letter or '_' and hold only letters, digits and '_'.",
-                field=f"{field}.{key}",
-            )
+                f"envs name '{key[:64]}' must start with a letter or '_' and hold only letters, digits and '_' "
+                "(at most 255).", field=f"envs.{key[:64]}")
+        if key in SERVICE_ENV_NAMES:
+            raise ValidationError(f"envs name '{key}' is set by the service in every container.", field=f"envs.{key}")
         if not isinstance(item, str):
-            raise ValidationError(f"{field}.{key} must be a string.", field=f"{field}.{key}")
+            raise ValidationError(f"envs.{key} must be a string.", field=f"envs.{key}")
+        if "\x00" in item:
+            raise ValidationError(f"envs.{key} may not hold a NUL character.", field=f"envs.{key}")
+    return dict(value)
+
+
+def _headers(value: Any, where: str) -> dict[str, str]:
+    field = f"{where}.headers"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationError(f"{field} must be an object of header names to string values.", field=field)
+    if len(value) > MAX_HEADERS_PER_HOOK:
+        raise ValidationError(f"{field} holds at most {MAX_HEADERS_PER_HOOK} headers.", field=field)
+    for name, item in value.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"{field} name '{name[:64]}' must be an HTTP header name (letters, digits and "
+                                  "!#$%&'*+.^_`|~-, no spaces).", field=f"{field}.{name[:64]}")
+        if not isinstance(item, str):
+            raise ValidationError(f"{field}.{name} must be a string.", field=f"{field}.{name}")
+        if len(item) > MAX_HEADER_VALUE_CHARS or CONTROL.search(item) or item != item.strip(" \t"):
+            raise ValidationError(f"{field}.{name} must be at most {MAX_HEADER_VALUE_CHARS} characters, without CR, LF "
+                                  "or other control characters and without leading or trailing spaces.",
+                                  field=f"{field}.{name}")
     return dict(value)
 
 
@@ -92,7 +213,8 @@ def _events(value: Any, field: str) -> dict[str, list[Any]]:
         raise ValidationError(f"{field} must be an object with keys {', '.join(EVENTS)}.", field=field)
     for key, items in value.items():
         if key not in EVENTS:
-            raise ValidationError(f"{field} key '{key}' must be one of {', '.join(EVENTS)}.", field=f"{field}.{key}")
+            raise ValidationError(f"{field} key '{key[:64]}' must be one of {', '.join(EVENTS)}.",
+                                  field=f"{field}.{key[:64]}")
         if not isinstance(items, list):
             raise ValidationError(f"{field}.{key} must be a list.", field=f"{field}.{key}")
     return value
@@ -105,8 +227,9 @@ def _notify(value: Any) -> dict[str, list[str]]:
         if len(items) > MAX_RECIPIENTS_PER_EVENT:
             raise ValidationError(f"{field} holds at most {MAX_RECIPIENTS_PER_EVENT} addresses.", field=field)
         for address in items:
-            if not isinstance(address, str) or not EMAIL.match(address):
-                raise ValidationError(f"{field} entry '{address}' is not an e-mail address.", field=field)
+            if not isinstance(address, str) or len(address) > 254 or not EMAIL.fullmatch(address):
+                shown = address[:64] if isinstance(address, str) else address
+                raise ValidationError(f"{field} entry '{shown}' is not an e-mail address.", field=field)
         result[event] = list(items)
     return result
 
@@ -123,85 +246,50 @@ def _webhooks(value: Any, max_retries: int) -> dict[str, list[Hook]]:
             if not isinstance(hook, dict):
                 raise ValidationError(f"{where} must be an object with a 'url'.", field=where)
             url = hook.get("url")
-            if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
-                raise ValidationError(f"{where}.url must be an http or https URL.", field=f"{where}.url")
+            if not isinstance(url, str) or len(url) > MAX_URL_CHARS or not WEBHOOK_URL.fullmatch(url):
+                raise ValidationError(f"{where}.url must be an http or https URL of at most {MAX_URL_CHARS} characters, "
+                                      "without spaces or control characters.", field=f"{where}.url")
             retries = hook.get("retries", 0)
             if not _is_int(retries) or not 0 <= retries <= max_retries:
                 raise ValidationError(
                     f"{where}.retries must be an integer from 0 to {max_retries}.", field=f"{where}.retries"
                 )
-            headers = _string_map(hook.get("headers"), f"{where}.headers")
-            hooks.append(Hook(url=url, headers=headers, retries=retries))
+            hooks.append(Hook(url=url, headers=_headers(hook.get("headers"), where), retries=retries))
         result[event] = hooks
     return result
 
 
-def validate_job_payload(
-    data: dict[str, Any], *, max_timeout: float, max_retries: int, clock: Any = time.time
-) -> JobSpec:
-    """The job specification a payload asks for, or ValidationError naming the first bad field."""
-    image, command = data.get("image"), data.get("command")
-    if not image or not command:
-        raise ValidationError(IMAGE_AND_COMMAND, field="image" if not image else "command")
-    if not isinstance(image, str) or len(image) > 1024 or not IMAGE.match(image):
-        raise ValidationError(
-            f"image '{image}' is not an image reference like name, name:tag, registry:port/name:tag or name@sha256:digest.",
-            field="image",
-        )
+def _command(command: Any) -> list[str]:
     if not isinstance(command, str):
         raise ValidationError("command must be a string.", field="command")
+    if "\x00" in command:
+        raise ValidationError("command may not hold a NUL character.", field="command")
     try:
-        if not shlex.split(command):
-            raise ValueError("it holds no words")
+        words = shlex.split(command)
     except ValueError as error:
         raise ValidationError(f"command could not be split into arguments: {error}.", field="command") from None
+    if not words:
+        raise ValidationError("command could not be split into arguments: it holds no words.", field="command")
+    return words
 
-    envs = _string_map(data.get("envs"), "envs", ENV_NAME)
-    overrides = len(json.dumps(shlex.split(command))) + len(json.dumps([{"name": k, "value": v} for k, v in envs.items()]))
-    if overrides > MAX_OVERRIDES_BYTES:
-        raise ValidationError(
-            f"command and envs take {overrides} bytes; a container launch carries at most {MAX_OVERRIDES_BYTES} bytes of them.",
-            field="envs" if envs else "command",
-        )
 
-    metadata = data.get("metadata", {})
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise ValidationError("metadata must be a JSON object.", field="metadata")
-
-    retries = data.get("retries", 0)
-    if retries is None:
-        retries = 0
-    if not _is_int(retries) or not 0 <= retries <= max_retries:
-        raise ValidationError(f"retries must be an integer from 0 to {max_retries}.", field="retries")
-
-    timeout = data.get("timeout")
-    if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= max_timeout):
-        raise ValidationError(f"timeout must be a number of seconds above 0 and at most {max_timeout:g}.", field="timeout")
-
-    current = clock()
-    expiration = data.get("expiration")
-    if expiration is not None:
-        if not _is_number(expiration) or expiration <= 0:
-            raise ValidationError("expiration must be a time in epoch seconds.", field="expiration")
-        if expiration <= current:
-            raise ValidationError("expiration must be in the future.", field="expiration")
-
+def _schedule(data: dict[str, Any], current: float) -> tuple[float | None, str | None, str | None, str | None, str]:
+    """startAt, startIn, cron, timezone and overlap, checked together."""
     schedules = [key for key in ("startAt", "startIn", "cron") if data.get(key) not in (None, "")]
     if len(schedules) > 1:
         raise ValidationError(ONE_SCHEDULE, field=schedules[1])
-    start_at = data.get("startAt")
-    if start_at in ("",):
-        start_at = None
-    if start_at is not None and (not _is_number(start_at) or start_at <= 0):
-        raise ValidationError("startAt must be a time in epoch seconds.", field="startAt")
+    raw_start_at = data.get("startAt")
+    start_at = None if raw_start_at in (None, "") else _epoch(raw_start_at, "startAt")
+    if start_at is not None and start_at > current + MAX_SCHEDULE_AHEAD:
+        raise ValidationError("startAt is more than five years ahead.", field="startAt")
     start_in = data.get("startIn") or None
     if start_in is not None:
         try:
-            parse_duration(start_in)
+            seconds = parse_duration(start_in)
         except ValueError as error:
             raise ValidationError(f"startIn {error}.", field="startIn") from None
+        if seconds > MAX_SCHEDULE_AHEAD:
+            raise ValidationError("startIn is more than five years.", field="startIn")
     cron = data.get("cron") or None
     if cron is not None:
         try:
@@ -223,20 +311,65 @@ def validate_job_payload(
         raise ValidationError("overlap applies to cron only.", field="overlap")
     if cron is not None and next_cron_run(cron, current, timezone) is None:
         raise ValidationError("cron never runs in the next five years.", field="cron")
-    if start_at is not None and start_at > current + MAX_SCHEDULE_AHEAD:
-        raise ValidationError("startAt is more than five years ahead.", field="startAt")
-    if start_in is not None and parse_duration(start_in) > MAX_SCHEDULE_AHEAD:
-        raise ValidationError("startIn is more than five years.", field="startIn")
+    return start_at, start_in, cron, timezone, overlap
 
-    return JobSpec(
+
+def validate_job_payload(
+    data: dict[str, Any], *, max_timeout: float, max_retries: int, clock: Any = time.time,
+    task_id: str | None = None, max_stored_bytes: int | None = None,
+) -> JobSpec:
+    """The job specification a payload asks for, or ValidationError naming the first bad field
+    (TooLarge when it would be stored larger than `max_stored_bytes`)."""
+    image, command = data.get("image"), data.get("command")
+    if not image or not command:
+        raise ValidationError(IMAGE_AND_COMMAND, field="image" if not image else "command")
+    if not isinstance(image, str) or len(image) > 1024 or not IMAGE.fullmatch(image):
+        shown = image[:128] if isinstance(image, str) else image
+        raise ValidationError(
+            f"image '{shown}' is not an image reference like name, name:tag, registry:port/name:tag or name@sha256:digest.",
+            field="image",
+        )
+    words = _command(command)
+    envs = _envs(data.get("envs"))
+    size = override_bytes(words, envs, task_id)
+    if size > ECS_MAX_OVERRIDE_BYTES:
+        raise ValidationError(
+            f"command and envs make a container launch of {size} bytes (with the service's own variables and the "
+            f"JSON around them, as ECS counts it); ECS accepts at most {ECS_MAX_OVERRIDE_BYTES}.",
+            field="envs" if envs else "command",
+        )
+
+    metadata = data.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise ValidationError("metadata must be a JSON object.", field="metadata")
+
+    retries = data.get("retries", 0)
+    if retries is None:
+        retries = 0
+    if not _is_int(retries) or not 0 <= retries <= max_retries:
+        raise ValidationError(f"retries must be an integer from 0 to {max_retries}.", field="retries")
+
+    timeout = data.get("timeout")
+    if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= max_timeout):
+        raise ValidationError(f"timeout must be a number of seconds above 0 and at most {max_timeout:g}.", field="timeout")
+
+    current = clock()
+    expiration = None if data.get("expiration") is None else _epoch(data["expiration"], "expiration")
+    if expiration is not None and expiration <= current:
+        raise ValidationError("expiration must be in the future.", field="expiration")
+
+    start_at, start_in, cron, timezone, overlap = _schedule(data, current)
+    spec = JobSpec(
         image=image,
         command=command,
         envs=envs,
         metadata=metadata,
         retries=retries,
         timeout=float(timeout) if timeout is not None else None,
-        expiration=float(expiration) if expiration is not None else None,
-        start_at=float(start_at) if start_at is not None else None,
+        expiration=expiration,
+        start_at=start_at,
         start_in=start_in,
         cron=" ".join(cron.split()) if cron else None,
         timezone=timezone,
@@ -244,9 +377,22 @@ def validate_job_payload(
         notify=_notify(data.get("notify")),
         webhooks=_webhooks(data.get("webhooks"), max_retries),
     )
+    if max_stored_bytes is not None and (stored := stored_bytes(spec)) > max_stored_bytes:
+        raise TooLarge(f"The job takes {stored} bytes as stored (non-ASCII text is stored escaped); at most "
+                       f"{max_stored_bytes} are accepted.", field="body")
+    return spec
+
+
+def is_secret_name(name: str, patterns: tuple[str, ...]) -> bool:
+    lowered = name.lower()
+    return any(p.lower() in lowered for p in patterns)
 
 
 def redact_envs(envs: dict[str, str], patterns: tuple[str, ...]) -> dict[str, str]:
     """envs with the values of secret-looking names shown as ***."""
-    lowered = tuple(p.lower() for p in patterns)
-    return {k: ("***" if any(p in k.lower() for p in lowered) else v) for k, v in envs.items()}
+    return {k: ("***" if is_secret_name(k, patterns) else v) for k, v in envs.items()}
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    """A webhook's headers as shown anywhere: every value is *** (they carry credentials)."""
+    return {name: "***" for name in headers}

@@ -1,17 +1,24 @@
-"""Schedule inputs: startIn durations, cron expressions and time zones."""
+"""Schedule inputs: startIn durations, cron expressions (parsed and iterated by cronsim) and time
+zones, and the one daylight-saving rule next runs follow."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+from cronsim import CronSim, CronSimError
+
+# ASCII digits only: `\d` would take any script's digits (and int() would read them).
+_DURATION = re.compile(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
+_ZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 
 
 def parse_duration(text: str) -> int:
     """Seconds in a duration such as `4h30m25s`, `10s` or `2m`; ValueError when it does not parse."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
     if not match or not any(match.groups()):
-        raise ValueError(f"'{text}' is not a duration like 10s, 2m30s or 4h30m25s")
+        shown = text[:64] if isinstance(text, str) else text
+        raise ValueError(f"'{shown}' is not a duration like 10s, 2m30s or 4h30m25s")
     hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
@@ -19,70 +26,57 @@ def parse_duration(text: str) -> int:
     return total
 
 
-_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
-# (name, low, high, names) for the five fields of a Unix cron expression.
-_CRON_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
-)
+# cron ------------------------------------------------------------------------------------------
+#
+# cronsim parses and iterates; what is ours is the dialect (plain Unix cron: numbers, names, `*`,
+# lists, ranges and steps; not cronsim's L, W, # or seconds, which EventBridge Scheduler cannot
+# be told exactly) and the daylight-saving rule below.
+
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*,/-]{1,100}")
+_NAMES = re.compile(r"[A-Za-z]+")
+_MONTH_NAMES = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_DAY_NAMES = "sun mon tue wed thu fri sat".split()
+MAX_CRON_CHARS = 256
 
 
-def _cron_value(text: str, low: int, high: int, names: dict[str, int], field: str) -> int:
-    value = names.get(text.lower()) if names else None
-    if value is None:
-        if not text.isdigit():
-            raise ValueError(f"cron {field} '{text}' is not a number")
-        value = int(text)
-    if not low <= value <= high:
-        raise ValueError(f"cron {field} {value} is outside {low}-{high}")
-    return value
+def _check_field(text: str, index: int) -> None:
+    name, low, high = _FIELDS[index]
+    allowed = _MONTH_NAMES if index == 3 else _DAY_NAMES if index == 4 else []
+    bad_name = any(word.lower() not in allowed for word in _NAMES.findall(text))
+    if not _CRON_FIELD.fullmatch(text) or bad_name:
+        raise ValueError(f"cron {name} '{text[:32]}' is not valid: use numbers {low}-{high}"
+                         + (", names," if allowed else ",") + " *, lists a,b, ranges a-b and steps /n")
 
 
-def parse_cron_field(text: str, index: int) -> frozenset[int]:
-    """The values one field of a cron expression selects."""
-    field, low, high, names = _CRON_FIELDS[index]
-    values: set[int] = set()
-    for part in text.split(","):
-        step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"cron {field} step '{step_text}' must be a positive number")
-            step = int(step_text)
-        if part == "*":
-            start, end = low, high
-        elif "-" in part:
-            first, last = part.split("-", 1)
-            start = _cron_value(first, low, high, names, field)
-            end = _cron_value(last, low, high, names, field)
-            if start > end:
-                raise ValueError(f"cron {field} range '{part}' goes backwards")
-        else:
-            start = _cron_value(part, low, high, names, field)
-            end = high if step > 1 else start
-        values.update(range(start, end + 1, step))
-    if index == 4 and 7 in values:  # 7 is Sunday too
-        values.discard(7)
-        values.add(0)
-    return frozenset(values)
+def _fields(expression: str) -> list[str]:
+    return [text for text in expression.split(" ") if text]
 
 
 def validate_cron(expression: str) -> tuple[frozenset[int], ...]:
-    """The parsed fields of a 5-field Unix cron expression; ValueError naming the bad part."""
-    if not isinstance(expression, str):
-        raise ValueError("cron must be a string with 5 fields")
-    fields = expression.split()
+    """The values each field of a 5-field Unix cron expression selects (Sunday is 0, also
+    written 7); ValueError naming the bad part."""
+    if not isinstance(expression, str) or len(expression) > MAX_CRON_CHARS:
+        raise ValueError(f"cron must be a string of 5 fields, at most {MAX_CRON_CHARS} characters")
+    if any(ch != " " and not (ch.isascii() and ch.isprintable()) for ch in expression):
+        raise ValueError("cron holds a character other than ASCII fields and the spaces between them")
+    fields = _fields(expression)
     if len(fields) != 5:
         raise ValueError(f"cron must have 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
-    return tuple(parse_cron_field(text, i) for i, text in enumerate(fields))
+    for index, text in enumerate(fields):
+        _check_field(text, index)
+    try:
+        parsed = CronSim(" ".join(fields), datetime(2000, 1, 1))
+    except CronSimError as error:
+        raise ValueError(f"cron '{' '.join(fields)[:64]}' is not valid: {str(error).lower()}") from None
+    weekdays = {int(v) for v in parsed.weekdays if isinstance(v, int)}
+    weekdays = {0 if v == 7 else v for v in weekdays}
+    return (frozenset(parsed.minutes), frozenset(parsed.hours), frozenset(parsed.days), frozenset(parsed.months),
+            frozenset(weekdays))
 
 
 def validate_timezone(name: str) -> ZoneInfo:
-    if not isinstance(name, str) or not name or name.startswith("/") or ".." in name:
+    if not isinstance(name, str) or len(name) > 64 or not _ZONE.fullmatch(name) or ".." in name:
         raise ValueError("timezone must be an IANA time zone name such as Europe/Paris")
     try:
         return ZoneInfo(name)
@@ -94,56 +88,49 @@ def validate_timezone(name: str) -> ZoneInfo:
 #
 # One rule for daylight-saving changes, the one EventBridge Scheduler follows: a tick whose local
 # time does not exist (the clock jumps forward over it) is skipped; a tick whose local time
-# happens twice (the clock goes back) runs once, at its first occurrence.
+# happens twice (the clock goes back) runs once, at its first occurrence. cronsim is asked for
+# ticks in local wall-clock time (a naive datetime, which it iterates without any time-zone
+# handling of its own); each is then placed in the zone by this rule.
 
 MAX_SEARCH_DAYS = 366 * 5
 
 
-def _restricted(values: frozenset[int], index: int) -> bool:
-    _, low, high, _ = _CRON_FIELDS[index]
-    full = set(range(low, high + 1)) - ({7} if index == 4 else set())
-    return set(values) != full
-
-
 def next_cron_run(expression: str, after: float, timezone: str | None = None) -> float | None:
     """The first tick of a Unix cron expression strictly after `after` (epoch seconds), in the
-    time zone (UTC by default). Day of month and day of week combine as in Unix cron: when both
-    are restricted, a day matching either runs."""
-    from datetime import datetime, timedelta
-
-    minutes, hours, days, months, weekdays = validate_cron(expression)
+    time zone (UTC by default), within five years. Day of month and day of week combine as in
+    Vixie cron: when either field starts with `*`, a day must match both; otherwise either."""
+    validate_cron(expression)
     zone = validate_timezone(timezone) if timezone else ZoneInfo("UTC")
-    day_restricted, weekday_restricted = _restricted(days, 2), _restricted(weekdays, 4)
-    start = datetime.fromtimestamp(after, zone)
-    for offset in range(MAX_SEARCH_DAYS):
-        date = (start + timedelta(days=offset)).date()
-        if date.month not in months:
-            continue
-        in_days, in_weekdays = date.day in days, (date.isoweekday() % 7) in weekdays
-        if day_restricted and weekday_restricted:
-            matches = in_days or in_weekdays
-        else:
-            matches = (in_days or not day_restricted) and (in_weekdays or not weekday_restricted)
-        if not matches:
-            continue
-        for hour in sorted(hours):
-            for minute in sorted(minutes):
-                local = datetime(date.year, date.month, date.day, hour, minute, tzinfo=zone)
-                moment = local.timestamp()
-                if moment <= after:
-                    continue
-                if datetime.fromtimestamp(moment, zone).replace(tzinfo=None) != local.replace(tzinfo=None):
-                    continue  # a local time the clock skipped
-                return moment
+    start = datetime.fromtimestamp(after, zone).replace(tzinfo=None)
+    horizon = start + timedelta(days=MAX_SEARCH_DAYS)
+    for local in CronSim(" ".join(expression.split()), start):
+        if local > horizon:
+            return None
+        placed = local.replace(tzinfo=zone)  # fold=0: the first occurrence of a repeated time
+        moment = placed.timestamp()
+        if datetime.fromtimestamp(moment, zone).replace(tzinfo=None) != local:
+            continue  # a local time the clock skipped
+        if moment <= after:
+            continue  # the repeated hour's second pass, whose first occurrence is behind us
+        return moment
     return None
+
+
+def _restricted(values: frozenset[int], index: int) -> bool:
+    _, low, high = _FIELDS[index]
+    return set(values) != set(range(low, high + 1))
 
 
 def to_scheduler_cron(expression: str) -> str | None:
     """The EventBridge Scheduler form `cron(min hour day month weekday year)` that fires exactly
     when the Unix expression does, or None when Scheduler cannot say it (both day of month and
-    day of week restricted: Unix means either, Scheduler allows only one)."""
+    day of week restricted: Scheduler allows only one of them)."""
     fields = validate_cron(expression)
     restricted = [_restricted(values, i) for i, values in enumerate(fields)]
+    texts = _fields(expression)
+    if not (texts[2].startswith("*") or texts[4].startswith("*")) and not (restricted[2] and restricted[4]):
+        # Either day field matching is enough, and one of them matches every day.
+        restricted[2] = restricted[4] = False
     if restricted[2] and restricted[4]:
         return None
 

@@ -18,8 +18,9 @@ from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import EMAIL, WEBHOOK, Notification
 from ..domain.model import Execution, Hook, Job
 from ..domain.model import ExecutionStatus as S
+from ..domain.webhooks import request_headers
 from ..observability import MetricUnit, logger, metrics
-from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueue
+from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueue, WebhookPoster
 
 MAIL_OFF = "E-mail notifications are off: no sender is configured (MAIL_SENDER)."
 NOTIFY_OFF = "Notifications are off: no notify queue is configured (NOTIFY_QUEUE_URL)."
@@ -59,7 +60,7 @@ def retry_delay(attempt: int, backoff_min: float) -> float:
 
 def notification_status(settings: Settings) -> dict[str, Any]:
     """What /status says about notifications, with a warning for anything switched off."""
-    from ..api import shapes
+    from ..domain import contract as shapes
 
     queue = bool(settings.notify_queue_url)
     warnings = [NOTIFY_OFF] if not queue else ([] if settings.mail_sender else [MAIL_OFF])
@@ -116,7 +117,7 @@ def mail_content(event: str, job: Job, execution: Execution, base_url: str) -> t
     """Subject, text body and HTML body of a notification e-mail."""
     from html import escape
 
-    from ..api.shapes import Urls
+    from ..domain.contract import Urls
 
     urls = Urls(base_url)
     execution_url = urls.execution(execution.task_id, execution.job_id, execution.execution_id)
@@ -164,7 +165,7 @@ class NotificationSender:
     of a message that was delivered already finds its key done and sends nothing."""
 
     def __init__(self, jobs: Jobs, executions: Executions, queue: NotifyQueue | None, deliveries: Deliveries,
-                 mailer: Mailer | None, settings: Settings, post: Callable[..., Any] | None = None,
+                 mailer: Mailer | None, settings: Settings, post: WebhookPoster,
                  clock: Callable[[], float] = time.time) -> None:
         self._jobs = jobs
         self._executions = executions
@@ -213,8 +214,7 @@ class NotificationSender:
         self._deliveries.complete(key)
 
     def _webhook(self, message: Notification, key: str, job: Job, execution: Execution) -> dict[str, Any]:
-        from ..adapters import webhooks
-        from ..api.shapes import Urls, webhook_body
+        from ..domain.contract import Urls, webhook_body
 
         settings = self._settings
         hook = message.hook or Hook(url="")
@@ -222,11 +222,10 @@ class NotificationSender:
         event = message.event
         shape = webhook_body(Urls(message.base_url), event, job, execution, settings.secret_env_patterns)
         body = json.dumps(shape, separators=(",", ":")).encode("utf-8")
-        headers = webhooks.request_headers(dict(hook.headers), event=event, delivery=key, body=body,
+        headers = request_headers(dict(hook.headers), event=event, delivery=key, body=body,
                                            secret=settings.webhook_signing_secret,
                                            user_agent=f"fastlane-webhooks/{settings.version}")
-        post = self._post or webhooks.post
-        result = post(hook.url, body, headers, timeout=settings.webhook_timeout,
+        result = self._post(hook.url, body, headers, timeout=settings.webhook_timeout,
                       allow_private=settings.webhook_allow_private)
         retry_in = None
         if not result.ok and not result.permanent and attempt <= hook.retries:

@@ -1,9 +1,12 @@
 """The local stand-in for API Gateway: serves the Chalice app over HTTP, building the same
-proxy events that API Gateway sends to the Lambda function."""
+proxy events that API Gateway sends to the Lambda function. It answers only its own origin:
+jobs run on the developer's machine, so a request a browser marks as cross-site, or one naming
+a foreign Host (DNS rebinding), is refused with 403 before the app sees it."""
 from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,15 +34,66 @@ def _error(status: int, message: str) -> dict[str, Any]:
     }
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+# Sec-Fetch-Site values of requests the browser says come from this origin or from the user.
+OWN_SITE = ("same-origin", "none")
+
+
+def _host_name(value: str) -> str:
+    """The name in a Host header or an origin's authority, without the port, lower-case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class OriginPolicy:
+    """Which requests are this runtime's own: Host names it answers to (loopback, the address it
+    listens on, ALLOWED_HOSTS), and browser requests from its own origin only."""
+
+    def __init__(self, listen_host: str, port: int, extra: str | None = None) -> None:
+        names = {*LOOPBACK_NAMES, listen_host.lower()} - {"", "0.0.0.0", "::"}
+        extra = os.environ.get("ALLOWED_HOSTS", "") if extra is None else extra
+        names.update(part.strip().lower() for part in extra.split(",") if part.strip())
+        self.names = frozenset(names)
+        self.port = port
+
+    def refusal(self, headers: dict[str, str]) -> str | None:
+        """Why a request is refused, or None; `headers` have lower-case names."""
+        host = headers.get("host")
+        if host is None or _host_name(host) not in self.names:
+            return (f"Host '{(host or '')[:100]}' is not one this runtime answers to ({', '.join(sorted(self.names))}; "
+                    "ALLOWED_HOSTS adds names).")
+        site = headers.get("sec-fetch-site")
+        if site is not None and site.lower() not in OWN_SITE:
+            return f"Cross-site request refused (Sec-Fetch-Site: {site[:40]}): this runtime answers its own pages only."
+        origin = headers.get("origin")
+        if origin is not None and not self._own_origin(origin):
+            return f"Cross-origin request refused (Origin: {origin[:100]}): this runtime answers its own pages only."
+        return None
+
+    def _own_origin(self, origin: str) -> bool:
+        parts = urlsplit(origin.strip())
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return False
+        return parts.scheme == "http" and _host_name(parts.netloc) in self.names and port == self.port
+
+
 class RestGateway:
     """Turns an HTTP request into an API Gateway proxy event and the app's answer back."""
 
-    def __init__(self, app: Chalice) -> None:
+    def __init__(self, app: Chalice, policy: OriginPolicy | None = None) -> None:
         make_thread_safe(app)
         self.app = app
         self.matcher = RouteMatcher(list(app.routes))
+        self.policy = policy
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
+        refusal = self.policy.refusal(headers) if self.policy is not None else None
+        if refusal is not None:
+            return _error(403, refusal)
         parts = urlsplit(target)
         path = parts.path or "/"
         try:
@@ -109,10 +163,23 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def refuse_half_configured_auth() -> None:
+    """The runtime does not start with half of the Basic auth pair set: it would refuse every request."""
+    from chalicelib.config import get_settings
+
+    settings = get_settings()
+    if bool(settings.basic_auth_username) != bool(settings.basic_auth_password) and not settings.basic_auth_secret_id:
+        missing = "BASIC_AUTH_PASSWORD" if settings.basic_auth_username else "BASIC_AUTH_USERNAME"
+        raise SystemExit(f"fastlane local runtime: Basic auth needs both BASIC_AUTH_USERNAME and BASIC_AUTH_PASSWORD; "
+                         f"{missing} is not set. Set both, or neither.")
+
+
 class LocalHttpServer:
     def __init__(self, app: Chalice, host: str, port: int) -> None:
-        handler = type("Handler", (_Handler,), {"gateway": RestGateway(app)})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        refuse_half_configured_auth()
+        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        policy = OriginPolicy(host, self.httpd.server_address[1])
+        self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {"gateway": RestGateway(app, policy)})
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 

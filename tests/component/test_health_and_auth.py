@@ -62,3 +62,53 @@ def test_basic_auth_credentials_from_a_secret(api, monkeypatch):
 
 def test_auth_is_off_by_default(api):
     assert api.get("/tasks").status_code == 200
+
+
+def test_a_username_without_a_password_refuses_every_request_saying_why(api, monkeypatch):
+    from chalicelib import wiring
+
+    monkeypatch.setenv("BASIC_AUTH_USERNAME", "ana")
+    monkeypatch.delenv("BASIC_AUTH_PASSWORD", raising=False)
+    wiring.reset()
+    for headers in ({}, _basic("ana", ""), _basic("ana", "anything")):
+        refused = api.get("/tasks", headers=headers)
+        assert refused.status_code == 503
+        assert "BASIC_AUTH_PASSWORD" in refused.json["error"] and "password is missing" in refused.json["error"]
+
+
+def test_a_password_without_a_username_is_not_auth_off(api, monkeypatch):
+    from chalicelib import wiring
+
+    monkeypatch.setenv("BASIC_AUTH_PASSWORD", "s3cret")
+    wiring.reset()
+    assert api.get("/tasks").status_code == 503
+    assert api.get("/tasks", headers=_basic("", "s3cret")).status_code == 503
+
+
+def test_a_secret_without_a_password_refuses_every_request(api, monkeypatch):
+    from chalicelib import wiring
+
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.create_secret(Name="half-auth", SecretString='{"username": "ops", "password": ""}')
+    monkeypatch.setenv("BASIC_AUTH_SECRET_ID", "half-auth")
+    wiring.reset()
+    refused = api.get("/tasks", headers=_basic("ops", ""))
+    assert refused.status_code == 503 and "half-auth" in refused.json["error"]
+
+
+def test_a_stream_page_renews_its_token_for_the_same_job(api, monkeypatch):
+    from chalicelib import wiring
+    from chalicelib.api.auth import token_target
+
+    monkeypatch.setenv("BASIC_AUTH_USERNAME", "ana")
+    monkeypatch.setenv("BASIC_AUTH_PASSWORD", "s3cret")
+    wiring.reset()
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}, headers=_basic("ana", "s3cret")).json
+    assert api.post(f"/tasks/t/jobs/{created['jobId']}/stream/token").status_code == 401
+    renewed = api.post(f"/tasks/t/jobs/{created['jobId']}/stream/token", headers=_basic("ana", "s3cret")).json
+    key = wiring.get_basic_auth().signing_key()
+    assert token_target(key, renewed["token"]) == ("t", created["jobId"], None)
+    path = f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stream/token"
+    renewed = api.post(path, headers=_basic("ana", "s3cret")).json
+    assert token_target(key, renewed["token"]) == ("t", created["jobId"], created["executionId"])
+    assert renewed["expiresAt"] > 0

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from chalicelib.adapters.webhooks import post, signature_matches
+from chalicelib.adapters.webhooks import post
+from chalicelib.domain.webhooks import signature_matches
 from chalicelib.services.notify import MAIL_OFF
 from infra.local.event_sources import deliver_once
 from tests.component.engine_support import FakeRunner, install_engine, send_events, task_event

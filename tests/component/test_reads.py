@@ -76,7 +76,8 @@ def test_execution_details_shape(api):
     assert body["task"]["id"] == "t" and body["job"]["id"] == created["jobId"]
     assert body["execution"]["url"] == created["executionUrl"]
     assert set(body["execution"]) == {"executionId", "createdAt", "startedAt", "finishedAt", "image", "command",
-                                      "status", "exitCode", "requestIPAddress", "metadata", "log", "error", "notifications", "url"}
+                                      "status", "exitCode", "requestIPAddress", "metadata", "log", "error", "notifications", "url",
+                                      "reason", "logTruncated", "errorTruncated", "outputLimitBytes", "stdoutUrl", "stderrUrl"}
 
 
 def test_unknown_things_are_404_with_the_operation(api):
@@ -107,3 +108,46 @@ def test_public_base_url_overrides_the_host(api, monkeypatch):
 def test_forwarded_proto_is_honoured(api):
     body = api.post("/tasks/t", JOB, headers={"x-forwarded-proto": "https"}).json
     assert body["taskUrl"].startswith("https://fastlane.test/")
+
+
+def test_job_details_read_no_output(api, monkeypatch):
+    from chalicelib import wiring
+
+    created = api.post("/tasks/t", JOB).json
+
+    class NoReads:
+        def read(self, *args):
+            raise AssertionError("job details read output")
+
+    import functools
+
+    monkeypatch.setattr(wiring, "get_output_reader", functools.lru_cache(maxsize=1)(lambda: NoReads()))
+    execution = api.get(f"/tasks/t/jobs/{created['jobId']}").json["job"]["executions"][0]
+    assert execution["log"] is None and execution["stdoutUrl"].endswith(f"{created['executionId']}/stdout")
+
+
+def test_every_route_checks_the_task_id(api):
+    from app import app
+
+    job, execution = "5a023792-1445-44e9-8a8b-cfe5ad05d1c6", "6b023792-1445-44e9-8a8b-cfe5ad05d1c6"
+    for path, methods in app.routes.items():
+        if "{task_id}" not in path:
+            continue
+        for bad in ("..", ".", "x" * 256, "sp ace"):
+            url = path.replace("{task_id}", bad).replace("{job_id}", job).replace("{execution_id}", execution)
+            for method in methods:
+                answer = api.request(method, url, JOB if method in ("POST", "PUT") else None)
+                assert answer.status_code == 400 and answer.json["field"] == "taskId", (method, url, answer.body)
+
+
+def test_every_route_finds_nothing_for_ids_that_are_not_uuids(api):
+    from app import app
+
+    api.post("/tasks/t", JOB)
+    for path, methods in app.routes.items():
+        if "{job_id}" not in path:
+            continue
+        url = path.replace("{task_id}", "t").replace("{job_id}", "x" * 2000).replace("{execution_id}", "..")
+        for method in methods:
+            answer = api.request(method, url, JOB if method in ("POST", "PUT") else None)
+            assert answer.status_code in (400, 404) and answer.json["field"] == "jobId", (method, url)

@@ -26,11 +26,12 @@ def token_secret(aws, monkeypatch):
 
 
 def _connect(query):
-    from chalicelib import live_handlers
+    from chalicelib import wiring
+    from chalicelib.api.auth import websocket_connect_allowed
 
     event = {"requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": "c1",
                                 "apiId": "abc", "stage": "api"}, "headers": {}, "queryStringParameters": query}
-    return live_handlers._authorized(event)
+    return websocket_connect_allowed(wiring.get_basic_auth(), event)
 
 
 def test_with_a_token_secret_the_stream_page_carries_a_token_that_opens_the_websocket(api, token_secret) -> None:

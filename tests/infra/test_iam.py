@@ -201,6 +201,10 @@ def test_the_scheduler_role_may_only_send_to_the_jobs_queue(template) -> None:
 
 
 def test_the_task_role_only_writes_job_output(template) -> None:
+    """Jobs hold the task role too: it may not list or read the job log group, so a job cannot
+    learn another execution's streams (named by ECS task ids) to forge their output."""
     assert grants(template["Resources"]["TaskRole"]) == {
-        ("logs:CreateLogStream", "JobLogGroup"), ("logs:DescribeLogStreams", "JobLogGroup"),
-        ("logs:PutLogEvents", "JobLogGroup")}
+        ("logs:CreateLogStream", "JobLogGroup"), ("logs:PutLogEvents", "JobLogGroup")}
+    actions = {action for action, _ in grants(template["Resources"]["TaskRole"])}
+    assert not actions & {"logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery",
+                          "ecs:ListTasks", "ecs:DescribeTasks"}

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib.adapters.webhooks import signature_matches
+from chalicelib.domain.webhooks import signature_matches
 from tests.system.conftest import Runtime, running_runtime, wait_until
 from tests.webhook_receiver import Receiver
 

@@ -7,18 +7,11 @@ import hmac
 
 import pytest
 
-from chalicelib.adapters.webhooks import (
-    Refused,
-    checked_addresses,
-    post,
-    refusal,
-    request_headers,
-    sign,
-    signature_matches,
-)
+from chalicelib.adapters.webhooks import Refused, checked_addresses, post, refusal
 from chalicelib.domain.messages import decode_notification, to_dict
 from chalicelib.domain.model import Execution, Hook, Job, JobSpec
 from chalicelib.domain.model import ExecutionStatus as S
+from chalicelib.domain.webhooks import request_headers, sign, signature_matches
 from chalicelib.services.notify import delivery_key, events_for, notification_messages, outcome, retry_delay
 
 REFUSED = {
@@ -80,25 +73,35 @@ def test_a_url_that_is_not_http_is_refused():
     assert result.permanent and "http" in result.error
 
 
-def test_the_signature_is_the_hex_hmac_sha256_of_the_exact_body():
-    # RFC 4231, test case 2
-    assert sign("Jefe", b"what do ya want for nothing?") == (
-        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+def test_the_signature_is_a_timestamp_and_the_hex_hmac_sha256_of_it_and_the_exact_body():
     body = b'{"event":"succeeds"}'
-    header = sign("s3cret", body)
-    assert header == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert signature_matches("s3cret", body, header)
-    assert not signature_matches("s3cret", body + b" ", header)
-    assert not signature_matches("other", body, header)
+    header = sign("s3cret", body, timestamp=1800000000)
+    expected = hmac.new(b"s3cret", b"1800000000." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1800000000,v1={expected}"
+    assert signature_matches("s3cret", body, header, now=1800000010)
+    assert not signature_matches("s3cret", body + b" ", header, now=1800000010)
+    assert not signature_matches("other", body, header, now=1800000010)
+
+
+def test_a_replayed_signature_is_refused_past_the_tolerance():
+    body = b"{}"
+    header = sign("s", body, timestamp=1800000000)
+    assert signature_matches("s", body, header, now=1800000000 + 299)
+    assert not signature_matches("s", body, header, now=1800000000 + 301)
+    assert not signature_matches("s", body, header, now=1800000000 - 301)
+    # the time is signed: moving it breaks the signature
+    moved = header.replace("t=1800000000", "t=1800000300")
+    assert not signature_matches("s", body, moved, now=1800000300)
+    assert not signature_matches("s", body, "sha256=" + header.split("v1=")[1], now=1800000000)
 
 
 def test_a_hook_cannot_replace_the_content_type_or_the_signature():
     headers = request_headers({"Authorization": "Bearer t", "content-type": "text/plain",
                                "X-Fastlane-Signature": "forged", "Host": "evil"},
-                              event="fails", delivery="k", body=b"{}", secret="s", user_agent="ua")
+                              event="fails", delivery="k", body=b"{}", secret="s", user_agent="ua", timestamp=1800000000)
     assert headers["Authorization"] == "Bearer t"
     assert headers["Content-Type"] == "application/json"
-    assert headers["X-Fastlane-Signature"] == sign("s", b"{}")
+    assert headers["X-Fastlane-Signature"] == sign("s", b"{}", timestamp=1800000000)
     assert headers["X-Fastlane-Event"] == "fails" and headers["X-Fastlane-Delivery"] == "k"
     assert not any(k.lower() == "host" for k in headers) and "content-type" not in headers
 

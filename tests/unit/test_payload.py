@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.errors import ValidationError
+from chalicelib.config import DEFAULT_SECRET_ENV_PATTERNS
+from chalicelib.domain.errors import TooLarge, ValidationError
 from chalicelib.domain.payload import (
     IMAGE_AND_COMMAND,
+    MAX_JSON_DEPTH,
     ONE_SCHEDULE,
     UNPARSABLE,
+    json_depth,
+    override_bytes,
     parse_json_object,
     redact_envs,
+    redact_headers,
+    stored_bytes,
     validate_job_payload,
     validate_task_id,
     validate_uuid,
@@ -149,3 +155,163 @@ def test_secret_looking_env_names_are_redacted():
     envs = {"DB_PASSWORD": "p", "API_KEY": "k", "Client_Id": "c", "HOST": "h"}
     assert redact_envs(envs, ("password", "key", "secret", "client_id")) == {
         "DB_PASSWORD": "***", "API_KEY": "***", "Client_Id": "***", "HOST": "h"}
+
+
+# hostile input: each case found against the running service, pinned as a rule ------------------
+
+
+
+def parse_error(body: bytes) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        parse_json_object(body)
+    return info.value
+
+
+def test_json_nested_past_the_limit_is_refused_without_recursing():
+    deep = b'{"metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    error = parse_error(deep)
+    assert error.field == "body" and f"at most {MAX_JSON_DEPTH} levels" in error.message
+    assert json_depth('{"a": "[[[[[[{{{{"}') == 1  # brackets inside strings do not count
+    assert parse_json_object(b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}")
+
+
+@pytest.mark.parametrize("number", [b"9" * 400, b"-" + b"9" * 21, b"1e400", b"-1e999", b"0." + b"1" * 60])
+def test_numbers_too_long_or_infinite_are_refused(number):
+    error = parse_error(b'{"image": "ubuntu", "command": "true", "timeout": ' + number + b"}")
+    assert error.field == "body" and ("digits" in error.message or "finite" in error.message)
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(constant):
+    error = parse_error(b'{"timeout": ' + constant + b"}")
+    assert error.field == "body" and constant.decode().lstrip("-") in error.message
+
+
+def test_a_64_bit_integer_is_still_a_number():
+    assert parse_json_object(b'{"n": 18446744073709551615}')["n"] == 2 ** 64 - 1
+
+
+@pytest.mark.parametrize("field,value", [("image", "ubuntu\n"), ("image", "ubuntu\n:latest")])
+def test_a_trailing_newline_does_not_pass_a_pattern(field, value):
+    assert rejected(**{field: value}).field == field
+
+
+def test_env_names_and_addresses_match_whole():
+    assert rejected(envs={"PATH\n": "x"}).field == "envs.PATH\n"
+    assert rejected(notify={"fails": ["ops@example.com\n"]}).field == "notify.fails"
+    assert rejected(envs={"FASTLANE_JOB_ID": "x"}).field == "envs.FASTLANE_JOB_ID"
+    assert rejected(envs={"A": "nul\x00"}).field == "envs.A"
+
+
+@pytest.mark.parametrize("start_in", ["١٠s", "10s\n", " 10s", "1" * 12 + "s"])
+def test_start_in_takes_ascii_digits_only(start_in):
+    assert rejected(startIn=start_in).field == "startIn"
+
+
+@pytest.mark.parametrize("cron", ["* * * * ٣", "٥ * * * *", "* * * * *\n", "0 0 L * *", "0 0 * * 1#2", "0 0 * * 5L",
+                                  "0 0 ? * *", "x" * 300])
+def test_cron_takes_plain_unix_fields_in_ascii_only(cron):
+    assert rejected(cron=cron).field == "cron"
+
+
+@pytest.mark.parametrize("url", ["http://hooks.test/a b", "http://hooks.test/a\r\nX: y", "http://hooks.test/\n",
+                                 "http://us er@hooks.test/", "http://hooks.test/" + "a" * 2048, "javascript:alert(1)"])
+def test_webhook_urls_hold_no_spaces_or_control_characters(url):
+    assert rejected(webhooks={"fails": [{"url": url}]}).field == "webhooks.fails[0].url"
+
+
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "nul\x00", " leading", "trailing "])
+def test_webhook_header_values_hold_no_line_breaks_or_edge_spaces(value):
+    error = rejected(webhooks={"fails": [{"url": "https://hooks.test/", "headers": {"Authorization": value}}]})
+    assert error.field == "webhooks.fails[0].headers.Authorization"
+
+
+def test_webhook_header_names_are_tokens():
+    error = rejected(webhooks={"fails": [{"url": "https://hooks.test/", "headers": {"Bad Name": "x"}}]})
+    assert error.field == "webhooks.fails[0].headers.Bad Name"
+    spec = validate(webhooks={"fails": [{"url": "https://hooks.test/", "headers": {"Authorization": "Bearer a b"}}]})
+    assert spec.webhooks["fails"][0].headers == {"Authorization": "Bearer a b"}
+
+
+@pytest.mark.parametrize("task_id", ["..", ".", "#tasks", "#pool:default", "a\n", "ü"])
+def test_task_ids_that_are_path_segments_or_store_keys_are_refused(task_id):
+    with pytest.raises(ValidationError) as info:
+        validate_task_id(task_id)
+    assert info.value.field == "taskId"
+
+
+@pytest.mark.parametrize("job_id", ["{5a023792-1445-44e9-8a8b-cfe5ad05d1c6}", "5a0237921445" + "44e98a8bcfe5ad05d1c6",
+                                    "urn:uuid:5a023792-1445-44e9-8a8b-cfe5ad05d1c6",
+                                    "5a023792-1445-44e9-8a8b-cfe5ad05d1c6\n"])
+def test_only_the_hyphenated_uuid_form_is_an_id(job_id):
+    with pytest.raises(ValidationError):
+        validate_uuid(job_id, "jobId")
+
+
+def test_the_override_limit_counts_what_ecs_counts():
+    # just under the old check (command and envs alone), over once the service's variables and the
+    # JSON around them are counted
+    import json
+
+    envs = {"BIG": "x" * 8100}
+    old_count = len(json.dumps(["true"])) + len(json.dumps([{"name": k, "value": v} for k, v in envs.items()]))
+    assert old_count < 8192 < override_bytes(["true"], envs)
+    error = rejected(envs=envs)
+    assert error.field == "envs" and "8192" in error.message and "service's own variables" in error.message
+
+
+def test_the_override_count_matches_the_runner_request():
+    """The count is of the structure chalicelib/adapters/ecs.py sends (a drift would show here)."""
+    import json
+
+    from chalicelib.adapters.ecs import EcsRunner
+    from chalicelib.config import Settings
+    from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
+    from chalicelib.domain.pools import Pool
+
+    sent = {}
+
+    class Ecs:
+        def describe_task_definition(self, **_):
+            return {"taskDefinition": {"taskDefinitionArn": "arn:td", "containerDefinitions": [{"image": "ubuntu"}]}}
+
+        def run_task(self, **request):
+            sent.update(request)
+            return {"tasks": [{"taskArn": "arn:aws:ecs:us-east-1:1:task/c/abc"}], "failures": []}
+
+    spec = JobSpec(image="ubuntu", command="echo hi", envs={"A": "b"})
+    job_id, execution_id = "0" * 8 + "-0000-7000-8000-" + "0" * 12, "1" * 8 + "-1111-7111-8111-" + "1" * 12
+    execution = Execution(task_id="t" * 255, job_id=job_id, execution_id=execution_id, image="ubuntu",
+                          command="echo hi", status=ExecutionStatus.ENQUEUED, created_at=0)
+    pool = Pool(name="p", match=".*", cluster="c", cpu="16384", memory="122880")
+    EcsRunner(Ecs(), Settings(region="us-east-1", tasks_table="t", jobs_table="j", executions_table="e",
+                              jobs_queue_url="q")).run(execution, spec, pool)
+    assert len(json.dumps(sent["overrides"], separators=(",", ":"))) == override_bytes(["echo", "hi"], {"A": "b"})
+
+
+def test_a_body_that_would_be_stored_too_large_is_413():
+    # 80,000 two-byte characters: 160 KB in the request, 480 KB as stored (each one a \\uXXXX escape)
+    payload = {"image": "ubuntu", "command": "true", "metadata": {"text": "é" * 80_000}}
+    with pytest.raises(TooLarge) as info:
+        validate_job_payload(payload, max_timeout=1800, max_retries=100, clock=lambda: NOW, max_stored_bytes=256 * 1024)
+    assert info.value.status == 413 and info.value.field == "body" and "as stored" in info.value.message
+    spec = validate_job_payload({**payload, "metadata": {"text": "é" * 1000}}, max_timeout=1800, max_retries=100,
+                                clock=lambda: NOW, max_stored_bytes=256 * 1024)
+    assert stored_bytes(spec) > 6000
+
+
+@pytest.mark.parametrize("field", ["timeout", "expiration", "startAt"])
+def test_huge_numbers_in_time_fields_are_400_not_overflow(field):
+    assert rejected(**{field: 10 ** 19}).field == field
+    assert rejected(**{field: 1e300}).field == field
+
+
+@pytest.mark.parametrize("name", ["API_TOKEN", "AWS_SESSION_TOKEN", "DB_PASS", "GITHUB_AUTH", "DB_PASSWORD", "MY_PWD",
+                                  "SSH_PRIVATE_KEY", "TLS_CERT", "OAUTH_CLIENT_ID", "COOKIE_JAR", "AWS_CREDENTIALS",
+                                  "PASSWD"])
+def test_the_default_secret_names_are_those_of_the_api_contract(name):
+    assert redact_envs({name: "s", "HOST": "h"}, DEFAULT_SECRET_ENV_PATTERNS) == {name: "***", "HOST": "h"}
+
+
+def test_every_webhook_header_value_is_redacted():
+    assert redact_headers({"Authorization": "Bearer x", "X-Trace": "1"}) == {"Authorization": "***", "X-Trace": "***"}

@@ -76,3 +76,30 @@ def test_translated_expressions_fire_on_the_same_ticks(unix):
 
 def test_one_time_expressions_in_their_zone():
     assert first_fire("at(2026-07-01T09:00:00)", "Europe/Paris", at(2026, 1, 1, 0, 0)) == at(2026, 7, 1, 7, 0)
+
+
+def test_either_day_field_matching_every_day_runs_every_day_and_translates_so():
+    # Vixie cron: neither field starts with '*', so a day matching either runs; 1-31 matches all.
+    monday, tuesday = at(2026, 1, 5, 0, 0), at(2026, 1, 6, 0, 0)
+    assert next_cron_run("0 0 1-31 * 1", monday) == tuesday
+    assert to_scheduler_cron("0 0 1-31 * 1") == "cron(0 0 * * ? *)"
+
+
+def test_a_starred_day_field_means_both_must_match():
+    # '*/2' starts with '*': odd days of the month that are also Mondays
+    ticks, moment = [], at(2026, 1, 1, 0, 0)
+    for _ in range(3):
+        moment = next_cron_run("0 0 */2 * 1", moment)
+        ticks.append(datetime.fromtimestamp(moment, ZoneInfo("UTC")).day)
+    assert ticks == [5, 19, 9] and to_scheduler_cron("0 0 */2 * 1") is None
+
+
+def test_sunday_is_0_and_7():
+    assert next_cron_run("0 0 * * 7", at(2026, 1, 1, 0, 0)) == next_cron_run("0 0 * * 0", at(2026, 1, 1, 0, 0))
+
+
+def test_a_day_no_month_has_is_not_a_cron():
+    from chalicelib.domain.schedule import validate_cron
+
+    with pytest.raises(ValueError):
+        validate_cron("0 0 30 2 *")

@@ -1,10 +1,12 @@
-"""Every JSON shape of the API, in one place: nothing else knows the response key names."""
+"""Every JSON shape of the API and of webhook bodies, in one place: nothing else knows the key
+names. It sits in the domain so that the HTTP layer and the notifications both build on it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from ..domain.model import Execution, Job, Page, Task
-from ..domain.payload import redact_envs
+from .model import Execution, Job, Page, Task
+from .payload import redact_envs, redact_headers
 
 
 class Urls:
@@ -90,7 +92,8 @@ def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
         "retries": spec.retries,
         "retry_count": job.retry_count,
         "notify": spec.notify,
-        "webhooks": {k: [h.to_dict() for h in v] for k, v in spec.webhooks.items()},
+        "webhooks": {k: [{**h.to_dict(), "headers": redact_headers(h.headers)} for h in v]
+                     for k, v in spec.webhooks.items()},
         "expiration": spec.expiration,
         "timeout": spec.timeout,
         "envs": redact_envs(spec.envs, secret_patterns),
@@ -123,8 +126,35 @@ def schedule(job: Job) -> dict[str, Any] | None:
     return shape
 
 
-def execution(urls: Urls, item: Execution) -> dict[str, Any]:
-    return {
+@dataclass(frozen=True)
+class OutputTail:
+    """The end of an execution's stdout and stderr, as execution details show them."""
+
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    limit_bytes: int
+
+
+def _error_text(item: Execution, output: OutputTail | None) -> str | None:
+    """stderr, then the platform's reason on a line of its own; only the reason without output."""
+    if output is None:
+        return item.error
+    parts = [output.stderr] if output.stderr else []
+    if item.error:
+        if parts and not parts[0].endswith("\n"):
+            parts.append("\n")
+        parts.append(item.error)
+    return "".join(parts)
+
+
+def execution(urls: Urls, item: Execution, output: OutputTail | None = None) -> dict[str, Any]:
+    """An execution. With `output` (execution details) `log` is its stdout and `error` its stderr
+    then the platform's reason, both bounded; without (job details, webhooks) `log` is null and
+    `error` only the reason. The reason is always in `reason` too."""
+    url = urls.execution(item.task_id, item.job_id, item.execution_id)
+    shape = {
         "executionId": item.execution_id,
         "createdAt": item.created_at,
         "startedAt": item.started_at,
@@ -135,11 +165,18 @@ def execution(urls: Urls, item: Execution) -> dict[str, Any]:
         "exitCode": item.exit_code,
         "requestIPAddress": item.request_ip,
         "metadata": item.metadata,
-        "log": item.log,
-        "error": item.error,
+        "log": output.stdout if output is not None else None,
+        "error": _error_text(item, output),
+        "reason": item.error,
+        "logTruncated": bool(output and output.stdout_truncated),
+        "errorTruncated": bool(output and output.stderr_truncated),
+        "outputLimitBytes": output.limit_bytes if output is not None else None,
+        "stdoutUrl": f"{url}/stdout",
+        "stderrUrl": f"{url}/stderr",
         "notifications": list(item.notifications),
-        "url": urls.execution(item.task_id, item.job_id, item.execution_id),
+        "url": url,
     }
+    return shape
 
 
 def job_details(urls: Urls, job: Job, executions: Page, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
@@ -164,11 +201,11 @@ def job_details(urls: Urls, job: Job, executions: Page, secret_patterns: tuple[s
     }
 
 
-def execution_details(urls: Urls, job: Job, item: Execution) -> dict[str, Any]:
+def execution_details(urls: Urls, job: Job, item: Execution, output: OutputTail | None = None) -> dict[str, Any]:
     return {
         "task": {"id": job.task_id, "url": urls.task(job.task_id)},
         "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
-        "execution": execution(urls, item),
+        "execution": execution(urls, item, output),
     }
 
 
@@ -183,6 +220,12 @@ def webhook_body(urls: Urls, event: str, job: Job, item: Execution, secret_patte
     metadata.pop("notify", None)
     body["job"].update(image=job.spec.image, command=job.spec.command, metadata=metadata)
     return {"event": event, **body}
+
+
+def stream_token(task_id: str, job_id: str, execution_id: str | None, token: str | None,
+                 expires_at: int | None) -> dict[str, Any]:
+    """A stream page's live-log token (null when live logs need none)."""
+    return {"taskId": task_id, "jobId": job_id, "executionId": execution_id, "token": token, "expiresAt": expires_at}
 
 
 def notifications_status(webhooks: bool, mail: bool, warnings: list[str]) -> dict[str, Any]:
@@ -209,7 +252,7 @@ def execution_stopped(urls: Urls, item: Execution) -> dict[str, Any]:
 def farm_status(urls: Urls, status: dict[str, Any], queues: dict[str, Any], version: str,
                 notifications: dict[str, Any] | None = None) -> dict[str, Any]:
     upcoming = [{"taskId": job.task_id, "jobId": job.job_id, "url": urls.job(job.task_id, job.job_id),
-                 **schedule(job)} for job in status.get("scheduledJobs", [])]
+                 **(schedule(job) or {})} for job in status.get("scheduledJobs", [])]
     return {
         "version": version,
         "tasks": status["tasks"],
