@@ -321,8 +321,20 @@ class ProcessRun:
         self.pid = self.process.pid
         self.exited = threading.Event()
         self.exit_code: int | None = None
-        # Who gets the SIGTERM of a stop: the whole group, or the sandbox's PID 1 alone.
-        self.main_pid: int | None = _read_child_pid(info[0]) if info is not None else None
+        # Who gets the SIGTERM of a stop: the whole group, or the sandbox's PID 1 alone, whose
+        # host pid is read when first needed (bubblewrap writes it once the namespaces exist,
+        # which takes milliseconds the task's start need not wait for).
+        self._info_fd = info[0] if info is not None else None
+        self._main_pid: int | None = None
+        self._info_lock = threading.Lock()
+
+    @property
+    def main_pid(self) -> int | None:
+        with self._info_lock:
+            if self._info_fd is not None:
+                fd, self._info_fd = self._info_fd, None
+                self._main_pid = _read_child_pid(fd)
+            return self._main_pid
 
     def pump(self, shipper: OutputShipper) -> int:
         """Read the output into the shipper until the process exits and all it wrote is
@@ -368,6 +380,7 @@ class ProcessRun:
             selector.close()
             process.stdout.close()
             process.stderr.close()
+            self.main_pid  # noqa: B018 - reads (and closes) the info pipe while it can still be read
             if exited_at is None:
                 # Both pipes closed: the process is ending, or closed them and runs on until
                 # stopped.

@@ -286,6 +286,24 @@ class LocalWebsocketGateway:
         return 200, {"ConnectedAt": _iso(sock.connected_at), "LastActiveAt": _iso(sock.last_active),
                      "Identity": {"SourceIp": sock.source_ip, "UserAgent": sock.user_agent}}
 
+    def start_function(self, name: str, event: dict[str, Any]) -> None:
+        """Run one of the app's functions with `event` in the background (an `Event` invoke
+        made in process, by the local backend)."""
+        self.calls["Invoke"] += 1
+        function = self._functions.get(name)
+        if function is None:
+            raise LookupError(f"the local websocket gateway serves no function {name!r}")
+        self._executor.submit(self._run_function, function, name, event)
+
+    @staticmethod
+    def _run_function(function: Callable[[dict[str, Any], Any], Any], name: str, event: dict[str, Any]) -> Any:
+        context = LambdaContext(function_name=f"fastlane-local-{name}", memory_size=512, max_runtime_ms=60_000)
+        try:
+            return function(event, context)
+        except Exception:  # noqa: BLE001 - as an asynchronous invoke: logged, not returned
+            log.exception("function %s failed", name)
+            return {"errorMessage": "failed"}
+
     def invoke(self, function_name: str, invocation_type: str, payload: bytes) -> tuple[int, Any]:
         """Lambda's Invoke for the app's functions; `Event` runs in the background."""
         self.calls["Invoke"] += 1
