@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalHttpServer:
     def __init__(self, app: Chalice, host: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"gateway": RestGateway(app)})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})((host, port), handler)  # 5 resets bursts
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 

@@ -98,6 +98,8 @@ class LocalWebsocketGateway:
         self._routes: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self._functions: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self.calls = {"PostToConnection": 0, "DeleteConnection": 0, "GetConnection": 0, "Invoke": 0}
+        # Counts kept elsewhere (the runtime's log reads), served with the calls at /_local/calls.
+        self.counters: dict[str, Callable[[], int]] = {}
 
     @property
     def url(self) -> str:
@@ -378,7 +380,7 @@ class _ManagementHandler(BaseHTTPRequestHandler):
         if route and route[0] == "connection":
             self._reply(*self.gateway.info(route[1]))
         elif urlsplit(self.path).path == "/_local/calls":
-            self._reply(200, dict(self.gateway.calls))
+            self._reply(200, {**self.gateway.calls, **{name: count() for name, count in self.gateway.counters.items()}})
         else:
             self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
 

@@ -129,7 +129,7 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         runner = LocalRunner(db, queues, log_store, stop_grace_seconds=stop_grace_seconds, engine=engine,
                              sandbox=sandbox or Sandbox.choose("none"), region=settings.region, clock=clock)
         scheduler = LocalScheduler(db, queues, cron_tick_seconds=cron_tick_seconds, clock=clock)
-        mailer = LocalMailer(db, settings.mail_sender or DEFAULT_SENDER, clock)
+        mailer = LocalMailer(db, settings.mail_sender or DEFAULT_SENDER, clock)  # used when MAIL_SENDER is set
     except BaseException:
         if lock_fd is not None:
             os.close(lock_fd)
@@ -161,7 +161,7 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         log_events=log_events,
         sockets=sockets,
         starter=starter,
-        mailer=mailer,
+        mailer=mailer if settings.mail_sender else None,  # as in AWS: e-mail is off without a sender
         read_secret=_no_secrets,
         isolation=runner.isolation,
         extras={"local": handles},

@@ -97,6 +97,7 @@ class LocalQueues:
         self._db.ensure_schema(SCHEMA)
         self._changed = threading.Condition()
         self._generation = 0
+        self._waiting = 0
         self._closed = False
         self._config: dict[str, tuple[float, str | None, int]] = {}
 
@@ -127,6 +128,11 @@ class LocalQueues:
     def purge(self, name: str) -> None:
         with self._db.write() as connection:
             connection.execute("DELETE FROM queue_messages WHERE queue = ?", (name,))
+
+    def waiting(self) -> int:
+        """How many receivers wait for a message right now."""
+        with self._changed:
+            return self._waiting
 
     def close(self) -> None:
         """Wake every waiting receiver for good (they return empty-handed)."""
@@ -188,7 +194,11 @@ class LocalQueues:
                 wait = min(wait, max(0.0, next_visible - self._clock()))
             with self._changed:
                 if self._generation == generation and not self._closed:
-                    self._changed.wait(wait)
+                    self._waiting += 1
+                    try:
+                        self._changed.wait(wait)
+                    finally:
+                        self._waiting -= 1
 
     def _take(self, name: str, limit: int, visibility_timeout: float | None) -> tuple[list[ReceivedMessage], float | None]:
         with self._db.write() as connection:
