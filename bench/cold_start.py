@@ -38,7 +38,7 @@ def import_times(runs: int) -> dict[str, Any]:
         "bare": "pass",
         "app": "import app",
         # What the first request adds: the wiring imports boto3 and PynamoDB on first use.
-        "appFirstUse": "import app, boto3, chalicelib.adapters.store, chalicelib.services.engine",
+        "appFirstUse": "import app, boto3, chalicelib.adapters.dynamo.jobs, chalicelib.services.engine",
     }
     for code in codes.values():
         _run_ms(code)

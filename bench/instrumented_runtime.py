@@ -173,18 +173,18 @@ def install_hook() -> None:
 # the control server -------------------------------------------------------------------------------
 
 
-def _store() -> Any:
+def _backend() -> Any:
     from chalicelib import wiring
 
-    return wiring.get_store()
+    return wiring.backend()
 
 
 def job_state(job_id: str) -> dict[str, Any]:
-    store = _store()
-    job = store.get_job(job_id)
+    backend = _backend()
+    job = backend.jobs.get_job(job_id)
     if job is None:
         return {"found": False}
-    page = store.list_executions(job_id, 1, 100, total=job.execution_count)
+    page = backend.executions.list_executions(job_id, 1, 100, total=job.execution_count)
     return {
         "found": True,
         "createdAt": job.created_at,
@@ -201,12 +201,12 @@ def job_state(job_id: str) -> dict[str, Any]:
 def seed_tasks(count: int) -> dict[str, Any]:
     """Add `count` tasks at the end of the task list, as the store lays them out (dense `seq`, the
     `#tasks` counter), in batch writes: posting 10,000 jobs over HTTP would take minutes."""
-    from chalicelib.adapters.store import TASK_LIST_BUCKET, TASKS_COUNTER_ID
+    from chalicelib.adapters.dynamo.tables import TASK_LIST_BUCKET, TASKS_COUNTER_ID, get_or_none
 
     started = time.monotonic()
-    store = _store()
-    TaskM = store.models.Task
-    item = store._guard(lambda: store._get_task_item(TASKS_COUNTER_ID))
+    tables = _backend().extras["tables"]
+    TaskM = tables.Task
+    item = tables.guard(lambda: get_or_none(TaskM, TASKS_COUNTER_ID))
     total = int(item.total) if item is not None and item.total else 0
     at = time.time()
     with TaskM.batch_write() as batch:
@@ -221,12 +221,14 @@ def seed_tasks(count: int) -> dict[str, Any]:
 def seed_executions(job_id: str, count: int) -> dict[str, Any]:
     """Add `count` finished executions to an existing job, with the seq numbers and counter the
     store keeps, so the job's pages are what `count` PUTs of the job would have left."""
+    from chalicelib.adapters.dynamo.mapping import execution_to_item
     from chalicelib.domain.model import Execution, ExecutionStatus, new_id
 
     started = time.monotonic()
-    store = _store()
-    ExecM, JobM = store.models.Execution, store.models.Job
-    job = store.get_job(job_id)
+    backend = _backend()
+    tables = backend.extras["tables"]
+    ExecM, JobM = tables.Execution, tables.Job
+    job = backend.jobs.get_job(job_id)
     if job is None:
         raise LookupError(f"no job {job_id}")
     have = job.execution_count
@@ -236,7 +238,7 @@ def seed_executions(job_id: str, count: int) -> dict[str, Any]:
             execution = Execution(task_id=job.task_id, job_id=job_id, execution_id=new_id(), image=job.spec.image,
                                   command=job.spec.command, status=ExecutionStatus.DONE, created_at=at,
                                   started_at=at, finished_at=at, exit_code=0)
-            batch.save(store._execution_item(execution, seq))
+            batch.save(execution_to_item(ExecM, execution, seq))
     JobM(job_id=job_id).update(actions=[JobM.execution_count.set(have + count)])
     return {"executionCount": have + count, "seconds": round(time.monotonic() - started, 3)}
 

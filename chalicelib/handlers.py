@@ -6,20 +6,31 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wiring
+from .domain.messages import (
+    CronTick,
+    JobMessage,
+    Launch,
+    MalformedMessage,
+    ScheduleFiring,
+    TimeoutCheck,
+    decode_job_message,
+    decode_notification,
+)
 from .observability import logger, metrics
 
 
-def _batch(event: dict[str, Any], handle: Callable[[dict[str, Any], int], None]) -> dict[str, Any]:
+def _batch(event: dict[str, Any], handle: Callable[[str], None]) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     def record_handler(record: Any) -> None:
-        body = json.loads(record.body)
-        receive_count = int(record.attributes.approximate_receive_count or 1)
-        handle(body, receive_count)
+        # A body that is not one of our messages fails alone: it goes to the dead-letter queue
+        # after the redrive count, where an operator sees it; nothing is dropped silently.
+        handle(record.body)
 
     try:
-        return process_partial_response(event=event, record_handler=record_handler,
-                                        processor=BatchProcessor(event_type=EventType.SQS))
+        response: dict[str, Any] = process_partial_response(event=event, record_handler=record_handler,
+                                                            processor=BatchProcessor(event_type=EventType.SQS))
+        return response
     finally:
         if metrics.metric_set:
             metrics.flush_metrics()
@@ -28,18 +39,31 @@ def _batch(event: dict[str, Any], handle: Callable[[dict[str, Any], int], None])
 
 def _due(record: dict[str, Any]) -> float:
     try:
-        return float(json.loads(record.get("body") or "{}").get("dueAt") or 0)
-    except (ValueError, TypeError, AttributeError):
+        message = decode_job_message(record.get("body") or "{}")
+    except MalformedMessage:
         return 0.0
+    if isinstance(message, CronTick):
+        return message.scheduled_at or 0.0
+    return message.due_at or 0.0
+
+
+def handle_job_message(message: JobMessage) -> None:
+    """Route one jobs-queue message to the service that acts on it."""
+    if isinstance(message, Launch):
+        wiring.get_engine().dispatch(message)
+    elif isinstance(message, TimeoutCheck):
+        wiring.get_engine().check_timeout(message)
+    elif isinstance(message, (ScheduleFiring, CronTick)):
+        wiring.get_scheduling().handle(message)
 
 
 def dispatch_jobs(event: dict[str, Any]) -> dict[str, Any]:
-    """Jobs queue: launches and timeout checks. A batch is handled soonest due first: a firing
-    that arrived early waits for its second in the handler, so records due now must not queue
-    behind it, and waits of several early records then add up to the latest one's, not their sum."""
-    engine = wiring.get_engine()
+    """Jobs queue: launches, timeout checks, schedule firings and cron ticks. A batch is handled
+    soonest due first: a firing that arrived early waits for its second in the handler, so
+    records due now must not queue behind it, and waits of several early records then add up to
+    the latest one's, not their sum."""
     records = sorted(event.get("Records") or [], key=_due)
-    return _batch({**event, "Records": records}, engine.handle_message)
+    return _batch({**event, "Records": records}, lambda body: handle_job_message(decode_job_message(body)))
 
 
 def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
@@ -48,9 +72,15 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
 
     engine = wiring.get_engine()
 
-    def handle(body: dict[str, Any], _count: int) -> None:
-        engine.handle_task_event(body)
-        live_handlers.task_event(body)  # a stopped task ends its execution's live log streams
+    def handle(body: str) -> None:
+        try:
+            task_event = json.loads(body)
+        except ValueError as error:
+            raise MalformedMessage("not JSON") from error
+        if not isinstance(task_event, dict):
+            raise MalformedMessage("not a JSON object")
+        engine.handle_task_event(task_event)
+        live_handlers.task_event(task_event)  # a stopped task ends its execution's live log streams
 
     return _batch(event, handle)
 
@@ -58,11 +88,12 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
 def send_notifications(event: dict[str, Any]) -> dict[str, Any]:
     """Notify queue: webhooks and e-mails of started and ended executions (docs/notifications.md)."""
     sender = wiring.get_notification_sender()
-    return _batch(event, sender.handle)
+    return _batch(event, lambda body: sender.handle(decode_notification(body)))
 
 
 def sweep() -> dict[str, int]:
     counts = wiring.get_engine().sweep()
+    counts["schedules"] = wiring.get_scheduling().sweep()
     if any(counts.values()):
         logger.info("sweep repaired executions", extra=counts)
     return counts

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol, TypedDict, Unpack
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from .domain.ecs import TaskState
 from .domain.live import STREAMS, Cursor, LogEvent, Position, StreamRecord, Subscriber
@@ -262,8 +262,7 @@ class Runner(Protocol):
     def ping(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class LogChunk:
+class LogChunk(NamedTuple):
     lines: list[str]
     next_token: str | None
     at_end: bool  # the end of the stream was reached

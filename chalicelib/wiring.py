@@ -1,11 +1,27 @@
-"""Builds the adapters and services once per Lambda container, from the settings.
-Heavy imports (boto3, PynamoDB) happen here, on first use, not when the app module loads."""
+"""The one place that builds a backend and the services on it, once per Lambda container.
+
+The aws backend is built from the settings on first use; the local runtime (and a test) injects
+a backend of its own with `use_backend`. Heavy imports (boto3, PynamoDB) happen here, on first
+use, not when the app module loads, and each AWS client is created when it is first called."""
 from __future__ import annotations
 
-from functools import cache, lru_cache
-from typing import Any
+import json
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from .config import get_settings
+from .config import Settings, get_settings
+from .ports import Backend
+
+if TYPE_CHECKING:  # the services are imported on first use, off the cold-start path
+    from .api.http import BasicAuth
+    from .services.engine import ExecutionEngine
+    from .services.jobs import JobService
+    from .services.live_logs import LiveLogs
+    from .services.notify import NotificationPublisher, NotificationSender
+    from .services.output import OutputReader
+    from .services.scheduling import Scheduling
+
+_injected: Backend | None = None
 
 
 @cache
@@ -21,127 +37,176 @@ def client(service: str) -> Any:
     )
 
 
-@lru_cache(maxsize=1)
-def get_store() -> Any:
-    from .adapters.store import DynamoJobStore
+class LazyClient:
+    """A boto3 client created on first use: a Lambda function that never calls ECS, say, never
+    pays for creating its client (tens of ms of a cold start each)."""
 
-    return DynamoJobStore(get_settings())
+    def __init__(self, service: str) -> None:
+        self._service = service
 
-
-@lru_cache(maxsize=1)
-def get_job_queue() -> Any:
-    from .adapters.queues import SqsJobQueue
-
-    return SqsJobQueue(client("sqs"), get_settings().jobs_queue_url)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service), name)
 
 
-@lru_cache(maxsize=1)
-def get_job_service() -> Any:
-    from .services.jobs import JobService
-
-    return JobService(get_store(), get_job_queue(), get_settings(), scheduling=get_scheduling())
-
-
-@lru_cache(maxsize=1)
-def get_runner() -> Any:
-    from .adapters.ecs import EcsRunner
-
-    return EcsRunner(client("ecs"), get_settings())
-
-
-@lru_cache(maxsize=1)
-def get_engine() -> Any:
-    from .adapters.scheduler import EventBridgeScheduler
-    from .services.engine import ExecutionEngine
-    from .services.scheduling import Scheduling
-
-    settings = get_settings()
-    engine = ExecutionEngine(get_store(), get_job_queue(), get_runner(), settings, notifier=get_notifier())
-    scheduler = EventBridgeScheduler(client("scheduler"), settings)
-    engine.scheduling = Scheduling(get_store(), get_job_queue(), scheduler, engine, settings)
-    return engine
-
-
-def get_scheduling() -> Any:
-    return get_engine().scheduling
-
-
-@lru_cache(maxsize=1)
-def get_notifier() -> Any:
-    """Publishes notifications of started and ended executions to the notify queue; None when
-    the deployment has no notify queue."""
-    settings = get_settings()
-    if not settings.notify_queue_url:
-        return None
-    from .services.notify import NotificationPublisher
-
-    return NotificationPublisher(client("sqs"), settings)
-
-
-@lru_cache(maxsize=1)
-def get_notification_sender() -> Any:
-    """Delivers the notify queue's webhooks and e-mails; e-mail is off without MAIL_SENDER."""
-    from .adapters.notifications import DeliveryLog, NotifyQueue, SesMailer
-    from .services.notify import NotificationSender
-
-    settings = get_settings()
-    mailer = SesMailer(client("ses"), settings.mail_sender) if settings.mail_sender else None
-    return NotificationSender(get_store(), NotifyQueue(client("sqs"), settings.notify_queue_url),
-                              DeliveryLog(client("dynamodb"), settings.deliveries_table), mailer, settings)
-
-
-@lru_cache(maxsize=1)
-def get_output_reader() -> Any:
-    from .adapters.logs import CloudWatchLogReader
-    from .services.output import OutputReader
-
-    settings = get_settings()
-    return OutputReader(CloudWatchLogReader(client("logs"), settings.log_group), settings.log_page_bytes)
-
-
-@lru_cache(maxsize=1)
-def get_live_logs() -> Any:
-    """Live logs over websockets: the connections table, API Gateway's management API, the job
-    log group, and the logs function that starts subscriptions made on $connect."""
+def build_aws_backend(settings: Settings) -> Backend:
+    """Every port on AWS: DynamoDB, SQS, ECS, Scheduler, CloudWatch Logs, API Gateway's
+    management API, Lambda and SES."""
     import boto3
     from botocore.config import Config
 
     from .adapters.connections import DynamoConnectionStore
+    from .adapters.deliveries import DeliveryLog
+    from .adapters.dynamo.executions import DynamoExecutions
+    from .adapters.dynamo.jobs import DynamoJobs
+    from .adapters.dynamo.pools import DynamoPools
+    from .adapters.dynamo.schedules import DynamoSchedules
+    from .adapters.dynamo.statistics import DynamoStatistics
+    from .adapters.dynamo.tables import Tables
+    from .adapters.ecs import EcsRunner
     from .adapters.log_events import CloudWatchLogEvents
-    from .adapters.websocket import ApiGatewaySockets, LambdaStarter, management_endpoint
-    from .services.live_logs import LiveLogs
+    from .adapters.logs import CloudWatchLogReader
+    from .adapters.mail import SesMailer
+    from .adapters.queues import SqsJobQueue, SqsNotifyQueue, SqsQueueDepths
+    from .adapters.scheduler import EventBridgeScheduler
+    from .adapters.websocket import ApiGatewaySockets, LambdaStarter
 
-    settings = get_settings()
+    tables = Tables(settings)
+    statistics = DynamoStatistics(tables)
+    sqs = LazyClient("sqs")
 
     def management_client(endpoint: str) -> Any:
         return boto3.session.Session().client(
             "apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint,
             config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10))
 
-    return LiveLogs(
-        DynamoConnectionStore(settings),
-        ApiGatewaySockets(management_client, settings.websocket_management_endpoint),
-        CloudWatchLogEvents(client("logs"), settings.log_group),
-        LambdaStarter(client("lambda"), settings.logs_function_name),
-        get_job_service(), get_store(),
-        endpoint_of=lambda context: management_endpoint(context, settings.region),
+    def read_secret(secret_id: str) -> dict[str, str]:
+        value: dict[str, str] = json.loads(client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+        return value
+
+    return Backend(
+        name="aws",
+        jobs=DynamoJobs(tables, statistics),
+        executions=DynamoExecutions(tables, statistics),
+        pools=DynamoPools(tables),
+        schedules=DynamoSchedules(tables, statistics),
+        statistics=statistics,
+        deliveries=DeliveryLog(LazyClient("dynamodb"), settings.deliveries_table),
+        connections=DynamoConnectionStore(settings),
+        job_queue=SqsJobQueue(sqs, settings.jobs_queue_url),
+        notify_queue=SqsNotifyQueue(sqs, settings.notify_queue_url) if settings.notify_queue_url else None,
+        queue_depths=SqsQueueDepths(sqs, {
+            "jobs": settings.jobs_queue_url, "jobsDeadLetter": settings.jobs_dlq_url,
+            "events": settings.events_queue_url, "eventsDeadLetter": settings.events_dlq_url,
+            "notify": settings.notify_queue_url, "notifyDeadLetter": settings.notify_dlq_url}),
+        scheduler=EventBridgeScheduler(LazyClient("scheduler"), settings),
+        runner=EcsRunner(LazyClient("ecs"), settings),
+        logs=CloudWatchLogReader(LazyClient("logs"), settings.log_group),
+        log_events=CloudWatchLogEvents(LazyClient("logs"), settings.log_group),
+        sockets=ApiGatewaySockets(management_client, settings.websocket_management_endpoint),
+        starter=LambdaStarter(LazyClient("lambda"), settings.logs_function_name),
+        mailer=SesMailer(LazyClient("ses"), settings.mail_sender) if settings.mail_sender else None,
+        read_secret=read_secret,
+        extras={"tables": tables},
     )
 
 
-@lru_cache(maxsize=1)
-def get_basic_auth() -> Any:
-    import json
+def use_backend(backend: Backend) -> None:
+    """From now on every handler works on `backend` (the local runtime's, or a test's)."""
+    global _injected
+    _clear()
+    _injected = backend
 
+
+@cache
+def backend() -> Backend:
+    return _injected if _injected is not None else build_aws_backend(get_settings())
+
+
+@cache
+def get_notifier() -> NotificationPublisher | None:
+    """Publishes notifications of started and ended executions to the notify queue; None when
+    the deployment has no notify queue."""
+    from .services.notify import NotificationPublisher
+
+    queue = backend().notify_queue
+    return NotificationPublisher(queue, get_settings()) if queue is not None else None
+
+
+@cache
+def get_engine() -> ExecutionEngine:
+    from .services.engine import ExecutionEngine
+
+    b = backend()
+    return ExecutionEngine(b.jobs, b.executions, b.pools, b.statistics, b.job_queue, b.runner, get_settings(),
+                           notifier=get_notifier())
+
+
+@cache
+def get_scheduling() -> Scheduling:
+    from .services.scheduling import Scheduling
+
+    b = backend()
+    return Scheduling(b.jobs, b.executions, b.schedules, b.job_queue, b.scheduler, get_engine(), get_settings())
+
+
+@cache
+def get_job_service() -> JobService:
+    from .services.jobs import JobService
+
+    b = backend()
+    return JobService(b.jobs, b.executions, b.job_queue, get_engine(), get_scheduling(), get_settings())
+
+
+@cache
+def get_notification_sender() -> NotificationSender:
+    """Delivers the notify queue's webhooks and e-mails; e-mail is off without a mailer."""
+    from .services.notify import NotificationSender
+
+    b = backend()
+    return NotificationSender(b.jobs, b.executions, b.notify_queue, b.deliveries, b.mailer, get_settings())
+
+
+@cache
+def get_output_reader() -> OutputReader:
+    from .services.output import OutputReader
+
+    return OutputReader(backend().logs, get_settings().log_page_bytes)
+
+
+@cache
+def get_live_logs() -> LiveLogs:
+    """Live logs over websockets: subscribers, the websocket API, the job log group, and the logs
+    function that starts subscriptions made on $connect."""
+    from .adapters.websocket import management_endpoint
+    from .services.live_logs import LiveLogs
+
+    b = backend()
+    region = get_settings().region
+    return LiveLogs(b.connections, b.sockets, b.log_events, b.starter, b.jobs, b.executions,
+                    endpoint_of=lambda context: management_endpoint(context, region))
+
+
+@cache
+def get_basic_auth() -> BasicAuth:
     from .api.http import BasicAuth
 
-    def read_secret(secret_id: str) -> dict[str, str]:
-        return json.loads(client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+    return BasicAuth(get_settings(), backend().read_secret)
 
-    return BasicAuth(get_settings(), read_secret)
+
+_BUILT = (backend, get_notifier, get_engine, get_scheduling, get_job_service, get_notification_sender,
+          get_output_reader, get_live_logs, get_basic_auth)
+
+
+def _clear() -> None:
+    for cached in _BUILT:
+        cached.cache_clear()
 
 
 def reset() -> None:
-    """Forget every built object and the settings (tests change the environment between runs)."""
-    for cached in (client, get_store, get_job_queue, get_job_service, get_runner, get_engine, get_notifier, get_output_reader,
-                   get_notification_sender, get_basic_auth, get_live_logs, get_settings):
-        cached.cache_clear()
+    """Forget every built object, the injected backend and the settings (tests change the
+    environment between runs)."""
+    global _injected
+    _injected = None
+    _clear()
+    client.cache_clear()
+    get_settings.cache_clear()

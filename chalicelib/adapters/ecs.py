@@ -3,79 +3,21 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
+from ..domain.ecs import CONTAINER, LOG_ROUTER, TaskState, cluster_of, task_state
+from ..domain.errors import LaunchFailed
+from ..domain.limits import ECS_DESCRIBE_BATCH, ECS_MAX_REASON_CHARS, ECS_MAX_TAG_CHARS
 from ..domain.model import Execution, JobSpec
 from ..domain.pools import Pool
 
-CONTAINER = "job"
-LOG_ROUTER = "log_router"
 # RunTask answers these when capacity or the API is busy: the launch is tried again later.
 RETRYABLE_CODES = {"ThrottlingException", "ServerException", "ServiceUnavailableException", "LimitExceededException"}
 RETRYABLE_FAILURES = ("RESOURCE", "AGENT", "Capacity", "capacity", "throttl", "Throttl")
-
-
-class LaunchFailed(Exception):
-    def __init__(self, reason: str, retryable: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
-
-
-@dataclass(frozen=True)
-class TaskState:
-    arn: str
-    last_status: str
-    exit_code: int | None
-    reason: str | None
-    started_at: float | None
-    stopped_at: float | None
-
-
-def task_id(task_arn: str) -> str:
-    return task_arn.rsplit("/", 1)[-1]
-
-
-def cluster_of(task_arn: str) -> str:
-    parts = task_arn.split("/")
-    return parts[-2] if len(parts) >= 3 else "default"
-
-
-def log_streams(task_arn: str) -> tuple[str, str]:
-    """The CloudWatch Logs streams of an ECS task's stdout and stderr (named by the log router)."""
-    tid = task_id(task_arn)
-    return f"{tid}/stdout", f"{tid}/stderr"
-
-
-def _epoch(value: Any) -> float | None:
-    """API answers carry datetimes, events carry ISO-8601 strings."""
-    if value in (None, ""):
-        return None
-    if hasattr(value, "timestamp"):
-        return round(value.timestamp(), 3)
-    if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
-        from datetime import datetime
-
-        return round(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp(), 3)
-    return round(float(value), 3)
-
-
-def task_state(task: dict[str, Any]) -> TaskState:
-    container = next((c for c in task.get("containers", []) if c.get("name") == CONTAINER),
-                     (task.get("containers") or [{}])[0])
-    exit_code = container.get("exitCode")
-    return TaskState(
-        arn=task["taskArn"],
-        last_status=task.get("lastStatus", ""),
-        exit_code=int(exit_code) if exit_code is not None else None,
-        reason=container.get("reason") or task.get("stoppedReason"),
-        started_at=_epoch(task.get("startedAt")),
-        stopped_at=_epoch(task.get("stoppedAt")),
-    )
 
 
 class EcsRunner:
@@ -178,7 +120,7 @@ class EcsRunner:
                     ],
                 },
                 "tags": [
-                    {"key": "fastlane:task", "value": execution.task_id[:256]},
+                    {"key": "fastlane:task", "value": execution.task_id[:ECS_MAX_TAG_CHARS]},
                     {"key": "fastlane:job", "value": execution.job_id},
                     {"key": "fastlane:execution", "value": execution.execution_id},
                 ],
@@ -212,21 +154,21 @@ class EcsRunner:
 
     def stop(self, task_arn: str, reason: str) -> None:
         try:
-            self._ecs.stop_task(cluster=cluster_of(task_arn), task=task_arn, reason=reason[:255])
+            self._ecs.stop_task(cluster=cluster_of(task_arn), task=task_arn, reason=reason[:ECS_MAX_REASON_CHARS])
         except ClientError as error:
             # A task that is already gone needs no stopping.
             if "not found" not in str(error).lower():
                 raise
 
-    def describe(self, task_arns: list[str]) -> dict[str, TaskState | None]:
+    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
         """The state of each task; None for a task ECS no longer knows."""
         result: dict[str, TaskState | None] = {}
         by_cluster: dict[str, list[str]] = {}
         for arn in task_arns:
             by_cluster.setdefault(cluster_of(arn), []).append(arn)
         for cluster, arns in by_cluster.items():
-            for start in range(0, len(arns), 100):
-                response = self._ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + 100])
+            for start in range(0, len(arns), ECS_DESCRIBE_BATCH):
+                response = self._ecs.describe_tasks(cluster=cluster, tasks=arns[start:start + ECS_DESCRIBE_BATCH])
                 for task in response.get("tasks", []):
                     result[task["taskArn"]] = task_state(task)
                 for failure in response.get("failures", []):

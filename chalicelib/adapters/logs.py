@@ -5,13 +5,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..ports import LogChunk
+
 
 class CloudWatchLogReader:
     def __init__(self, client: Any, log_group: str) -> None:
         self._logs = client
         self._group = log_group
 
-    def read(self, stream: str, token: str | None) -> tuple[list[str], str | None, bool]:
+    def read(self, stream: str, token: str | None) -> LogChunk:
         """One GetLogEvents call (at most 1 MB): the lines, the token to go on from, and whether
         the end of the stream was reached (CloudWatch then gives back the token it was given)."""
         request: dict[str, Any] = {"logGroupName": self._group, "logStreamName": stream, "startFromHead": True}
@@ -21,8 +23,8 @@ class CloudWatchLogReader:
             response = self._logs.get_log_events(**request)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return [], token, True  # nothing written yet (or ever)
+                return LogChunk([], token, True)  # nothing written yet (or ever)
             raise
         lines = [event["message"] for event in response.get("events", [])]
         next_token = response.get("nextForwardToken")
-        return lines, next_token, (not lines and next_token == token) or next_token is None
+        return LogChunk(lines, next_token, (not lines and next_token == token) or next_token is None)

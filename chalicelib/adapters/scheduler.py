@@ -2,7 +2,6 @@
 deployment's schedule group, sending the job's messages to the jobs queue."""
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -11,9 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
 from ..domain.errors import DependencyDown
-
-# Scheduler writes the time a firing was due into the message it sends.
-SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
+from ..domain.messages import CronTick, JobMessage, ScheduleFiring, encode
 
 
 def schedule_name(task_id: str, job_id: str) -> str:
@@ -31,7 +28,7 @@ class EventBridgeScheduler:
         self._scheduler = client
         self._settings = settings
 
-    def _put(self, name: str, expression: str, zone: str, message: dict[str, Any], one_time: bool) -> str:
+    def _put(self, name: str, expression: str, zone: str, message: JobMessage, one_time: bool) -> str:
         request: dict[str, Any] = {
             "Name": name,
             "GroupName": self._settings.schedule_group,
@@ -42,27 +39,27 @@ class EventBridgeScheduler:
             "Target": {
                 "Arn": self._settings.jobs_queue_arn,
                 "RoleArn": self._settings.scheduler_role_arn,
-                "Input": json.dumps(message),
+                "Input": encode(message),
                 "RetryPolicy": {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185},
             },
-            "Description": f"fastlane job {message.get('jobId')} of task {message.get('taskId')}"[:512],
+            "Description": f"fastlane job {message.job_id} of task {message.task_id}"[:512],
         }
         if one_time:
             request["ActionAfterCompletion"] = "DELETE"
         try:
             try:
-                return self._scheduler.create_schedule(**request)["ScheduleArn"]
+                return str(self._scheduler.create_schedule(**request)["ScheduleArn"])
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConflictException":
                     raise
-                return self._scheduler.update_schedule(**request)["ScheduleArn"]
+                return str(self._scheduler.update_schedule(**request)["ScheduleArn"])
         except (BotoCoreError, ClientError) as error:
             raise DependencyDown(f"EventBridge Scheduler: {error}") from error
 
-    def put_one_time(self, name: str, moment: float, message: dict[str, Any]) -> str:
+    def put_one_time(self, name: str, moment: float, message: ScheduleFiring | CronTick) -> str:
         return self._put(name, at_expression(moment), "UTC", message, one_time=True)
 
-    def put_cron(self, name: str, expression: str, zone: str | None, message: dict[str, Any]) -> str:
+    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick) -> str:
         return self._put(name, expression, zone or "UTC", message, one_time=False)
 
     def delete(self, name: str) -> None:

@@ -91,8 +91,9 @@ def _check(name: str, probe: Callable[[], Any], checks: dict[str, str], errors: 
 def healthcheck(request: Request) -> Response:
     checks: dict[str, str] = {}
     errors: list[dict[str, str]] = []
-    _check("dynamodb", lambda: wiring.get_store().ping(), checks, errors)
-    _check("sqs", lambda: wiring.get_job_queue().ping(), checks, errors)
+    backend = wiring.backend()
+    _check("dynamodb", backend.jobs.ping, checks, errors)
+    _check("sqs", backend.job_queue.ping, checks, errors)
     if errors:
         logger.warning("healthcheck failed", extra={"errors": errors})
     return json_response(shapes.health(checks, errors), 503 if errors else 200)
@@ -104,26 +105,21 @@ def healthcheck(request: Request) -> Response:
 @operation("stop_job")
 def stop_job(request: Request, task_id: str, job_id: str) -> Response:
     job = wiring.get_job_service().job(task_id, job_id)
-    stopped = wiring.get_engine().stop_job(job)
+    stopped = wiring.get_job_service().stop_job(job)
     logger.info("job stopped", extra={"job_id": job.job_id, "stopped_executions": stopped})
     return json_response(shapes.job_stopped(_urls(request), job))
 
 
 @operation("stop_execution")
 def stop_execution(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
-    from ..domain.errors import Conflict
-
-    _, execution = wiring.get_job_service().execution(task_id, job_id, execution_id)
-    if not wiring.get_engine().stop_execution(execution):
-        raise Conflict(f"Execution '{execution_id}' has already ended ({execution.status.value}).",
-                       field="executionId")
+    execution = wiring.get_job_service().stop_execution(task_id, job_id, execution_id)
     return json_response(shapes.execution_stopped(_urls(request), execution))
 
 
 @operation("retry_job")
 def retry_job(request: Request, task_id: str, job_id: str) -> Response:
     job = wiring.get_job_service().job(task_id, job_id)
-    execution, message_id = wiring.get_engine().retry_job(job)
+    execution, message_id = wiring.get_job_service().retry_job(job)
     return json_response(shapes.enqueued(_urls(request), job, execution, message_id))
 
 
@@ -171,14 +167,9 @@ def execution_output(which: str) -> Callable[..., Response]:
 @operation("status")
 def status(request: Request) -> Response:
     settings = get_settings()
-    queue = wiring.get_job_queue()
-    queues: dict[str, Any] = {}
-    for name, url in (("jobs", settings.jobs_queue_url), ("jobsDeadLetter", settings.jobs_dlq_url),
-                      ("events", settings.events_queue_url), ("eventsDeadLetter", settings.events_dlq_url),
-                      ("notify", settings.notify_queue_url), ("notifyDeadLetter", settings.notify_dlq_url)):
-        if url:
-            queues[name] = queue.depth(url)
+    queues: dict[str, Any] = dict(wiring.backend().queue_depths.depths())
     from ..services.notify import notification_status
 
-    return json_response(shapes.farm_status(_urls(request), wiring.get_engine().status(), queues, settings.version,
+    farm = {**wiring.get_engine().status(), "scheduledJobs": wiring.get_scheduling().upcoming()}
+    return json_response(shapes.farm_status(_urls(request), farm, queues, settings.version,
                                             notifications=notification_status(settings)))

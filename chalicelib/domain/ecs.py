@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .messages import MalformedMessage
+
 CONTAINER = "job"  # the job's container in every task definition
 LOG_ROUTER = "log_router"
 EXECUTION_ID_LENGTH = 36  # `startedBy` of our tasks is an execution id (a UUID)
@@ -73,12 +75,15 @@ def task_state(task: dict[str, Any]) -> TaskState:
 
 
 def parse_task_event(event: dict[str, Any]) -> TaskStateChange | None:
-    """The event of one of our tasks, or None for anything else (another service's task)."""
+    """The event of one of our tasks, or None for another service's task. MalformedMessage for
+    what is not a task state change at all: it fails, and reaches the dead-letter queue."""
     detail = event.get("detail")
     if not isinstance(detail, dict):
-        return None
+        raise MalformedMessage("not an ECS task state change: no detail")
     execution_id = detail.get("startedBy")
-    if not isinstance(execution_id, str) or len(execution_id) != EXECUTION_ID_LENGTH or not detail.get("taskArn"):
+    if execution_id is not None and not isinstance(execution_id, str):
+        raise MalformedMessage("not an ECS task state change: startedBy is not a string")
+    if execution_id is None or len(execution_id) != EXECUTION_ID_LENGTH or not detail.get("taskArn"):
         return None
     try:
         return TaskStateChange(execution_id, task_state(detail))

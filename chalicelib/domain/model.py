@@ -214,3 +214,11 @@ def seq_range(page: int, per_page: int, total: int, newest_first: bool = False) 
         return max(1, high - per_page + 1), high
     low = (page - 1) * per_page + 1
     return low, min(total, low + per_page - 1)
+
+
+def new_execution(job: Job, at: float, *, request_ip: str | None = None, due_at: float | None = None,
+                  metadata: dict[str, Any] | None = None) -> Execution:
+    """The one way a new execution is made: enqueued, from the job's specification as it is now."""
+    return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=job.spec.image,
+                     command=job.spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
+                     due_at=due_at, metadata=dict(metadata or {}))

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..config import Settings
 from ..domain.errors import Conflict, DependencyDown, NotFound, ValidationError
-from ..domain.model import Execution, ExecutionStatus, Job, Page, Task, new_id, now
+from ..domain.messages import Launch
+from ..domain.model import Execution, Job, Page, Task, new_execution, new_id, now
 from ..domain.payload import validate_job_payload, validate_task_id, validate_uuid
 from ..observability import MetricUnit, logger, metrics
+from ..ports import Executions, JobQueue, Jobs
+from .engine import ExecutionEngine
+from .scheduling import Scheduling
 
 
 @dataclass(frozen=True)
@@ -19,19 +22,33 @@ class Enqueued:
     queue_job_id: str | None
 
 
+def find_job(jobs: Jobs, task_id: str, job_id: str) -> Job:
+    """The job of a task, or NotFound (an id that is not a UUID names no job)."""
+    job = None
+    try:
+        job = jobs.get_job(validate_uuid(job_id, "jobId"))
+    except ValidationError:
+        pass
+    if job is None or job.task_id != task_id:
+        raise NotFound(f"Job '{job_id}' was not found in task '{task_id}'.", field="jobId")
+    return job
+
+
 class JobService:
-    def __init__(
-        self, store: Any, queue: Any, settings: Settings, clock: Callable[[], float] = now,
-        scheduling: Any = None,
-    ) -> None:
-        self._store = store
+    """What clients do with jobs: enqueue or replace them, read them, stop and retry them."""
+
+    def __init__(self, jobs: Jobs, executions: Executions, queue: JobQueue, engine: ExecutionEngine,
+                 scheduling: Scheduling, settings: Settings, clock: Callable[[], float] = now) -> None:
+        self._jobs = jobs
+        self._executions = executions
         self._queue = queue
+        self._engine = engine
+        self._scheduling = scheduling
         self._settings = settings
         self._clock = clock
-        self._scheduling = scheduling
 
     def enqueue(
-        self, task_id: str, payload: dict[str, Any], request_ip: str | None, job_id: str | None = None
+        self, task_id: str, payload: dict[str, object], request_ip: str | None, job_id: str | None = None
     ) -> Enqueued:
         """Validate everything, store the job (and its first execution when it runs now), then
         send the launch message. With a job_id the job is created or replaced (PUT)."""
@@ -49,7 +66,7 @@ class JobService:
             metrics.add_metric(name="ValidationRejections", unit=MetricUnit.Count, value=1)
             raise
 
-        existing = self._store.get_job(job_id) if job_id is not None else None
+        existing = self._jobs.get_job(job_id) if job_id is not None else None
         if existing is not None and existing.task_id != task_id:
             raise Conflict(f"job {job_id} belongs to task '{existing.task_id}', not '{task_id}'.", field="jobId")
 
@@ -62,31 +79,19 @@ class JobService:
             last_modified_at=at,
             request_ip=request_ip,
         )
-        if self._scheduling is not None:
-            job = self._scheduling.plan(job)
-        execution = None
-        if not spec.scheduled:
-            execution = Execution(
-                task_id=task_id,
-                job_id=job.job_id,
-                execution_id=new_id(),
-                image=spec.image,
-                command=spec.command,
-                status=ExecutionStatus.ENQUEUED,
-                created_at=at,
-                request_ip=request_ip,
-            )
+        job = self._scheduling.plan(job)
+        execution = None if spec.scheduled else new_execution(job, at, request_ip=request_ip)
         if existing is None:
-            job, execution = self._store.save_new_job(job, execution)
+            job, execution = self._jobs.save_new_job(job, execution)
         else:
-            job, execution = self._store.replace_job(job, execution)
+            job, execution = self._jobs.replace_job(job, execution)
         logger.append_keys(task_id=task_id, job_id=job.job_id,
                            execution_id=execution.execution_id if execution else None)
         metrics.add_metric(name="JobsEnqueued", unit=MetricUnit.Count, value=1)
 
         queue_job_id = None
         had_schedule = existing is not None and existing.schedule_version is not None
-        if self._scheduling is not None and (spec.scheduled or had_schedule):
+        if spec.scheduled or had_schedule:
             try:
                 queue_job_id = self._scheduling.arm(job, had_schedule=had_schedule)
             except DependencyDown:
@@ -94,7 +99,7 @@ class JobService:
                 logger.exception("schedule not armed; the sweeper will fire it when due")
         if execution is not None:
             try:
-                queue_job_id = self._queue.send_launch(execution)
+                queue_job_id = self._queue.send(Launch.of(execution))
             except DependencyDown:
                 # The execution is stored as enqueued: the sweeper sends launches that never left,
                 # so the job is accepted and will run; the client must not post it again.
@@ -106,40 +111,66 @@ class JobService:
     # reads --------------------------------------------------------------------------------
 
     def list_tasks(self, page: int) -> Page:
-        result = self._store.list_tasks(page, self._settings.per_page)
+        result = self._jobs.list_tasks(page, self._settings.per_page)
         _check_page(result)
         return result
 
     def task(self, task_id: str, page: int) -> tuple[Task, Page]:
-        task = self._store.get_task(task_id)
+        task = self._jobs.get_task(task_id)
         if task is None:
             raise NotFound(f"Task '{task_id}' was not found.", field="taskId")
-        jobs = self._store.list_jobs(task_id, page, self._settings.per_page)
+        jobs = self._jobs.list_jobs(task_id, page, self._settings.per_page)
         _check_page(jobs)
         return task, jobs
 
     def job(self, task_id: str, job_id: str) -> Job:
-        job = None
-        try:
-            job = self._store.get_job(validate_uuid(job_id, "jobId"))
-        except ValidationError:
-            pass  # an id that is not a UUID names no job
-        if job is None or job.task_id != task_id:
-            raise NotFound(f"Job '{job_id}' was not found in task '{task_id}'.", field="jobId")
-        return job
+        return find_job(self._jobs, task_id, job_id)
 
     def job_with_executions(self, task_id: str, job_id: str, page: int) -> tuple[Job, Page]:
         job = self.job(task_id, job_id)
-        executions = self._store.list_executions(job.job_id, page, self._settings.per_page, total=job.execution_count)
+        executions = self._executions.list_executions(job.job_id, page, self._settings.per_page, total=job.execution_count)
         _check_page(executions)
         return job, executions
 
     def execution(self, task_id: str, job_id: str, execution_id: str) -> tuple[Job, Execution]:
         job = self.job(task_id, job_id)
-        execution = self._store.get_execution(job.job_id, execution_id)
+        execution = self._executions.get_execution(job.job_id, execution_id)
         if execution is None:
             raise NotFound(f"Execution '{execution_id}' was not found in job '{job_id}'.", field="executionId")
         return job, execution
+
+
+    # stop and retry -----------------------------------------------------------------------------
+
+    def stop_job(self, job: Job) -> list[str]:
+        """Stop the job's executions and every future run (retries, schedules) until it is put
+        again or retried."""
+        self._jobs.set_job_stopped(job.job_id, True)
+        if job.spec.scheduled or job.schedule_version:
+            self._scheduling.disarm(job)
+        stopped = []
+        for execution_id in sorted(job.active):
+            execution = self._executions.get_execution(job.job_id, execution_id)
+            if execution is not None and self._engine.stop_execution(execution):
+                stopped.append(execution_id)
+        return stopped
+
+    def stop_execution(self, task_id: str, job_id: str, execution_id: str) -> Execution:
+        """Stop one execution of a job; Conflict when it has already ended."""
+        _, execution = self.execution(task_id, job_id, execution_id)
+        if not self._engine.stop_execution(execution):
+            raise Conflict(f"Execution '{execution_id}' has already ended ({execution.status.value}).",
+                           field="executionId")
+        return execution
+
+    def retry_job(self, job: Job) -> tuple[Execution, str | None]:
+        """A new execution of the job now, on a client's request: the job is no longer stopped."""
+        if job.execution_count == 0:
+            raise ValidationError("The job has never run, so it cannot be retried.", field="jobId")
+        _, execution = self._jobs.add_execution(
+            job.job_id, lambda current: new_execution(current, self._clock(), metadata={"retriedByClient": True}),
+            require_idle=True, clear_stopped=True)
+        return execution, self._engine.send_launch(execution)
 
 
 def _check_page(page: Page) -> None:

@@ -8,9 +8,10 @@ import base64
 import gzip
 import json
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from ..domain.ecs import ecs_task_id
 from ..domain.errors import DependencyDown, FastlaneError, NotFound
 from ..domain.live import (
     CONNECTION_LIFETIME_SECONDS,
@@ -31,6 +32,8 @@ from ..domain.live import (
 )
 from ..domain.model import Execution, ExecutionStatus, Job
 from ..observability import logger
+from ..ports import Connections, Executions, Jobs, LogEvents, Sockets, Starter
+from .jobs import find_job
 
 CONNECT_WAIT_SECONDS = 5.0  # how long a subscription made on $connect waits for the socket to open
 RETRY_SECONDS = 5.0  # when to come back for an execution that has no due time
@@ -39,57 +42,25 @@ HEAL_AFTER_SECONDS = 30.0  # a ping ends a stream whose end was missed, this lon
 GO_LIVE_ATTEMPTS = 20
 
 
-class Connections(Protocol):
-    def put_subscriber(self, subscriber: Subscriber) -> None: ...
-    def get_subscriber(self, connection_id: str) -> Subscriber | None: ...
-    def subscribers(self, execution_id: str) -> list[Subscriber]: ...
-    def delete(self, connection_id: str) -> None: ...
-    def append_pending(self, connection_id: str, chunk: str) -> str: ...
-    def go_live(self, connection_id: str, cursor: Cursor, pending_seen: int) -> bool: ...
-    def clear_overflow(self, connection_id: str) -> None: ...
-    def mark_end(self, connection_id: str, end: dict[str, Any]) -> bool: ...
-    def open_stream(self, ecs_task_id: str, execution_id: str) -> StreamRecord: ...
-    def get_stream(self, ecs_task_id: str) -> StreamRecord | None: ...
-    def claim(self, ecs_task_id: str, stream: str, expected: Any, new: Any) -> bool: ...
-    def end_stream(self, ecs_task_id: str) -> StreamRecord | None: ...
-
-
-class Sockets(Protocol):
-    def post(self, endpoint: str, connection_id: str, data: str) -> bool: ...
-    def close(self, endpoint: str, connection_id: str) -> None: ...
-    def warm(self) -> None: ...
-
-
-class LogEvents(Protocol):
-    def read(self, ecs_task_id: str, streams: tuple[str, ...] = STREAMS,
-             start_ms: int | None = None) -> Iterable[list[LogEvent]]: ...
-
-
-class Starter(Protocol):
-    def start(self, payload: dict[str, Any]) -> None: ...
-
-
 def decode_subscription(event: dict[str, Any]) -> dict[str, Any]:
     """The payload of a CloudWatch Logs subscription event (base64 of gzipped JSON)."""
     return json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
 
 
 def ecs_task_of(task_arn: str) -> str:
-    from ..adapters.ecs import task_id
-
-    return task_id(task_arn)
+    return ecs_task_id(task_arn)
 
 
 class LiveLogs:
     def __init__(self, connections: Connections, sockets: Sockets, log_events: LogEvents, starter: Starter,
-                 jobs: Any, store: Any, *, endpoint_of: Callable[[dict[str, Any]], str],
+                 jobs: Jobs, executions: Executions, *, endpoint_of: Callable[[dict[str, Any]], str],
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self._connections = connections
         self._sockets = sockets
         self._log_events = log_events
         self._starter = starter
         self._jobs = jobs
-        self._store = store
+        self._executions = executions
         self._endpoint_of = endpoint_of
         self._clock = clock
         self._sleep = sleep
@@ -168,14 +139,14 @@ class LiveLogs:
 
     def _execution_of(self, job: Job, subscription: Subscription) -> Execution | None:
         if subscription.execution_id:
-            execution = self._store.get_execution(job.job_id, subscription.execution_id)
+            execution = self._executions.get_execution(job.job_id, subscription.execution_id)
             if execution is None:
                 raise NotFound(f"Execution '{subscription.execution_id}' was not found in job '{job.job_id}'.",
                                field="executionId")
             return execution
         if not job.execution_count:
             return None
-        page = self._store.list_executions(job.job_id, 1, 1, total=job.execution_count)
+        page = self._executions.list_executions(job.job_id, 1, 1, total=job.execution_count)
         return page.items[0] if page.items else None
 
     def _output_complete(self, execution: Execution) -> bool:
@@ -195,7 +166,7 @@ class LiveLogs:
     def _close_reason(self, execution: Execution, follow: str) -> str:
         """A subscriber of a job is sent on to the job's next execution (a retry) with `retry`."""
         if follow == "job":
-            job = self._store.get_job(execution.job_id)
+            job = self._jobs.get_job(execution.job_id)
             if job is not None and job.active - {execution.execution_id}:
                 return "retry"
         return "done"
@@ -206,7 +177,7 @@ class LiveLogs:
 
         try:
             subscription = Subscription.parse(request)
-            job = self._jobs.job(subscription.task_id, subscription.job_id)
+            job = find_job(self._jobs, subscription.task_id, subscription.job_id)
             execution = self._execution_of(job, subscription)
         except DependencyDown as error:
             if self._send_first(endpoint, connection_id, error_frame(error.message), deferred):
@@ -311,7 +282,7 @@ class LiveLogs:
         """The execution ended while this subscriber was catching up: it reads the rest itself."""
         for stream in STREAMS:
             self._catch_up(writer, subscriber.ecs_task_id, writer.cursor, (stream,))
-        execution = self._store.get_execution(subscriber.job_id, subscriber.execution_id)
+        execution = self._executions.get_execution(subscriber.job_id, subscriber.execution_id)
         if not writer.gone and execution is not None:
             self._sockets.post(subscriber.endpoint, subscriber.connection_id, end_frame(
                 execution.execution_id, execution.status.value, execution.exit_code, execution.error))
@@ -384,7 +355,7 @@ class LiveLogs:
         """An ECS task of ours stopped (its output is complete): end the streams of its execution."""
         if self._connections.get_stream(ecs_task_of(task_arn)) is None:
             return  # nobody ever watched it: one read, and nothing else
-        execution = self._store.find_execution(execution_id)
+        execution = self._executions.find_execution(execution_id)
         if execution is not None and execution.status.is_final and execution.task_arn:
             self.end(execution)
 
@@ -442,7 +413,7 @@ class LiveLogs:
         subscriber = self._connections.get_subscriber(connection_id)
         if subscriber is None or not subscriber.live:
             return
-        execution = self._store.get_execution(subscriber.job_id, subscriber.execution_id)
+        execution = self._executions.get_execution(subscriber.job_id, subscriber.execution_id)
         if (execution is not None and execution.task_arn and self._output_complete(execution)
                 and self._clock() - (execution.finished_at or 0.0) > HEAL_AFTER_SECONDS):
             self.end(execution)

@@ -7,70 +7,54 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Settings
-from ..domain.model import Execution, Job
+from ..domain.errors import MailRejected
+from ..domain.lifecycle import STARTS, backoff, events_for
+from ..domain.limits import SQS_MAX_DELAY_SECONDS
+from ..domain.messages import EMAIL, WEBHOOK, Notification
+from ..domain.model import Execution, Hook, Job
 from ..domain.model import ExecutionStatus as S
 from ..observability import MetricUnit, logger, metrics
+from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueue
 
-STARTS, SUCCEEDS, FAILS, FINISHES = "starts", "succeeds", "fails", "finishes"
-WEBHOOK, EMAIL = "webhook", "email"
-STARTED, ENDED = "started", "ended"  # what the engine announces
-
-# Which of a job's `webhooks` / `notify` lists an ended execution calls, by its final status.
-EVENTS_BY_STATUS: dict[S, tuple[str, ...]] = {
-    S.DONE: (SUCCEEDS, FINISHES),
-    S.FAILED: (FAILS, FINISHES),
-    S.TIMEDOUT: (FAILS, FINISHES),
-    S.EXPIRED: (FINISHES,),
-    S.STOPPED: (FINISHES,),
-}
 MAIL_OFF = "E-mail notifications are off: no sender is configured (MAIL_SENDER)."
 NOTIFY_OFF = "Notifications are off: no notify queue is configured (NOTIFY_QUEUE_URL)."
-MAX_SQS_DELAY = 900
 
 
 class DeliveryInProgress(Exception):
     """Another worker is sending this very notification now; the queue brings it back later."""
 
 
-def events_for(announced: str, status: S) -> tuple[str, ...]:
-    """The notification events that an engine announcement (`started`/`ended`) calls for."""
-    if announced == STARTED:
-        return (STARTS,)
-    if announced == ENDED:
-        return EVENTS_BY_STATUS.get(status, ())
-    return ()
-
-
-def notification_messages(announced: str, job: Job, execution: Execution, base_url: str = "") -> list[dict[str, Any]]:
+def notification_messages(announced: str, job: Job, execution: Execution, base_url: str = "") -> list[Notification]:
     """One notify-queue message per webhook hook and per e-mail recipient list that applies."""
-    common = {"taskId": execution.task_id, "jobId": execution.job_id, "executionId": execution.execution_id,
-              "status": execution.status.value, "attempt": 1}
-    if base_url:
-        common["baseUrl"] = base_url.rstrip("/")
-    messages: list[dict[str, Any]] = []
+    def message(kind: str, event: str, index: int, **rest: Any) -> Notification:
+        return Notification(kind=kind, event=event, task_id=execution.task_id, job_id=execution.job_id,
+                            execution_id=execution.execution_id, status=execution.status.value, index=index,
+                            base_url=base_url.rstrip("/"), **rest)
+
+    messages: list[Notification] = []
     for event in events_for(announced, execution.status):
         for index, hook in enumerate(job.spec.webhooks.get(event) or ()):
-            messages.append({"kind": WEBHOOK, "event": event, "index": index, "hook": hook.to_dict(), **common})
+            messages.append(message(WEBHOOK, event, index, hook=hook))
         recipients = job.spec.notify.get(event) or []
         if recipients:
-            messages.append({"kind": EMAIL, "event": event, "index": 0, "to": list(recipients), **common})
+            messages.append(message(EMAIL, event, 0, to=tuple(recipients)))
     return messages
 
 
-def delivery_key(message: dict[str, Any]) -> str:
+def delivery_key(message: Notification) -> str:
     """`<executionId>/<kind>/<event>/<index>/<attempt>`: the same for every copy of one message."""
-    return "/".join((str(message["executionId"]), str(message["kind"]), str(message["event"]),
-                     str(message.get("index", 0)), str(message.get("attempt", 1))))
+    return message.delivery_key
 
 
 def retry_delay(attempt: int, backoff_min: float) -> float:
     """Seconds between failed attempt `attempt` (1 is the first) of a webhook and the next one:
     backoff_min × 2^(attempt-1), at most the 15 minutes an SQS delay allows."""
-    return float(min(MAX_SQS_DELAY, backoff_min * 2 ** max(0, attempt - 1)))
+    return backoff(attempt - 1, backoff_min, 2.0, float(SQS_MAX_DELAY_SECONDS))
 
 
 def notification_status(settings: Settings) -> dict[str, Any]:
@@ -88,10 +72,8 @@ def notification_status(settings: Settings) -> dict[str, Any]:
 class NotificationPublisher:
     """What the engine calls when an execution starts running and when it ends."""
 
-    def __init__(self, sqs: Any, settings: Settings) -> None:
-        from ..adapters.notifications import NotifyQueue
-
-        self._queue = NotifyQueue(sqs, settings.notify_queue_url)
+    def __init__(self, queue: NotifyQueue, settings: Settings) -> None:
+        self._queue = queue
         self._settings = settings
 
     def publish(self, event: str, job: Job, execution: Execution) -> int:
@@ -181,9 +163,11 @@ class NotificationSender:
     the execution, queues the next attempt of a failed webhook, and marks the key done. A copy
     of a message that was delivered already finds its key done and sends nothing."""
 
-    def __init__(self, store: Any, queue: Any, deliveries: Any, mailer: Any, settings: Settings,
-                 post: Callable[..., Any] | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+    def __init__(self, jobs: Jobs, executions: Executions, queue: NotifyQueue | None, deliveries: Deliveries,
+                 mailer: Mailer | None, settings: Settings, post: Callable[..., Any] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._jobs = jobs
+        self._executions = executions
         self._queue = queue
         self._deliveries = deliveries
         self._mailer = mailer
@@ -196,31 +180,25 @@ class NotificationSender:
         # the lease outlives them, with room for name resolution.
         return self._settings.webhook_timeout * 6 + 30 if kind == WEBHOOK else 60.0
 
-    def handle(self, message: dict[str, Any], receive_count: int = 1) -> None:
-        from ..adapters.notifications import BUSY, CLAIMED, DONE
-
-        kind = message.get("kind")
-        if kind not in (WEBHOOK, EMAIL) or not all(message.get(k) for k in ("jobId", "executionId", "event")):
-            logger.warning("not a notification message; dropped", extra={"notification": message})
-            return
-        logger.append_keys(execution_id=message["executionId"])
-        key = delivery_key(message)
-        lease = self._lease(kind)
+    def handle(self, message: Notification) -> None:
+        logger.append_keys(execution_id=message.execution_id)
+        key = message.delivery_key
+        lease = self._lease(message.kind)
         claim = self._deliveries.claim(key, lease)
-        if claim.state == DONE:
+        if claim.state is ClaimState.DONE:
             logger.info("notification already delivered; duplicate dropped", extra={"delivery": key})
             return
-        if claim.state == BUSY:
+        if claim.state is ClaimState.BUSY:
             raise DeliveryInProgress(f"notification {key} is being delivered by another worker")
-        job = self._store.get_job(message["jobId"])
-        execution = self._store.get_execution(message["jobId"], message["executionId"])
-        if claim.state == CLAIMED:
+        job = self._jobs.get_job(message.job_id)
+        execution = self._executions.get_execution(message.job_id, message.execution_id)
+        if claim.state is ClaimState.CLAIMED:
             if job is None or execution is None:
                 logger.warning("the execution of a notification no longer exists; dropped", extra={"delivery": key})
                 self._deliveries.complete(key)
                 return
             try:
-                entry = self._webhook(message, key, job, execution) if kind == WEBHOOK else \
+                entry = self._webhook(message, key, job, execution) if message.kind == WEBHOOK else \
                     self._email(message, key, job, execution)
             except BaseException:
                 self._deliveries.release(key)  # nothing was sent: the redelivery tries again
@@ -229,53 +207,50 @@ class NotificationSender:
         else:  # an earlier worker sent it and stopped before the bookkeeping below
             entry = claim.outcome
         if execution is not None and not any(e.get("delivery") == key for e in execution.notifications):
-            self._store.record_notification(message["jobId"], message["executionId"], entry)
-        if entry.get("retryIn") is not None:
-            self._queue.send({**message, "attempt": int(message.get("attempt", 1)) + 1},
-                             delay_seconds=float(entry["retryIn"]))
+            self._executions.record_notification(message.job_id, message.execution_id, entry)
+        if entry.get("retryIn") is not None and self._queue is not None:
+            self._queue.send(replace(message, attempt=message.attempt + 1), delay_seconds=float(entry["retryIn"]))
         self._deliveries.complete(key)
 
-    def _webhook(self, message: dict[str, Any], key: str, job: Job, execution: Execution) -> dict[str, Any]:
+    def _webhook(self, message: Notification, key: str, job: Job, execution: Execution) -> dict[str, Any]:
         from ..adapters import webhooks
         from ..api.shapes import Urls, webhook_body
 
         settings = self._settings
-        hook = message.get("hook") or {}
-        attempt = int(message.get("attempt", 1))
-        event = message["event"]
-        shape = webhook_body(Urls(message.get("baseUrl") or ""), event, job, execution, settings.secret_env_patterns)
+        hook = message.hook or Hook(url="")
+        attempt = message.attempt
+        event = message.event
+        shape = webhook_body(Urls(message.base_url), event, job, execution, settings.secret_env_patterns)
         body = json.dumps(shape, separators=(",", ":")).encode("utf-8")
-        headers = webhooks.request_headers(hook.get("headers") or {}, event=event, delivery=key, body=body,
+        headers = webhooks.request_headers(dict(hook.headers), event=event, delivery=key, body=body,
                                            secret=settings.webhook_signing_secret,
                                            user_agent=f"fastlane-webhooks/{settings.version}")
         post = self._post or webhooks.post
-        result = post(str(hook.get("url", "")), body, headers, timeout=settings.webhook_timeout,
+        result = post(hook.url, body, headers, timeout=settings.webhook_timeout,
                       allow_private=settings.webhook_allow_private)
         retry_in = None
-        if not result.ok and not result.permanent and attempt <= int(hook.get("retries") or 0):
+        if not result.ok and not result.permanent and attempt <= hook.retries:
             retry_in = retry_delay(attempt, settings.webhook_backoff_min)
         metrics.add_metric(name="WebhookAttempts", unit=MetricUnit.Count, value=1)
         if not result.ok:
             metrics.add_metric(name="WebhookFailures", unit=MetricUnit.Count, value=1)
         log = logger.info if result.ok else logger.warning
-        log("webhook attempted", extra={"delivery": key, "url": hook.get("url"), "status_code": result.status_code,
+        log("webhook attempted", extra={"delivery": key, "url": hook.url, "status_code": result.status_code,
                                         "error": result.error, "retry_in": retry_in})
         return {"at": round(self._clock(), 3), "kind": WEBHOOK, "event": event, "attempt": attempt,
-                "url": hook.get("url"), "statusCode": result.status_code, "ok": result.ok, "error": result.error,
+                "url": hook.url, "statusCode": result.status_code, "ok": result.ok, "error": result.error,
                 "retryIn": retry_in, "delivery": key}
 
-    def _email(self, message: dict[str, Any], key: str, job: Job, execution: Execution) -> dict[str, Any]:
-        from ..adapters.notifications import MailRejected
-
-        event = message["event"]
-        to = [str(address) for address in message.get("to") or []]
+    def _email(self, message: Notification, key: str, job: Job, execution: Execution) -> dict[str, Any]:
+        event = message.event
+        to = list(message.to)
         entry: dict[str, Any] = {"at": round(self._clock(), 3), "kind": EMAIL, "event": event, "attempt": 1,
                                  "to": to, "ok": False, "error": None, "delivery": key}
         if self._mailer is None:
             logger.warning(MAIL_OFF + " A notification e-mail was skipped.", extra={"delivery": key, "to": to})
             metrics.add_metric(name="EmailsSkipped", unit=MetricUnit.Count, value=1)
             return {**entry, "skipped": True, "error": MAIL_OFF}
-        subject, text, html = mail_content(event, job, execution, message.get("baseUrl") or "")
+        subject, text, html = mail_content(event, job, execution, message.base_url)
         try:
             entry["messageId"] = self._mailer.send(to, subject, text, html)  # DependencyDown: the queue retries
             entry["ok"] = True

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any
 
+from ..domain.ecs import log_streams
 from ..domain.errors import ValidationError
 from ..domain.model import Execution
+from ..ports import LogReader
 
 SEPARATOR = "-=-"
 MAX_CALLS_PER_PAGE = 50
@@ -36,7 +37,7 @@ def _decode(token: str) -> tuple[int, str | None]:
 
 
 class OutputReader:
-    def __init__(self, reader: Any, page_bytes: int) -> None:
+    def __init__(self, reader: LogReader, page_bytes: int) -> None:
         self._reader = reader
         # CloudWatch answers up to 1 MB a call; stop adding calls once half a page is filled, so a
         # page stays under page_bytes + 1 MB.
@@ -44,8 +45,6 @@ class OutputReader:
 
     def read(self, execution: Execution, which: str, token: str | None) -> OutputPage:
         """which: 'stdout', 'stderr' or 'logs' (stdout, a line -=-, then stderr)."""
-        from ..adapters.ecs import log_streams
-
         if not execution.task_arn:
             return OutputPage("", None)  # never launched: no output
         stdout, stderr = log_streams(execution.task_arn)
@@ -56,7 +55,8 @@ class OutputReader:
         parts: list[str] = []
         size = 0
         for _ in range(MAX_CALLS_PER_PAGE):
-            lines, next_inner, at_end = self._reader.read(streams[index], inner)
+            chunk = self._reader.read(streams[index], inner)
+            lines, next_inner, at_end = chunk.lines, chunk.next_token, chunk.at_end
             for line in lines:
                 parts.append(line + "\n")
                 size += len(line) + 1

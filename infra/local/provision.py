@@ -25,17 +25,17 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, lo
               visibility_timeout: int = 60) -> dict[str, str]:
     """Create the tables and the queues (each with a dead-letter queue); return the variables
     that point the app at them. Call with the environment already set for the app's settings."""
-    from chalicelib.adapters.store import DynamoJobStore
+    from chalicelib.adapters.dynamo.tables import Tables
     from chalicelib.config import Settings
 
     settings = Settings.from_environment()
-    DynamoJobStore(settings).create_tables()
+    Tables(settings).create()
     from chalicelib.adapters.connections import DynamoConnectionStore
 
     DynamoConnectionStore(settings).create_table()  # live logs' websocket connections
     import boto3
 
-    from chalicelib.adapters.notifications import create_deliveries_table
+    from chalicelib.adapters.deliveries import create_deliveries_table
 
     create_deliveries_table(boto3.client("dynamodb", region_name=settings.region), settings.deliveries_table)
     env: dict[str, str] = {}

@@ -1,12 +1,13 @@
 """Helpers for engine tests: a stand-in for ECS and builders of the events ECS sends."""
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import uuid
 from typing import Any
 
-from chalicelib.adapters.ecs import LaunchFailed, TaskState
+from chalicelib.domain.ecs import TaskState
+from chalicelib.domain.errors import LaunchFailed
 
 REGION = "us-east-1"
 
@@ -55,19 +56,13 @@ def task_event(execution_id: str, task_arn: str, status: str, exit_code: int | N
 
 
 def install_engine(monkeypatch: Any, runner: FakeRunner) -> Any:
+    """The app's aws backend on moto, with ECS replaced by the recorder: injected whole, as the
+    local runtime injects its own."""
     from chalicelib import wiring
-    from chalicelib.adapters.scheduler import EventBridgeScheduler
     from chalicelib.config import get_settings
-    from chalicelib.services.engine import ExecutionEngine
-    from chalicelib.services.scheduling import Scheduling
 
-    settings = get_settings()
-    engine = ExecutionEngine(wiring.get_store(), wiring.get_job_queue(), runner, settings)
-    engine.scheduling = Scheduling(wiring.get_store(), wiring.get_job_queue(),
-                                   EventBridgeScheduler(wiring.client("scheduler"), settings), engine, settings)
-    monkeypatch.setattr(wiring, "get_engine", functools.lru_cache(maxsize=1)(lambda: engine))
-    wiring.get_job_service.cache_clear()
-    return engine
+    wiring.use_backend(dataclasses.replace(wiring.build_aws_backend(get_settings()), runner=runner))
+    return wiring.get_engine()
 
 
 def send_events(sqs: Any, url: str, *events: dict[str, Any]) -> None:

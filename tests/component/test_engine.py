@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from chalicelib.adapters.ecs import LaunchFailed, TaskState
+from chalicelib.domain.ecs import TaskState
+from chalicelib.domain.errors import LaunchFailed
 from infra.local.event_sources import deliver_once, scheduled_event
 from tests.component.engine_support import install_engine, send_events, task_event
 

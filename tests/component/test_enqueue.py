@@ -130,28 +130,29 @@ def test_launch_message_failure_still_accepts_the_job(api, aws, monkeypatch):
     assert api.get(execution_url).json["execution"]["status"] == "enqueued"
 
 
-def test_a_writer_that_loses_a_race_on_the_task_counters_tries_again(aws):
+def test_a_writer_that_loses_a_race_on_the_task_counters_tries_again(aws, monkeypatch):
     """Between reading the counters and writing, another job lands on the same task; the
     conditional transaction fails and is retried on fresh counts, so none is lost. (moto's
     transactions are not isolated between threads, so the race is staged, not threaded.)"""
     from chalicelib import wiring
+    from chalicelib.adapters.dynamo import jobs as dynamo_jobs
 
     service = wiring.get_job_service()
-    store = wiring.get_store()
-    read_task = store._get_task_item
+    store = wiring.backend().jobs
+    read_item = dynamo_jobs.get_or_none
     raced = []
 
-    def read_then_race(task_id):
-        item = read_task(task_id)
-        if not raced and task_id == "race":
+    def read_then_race(model, *keys):
+        item = read_item(model, *keys)
+        if not raced and keys == ("race",):
             raced.append(True)
             service.enqueue("race", dict(JOB), None)  # lands after our read, before our write
         return item
 
-    store._get_task_item = read_then_race
+    monkeypatch.setattr(dynamo_jobs, "get_or_none", read_then_race)
     service.enqueue("race", dict(JOB), None)
     service.enqueue("race", dict(JOB), None)
-    store._get_task_item = read_task
+    monkeypatch.setattr(dynamo_jobs, "get_or_none", read_item)
     task = store.get_task("race")
     assert task.jobs_count == 3
     jobs = store.list_jobs("race", 1, 10)

@@ -102,7 +102,7 @@ class Harness:
         self.logs, self.reads = logs, reads
         from chalicelib import wiring
 
-        self.store = wiring.get_store()
+        self.store = wiring.backend().executions
 
     def invoke(self, name: str, payload: dict[str, Any]) -> Any:
         return self.client.lambda_.invoke(name, payload).payload
@@ -124,7 +124,7 @@ class Harness:
         enqueued = self.api.post(f"/tasks/{task}", {"image": "ubuntu", "command": "echo hi"}).json
         execution = self.store.get_execution(enqueued["jobId"], enqueued["executionId"])
         arn = f"arn:aws:ecs:{REGION}:123456789012:task/fastlane/{uuid.uuid4().hex}"
-        self.store.transition(execution, S.RUNNING, frozenset({S.ENQUEUED}), task_arn=arn, started_at=time.time())
+        self.store.transition(execution, S.RUNNING, task_arn=arn, started_at=time.time())
         ecs_id = arn.rsplit("/", 1)[-1]
         for stream in ("stdout", "stderr"):
             self.logs.create_log_stream(logGroupName=GROUP, logStreamName=f"{ecs_id}/{stream}")
@@ -174,8 +174,8 @@ def live(aws: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
                               endpoint_url=f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/api")
     sockets.install(management, monkeypatch)
     instance = LiveLogs(DynamoConnectionStore(settings), ApiGatewaySockets(lambda endpoint: management),
-                        CloudWatchLogEvents(logs, settings.log_group), started, wiring.get_job_service(),
-                        wiring.get_store(), endpoint_of=lambda context: management_endpoint(context, REGION),
+                        CloudWatchLogEvents(logs, settings.log_group), started, wiring.backend().jobs,
+                        wiring.backend().executions, endpoint_of=lambda context: management_endpoint(context, REGION),
                         sleep=lambda seconds: None)
     monkeypatch.setattr(wiring, "get_live_logs", functools.lru_cache(maxsize=1)(lambda: instance))
     with Client(app, project_dir=str(tmp_path)) as client:
@@ -378,7 +378,7 @@ def test_a_job_subscriber_is_sent_on_to_the_retry_with_retry(live: Harness) -> N
 
     execution = live.store.get_execution(enqueued["jobId"], enqueued["executionId"])
     arn = f"arn:aws:ecs:{REGION}:123456789012:task/fastlane/{uuid.uuid4().hex}"
-    live.store.transition(execution, S.RUNNING, frozenset({S.ENQUEUED}), task_arn=arn, started_at=time.time())
+    live.store.transition(execution, S.RUNNING, task_arn=arn, started_at=time.time())
     live.connect("c1", taskId="live", jobId=enqueued["jobId"])
     live.stop(enqueued["executionId"], arn, exit_code=1)
     assert live.sockets.of("c1")[-2]["exitCode"] == 1

@@ -320,7 +320,10 @@ def test_a_duplicate_ecs_event_publishes_nothing_twice(api, sqs, aws, runner, re
 def test_a_worker_that_died_after_sending_is_not_sent_again(aws):
     """The delivery log: the attempt's outcome is kept once it is made, so a worker that takes
     over an expired claim finishes the bookkeeping without sending again."""
-    from chalicelib.adapters.notifications import BUSY, CLAIMED, DONE, SENT, DeliveryLog
+    from chalicelib.adapters.deliveries import DeliveryLog
+    from chalicelib.ports import ClaimState
+
+    BUSY, CLAIMED, DONE, SENT = ClaimState.BUSY, ClaimState.CLAIMED, ClaimState.DONE, ClaimState.SENT
 
     clock = [1000.0]
     log = DeliveryLog(boto3.client("dynamodb", region_name=REGION), "test-deliveries",
@@ -337,7 +340,10 @@ def test_a_worker_that_died_after_sending_is_not_sent_again(aws):
 
 
 def test_a_claim_given_back_can_be_taken_again(aws):
-    from chalicelib.adapters.notifications import CLAIMED, DeliveryLog
+    from chalicelib.adapters.deliveries import DeliveryLog
+    from chalicelib.ports import ClaimState
+
+    CLAIMED = ClaimState.CLAIMED
 
     log = DeliveryLog(boto3.client("dynamodb", region_name=REGION), "test-deliveries")
     assert log.claim("k", 60).state == CLAIMED
@@ -372,8 +378,8 @@ def test_the_subject_says_an_execution_timed_out(api, sqs, aws, mail):
     payload = {"image": "ubuntu", "command": "sleep 600", "timeout": 1, "notify": {"fails": ["ops@example.com"]}}
     created = run(api, sqs, aws, mail, payload, exit_code=None, notify=False)
     engine = wiring.get_engine()
-    job = wiring.get_store().get_job(created["jobId"])
-    engine.enforce_timeout(wiring.get_store().get_execution(created["jobId"], created["executionId"]), job)
+    job = wiring.backend().jobs.get_job(created["jobId"])
+    engine.enforce_timeout(wiring.backend().executions.get_execution(created["jobId"], created["executionId"]), job)
     drive(sqs, aws, "notify")
     [message] = sent_mail()
     assert message.subject == f"[fastlane] task t, job {created['jobId']}: timed out"

@@ -6,7 +6,7 @@ import time
 import boto3
 import pytest
 
-from chalicelib.adapters.ecs import log_streams
+from chalicelib.domain.ecs import log_streams
 from infra.local.event_sources import deliver_once
 from tests.component.engine_support import REGION, FakeRunner, install_engine, send_events, task_event
 
@@ -125,7 +125,7 @@ def test_the_runner_registers_one_task_definition_per_image_and_launches_on_farg
     os.environ["SUBNETS"], os.environ["SECURITY_GROUPS"] = subnet, group
     try:
         wiring.reset()
-        runner = wiring.get_runner()
+        runner = wiring.backend().runner
         pool = load_pools(get_settings())[0]
         spec = JobSpec(image="ubuntu:22.04", command="echo 'it works'", envs={"MODE": "x"})
         arns, ids = [], []
@@ -137,7 +137,7 @@ def test_the_runner_registers_one_task_definition_per_image_and_launches_on_farg
         definitions = ecs.list_task_definitions()["taskDefinitionArns"]
         assert len(definitions) == 1
         wiring.reset()
-        assert wiring.get_runner().task_definition("ubuntu:22.04") == definitions[0]  # found again, not re-registered
+        assert wiring.backend().runner.task_definition("ubuntu:22.04") == definitions[0]  # found again, not re-registered
         assert len(ecs.list_task_definitions()["taskDefinitionArns"]) == 1
         tasks = ecs.describe_tasks(cluster="test", tasks=arns)["tasks"]
         assert sorted(t["startedBy"] for t in tasks) == sorted(ids)

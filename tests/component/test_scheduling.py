@@ -110,7 +110,7 @@ def test_a_firing_is_taken_once_and_launches_at_once(api, runner, sqs, aws):
 def _version(aws, job_id):
     from chalicelib import wiring
 
-    return wiring.get_store().get_job(job_id).schedule_version
+    return wiring.backend().jobs.get_job(job_id).schedule_version
 
 
 def test_a_stale_firing_is_dropped(api, runner, sqs, aws):
@@ -211,8 +211,7 @@ def test_the_sweeper_fires_an_overdue_schedule(api, runner, sqs, aws, monkeypatc
     from chalicelib import wiring
 
     created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
-    store = wiring.get_store()
-    JobM = store.models.Job
+    JobM = wiring.backend().extras["tables"].Job
     JobM(job_id=created["jobId"]).update(actions=[JobM.next_run_at.set(time.time() - 600)])  # a lost firing
     app_module.sweep(scheduled_event("sweeper"), None)
     assert len(runner.runs) == 1

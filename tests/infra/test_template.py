@@ -190,8 +190,9 @@ def test_the_log_router_writes_stdout_and_stderr_to_the_streams_the_app_reads() 
     """FireLens options of the task definitions the app registers (chalicelib/adapters/ecs.py):
     the `cloudwatch` output names streams `<task id>/<source>`, `source` being what FireLens
     records carry (stdout, stderr), and sends only the line (`log`)."""
-    from chalicelib.adapters.ecs import EcsRunner, log_streams
+    from chalicelib.adapters.ecs import EcsRunner
     from chalicelib.config import Settings
+    from chalicelib.domain.ecs import log_streams
 
     class Ecs:
         registered: dict[str, Any] = {}

@@ -50,7 +50,7 @@ def _event(cluster_arn: str, execution_id: str, status: str = "RUNNING") -> dict
 
 @pytest.mark.parametrize("pools", [False, True], ids=["one cluster", "with pool clusters"])
 def test_task_state_changes_of_our_clusters_reach_the_events_queue(endpoints, pools: bool) -> None:
-    from chalicelib.adapters.ecs import task_state
+    from chalicelib.domain.ecs import task_state
 
     ours = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/fastlane-ls-{uuid.uuid4().hex[:6]}"
     pool = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/gpu-{uuid.uuid4().hex[:6]}"

@@ -26,15 +26,16 @@ def _queue_with_dead_letter_queue(sqs, max_receive_count: int = 2, visibility: i
 
 
 def test_a_delayed_launch_is_invisible_until_its_delay_has_passed(endpoints) -> None:
-    from chalicelib.adapters.queues import SqsJobQueue
+    from chalicelib.adapters.queues import SqsJobQueue, SqsQueueDepths
+    from chalicelib.domain.messages import Launch
 
     sqs = boto3.client("sqs")
     url, _, _ = _queue_with_dead_letter_queue(sqs)
     queue = SqsJobQueue(sqs, url)
     sent_at = time.monotonic()
-    queue.send({"taskId": "t", "jobId": "j", "executionId": "e"}, delay_seconds=2)
+    queue.send(Launch("t", "j", "e"), delay_seconds=2)
 
-    assert queue.depth()["delayed"] == 1
+    assert SqsQueueDepths(sqs, {"jobs": url}).depths()["jobs"]["delayed"] == 1
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
     received = []
     while not received and time.monotonic() - sent_at < 10:
@@ -46,10 +47,11 @@ def test_a_delayed_launch_is_invisible_until_its_delay_has_passed(endpoints) -> 
 
 def test_a_message_that_keeps_failing_moves_to_the_dead_letter_queue_and_can_be_moved_back(endpoints) -> None:
     from chalicelib.adapters.queues import SqsJobQueue
+    from chalicelib.domain.messages import Launch
 
     sqs = boto3.client("sqs")
     url, dlq_url, dlq_arn = _queue_with_dead_letter_queue(sqs, max_receive_count=2, visibility=1)
-    SqsJobQueue(sqs, url).send({"taskId": "t", "jobId": "j", "executionId": "poison"})
+    SqsJobQueue(sqs, url).send(Launch("t", "j", "poison"))
 
     deliveries = 0
     deadline = time.monotonic() + 20

@@ -16,6 +16,7 @@ from chalicelib.adapters.webhooks import (
     sign,
     signature_matches,
 )
+from chalicelib.domain.messages import decode_notification, to_dict
 from chalicelib.domain.model import Execution, Hook, Job, JobSpec
 from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.services.notify import delivery_key, events_for, notification_messages, outcome, retry_delay
@@ -133,7 +134,8 @@ def test_one_message_per_hook_and_per_recipient_list():
     job = _job(webhooks={"succeeds": [Hook("https://a.example/1"), Hook("https://a.example/2", retries=3)],
                          "fails": [Hook("https://a.example/f")], "finishes": [Hook("https://a.example/3")]},
                notify={"succeeds": ["a@x.io", "b@x.io"], "finishes": ["c@x.io"], "starts": ["d@x.io"]})
-    messages = notification_messages("ended", job, _execution(S.DONE, 0), "https://fastlane.example/")
+    typed = notification_messages("ended", job, _execution(S.DONE, 0), "https://fastlane.example/")
+    messages = [to_dict(m) for m in typed]  # as they travel on the notify queue
     assert [(m["kind"], m["event"], m.get("hook", {}).get("url") or m["to"]) for m in messages] == [
         ("webhook", "succeeds", "https://a.example/1"),
         ("webhook", "succeeds", "https://a.example/2"),
@@ -144,7 +146,7 @@ def test_one_message_per_hook_and_per_recipient_list():
     assert all(m["attempt"] == 1 and m["baseUrl"] == "https://fastlane.example" and m["status"] == "done"
                for m in messages)
     assert messages[1]["hook"] == {"url": "https://a.example/2", "headers": {}, "retries": 3}
-    assert len({delivery_key(m) for m in messages}) == 5
+    assert len({delivery_key(m) for m in typed}) == 5
 
 
 def test_no_message_when_the_job_asks_for_nothing():
@@ -152,7 +154,8 @@ def test_no_message_when_the_job_asks_for_nothing():
 
 
 def test_the_delivery_key_names_the_execution_the_notification_and_the_attempt():
-    message = {"executionId": "e", "kind": "webhook", "event": "fails", "index": 2, "attempt": 3}
+    message = decode_notification({"executionId": "e", "jobId": "j", "kind": "webhook", "event": "fails", "index": 2,
+                                   "attempt": 3, "hook": {"url": "https://a.example/f"}})
     assert delivery_key(message) == "e/webhook/fails/2/3"
 
 

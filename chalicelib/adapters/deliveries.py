@@ -1,52 +1,19 @@
-"""AWS for notifications: the notify queue (SQS), the delivery log that makes each delivery
-happen once (DynamoDB, conditional writes), and e-mail (SES). Layout: docs/notifications.md."""
+"""The delivery log on DynamoDB: each notification (execution, notification, attempt) is sent
+once, whatever the notify queue redelivers. Layout: docs/notifications.md."""
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain.errors import DependencyDown
-from .queues import SqsQueue
+from ..ports import Claim, ClaimState
 
-
-class NotifyQueue(SqsQueue):
-    """The notify queue. SQS delays stop at 15 minutes; later retries wait 15 minutes."""
-
-    BATCH = 10
-
-    def send_all(self, messages: list[dict[str, Any]]) -> None:
-        """Send every message, or raise: the engine then publishes again on redelivery."""
-        for start in range(0, len(messages), self.BATCH):
-            chunk = messages[start:start + self.BATCH]
-            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(chunk)]
-            try:
-                response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
-            except (BotoCoreError, ClientError) as error:
-                raise DependencyDown(f"SQS: {error}") from error
-            failed = response.get("Failed") or []
-            if failed:
-                raise DependencyDown(f"SQS refused {len(failed)} notification message(s): {failed[0].get('Message')}")
-
-
-# the delivery log -------------------------------------------------------------------------------
-
-CLAIMED, SENT, DONE, BUSY = "claimed", "sent", "done", "busy"
 _SENDING = "sending"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """`claimed`: this worker sends; `sent`: an earlier worker sent and died before finishing its
-    bookkeeping (its outcome is here); `done`: a duplicate, nothing to do; `busy`: another
-    worker is sending right now."""
-
-    state: str
-    outcome: dict[str, Any] = field(default_factory=dict)
+SENT, DONE = ClaimState.SENT.value, ClaimState.DONE.value
 
 
 class DeliveryLog:
@@ -89,13 +56,13 @@ class DeliveryLog:
             else:
                 old = response.get("Attributes") or {}
                 if old.get("state", {}).get("S") == SENT:
-                    return Claim(SENT, json.loads(old.get("outcome", {}).get("S") or "{}"))
-                return Claim(CLAIMED)
+                    return Claim(ClaimState.SENT, json.loads(old.get("outcome", {}).get("S") or "{}"))
+                return Claim(ClaimState.CLAIMED)
             current = self._get(key)
             if current is None:
                 continue  # released or expired in between: claim again
-            return Claim(DONE) if current.get("state", {}).get("S") == DONE else Claim(BUSY)
-        return Claim(BUSY)
+            return Claim(ClaimState.DONE) if current.get("state", {}).get("S") == DONE else Claim(ClaimState.BUSY)
+        return Claim(ClaimState.BUSY)
 
     def _get(self, key: str) -> dict[str, Any] | None:
         try:
@@ -149,43 +116,3 @@ def create_deliveries_table(client: Any, table: str) -> None:
     client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     client.update_time_to_live(TableName=table,
                                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"})
-
-
-# e-mail -------------------------------------------------------------------------------------------
-
-
-class MailRejected(Exception):
-    """SES will not send this message as it is (unverified sender, bad address ...): trying
-    again will not help."""
-
-
-# SES errors that another attempt cannot fix.
-PERMANENT_SES_ERRORS = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException", "InvalidParameterValue",
-                                  "ConfigurationSetDoesNotExistException", "AccountSendingPausedException",
-                                  "ConfigurationSetSendingPausedException"})
-
-
-class SesMailer:
-    def __init__(self, client: Any, sender: str) -> None:
-        self._ses = client
-        self.sender = sender
-
-    def send(self, to: list[str], subject: str, text: str, html: str) -> str:
-        """Send one message to every address in `to`; its SES message id."""
-        try:
-            response = self._ses.send_email(
-                Source=self.sender,
-                Destination={"ToAddresses": list(to)},
-                Message={"Subject": {"Data": subject, "Charset": "UTF-8"},
-                         "Body": {"Text": {"Data": text, "Charset": "UTF-8"},
-                                  "Html": {"Data": html, "Charset": "UTF-8"}}},
-            )
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            message = error.response.get("Error", {}).get("Message", str(error))
-            if code in PERMANENT_SES_ERRORS:
-                raise MailRejected(f"SES {code}: {message}") from error
-            raise DependencyDown(f"SES: {code} {message}") from error
-        except BotoCoreError as error:
-            raise DependencyDown(f"SES: {error}") from error
-        return response["MessageId"]

@@ -1,0 +1,147 @@
+"""Executions on DynamoDB: reads, the status compare-and-set every transition goes through
+(its condition derived from the lifecycle table), and field updates."""
+from __future__ import annotations
+
+from typing import Any, Unpack
+
+from pynamodb.exceptions import TransactWriteError, UpdateError
+
+from ...domain.errors import DependencyDown
+from ...domain.lifecycle import sources
+from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
+from ...ports import ExecutionChanges, MakeExecution
+from .jobs import set_is
+from .mapping import execution_from_item, execution_to_item, job_from_item, sweep_key
+from .statistics import DynamoStatistics
+from .tables import Tables, get_or_none
+from .transactions import CONTENTION_ATTEMPTS, condition_failed, refused_item, retry_on_contention
+
+
+def _actions(model: Any, fields: dict[str, Any]) -> list[Any]:
+    return [getattr(model, name).remove() if value is None else getattr(model, name).set(_stored(value))
+            for name, value in fields.items()]
+
+
+def _stored(value: Any) -> Any:
+    return set(value) if isinstance(value, frozenset) else value
+
+
+class DynamoExecutions:
+    def __init__(self, tables: Tables, statistics: DynamoStatistics) -> None:
+        self._t = tables
+        self._statistics = statistics
+
+    def get_execution(self, job_id: str, execution_id: str) -> Execution | None:
+        item = self._t.guard(lambda: get_or_none(self._t.Execution, job_id, execution_id))
+        return execution_from_item(item) if item is not None else None
+
+    def find_execution(self, execution_id: str) -> Execution | None:
+        ExecM = self._t.Execution
+
+        def read() -> Execution | None:
+            for key in ExecM.by_id.query(execution_id, limit=1):
+                item = get_or_none(ExecM, key.job_id, execution_id)
+                return execution_from_item(item) if item is not None else None
+            return None
+
+        return self._t.guard(read)
+
+    def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
+        ExecM = self._t.Execution
+
+        def read() -> Page:
+            count = total
+            if count is None:
+                job = get_or_none(self._t.Job, job_id)
+                count = int(job.execution_count or 0) if job is not None else 0
+            low, high = seq_range(page, per_page, count, newest_first=True)
+            items = []
+            if low <= high:
+                query = ExecM.by_seq.query(job_id, ExecM.seq.between(low, high), scan_index_forward=False)
+                items = [execution_from_item(i) for i in query]
+            return Page(items=items, page=page, per_page=per_page, total=count)
+
+        return self._t.guard(read)
+
+    def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
+        ExecM = self._t.Execution
+        return self._t.guard(lambda: [execution_from_item(i) for i in ExecM.by_active.query(status.value, limit=limit)])
+
+    def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
+                   **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
+        ExecM, JobM = self._t.Execution, self._t.Job
+        final = target in FINAL_STATUSES
+        key = sweep_key(target)
+        actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
+        actions += _actions(ExecM, dict(fields))
+        condition = ExecM.status.is_in(*[s.value for s in sources(target)])
+
+        def attempt() -> tuple[Execution, Execution | None] | None:
+            job = get_or_none(JobM, execution.job_id) if follow_up else None
+            added = None
+            try:
+                with self._t.transact() as tx:
+                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=actions, condition=condition)
+                    if follow_up is not None and job is not None:
+                        count = int(job.execution_count or 0)
+                        active = frozenset(job.active or ())
+                        added = follow_up(job_from_item(job)).with_changes(seq=count + 1)
+                        remaining = (active - {execution.execution_id}) | {added.execution_id}
+                        tx.update(JobM(job_id=execution.job_id),
+                                  actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
+                                           JobM.retry_count.add(1)],
+                                  condition=(JobM.execution_count == count) & set_is(JobM.active, active))
+                        tx.save(execution_to_item(ExecM, added, count + 1))
+                    elif final:
+                        tx.update(JobM(job_id=execution.job_id), actions=[JobM.active.delete({execution.execution_id})])
+            except TransactWriteError as error:
+                if refused_item(error) == 0:
+                    return None  # the execution moved on: a duplicate or late event
+                raise
+            return execution.with_changes(status=target, **fields), added
+
+        moved = self._t.guard(lambda: retry_on_contention(attempt))
+        if moved is not None:
+            deltas = {execution.status.value: -1, target.value: 1}
+            if moved[1] is not None:
+                deltas[moved[1].status.value] = deltas.get(moved[1].status.value, 0) + 1
+            self._statistics.bump(**deltas)
+        return moved
+
+    def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
+                         **fields: Unpack[ExecutionChanges]) -> bool:
+        ExecM = self._t.Execution
+        actions = _actions(ExecM, dict(fields))
+        condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
+
+        def write() -> bool:
+            try:
+                ExecM(execution.job_id, execution.execution_id).update(actions=actions, condition=condition)
+                return True
+            except UpdateError as error:
+                if condition_failed(error):
+                    return False
+                raise
+
+        return self._t.guard(write)
+
+    def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
+        ExecM = self._t.Execution
+
+        def write() -> None:
+            for _ in range(CONTENTION_ATTEMPTS):
+                item = get_or_none(ExecM, job_id, execution_id)
+                if item is None:
+                    return
+                current = list(item.notifications or [])
+                entries = [*current, entry][-keep:]
+                condition = (ExecM.notifications == current) if current else ExecM.notifications.does_not_exist()
+                try:
+                    ExecM(job_id, execution_id).update(actions=[ExecM.notifications.set(entries)], condition=condition)
+                    return
+                except UpdateError as error:
+                    if not condition_failed(error):
+                        raise
+            raise DependencyDown("DynamoDB: too much contention on the execution's notifications")
+
+        self._t.guard(write)

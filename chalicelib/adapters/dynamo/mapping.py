@@ -1,0 +1,68 @@
+"""Items to domain values and back, written once per model: the model attributes carry the
+dataclass field names, so each mapping names only the fields that need a conversion."""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ...domain.lifecycle import ACTIVE_STATUSES
+from ...domain.model import Execution, ExecutionStatus, Job, JobSpec, Task
+from .tables import SCHEDULE_BUCKET
+
+_TASK_FIELDS = tuple(f.name for f in fields(Task))
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+_EXECUTION_FIELDS = tuple(f.name for f in fields(Execution))
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def task_from_item(item: Any) -> Task:
+    values = {name: getattr(item, name) for name in _TASK_FIELDS}
+    return Task(task_id=values["task_id"], created_at=float(values["created_at"]),
+                last_modified_at=float(values["last_modified_at"]), jobs_count=int(values["jobs_count"] or 0),
+                seq=int(values["seq"] or 0))
+
+
+def job_from_item(item: Any) -> Job:
+    values = {name: getattr(item, name) for name in _JOB_FIELDS}
+    values.update(spec=JobSpec.from_dict(values["spec"]), created_at=float(values["created_at"]),
+                  last_modified_at=float(values["last_modified_at"]), seq=int(values["seq"]),
+                  execution_count=int(values["execution_count"] or 0), retry_count=int(values["retry_count"] or 0),
+                  active=frozenset(values["active"] or ()), stopped=bool(values["stopped"]),
+                  next_run_at=_number(values["next_run_at"]), last_tick=_number(values["last_tick"]),
+                  skipped_ticks=int(values["skipped_ticks"] or 0),
+                  last_skipped_at=_number(values["last_skipped_at"]))
+    return Job(**values)
+
+
+def job_to_item(model: Any, job: Job) -> Any:
+    values: dict[str, Any] = {name: getattr(job, name) for name in _JOB_FIELDS}
+    values.update(spec=job.spec.to_dict(), active=set(job.active) or None,
+                  schedule_bucket=SCHEDULE_BUCKET if job.schedule_version and job.next_run_at is not None else None)
+    return model(**values)
+
+
+def execution_from_item(item: Any) -> Execution:
+    values = {name: getattr(item, name) for name in _EXECUTION_FIELDS}
+    values.update(status=ExecutionStatus(values["status"]), created_at=float(values["created_at"]),
+                  seq=int(values["seq"]), exit_code=None if values["exit_code"] is None else int(values["exit_code"]),
+                  started_at=_number(values["started_at"]), finished_at=_number(values["finished_at"]),
+                  due_at=_number(values["due_at"]), launched_at=_number(values["launched_at"]),
+                  metadata=values["metadata"] or {}, notified=frozenset(values["notified"] or ()),
+                  notifications=tuple(values["notifications"] or ()))
+    return Execution(**values)
+
+
+def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
+    values: dict[str, Any] = {name: getattr(execution, name) for name in _EXECUTION_FIELDS}
+    values.update(seq=seq, status=execution.status.value, metadata=execution.metadata or None,
+                  notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
+                  sweep=sweep_key(execution.status))
+    return model(**values)
+
+
+def sweep_key(status: ExecutionStatus) -> str | None:
+    """The sparse `by_active` index holds only executions that are not final, keyed by status."""
+    return status.value if status in ACTIVE_STATUSES else None

@@ -1,0 +1,76 @@
+"""Pool slots on DynamoDB: exact running counts, taken and released in transactions with the
+execution that holds the slot."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pynamodb.exceptions import TransactWriteError
+
+from ...domain.lifecycle import LAUNCHABLE
+from ...domain.model import Execution
+from ...ports import Slot
+from .tables import POOL_PREFIX, Tables, get_or_none
+from .transactions import refused_item, retry_on_contention
+
+
+class DynamoPools:
+    def __init__(self, tables: Tables) -> None:
+        self._t = tables
+
+    def take_slot(self, execution: Execution, pool: str, max_running: int) -> Slot:
+        TaskM, ExecM = self._t.Task, self._t.Execution
+        pool_condition = None
+        if max_running > 0:
+            pool_condition = TaskM.running.does_not_exist() | (TaskM.running < max_running)
+
+        def attempt() -> Slot:
+            try:
+                with self._t.transact() as tx:
+                    tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(1)],
+                              condition=pool_condition)
+                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.set(pool)],
+                              condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist())
+                return Slot.TAKEN
+            except TransactWriteError as error:
+                refused = refused_item(error)
+                if refused == 1:
+                    return Slot.MOVED
+                if refused == 0:
+                    return Slot.FULL
+                raise
+
+        return self._t.guard(lambda: retry_on_contention(attempt))
+
+    def release_slot(self, execution: Execution) -> bool:
+        """The write is conditional on the slot still being held, so a snapshot that names its
+        pool saves a read; one that does not is read again (it may have taken one since)."""
+        TaskM, ExecM = self._t.Task, self._t.Execution
+        pool = execution.pool
+        if pool is None:
+            current = self._t.guard(lambda: get_or_none(ExecM, execution.job_id, execution.execution_id))
+            if current is None or current.pool is None:
+                return False
+            pool = current.pool
+
+        def attempt() -> bool:
+            try:
+                with self._t.transact() as tx:
+                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.remove()],
+                              condition=ExecM.pool == pool)
+                    tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(-1)])
+                return True
+            except TransactWriteError as error:
+                if refused_item(error) == 0:
+                    return False
+                raise
+
+        return self._t.guard(lambda: retry_on_contention(attempt))
+
+    def pool_running(self, names: Sequence[str]) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            result = {name: 0 for name in names}
+            for item in self._t.Task.batch_get([POOL_PREFIX + n for n in names]):
+                result[item.task_id[len(POOL_PREFIX):]] = int(item.running or 0)
+            return result
+
+        return self._t.guard(read)

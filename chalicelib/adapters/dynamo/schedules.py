@@ -1,0 +1,80 @@
+"""Schedules on DynamoDB: the job's pending schedule version and next run, firings taken at
+most once in a conditional write, and the sparse index of scheduled jobs by next run."""
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+
+from ...domain.model import Execution, Job
+from ...ports import MakeExecution
+from .mapping import execution_to_item, job_from_item
+from .statistics import DynamoStatistics
+from .tables import SCHEDULE_BUCKET, Tables, get_or_none
+from .transactions import condition_failed, retry_on_contention
+
+
+class DynamoSchedules:
+    def __init__(self, tables: Tables, statistics: DynamoStatistics) -> None:
+        self._t = tables
+        self._statistics = statistics
+
+    def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
+                      next_run_at: float | None, skipped: bool = False) -> tuple[Job, Execution | None] | None:
+        JobM = self._t.Job
+
+        def attempt() -> tuple[Job, Execution | None] | None:
+            item = get_or_none(JobM, job_id)
+            if item is None or item.schedule_version != version:
+                return None
+            job = job_from_item(item)
+            if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
+                return None
+            count = job.execution_count
+            condition = (JobM.schedule_version == version) & (JobM.execution_count == count)
+            actions: list[Any] = []
+            if tick_at is None:
+                actions += [JobM.schedule_version.remove(), JobM.schedule_bucket.remove(), JobM.next_run_at.remove()]
+            else:
+                condition = condition & (JobM.last_tick.does_not_exist() | (JobM.last_tick < tick_at))
+                actions.append(JobM.last_tick.set(tick_at))
+                if next_run_at is None:
+                    actions += [JobM.schedule_bucket.remove(), JobM.next_run_at.remove()]
+                else:
+                    actions += [JobM.next_run_at.set(next_run_at), JobM.schedule_bucket.set(SCHEDULE_BUCKET)]
+            if skipped:
+                actions += [JobM.skipped_ticks.add(1), JobM.last_skipped_at.set(tick_at)]
+            added = None
+            with self._t.transact() as tx:
+                if make is not None:
+                    added = make(job).with_changes(seq=count + 1)
+                    actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
+                    tx.save(execution_to_item(self._t.Execution, added, count + 1))
+                tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
+            return job, added
+
+        taken = self._t.guard(lambda: retry_on_contention(attempt))
+        if taken is not None and taken[1] is not None:
+            self._statistics.bump(**{taken[1].status.value: 1})
+        return taken
+
+    def end_schedule(self, job_id: str, version: str | None = None) -> None:
+        JobM = self._t.Job
+        condition = JobM.job_id.exists() if version is None else (JobM.schedule_version == version)
+
+        def write() -> None:
+            try:
+                JobM(job_id=job_id).update(
+                    actions=[JobM.schedule_version.remove(), JobM.schedule_bucket.remove(), JobM.next_run_at.remove()],
+                    condition=condition)
+            except UpdateError as error:
+                if not condition_failed(error):
+                    raise
+
+        self._t.guard(write)
+
+    def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
+        JobM = self._t.Job
+        condition = JobM.next_run_at < due_before if due_before is not None else None
+        return self._t.guard(
+            lambda: [job_from_item(i) for i in JobM.by_next_run.query(SCHEDULE_BUCKET, condition, limit=limit)])

@@ -1,0 +1,204 @@
+"""The PynamoDB models of the three tables, bound to a deployment's table names, and the one
+botocore connection they share."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from ...config import Settings
+from .transactions import T, guard
+
+TASKS_COUNTER_ID = "#tasks"  # never a valid task id, so it cannot clash with one
+TASK_LIST_BUCKET = "tasks"
+POOL_PREFIX = "#pool:"
+STATS_PREFIX = "#stats:"
+SCHEDULE_BUCKET = "scheduled"
+
+
+class Tables:
+    """Model classes bound to this deployment's table names, created once per container."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.Task, self.Job, self.Execution = _models(settings)
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """One botocore client for the three tables and the transactions. PynamoDB would build
+        one per model class, each costing ~100 ms of a cold start."""
+        if self._connection is None:
+            self._connection = Connection(region=self.settings.region)
+            client = self._connection.client
+            for model in (self.Task, self.Job, self.Execution):
+                model._get_connection().connection._client = client  # pinned pynamodb 6.1
+        return self._connection
+
+    def guard(self, call: Callable[[], T]) -> T:
+        """Run a store operation on the shared connection; PynamoDB errors become DependencyDown."""
+        self.connection()
+        return guard(call)
+
+    def transact(self) -> TransactWrite:
+        return TransactWrite(connection=self.connection())
+
+    def create(self) -> None:
+        """Create the tables (tests and the local runtime's aws mode; in AWS the template does)."""
+        self.connection()
+        for model in (self.Task, self.Job, self.Execution):
+            if not model.exists():
+                model.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
+
+    def ping(self) -> None:
+        self.connection()
+        for model in (self.Task, self.Job, self.Execution):
+            model.describe_table()
+
+
+def get_or_none(model: Any, *keys: str) -> Any:
+    """A strongly consistent read of one item, None when there is none."""
+    try:
+        return model.get(*keys, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _models(settings: Settings) -> tuple[Any, Any, Any]:
+    class TasksBySeq(GlobalSecondaryIndex):  # type: ignore[misc]
+        class Meta:
+            index_name = "by_seq"
+            projection = AllProjection()
+
+        list_bucket = UnicodeAttribute(hash_key=True, attr_name="listBucket")
+        seq = NumberAttribute(range_key=True)
+
+    class TaskModel(Model):  # type: ignore[misc]
+        class Meta:
+            table_name = settings.tasks_table
+            region = settings.region
+            billing_mode = "PAY_PER_REQUEST"
+
+        task_id = UnicodeAttribute(hash_key=True, attr_name="taskId")
+        list_bucket = UnicodeAttribute(null=True, attr_name="listBucket")
+        seq = NumberAttribute(null=True)
+        created_at = NumberAttribute(null=True, attr_name="createdAt")
+        last_modified_at = NumberAttribute(null=True, attr_name="lastModifiedAt")
+        jobs_count = NumberAttribute(null=True, attr_name="jobsCount")
+        total = NumberAttribute(null=True)  # the #tasks counter item only
+        running = NumberAttribute(null=True)  # #pool:<name> items only
+        by_seq = TasksBySeq()
+
+    class JobsByTask(GlobalSecondaryIndex):  # type: ignore[misc]
+        class Meta:
+            index_name = "by_task"
+            projection = AllProjection()
+
+        task_id = UnicodeAttribute(hash_key=True, attr_name="taskId")
+        seq = NumberAttribute(range_key=True)
+
+    class ScheduledJobs(GlobalSecondaryIndex):  # type: ignore[misc]
+        """Sparse: only jobs with a pending schedule carry `scheduleBucket`, ordered by next run."""
+
+        class Meta:
+            index_name = "by_next_run"
+            projection = AllProjection()
+
+        schedule_bucket = UnicodeAttribute(hash_key=True, attr_name="scheduleBucket")
+        next_run_at = NumberAttribute(range_key=True, attr_name="nextRunAt")
+
+    class JobModel(Model):  # type: ignore[misc]
+        class Meta:
+            table_name = settings.jobs_table
+            region = settings.region
+            billing_mode = "PAY_PER_REQUEST"
+
+        job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
+        task_id = UnicodeAttribute(attr_name="taskId")
+        seq = NumberAttribute()
+        created_at = NumberAttribute(attr_name="createdAt")
+        last_modified_at = NumberAttribute(attr_name="lastModifiedAt")
+        spec = JSONAttribute()
+        request_ip = UnicodeAttribute(null=True, attr_name="requestIPAddress")
+        execution_count = NumberAttribute(default=0, attr_name="executionCount")
+        retry_count = NumberAttribute(default=0, attr_name="retryCount")
+        active = UnicodeSetAttribute(null=True)
+        stopped = BooleanAttribute(default=False)
+        schedule_version = UnicodeAttribute(null=True, attr_name="scheduleVersion")
+        schedule_bucket = UnicodeAttribute(null=True, attr_name="scheduleBucket")
+        next_run_at = NumberAttribute(null=True, attr_name="nextRunAt")
+        last_tick = NumberAttribute(null=True, attr_name="lastTick")
+        skipped_ticks = NumberAttribute(default=0, attr_name="skippedTicks")
+        last_skipped_at = NumberAttribute(null=True, attr_name="lastSkippedAt")
+        by_task = JobsByTask()
+        by_next_run = ScheduledJobs()
+
+    class ExecutionsBySeq(LocalSecondaryIndex):  # type: ignore[misc]
+        class Meta:
+            index_name = "by_seq"
+            projection = AllProjection()
+
+        job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
+        seq = NumberAttribute(range_key=True)
+
+    class ExecutionsById(GlobalSecondaryIndex):  # type: ignore[misc]
+        class Meta:
+            index_name = "by_id"
+            projection = KeysOnlyProjection()
+
+        execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
+
+    class ActiveExecutions(GlobalSecondaryIndex):  # type: ignore[misc]
+        """Sparse: only executions that are not final carry `sweep` (their status)."""
+
+        class Meta:
+            index_name = "by_active"
+            projection = AllProjection()
+
+        sweep = UnicodeAttribute(hash_key=True)
+        created_at = NumberAttribute(range_key=True, attr_name="createdAt")
+
+    class ExecutionModel(Model):  # type: ignore[misc]
+        class Meta:
+            table_name = settings.executions_table
+            region = settings.region
+            billing_mode = "PAY_PER_REQUEST"
+
+        job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
+        execution_id = UnicodeAttribute(range_key=True, attr_name="executionId")
+        task_id = UnicodeAttribute(attr_name="taskId")
+        seq = NumberAttribute()
+        status = UnicodeAttribute()
+        image = UnicodeAttribute()
+        command = UnicodeAttribute()
+        created_at = NumberAttribute(attr_name="createdAt")
+        started_at = NumberAttribute(null=True, attr_name="startedAt")
+        finished_at = NumberAttribute(null=True, attr_name="finishedAt")
+        exit_code = NumberAttribute(null=True, attr_name="exitCode")
+        request_ip = UnicodeAttribute(null=True, attr_name="requestIPAddress")
+        metadata = JSONAttribute(null=True)
+        log = UnicodeAttribute(null=True)
+        error = UnicodeAttribute(null=True)
+        due_at = NumberAttribute(null=True, attr_name="dueAt")
+        launched_at = NumberAttribute(null=True, attr_name="launchedAt")
+        task_arn = UnicodeAttribute(null=True, attr_name="taskArn")
+        pool = UnicodeAttribute(null=True)
+        sweep = UnicodeAttribute(null=True)
+        notified = UnicodeSetAttribute(null=True)
+        notifications = JSONAttribute(null=True)
+        by_seq = ExecutionsBySeq()
+        by_id = ExecutionsById()
+        by_active = ActiveExecutions()
+
+    return TaskModel, JobModel, ExecutionModel

@@ -1,0 +1,57 @@
+"""How DynamoDB refusals are read, written once: transaction cancellation reasons, conditional
+check failures, contention retries, and PynamoDB errors turned into DependencyDown."""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+
+from ...domain.errors import Conflict, DependencyDown
+
+T = TypeVar("T")
+CONDITION_FAILED = "ConditionalCheckFailed"
+CONTENTION_ATTEMPTS = 20
+
+
+def cancellation_reasons(error: TransactWriteError) -> list[str | None]:
+    """One code per item of the transaction, in order (None where that item was fine)."""
+    return [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
+
+
+def refused_item(error: TransactWriteError) -> int | None:
+    """The index of the item whose condition failed, or None when the transaction failed for
+    another reason (a conflict with another transaction, throttling...)."""
+    reasons = cancellation_reasons(error)
+    return next((i for i, code in enumerate(reasons) if code == CONDITION_FAILED), None)
+
+
+def condition_failed(error: PynamoDBException) -> bool:
+    """A single-item write refused by its condition."""
+    return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def retry_on_contention(attempt: Callable[[], T]) -> T:
+    """Writes whose conditions rest on values read just before: a concurrent writer makes the
+    transaction fail, and the attempt is made again on fresh reads."""
+    for n in range(CONTENTION_ATTEMPTS):
+        try:
+            return attempt()
+        except TransactWriteError as error:
+            reasons = cancellation_reasons(error)
+            if CONDITION_FAILED not in reasons and "TransactionConflict" not in reasons:
+                raise DependencyDown(f"DynamoDB refused the write: {error.cause_response_message}") from error
+            time.sleep(random.uniform(0, 0.01 * (n + 1)))
+    raise DependencyDown("DynamoDB: too much contention on the same task, try again")
+
+
+def guard(call: Callable[[], T]) -> T:
+    """Run a store operation; anything PynamoDB raises becomes DependencyDown (503)."""
+    try:
+        return call()
+    except (Conflict, DependencyDown):
+        raise
+    except PynamoDBException as error:
+        raise DependencyDown(f"DynamoDB: {error.msg}") from error
