@@ -34,7 +34,7 @@ BACKENDS = ("local", "aws")
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def _cache_moto_service_list() -> None:
@@ -50,7 +50,7 @@ def _cache_moto_service_list() -> None:
             return modules
 
         cached.cached = True  # type: ignore[attr-defined]
-        backends.list_of_moto_modules = cached  # type: ignore[assignment]
+        backends.list_of_moto_modules = cached
 
 
 def _flag(name: str, default: bool) -> bool:

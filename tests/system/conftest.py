@@ -75,7 +75,7 @@ class Runtime:
 
 
 def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: str = "local",
-                  state: Path | None = None, log_name: str = "runtime.log") -> Runtime:
+                  state: Path | None = None, log_name: str = "runtime.log", args: tuple[str, ...] = ()) -> Runtime:
     """A runtime on `backend`; on the local one its state is `state` (by default a new file in
     `tmp`), so a second runtime on the same file is a restart."""
     port = free_port()
@@ -87,6 +87,7 @@ def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: s
     if backend == "local":
         state = state or tmp / "state" / "local.db"
         argv += ["--state", str(state)]
+    argv += args
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     runtime = Runtime(f"http://127.0.0.1:{port}", process, log, backend, state)
 
