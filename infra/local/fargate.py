@@ -183,6 +183,7 @@ class _CloudWatchStreams:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "fastlane-local-fargate"
+    disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms wait between them
     protocol_version = "HTTP/1.1"
     fargate: LocalFargate
 

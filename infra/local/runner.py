@@ -324,7 +324,7 @@ class LocalRunner:
                 if row is not None:
                     self._queues.send_in(connection, self._events_queue, json.dumps(self._event(row)))
         if event:
-            self._queues.wake()
+            self._queues.wake(self._events_queue)
 
     def _event(self, row: sqlite3.Row) -> dict[str, Any]:
         """The event an EventBridge rule on `aws.ecs` / `ECS Task State Change` delivers."""

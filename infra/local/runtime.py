@@ -123,6 +123,9 @@ class LocalRuntime:
         for source in self._sources:
             source.start()
         self._http = LocalHttpServer(app_module.app, self.host, self.port)
+        # http.server writes a response's headers and body in two sends; with Nagle's algorithm
+        # the body then waits for the client's delayed ACK, 40 ms a request on Linux.
+        self._http.httpd.RequestHandlerClass.disable_nagle_algorithm = True
         self.port = self._http.port
         self._http.start()
 

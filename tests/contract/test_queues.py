@@ -311,7 +311,7 @@ def test_a_waiting_receiver_wakes_as_soon_as_a_message_is_sent(local: LocalProbe
         waiter = threading.Thread(target=wait_for_one)
         waiter.start()
         deadline = time.monotonic() + 5
-        while not local.queues.waiting():
+        while not local.queues.waiting(JOBS):
             assert time.monotonic() < deadline, "the receiver never waited"
             time.sleep(0.001)
         sent = time.perf_counter()

@@ -7,9 +7,11 @@ handle (the latest receive's only), and redrive: a message received more often t
 queue's max receive count is moved to the dead-letter queue instead of being delivered again.
 Ordering is by visibility time then sending order (SQS standard queues promise none).
 
-A receiver that finds nothing waits on a condition variable that every send, change of
-visibility and move notifies, bounded by the earliest moment a delayed or invisible message
-becomes visible, so it wakes as soon as a message can be received rather than on a poll."""
+A receiver that finds nothing waits on its queue's condition variable, which a send, a change
+of visibility or a move to the queue notifies (one waiter per message: a burst of sends does
+not wake every poller of every queue), bounded by the earliest moment a delayed or invisible
+message becomes visible, so it wakes as soon as a message can be received rather than on a
+poll. Looking is a read; only a receive that finds a visible message takes the write lock."""
 from __future__ import annotations
 
 import hashlib
@@ -51,6 +53,15 @@ CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages (queue, visibl
 # Without a notification (a message sent by another process on the same file) a waiting
 # receiver still looks again this often.
 MAX_IDLE_SECONDS = 1.0
+
+
+class _Waiters:
+    """The receivers waiting on one queue."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.generation = 0  # counts signals, so one that came while a receiver looked is not slept through
+        self.waiting = 0
 
 
 class QueueNotFound(KeyError):
@@ -95,9 +106,8 @@ class LocalQueues:
         self._db = db
         self._clock = clock
         self._db.ensure_schema(SCHEMA)
-        self._changed = threading.Condition()
-        self._generation = 0
-        self._waiting = 0
+        self._waiters: dict[str, _Waiters] = {}
+        self._waiters_lock = threading.Lock()
         self._closed = False
         self._config: dict[str, tuple[float, str | None, int]] = {}
 
@@ -129,35 +139,48 @@ class LocalQueues:
         with self._db.write() as connection:
             connection.execute("DELETE FROM queue_messages WHERE queue = ?", (name,))
 
-    def waiting(self) -> int:
-        """How many receivers wait for a message right now."""
-        with self._changed:
-            return self._waiting
+    def _of(self, name: str) -> _Waiters:
+        waiters = self._waiters.get(name)
+        if waiters is None:
+            with self._waiters_lock:
+                waiters = self._waiters.setdefault(name, _Waiters())
+        return waiters
+
+    def waiting(self, name: str) -> int:
+        """How many receivers wait for a message of the queue right now."""
+        waiters = self._of(name)
+        with waiters.condition:
+            return waiters.waiting
 
     def close(self) -> None:
         """Wake every waiting receiver for good (they return empty-handed)."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+        self._closed = True
+        with self._waiters_lock:
+            every = list(self._waiters.values())
+        for waiters in every:
+            with waiters.condition:
+                waiters.generation += 1
+                waiters.condition.notify_all()
 
-    def _notify(self) -> None:
-        with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+    def _notify(self, name: str, count: int = 1) -> None:
+        waiters = self._of(name)
+        with waiters.condition:
+            waiters.generation += 1
+            waiters.condition.notify(count)
 
     # sending ------------------------------------------------------------------------------------
 
     def send(self, name: str, body: str, delay_seconds: float = 0) -> str:
         with self._db.write() as connection:
             message_id = self.send_in(connection, name, body, delay_seconds)
-        self._notify()
+        self._notify(name)
         return message_id
 
     def send_batch(self, name: str, bodies: Sequence[tuple[str, float]]) -> list[str]:
         """Send (body, delay) pairs in one transaction: all of them or none."""
         with self._db.write() as connection:
             ids = [self.send_in(connection, name, body, delay) for body, delay in bodies]
-        self._notify()
+        self._notify(name, len(ids))
         return ids
 
     def send_in(self, connection: sqlite3.Connection, name: str, body: str, delay_seconds: float = 0) -> str:
@@ -169,9 +192,10 @@ class LocalQueues:
                            (message_id, name, body, at, at + whole_delay(delay_seconds)))
         return message_id
 
-    def wake(self) -> None:
-        """Tell waiting receivers that a transaction the caller committed sent messages."""
-        self._notify()
+    def wake(self, name: str, count: int = 1) -> None:
+        """Tell waiting receivers that a transaction the caller committed sent `count` messages
+        to the queue."""
+        self._notify(name, count)
 
     # receiving ----------------------------------------------------------------------------------
 
@@ -180,9 +204,10 @@ class LocalQueues:
         """Up to `max_messages` (at most 10) visible messages, hidden for the visibility timeout.
         With `wait_seconds`, waits for one to become visible (long polling)."""
         deadline = time.monotonic() + max(0.0, wait_seconds)
+        waiters = self._of(name)
         while True:
-            with self._changed:
-                generation = self._generation
+            with waiters.condition:
+                generation = waiters.generation
             received, next_visible = self._take(name, max(1, min(SQS_MAX_BATCH, max_messages)), visibility_timeout)
             if received:
                 return received
@@ -192,15 +217,19 @@ class LocalQueues:
             wait = min(remaining, MAX_IDLE_SECONDS)
             if next_visible is not None:
                 wait = min(wait, max(0.0, next_visible - self._clock()))
-            with self._changed:
-                if self._generation == generation and not self._closed:
-                    self._waiting += 1
+            with waiters.condition:
+                if waiters.generation == generation and not self._closed:
+                    waiters.waiting += 1
                     try:
-                        self._changed.wait(wait)
+                        waiters.condition.wait(wait)
                     finally:
-                        self._waiting -= 1
+                        waiters.waiting -= 1
 
     def _take(self, name: str, limit: int, visibility_timeout: float | None) -> tuple[list[ReceivedMessage], float | None]:
+        with self._db.read() as connection:
+            row = connection.execute("SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?", (name,)).fetchone()
+        if row[0] is None or row[0] > self._clock():
+            return [], row[0]  # nothing to receive: no write lock taken
         with self._db.write() as connection:
             timeout, dead_letter, max_receives = self._settings(connection, name)
             hidden_for = timeout if visibility_timeout is None else max(0.0, visibility_timeout)
@@ -210,13 +239,13 @@ class LocalQueues:
                 " WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
                 (name, at, limit)).fetchall()
             received: list[ReceivedMessage] = []
-            moved = False
+            moved = 0
             for seq, message_id, body, sent_at, count, first in rows:
                 if dead_letter and max_receives and count >= max_receives:
                     # Received too often: it goes to the dead-letter queue, visible there at once.
                     connection.execute("UPDATE queue_messages SET queue = ?, visible_at = ?, receipt = NULL"
                                        " WHERE seq = ?", (dead_letter, at, seq))
-                    moved = True
+                    moved += 1
                     continue
                 receipt = f"{message_id}#{uuid.uuid4().hex}"
                 first = first if first is not None else at
@@ -229,8 +258,8 @@ class LocalQueues:
                 row = connection.execute("SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?",
                                          (name,)).fetchone()
                 next_visible = row[0]
-        if moved:
-            self._notify()
+        if moved and dead_letter:
+            self._notify(dead_letter, moved)
         return received, next_visible
 
     def delete(self, name: str, receipt_handle: str) -> bool:
@@ -253,7 +282,7 @@ class LocalQueues:
             changed = connection.execute("UPDATE queue_messages SET visible_at = ? WHERE queue = ? AND receipt = ?",
                                          (self._clock() + max(0.0, timeout), name, receipt_handle)).rowcount
         if changed:
-            self._notify()
+            self._notify(name)
         return changed == 1
 
     # depth --------------------------------------------------------------------------------------

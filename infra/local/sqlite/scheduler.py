@@ -114,7 +114,7 @@ class LocalScheduler:
                 self._queues.send_in(connection, self._queue, body.replace(SCHEDULED_TIME, _scheduled_time(tick)))
                 fired += 1
         if fired:
-            self._queues.wake()
+            self._queues.wake(self._queue, fired)
         return fired
 
     def _latest_tick(self, expression: str, zone: str, due: float, at: float) -> float:
