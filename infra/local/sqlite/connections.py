@@ -52,7 +52,8 @@ CREATE INDEX IF NOT EXISTS streams_by_expiry ON streams (expires_at);
 MAX_PENDING_BYTES = 350 * 1024
 STREAM_RECORD_SECONDS = 24 * 3600  # a day after its last subscriber came
 PURGE_EVERY_SECONDS = 60.0
-APPENDED, OVERFLOW, LIVE = "appended", "overflow", "live"
+# What append_pending answers; the live fan-out (services/live_logs.py) reads these words.
+KEPT, FULL, REFUSED = "kept", "full", "refused"
 
 
 def _position(value: Position | None) -> str | None:
@@ -122,20 +123,20 @@ class SqliteConnections:
             connection.execute("DELETE FROM subscribers WHERE connection_id = ?", (connection_id,))
 
     def append_pending(self, connection_id: str, chunk: str) -> str:
-        """`appended`; `overflow` when the subscriber holds too much already (it re-reads the
-        output); `live` when it is live (or gone): the caller sends the chunk itself."""
+        """`kept`; `full` when the subscriber holds too much already (it re-reads the output);
+        `refused` when it is live (or gone): the caller sends the chunk itself."""
         size = len(chunk.encode("utf-8"))
         with self._db.write() as connection:
             row = connection.execute("SELECT live, pending_bytes FROM subscribers WHERE connection_id = ?",
                                      (connection_id,)).fetchone()
             if row is None or row["live"]:
-                return LIVE
+                return REFUSED
             if row["pending_bytes"] + size > MAX_PENDING_BYTES:
                 connection.execute("UPDATE subscribers SET overflow = 1 WHERE connection_id = ?", (connection_id,))
-                return OVERFLOW
+                return FULL
             connection.execute("UPDATE subscribers SET pending = json_insert(pending, '$[#]', ?), "
                                "pending_bytes = pending_bytes + ? WHERE connection_id = ?", (chunk, size, connection_id))
-        return APPENDED
+        return KEPT
 
     def go_live(self, connection_id: str, cursor: Cursor, pending_seen: int) -> bool:
         """Live with `cursor` if nothing arrived since the caller read the subscriber: no more
