@@ -105,7 +105,7 @@ def test_a_failure_with_a_follow_up_adds_the_retry_in_the_same_write(backend: Po
     assert len(seen) == 1 and seen[0].job_id == job.job_id and seen[0].retry_count == 0
     stored = backend.jobs.get_job(job.job_id)
     assert stored is not None
-    assert (stored.execution_count, stored.retry_count, stored.active) == (2, 1, {retry.execution_id})
+    assert (stored.execution_count, stored.retry_count, stored.active) == (2, 1, frozenset({retry.execution_id}))
     assert backend.executions.get_execution(job.job_id, retry.execution_id) == retry
     assert counts(backend)["failed"] == 1 and counts(backend)["enqueued"] == 1 and counts(backend)["running"] == 0
 

@@ -145,7 +145,7 @@ def test_an_execution_added_to_a_job_is_its_next_and_sees_the_job(backend: Ports
 
     assert make.seen == [job]  # type: ignore[attr-defined]
     assert added.seq == 2
-    assert (changed.execution_count, changed.active) == (2, {first.execution_id, added.execution_id})
+    assert (changed.execution_count, changed.active) == (2, frozenset({first.execution_id, added.execution_id}))
     stored = backend.jobs.get_job(job.job_id)
     assert stored is not None and (stored.execution_count, stored.active) == (2, changed.active)
     assert backend.executions.get_execution(job.job_id, added.execution_id) == added
@@ -170,7 +170,7 @@ def test_an_idle_stopped_job_runs_again_when_asked_and_is_no_longer_stopped(back
 
     stored = backend.jobs.get_job(job.job_id)
     assert stored is not None
-    assert (stored.stopped, stored.execution_count, stored.active) == (False, 2, {added.execution_id})
+    assert (stored.stopped, stored.execution_count, stored.active) == (False, 2, frozenset({added.execution_id}))
 
 
 def test_adding_an_execution_to_a_job_that_does_not_exist_is_a_conflict(backend: Ports) -> None:

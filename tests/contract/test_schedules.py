@@ -39,7 +39,7 @@ def test_a_one_shot_firing_adds_its_execution_and_ends_the_schedule(backend: Por
     stored = backend.jobs.get_job(job.job_id)
     assert stored is not None
     assert (stored.schedule_version, stored.next_run_at) == (None, None)
-    assert (stored.execution_count, stored.active) == (1, {added.execution_id})
+    assert (stored.execution_count, stored.active) == (1, frozenset({added.execution_id}))
     assert backend.executions.get_execution(job.job_id, added.execution_id) == added
     assert changed(before, counts(backend)) == {"enqueued": 1}
     assert backend.schedules.scheduled_jobs() == []
