@@ -17,8 +17,8 @@ T = TypeVar("T")
 # SQLite uses such an index only for a query that repeats its condition word for word.
 ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)))
 
-# Columns of an execution row that a write may set besides its status (ports.ExecutionChanges),
-# each with how its value is stored.
+# Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
+# names are put into SQL, so nothing else passes.
 _CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified"}
 
 
