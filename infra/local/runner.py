@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import shutil
 import signal
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
     stopped_at REAL,
     version INTEGER NOT NULL DEFAULT 1,
     pid INTEGER,
-    pid_started TEXT
+    pid_started TEXT,
+    directory TEXT
 );
 CREATE INDEX IF NOT EXISTS ecs_tasks_by_status ON ecs_tasks (last_status);
 """
@@ -77,6 +79,7 @@ ACCOUNT = "123456789012"
 RESTARTED = "The local runtime restarted; the process of this ECS task is gone."
 SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was killed."
 JOIN_SECONDS = 5.0
+TASK_DIRECTORY_PREFIX = "fastlane-task-"
 
 
 def _iso_ms(moment: float) -> str:
@@ -197,7 +200,7 @@ class LocalRunner:
         """Put a STOPPED event for every ECS task a previous process of the runtime left
         unfinished (and kill what may be left of its process); returns how many."""
         with self._db.read() as connection:
-            rows = connection.execute("SELECT ecs_task_id, pid, pid_started FROM ecs_tasks"
+            rows = connection.execute("SELECT ecs_task_id, pid, pid_started, directory FROM ecs_tasks"
                                       " WHERE last_status != 'STOPPED'").fetchall()
         with self._lock:
             left = [row for row in rows if row["ecs_task_id"] not in self._supervised]
@@ -206,6 +209,8 @@ class LocalRunner:
                 killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
             if self._engine == "docker":
                 docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
+            if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
+                shutil.rmtree(row["directory"], ignore_errors=True)  # the task's /tmp, left by the crash
             now = self._clock()
             self._record(row["ecs_task_id"], event=True, last_status="STOPPED", desired_status="STOPPED",
                          stop_code="TerminationNotice", stopped_reason=RESTARTED, stopping_at=now, stopped_at=now,
@@ -257,7 +262,8 @@ class LocalRunner:
     def _supervise(self, task: _Supervised) -> None:
         """Start the process, ship its output while it runs, and report how it ended. Runs in
         the task's own thread (a sandbox dies with the thread that started it); never raises."""
-        directory = tempfile.mkdtemp(prefix=f"fastlane-task-{task.ecs_task_id[:12]}-") if self._engine is None else None
+        directory = (tempfile.mkdtemp(prefix=f"{TASK_DIRECTORY_PREFIX}{task.ecs_task_id[:12]}-")
+                     if self._engine is None else None)
         exit_code: int | None = None
         failure: str | None = None
         try:
@@ -269,7 +275,8 @@ class LocalRunner:
                         failure = error.reason
             if task.process is not None:
                 self._record(task.ecs_task_id, event=True, last_status="RUNNING", started_at=self._clock(),
-                             pid=task.process.pid, pid_started=process_start_time(task.process.pid))
+                             pid=task.process.pid, pid_started=process_start_time(task.process.pid),
+                             directory=directory)
                 streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
                 shipper = OutputShipper(self._put_logs, streams)
                 exit_code = task.process.pump(shipper)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -292,6 +293,9 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
     arn = died.stdout.strip()
     local = Local(path)
     try:
+        with sqlite3.connect(path) as connection:
+            (directory,) = connection.execute("SELECT directory FROM ecs_tasks WHERE arn = ?", (arn,)).fetchone()
+        assert Path(directory).is_dir()  # the task's /tmp, left behind
         pid = int(local.lines(arn, "stdout")[0])
         assert alive(pid)  # a plain process outlives the runtime that started it...
         assert local.runner.describe([arn])[arn].last_status == "RUNNING"  # type: ignore[union-attr]
@@ -302,6 +306,7 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
         assert "exitCode" not in detail["containers"][0]
         assert local.runner.describe([arn])[arn].reason == RESTARTED  # type: ignore[union-attr]
         assert local.runner.recover() == 0  # once
+        assert not Path(directory).exists()
     finally:
         local.close()
 
