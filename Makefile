@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 PORT ?= 10000
 PYTEST_ARGS ?=
+# The local runtime: BACKEND=local (a state file, kept across restarts) or aws (the AWS adapters on
+# moto's server, or on AWS_ENDPOINT_URL); STATE_FILE is the local backend's file.
+BACKEND ?= local
+STATE_FILE ?= .fastlane/local.db
 
-.PHONY: install run test clean
+.PHONY: install run reset test clean
 
 install: $(STAMP)
 
@@ -16,11 +20,26 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-run: $(STAMP)
-	PORT=$(PORT) $(BIN)/python -m infra.local.runtime
+run: $(STAMP) sandbox
+	PORT=$(PORT) $(BIN)/python -m infra.local.runtime --backend $(BACKEND) --state $(STATE_FILE)
 
-test: $(STAMP) browser localstack lint
+# Forget the local backend's state (tasks, jobs, executions, queues, output): the next `make run`
+# starts empty. Refused while a runtime uses the file.
+reset:
+	@if [ -e "$(STATE_FILE).lock" ] && command -v flock >/dev/null && ! flock -n "$(STATE_FILE).lock" true; then \
+		echo "make reset: a local runtime uses $(STATE_FILE); stop it first"; exit 1; fi
+	rm -f "$(STATE_FILE)" "$(STATE_FILE)-wal" "$(STATE_FILE)-shm" "$(STATE_FILE).lock"
+
+test: $(STAMP) browser localstack sandbox lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# bubblewrap (Debian's package) for the local runtime's sandbox of jobs and its tests. Idempotent;
+# where it cannot be installed (not root, no apt) jobs run as plain processes and the runtime says so.
+.PHONY: sandbox
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null; } \
+		|| echo "make: bubblewrap could not be installed; local jobs will run without a sandbox"
 
 # Types (mypy, strict on chalicelib) and lint (ruff), configured in pyproject.toml.
 .PHONY: lint

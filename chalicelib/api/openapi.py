@@ -145,8 +145,11 @@ SCHEMAS: dict[str, Any] = {
                        "executions": {"type": "object", "additionalProperties": {"type": "integer"}},
                        "scheduled": _object({"count": {"type": "integer"}, "jobs": {"type": "array"}}),
                        "queues": {"type": "object"}, "pools": {"type": "array", "items": {"type": "object"}},
-                       "notifications": {"type": "object"}}, required=["version", "tasks", "jobs", "executions",
-                                                                          "scheduled", "queues", "pools"]),
+                       "backend": {"type": "string", "description": "aws or local"},
+                       "isolation": {"type": "string", "description": "how job containers are isolated"},
+                       "notifications": {"type": "object"}},
+                      required=["version", "tasks", "jobs", "executions", "scheduled", "queues", "pools", "backend",
+                                "isolation"]),
 }
 
 ERRORS = {

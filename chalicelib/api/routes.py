@@ -220,6 +220,8 @@ def status(request: Request) -> Response:
     queues: dict[str, Any] = dict(wiring.backend().queue_depths.depths())
     from ..services.notify import notification_status
 
-    farm = {**wiring.get_engine().status(), "scheduledJobs": wiring.get_scheduling().upcoming()}
+    backend = wiring.backend()
+    farm = {**wiring.get_engine().status(), "scheduledJobs": wiring.get_scheduling().upcoming(),
+            "backend": backend.name, "isolation": backend.isolation}
     return json_response(shapes.farm_status(_urls(request), farm, queues, settings.version,
                                             notifications=notification_status(settings)))

@@ -261,5 +261,7 @@ def farm_status(urls: Urls, status: dict[str, Any], queues: dict[str, Any], vers
         "scheduled": {"count": status["scheduled"], "jobs": upcoming},
         "queues": queues,
         "pools": status["pools"],
+        "backend": status["backend"],
+        "isolation": status["isolation"],
         **({"notifications": notifications} if notifications is not None else {}),
     }

@@ -1,6 +1,8 @@
-"""Local stand-ins for Lambda's event sources: SQS pollers that deliver batches to the app's
-handlers (with partial batch failures, visibility timeouts and dead-lettering left to the
-queue, as in AWS), and timers for scheduled handlers."""
+"""Local stand-ins for Lambda's event sources: pollers that deliver queue batches to the app's
+handlers in the event Lambda's SQS event source sends (deleting what succeeded; partial batch
+failures, visibility timeouts and dead-lettering left to the queue, as in AWS), over the local
+backend's queues (QueuePoller) or over SQS (SqsPoller, for the aws backend), and timers for
+scheduled handlers."""
 from __future__ import annotations
 
 import hashlib
@@ -13,6 +15,8 @@ from typing import Any
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger
+
+from .sqlite.queues import LocalQueues
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -53,14 +57,8 @@ def deliver_once(sqs: Any, queue_url: str, handler: Callable[[dict[str, Any], An
     if not received:
         return 0
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    try:
-        response = handler(sqs_event(received, arn, region), _context(name)) or {}
-    except Exception:  # noqa: BLE001 - as in Lambda, the whole batch comes back after the visibility timeout
-        logger.exception("local event source: handler failed", extra={"handler": name})
-        return len(received)
-    failed = {item.get("itemIdentifier") for item in response.get("batchItemFailures", [])}
-    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-               for i, m in enumerate(received) if m["MessageId"] not in failed]
+    succeeded = handle_batch(handler, received, arn, region, name)
+    entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(succeeded)]
     if entries:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
     return len(received)
@@ -94,6 +92,61 @@ class SqsPoller:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+def handle_batch(handler: Callable[[dict[str, Any], Any], Any], received: list[dict[str, Any]], queue_arn: str,
+                 region: str, name: str) -> list[str]:
+    """Hand received messages (as ReceiveMessage answers them) to the handler as Lambda would;
+    the receipt handles of those that succeeded, to delete. A handler that raises fails the
+    whole batch, which comes back after the visibility timeout."""
+    try:
+        response = handler(sqs_event(received, queue_arn, region), _context(name)) or {}
+    except Exception:  # noqa: BLE001 - as in Lambda, the whole batch comes back after the visibility timeout
+        logger.exception("local event source: handler failed", extra={"handler": name})
+        return []
+    failed = {item.get("itemIdentifier") for item in response.get("batchItemFailures", [])}
+    return [m["ReceiptHandle"] for m in received if m["MessageId"] not in failed]
+
+
+class QueuePoller:
+    """Delivers one local queue's batches to one handler, in a few threads, each waiting on the
+    queue for the next message (woken as soon as one is visible)."""
+
+    def __init__(self, queues: LocalQueues, queue: str, handler: Callable[[dict[str, Any], Any], Any], *,
+                 name: str, concurrency: int = 2, batch_size: int = 10, region: str = "us-east-1",
+                 account: str = "123456789012") -> None:
+        self._queues, self._queue, self._handler = queues, queue, handler
+        self._name, self._batch_size, self._region = name, batch_size, region
+        self._arn = f"arn:aws:sqs:{region}:{account}:{queue}"
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(concurrency)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def deliver_once(self, wait_seconds: float = 0.0) -> int:
+        """Receive one batch and hand it to the handler; returns how many messages were received."""
+        received = [m.to_sqs() for m in self._queues.receive(self._queue, self._batch_size, wait_seconds=wait_seconds)]
+        if received:
+            self._queues.delete_batch(self._queue, handle_batch(self._handler, received, self._arn, self._region,
+                                                                self._name))
+        return len(received)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_once(wait_seconds=1.0)
+            except Exception:  # noqa: BLE001 - a poller must outlive a passing error
+                if not self._stop.is_set():
+                    logger.exception("local event source: poll failed", extra={"handler": self._name})
+                    self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        """Stop after the batches being handled (the queues must be closed to wake waiting threads)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
 
 
 def scheduled_event(rule_name: str, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:

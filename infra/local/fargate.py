@@ -3,18 +3,15 @@ task as a local process (or through the docker CLI when an engine is given), shi
 to CloudWatch Logs and its state changes to SQS in the envelope an EventBridge rule delivers.
 
 The app's ECS client is pointed at it with AWS_ENDPOINT_URL_ECS, so the app code is the same as
-in AWS. Only what the app uses is implemented; unknown operations are a 400 naming them.
+in AWS. Only what the app uses is implemented; unknown operations are a 400 naming them. It
+serves the runtime's aws backend; the local backend runs processes through infra/local/runner.py
+without an ECS API. Both start and stop processes with infra/local/processes.py.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import selectors
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +23,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .processes import CannotStart, Command, OutputShipper, ProcessRun, Sandbox, docker_command
+
 log = logging.getLogger(__name__)
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -35,18 +34,7 @@ INVALID_PARAMETER = "InvalidParameterException"
 RETENTION_SECONDS = 3600.0  # ECS keeps stopped tasks describable for about an hour
 MAX_TASKS = 10_000
 
-# CloudWatch Logs takes events of at most 256 KB and calls of at most 1 MB / 10,000 events;
-# these stay well inside, as the awslogs driver does.
-MAX_LINE_BYTES = 200_000
-MAX_BATCH_EVENTS = 1_000
-MAX_BATCH_BYTES = 800 * 1024
-EVENT_OVERHEAD_BYTES = 26  # what CloudWatch counts per event on top of the message
-FLUSH_SECONDS = 0.2
-READ_BYTES = 65_536
-# After the main process exits its group is killed; output still buffered in the pipes is read
-# until EOF, but a process that left the group could hold them open for ever.
-DRAIN_IDLE_SECONDS = 1.0
-DRAIN_MAX_SECONDS = 120.0  # generous: shipping a large output after the exit takes time
+FLUSH_SECONDS = 0.2  # as the awslogs driver batches: CloudWatch calls are counted and throttled
 SHUTDOWN_JOIN_SECONDS = 5.0
 
 
@@ -69,26 +57,6 @@ def _cluster_name(ref: str | None) -> str:
     if not ref:
         return "default"
     return ref.rsplit("/", 1)[-1] if ref.startswith("arn:") else ref
-
-
-def _exit_status(returncode: int) -> int:
-    # Popen reports death by signal N as -N; Docker (and so ECS) reports 128 + N.
-    return returncode if returncode >= 0 else 128 - returncode
-
-
-def _killpg(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
-
-
-def _utf8_cut(data: bytes, limit: int) -> int:
-    """Where to cut `data` at most `limit` bytes in without splitting a UTF-8 character."""
-    cut = limit
-    while cut > limit - 4 and cut > 0 and 0x80 <= data[cut] <= 0xBF:
-        cut -= 1
-    return cut if cut > limit - 4 and cut > 0 else limit
 
 
 @dataclass
@@ -122,8 +90,7 @@ class _Task:
     exit_code: int | None = None
     container_reason: str | None = None
     version: int = 1
-    process: subprocess.Popen[bytes] | None = None
-    exited: threading.Event = field(default_factory=threading.Event)
+    process: ProcessRun | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
 
@@ -177,22 +144,13 @@ class _Task:
         return task
 
 
-class _LogShipper:
-    """Turns one task's output bytes into CloudWatch log events, one per line, and puts them in
-    batches. Used by the task's supervisor thread only."""
-
-    STREAMS = ("stdout", "stderr")
+class _CloudWatchStreams:
+    """Where one task's output goes: its two streams in the job log group, as awslogs names them."""
 
     def __init__(self, client: Any, group: str, task_id: str) -> None:
         self.client = client
         self.group = group
-        self.names = {stream: f"{task_id}/{stream}" for stream in self.STREAMS}
-        self.partial = {stream: b"" for stream in self.STREAMS}
-        self.pending: dict[str, list[dict[str, Any]]] = {stream: [] for stream in self.STREAMS}
-        self.last_timestamp = {stream: 0 for stream in self.STREAMS}
-        self.pending_events = 0
-        self.pending_bytes = 0
-        self.oldest_pending: float | None = None
+        self.names = {stream: f"{task_id}/{stream}" for stream in ("stdout", "stderr")}
 
     def create_streams(self) -> None:
         for name in self.names.values():
@@ -215,83 +173,17 @@ class _LogShipper:
                 pass
             self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
 
-    def feed(self, stream: str, data: bytes) -> None:
-        buffer = self.partial[stream] + data
-        *lines, rest = buffer.split(b"\n")
-        for line in lines:
-            self._add(stream, line)
-        # A line that never ends is shipped in pieces rather than held in memory.
-        while len(rest) > MAX_LINE_BYTES:
-            cut = _utf8_cut(rest, MAX_LINE_BYTES)
-            self._add(stream, rest[:cut])
-            rest = rest[cut:]
-        self.partial[stream] = rest
-
-    def end(self, stream: str) -> None:
-        """The stream reached EOF: its last line may have had no newline."""
-        rest, self.partial[stream] = self.partial[stream], b""
-        self._add(stream, rest)
-
-    def _add(self, stream: str, line: bytes) -> None:
-        # CloudWatch rejects empty messages, so blank lines are not shipped (as with awslogs).
-        if not line:
-            return
-        # Decoding first: a replaced byte takes three, so the size limit applies after it.
-        text = line.decode("utf-8", errors="replace").encode("utf-8")
-        now = time.time()
-        timestamp = max(int(now * 1000), self.last_timestamp[stream])
-        self.last_timestamp[stream] = timestamp
-        while text:
-            cut = _utf8_cut(text, MAX_LINE_BYTES) if len(text) > MAX_LINE_BYTES else len(text)
-            piece, text = text[:cut], text[cut:]
-            self.pending[stream].append({"timestamp": timestamp, "message": piece.decode("utf-8")})
-            self.pending_events += 1
-            self.pending_bytes += len(piece) + EVENT_OVERHEAD_BYTES
-        if self.oldest_pending is None:
-            self.oldest_pending = now
-
-    def seconds_to_flush(self) -> float | None:
-        if self.oldest_pending is None:
-            return None
-        return max(0.0, self.oldest_pending + FLUSH_SECONDS - time.time())
-
-    def due(self) -> bool:
-        if self.oldest_pending is None:
-            return False
-        return (self.pending_events >= MAX_BATCH_EVENTS or self.pending_bytes >= MAX_BATCH_BYTES
-                or time.time() >= self.oldest_pending + FLUSH_SECONDS)
-
-    def flush(self) -> None:
-        for stream in self.STREAMS:
-            events, self.pending[stream] = self.pending[stream], []
-            start = 0
-            while start < len(events):
-                end, size = start, 0
-                while end < len(events) and end - start < MAX_BATCH_EVENTS:
-                    event_size = len(events[end]["message"].encode("utf-8")) + EVENT_OVERHEAD_BYTES
-                    if end > start and size + event_size > MAX_BATCH_BYTES:
-                        break
-                    size += event_size
-                    end += 1
-                self._put(self.names[stream], events[start:end])
-                start = end
-        self.pending_events = self.pending_bytes = 0
-        self.oldest_pending = None
-
-    def _put(self, name: str, events: list[dict[str, Any]]) -> None:
-        # Losing a batch is better than stopping the task, or the rest of its output.
+    def put(self, name: str, events: list[dict[str, Any]]) -> None:
         try:
-            try:
-                self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
-            except self.client.exceptions.ResourceNotFoundException:
-                self._create_stream(name)
-                self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
-        except Exception:
-            log.exception("cannot put %d log events into %s/%s", len(events), self.group, name)
+            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
+        except self.client.exceptions.ResourceNotFoundException:
+            self._create_stream(name)
+            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "fastlane-local-fargate"
+    disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms wait between them
     protocol_version = "HTTP/1.1"
     fargate: LocalFargate
 
@@ -328,6 +220,7 @@ class LocalFargate:
         port: int = 0,
         stop_grace_seconds: float = 2.0,
         engine: str | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         if engine not in (None, "docker"):
             raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
@@ -339,6 +232,7 @@ class LocalFargate:
         self.account = account
         self.stop_grace_seconds = stop_grace_seconds
         self.engine = engine
+        self.sandbox = sandbox or Sandbox()
         self._lock = threading.Lock()
         self._families: dict[str, list[dict[str, Any]]] = {}
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
@@ -384,12 +278,8 @@ class LocalFargate:
             tasks = list(self._tasks.values())
         for task in tasks:
             self._request_stop(task, "TerminationNotice", "Local Fargate stopped", grace=None)
-            process = task.process
-            if process is not None and not task.exited.is_set():
-                _killpg(process.pid, signal.SIGKILL)
-                if self.engine == "docker":
-                    # Killing the CLI leaves its container running.
-                    self._docker_quietly(["rm", "-f", f"fastlane-{task.id}"], timeout=10)
+            if task.process is not None:
+                task.process.kill(self._docker_name(task))
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
@@ -400,7 +290,8 @@ class LocalFargate:
 
     def running_count(self) -> int:
         with self._lock:
-            return sum(1 for task in self._tasks.values() if task.process is not None and not task.exited.is_set())
+            return sum(1 for task in self._tasks.values()
+                       if task.process is not None and not task.process.exited.is_set())
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -636,6 +527,9 @@ class LocalFargate:
 
     # -- running tasks -------------------------------------------------------------------------
 
+    def _docker_name(self, task: _Task) -> str | None:
+        return f"fastlane-{task.id}" if self.engine == "docker" else None
+
     def _request_stop(self, task: _Task, code: str, reason: str, grace: float | None) -> None:
         """Mark the task stopping and, unless grace is None (the caller kills it), end its
         process in the background: TERM, then KILL after the grace."""
@@ -646,35 +540,11 @@ class LocalFargate:
             task.stopping_at = time.time()
             task.stop_code, task.stopped_reason = code, reason
             task.touch()
-            process = task.process if task.process is not None and not task.exited.is_set() else None
+            process = task.process if task.process is not None and not task.process.exited.is_set() else None
         # Not started yet: the supervisor sees desiredStatus and does not start it.
         if process is not None and grace is not None:
-            threading.Thread(target=self._terminate, args=(task, process, grace),
+            threading.Thread(target=process.terminate, args=(grace, self._docker_name(task)),
                              name=f"stop-{task.id[:8]}", daemon=True).start()
-
-    def _terminate(self, task: _Task, process: subprocess.Popen[bytes], grace: float) -> None:
-        try:
-            if self.engine == "docker":
-                self._docker_quietly(["stop", "-t", str(max(0, math.ceil(grace))), f"fastlane-{task.id}"],
-                                     timeout=grace + 10)
-                # If the container did not exist (yet), the CLI itself is what holds the task.
-                if task.exited.wait(2.0):
-                    return
-            elif grace > 0:
-                _killpg(process.pid, signal.SIGTERM)
-                if task.exited.wait(grace):
-                    return
-            if not task.exited.is_set():
-                _killpg(process.pid, signal.SIGKILL)
-        except Exception:
-            log.exception("cannot stop task %s", task.id)
-
-    def _docker_quietly(self, args: list[str], timeout: float) -> None:
-        try:
-            subprocess.run(["docker", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            log.warning("docker %s failed: %s", " ".join(args[:1]), error)
 
     def _supervise(self, task: _Task) -> None:
         """Start the task, ship its output while it runs, and report how it ended. Runs in the
@@ -686,24 +556,24 @@ class LocalFargate:
             started = self._launch(task, home)
             if started is not None:
                 process, shipper = started
-                self._pump(task, process, shipper)
+                exit_code = process.pump(shipper)
+                with task.lock:
+                    task.exit_code = exit_code
         except Exception as error:
             log.exception("task %s failed in the local Fargate", task.id)
             with task.lock:
                 if task.process is None and task.stop_code is None:
                     task.stop_code = "TaskFailedToStart"
                     task.stopped_reason = task.container_reason = f"CannotStartContainerError: {error}"
-                elif task.process is not None:
-                    _killpg(task.process.pid, signal.SIGKILL)
-            if task.process is not None and not task.exited.is_set():
-                task.process.wait()
-                self._reaped(task, task.process)
+            if task.process is not None:
+                task.process.kill()
+                task.process.process.wait()
         finally:
             if home is not None:
                 shutil.rmtree(home, ignore_errors=True)
         self._finish(task)
 
-    def _launch(self, task: _Task, home: str | None) -> tuple[subprocess.Popen[bytes], _LogShipper] | None:
+    def _launch(self, task: _Task, home: str | None) -> tuple[ProcessRun, OutputShipper] | None:
         with task.lock:
             if self._closing and task.desired_status != "STOPPED":
                 task.desired_status, task.stopping_at = "STOPPED", time.time()
@@ -711,56 +581,30 @@ class LocalFargate:
             if task.desired_status == "STOPPED":
                 return None  # stopped before it started
             try:
-                argv, env, cwd = self._command(task, home)
-                process = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            except ApiError as error:
-                self._failed_to_start(task, error.message)
-                return None
-            except FileNotFoundError:
-                if self.engine == "docker":
-                    self._failed_to_start(task, "CannotStartContainerError: the docker CLI is not in $PATH")
-                else:
-                    self._failed_to_start(
-                        task, f'CannotStartContainerError: exec: "{argv[0]}": executable file not found in $PATH')
-                return None
-            except PermissionError:
-                self._failed_to_start(task, f'CannotStartContainerError: exec: "{argv[0]}": permission denied')
-                return None
-            except OSError as error:
-                self._failed_to_start(task, f'CannotStartContainerError: exec: "{argv[0]}": {error.strerror or error}')
+                process = ProcessRun(self._command(task, home))
+            except CannotStart as error:
+                self._failed_to_start(task, error.reason)
                 return None
             task.process = process
         # The streams exist from the start, as with awslogs, so an empty stderr can be read.
-        shipper = _LogShipper(self.logs, self.log_group, task.id)
-        shipper.create_streams()
+        streams = _CloudWatchStreams(self.logs, self.log_group, task.id)
+        streams.create_streams()
         with task.lock:
             task.last_status = task.container_status = "RUNNING"
             task.started_at = time.time()
             task.touch()
             running = task.describe(for_event=True)
         self._send_event(task, running)
-        return process, shipper
+        return process, OutputShipper(streams.put, streams.names, FLUSH_SECONDS)
 
-    def _command(self, task: _Task, home: str | None) -> tuple[list[str], dict[str, str], str | None]:
+    def _command(self, task: _Task, home: str | None) -> Command:
         if self.engine == "docker":
-            image = str(task.container.get("image") or "")
-            if not image or image.startswith("-"):
-                # It would be read as an option of `docker run`.
-                raise ApiError(CLIENT_ERROR, f"CannotPullContainerError: invalid reference format: {image!r}")
-            argv = ["docker", "run", "--rm", "--name", f"fastlane-{task.id}"]
-            for name, value in task.env.items():
-                argv += ["-e", f"{name}={value}"]
             entry_point = [str(a) for a in task.container.get("entryPoint") or []]
-            if entry_point:
-                argv += ["--entrypoint", entry_point[0]]
-            # Without a command the image's own CMD runs, as in ECS.
-            argv += [image, *task.argv[1:]] if entry_point else [image, *task.argv]
-            return argv, dict(os.environ), None
+            return docker_command(f"fastlane-{task.id}", str(task.container.get("image") or ""), entry_point,
+                                  task.argv, task.env)
         if not task.argv:
-            raise ApiError(CLIENT_ERROR, "CannotStartContainerError: no command specified")
-        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "HOME": home or "/", **task.env}
-        return task.argv, env, home
+            raise CannotStart("CannotStartContainerError: no command specified")
+        return self.sandbox.command(task.argv, task.env, home or "/")
 
     def _failed_to_start(self, task: _Task, reason: str) -> None:
         """Call with the task's lock held."""
@@ -768,62 +612,6 @@ class LocalFargate:
         task.stop_code = "TaskFailedToStart"
         task.stopped_reason = task.container_reason = reason
         task.touch()
-
-    def _pump(self, task: _Task, process: subprocess.Popen[bytes], shipper: _LogShipper) -> None:
-        """Read the process's output into CloudWatch Logs until it exits and every byte it wrote
-        is shipped."""
-        assert process.stdout is not None and process.stderr is not None
-        selector = selectors.DefaultSelector()
-        selector.register(process.stdout.fileno(), selectors.EVENT_READ, "stdout")
-        selector.register(process.stderr.fileno(), selectors.EVENT_READ, "stderr")
-        exited_at: float | None = None
-        # Idle means pipes with nothing to read, not time spent shipping (which can be long
-        # under load while the pipes stay full).
-        idle_since: float | None = None
-        try:
-            while selector.get_map():
-                wait = shipper.seconds_to_flush()
-                ready = selector.select(FLUSH_SECONDS if wait is None else min(wait, FLUSH_SECONDS))
-                if ready:
-                    idle_since = None
-                elif idle_since is None:
-                    idle_since = time.monotonic()
-                for key, _ in ready:
-                    data = os.read(key.fd, READ_BYTES)
-                    if data:
-                        shipper.feed(key.data, data)
-                    else:
-                        selector.unregister(key.fd)
-                        shipper.end(key.data)
-                if shipper.due():
-                    shipper.flush()
-                if exited_at is None and process.poll() is not None:
-                    self._reaped(task, process)
-                    exited_at = time.monotonic()
-                if exited_at is not None:
-                    now = time.monotonic()
-                    idle = idle_since is not None and now - idle_since > DRAIN_IDLE_SECONDS
-                    if idle or now - exited_at > DRAIN_MAX_SECONDS:
-                        break
-            for stream in selector.get_map().values():
-                shipper.end(stream.data)
-            shipper.flush()
-        finally:
-            selector.close()
-            process.stdout.close()
-            process.stderr.close()
-            if exited_at is None:
-                # Both pipes closed: the process is ending, or closed them and runs on until
-                # stopped (then StopTask ends it).
-                process.wait()
-                self._reaped(task, process)
-
-    def _reaped(self, task: _Task, process: subprocess.Popen[bytes]) -> None:
-        # In a container everything dies with the main process; here its group does.
-        _killpg(process.pid, signal.SIGKILL)
-        with task.lock:
-            task.exit_code = _exit_status(process.returncode)
-        task.exited.set()
 
     def _finish(self, task: _Task) -> None:
         now = time.time()

@@ -177,7 +177,9 @@ def refuse_half_configured_auth() -> None:
 class LocalHttpServer:
     def __init__(self, app: Chalice, host: str, port: int) -> None:
         refuse_half_configured_auth()
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        # The standard backlog of 5 resets connections of a burst of clients.
+        server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
+        self.httpd = server((host, port), _Handler)
         policy = OriginPolicy(host, self.httpd.server_address[1])
         self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {"gateway": RestGateway(app, policy)})
         self.httpd.daemon_threads = True

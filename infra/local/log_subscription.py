@@ -1,17 +1,22 @@
-"""The local stand-in for a CloudWatch Logs subscription filter with a Lambda destination: one
-poller for the whole job log group delivers every new event to the app's logs function, in the
-event format CloudWatch Logs uses ({"awslogs": {"data": base64(gzip(json))}}), one delivery per
-log stream and batch. moto has no subscription delivery to Lambda without Docker.
+"""Local stand-ins for a CloudWatch Logs subscription filter with a Lambda destination: every
+new event of the job log group is delivered to the app's logs function, in the event format
+CloudWatch Logs uses ({"awslogs": {"data": base64(gzip(json))}}), one delivery per log stream
+and batch.
 
-It reads with FilterLogEvents over a sliding window (events written with a timestamp older than
-WINDOW_MS are not seen; the local Fargate ships lines within 0.2 s of their timestamp), and
-remembers the event ids it delivered, so each event is delivered once.
+On the local backend, LocalLogSubscription follows the local log streams: it wakes when the
+runner writes events, so a line reaches the logs function milliseconds after it was written.
+
+On the aws backend (moto has no subscription delivery to Lambda without Docker),
+LogSubscriptionPoller reads with FilterLogEvents over a sliding window (events written with a
+timestamp older than WINDOW_MS are not seen; the local Fargate ships lines within 0.2 s of
+their timestamp), and remembers the event ids it delivered, so each event is delivered once.
 """
 from __future__ import annotations
 
 import base64
 import gzip
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +26,7 @@ from chalice.local import LambdaContext
 from chalicelib.observability import logger
 
 from .event_sources import Periodic
+from .sqlite.logs import LocalLogStore
 
 INTERVAL_SECONDS = 0.1
 WINDOW_MS = 15_000
@@ -84,20 +90,77 @@ class LogSubscriptionPoller:
         return count
 
     def _batches(self, events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        batches: list[list[dict[str, Any]]] = [[]]
-        size = 0
-        for event in events:
-            event_size = len(event["message"].encode("utf-8")) + 26
-            if batches[-1] and (len(batches[-1]) >= MAX_EVENTS_PER_DELIVERY or size + event_size > MAX_BYTES_PER_DELIVERY):
-                batches.append([])
-                size = 0
-            batches[-1].append(event)
-            size += event_size
-        return [b for b in batches if b]
+        return batches(events)
 
     def _deliver(self, stream: str, events: list[dict[str, Any]]) -> None:
-        context = LambdaContext(function_name="fastlane-local-logs", memory_size=512, max_runtime_ms=60_000)
-        try:
-            self._handler(subscription_event(self._group, stream, events), context)
-        except Exception:  # noqa: BLE001 - as Lambda's asynchronous invoke: logged, the poller goes on
-            logger.exception("local log subscription: the logs function failed", extra={"stream": stream})
+        deliver(self._handler, self._group, stream, events)
+
+
+def batches(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Deliveries of at most MAX_EVENTS_PER_DELIVERY events and MAX_BYTES_PER_DELIVERY bytes."""
+    cut: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for event in events:
+        event_size = len(event["message"].encode("utf-8")) + 26
+        if cut[-1] and (len(cut[-1]) >= MAX_EVENTS_PER_DELIVERY or size + event_size > MAX_BYTES_PER_DELIVERY):
+            cut.append([])
+            size = 0
+        cut[-1].append(event)
+        size += event_size
+    return [b for b in cut if b]
+
+
+def deliver(handler: Callable[[dict[str, Any], Any], Any], group: str, stream: str, events: list[dict[str, Any]]) -> None:
+    context = LambdaContext(function_name="fastlane-local-logs", memory_size=512, max_runtime_ms=60_000)
+    try:
+        handler(subscription_event(group, stream, events), context)
+    except Exception:  # noqa: BLE001 - as Lambda's asynchronous invoke: logged, the subscription goes on
+        logger.exception("local log subscription: the logs function failed", extra={"stream": stream})
+
+
+class LocalLogSubscription:
+    """Follows every stream of the local log store from the moment it starts and delivers what
+    is written, in writing order, one delivery per stream and batch."""
+
+    IDLE_SECONDS = 0.5  # events written by another process are seen this late at most
+
+    def __init__(self, store: LocalLogStore, group: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        self._store, self._group, self._handler = store, group, handler
+        self._after = store.last_seq()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-subscription", daemon=True)
+        self.reads = 0  # reads of the store: one reader, whoever watches
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._store.wake()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.deliver_new():
+                    self._store.wait_after(self._after, self.IDLE_SECONDS)
+            except Exception:  # noqa: BLE001 - the subscription must outlive a passing error
+                if not self._stop.is_set():
+                    logger.exception("local log subscription: a round failed")
+                    self._stop.wait(0.5)
+
+    def deliver_new(self) -> int:
+        """Deliver the events written since the last delivery; returns how many."""
+        self.reads += 1
+        events = self._store.events_after(self._after)
+        if not events:
+            return 0
+        self._after = events[-1].seq
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            by_stream.setdefault(event.stream, []).append(
+                {"eventId": str(event.seq), "timestamp": event.timestamp, "message": event.message})
+        for stream, items in by_stream.items():
+            for batch in batches(items):
+                deliver(self._handler, self._group, stream, batch)
+        return len(events)

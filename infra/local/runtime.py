@@ -1,9 +1,16 @@
-"""The embedded local runtime: AWS emulated by moto, the app served over HTTP, its SQS and
-schedule handlers fed as Lambda's event sources would, and ECS Fargate stood in for by local
-processes, all in one process, with no AWS account and no Docker. State lives in memory and is
-gone on exit.
+"""The embedded local runtime: the app served over HTTP and websockets, its queue and schedule
+handlers fed as Lambda's event sources would, and containers stood in for by local processes,
+all in one process, with no AWS account and no Docker.
 
-    python -m infra.local.runtime [--host 127.0.0.1] [--port 10000]
+Two backends (docs/local-runtime.md):
+- `local` (the default): one SQLite file holds every port's state (tasks, jobs, executions,
+  queues, log streams, schedules, ECS tasks), kept across restarts; `--fresh` starts empty.
+- `aws`: the app's AWS adapters, against moto's server started here, or against the endpoint
+  AWS_ENDPOINT_URL names (LocalStack, a real account), with the same stand-ins for ECS (local
+  processes behind an ECS API), Scheduler's firing, the log subscription and the websocket API.
+
+    python -m infra.local.runtime [--host 127.0.0.1] [--port 10000] [--backend local|aws]
+                                  [--state .fastlane/local.db] [--fresh]
 """
 from __future__ import annotations
 
@@ -14,15 +21,20 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from .provision import local_environment, provision
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE = ROOT / ".fastlane" / "local.db"
+BACKENDS = ("local", "aws")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def _cache_moto_service_list() -> None:
@@ -38,69 +50,58 @@ def _cache_moto_service_list() -> None:
             return modules
 
         cached.cached = True  # type: ignore[attr-defined]
-        backends.list_of_moto_modules = cached  # type: ignore[assignment]
+        backends.list_of_moto_modules = cached
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    return default if not raw else raw in ("1", "true", "yes", "on")
 
 
 class LocalRuntime:
-    def __init__(self, host: str = "127.0.0.1", port: int = 10000, moto_port: int = 0, prefix: str = "fastlane") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 10000, moto_port: int = 0, prefix: str = "fastlane",
+                 *, backend: str = "local", state: str | os.PathLike[str] | None = None, fresh: bool = False) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.host = host
         self.port = port
-        self.moto_port = moto_port or free_port(host)
+        self.moto_port = moto_port
         self.prefix = prefix
+        self.backend_name = backend
+        self.state = str(state or DEFAULT_STATE)
+        self.fresh = fresh
+        self.aws_endpoint = ""  # the aws backend's endpoint
+        self.isolation = ""
+        self.recovered = 0  # ECS tasks a previous run left, stopped on start
         self._moto: Any = None
         self._http: Any = None
         self._fargate: Any = None
         self._websocket: Any = None
+        self._handles: Any = None
         self._sources: list[Any] = []
         self.stopped = threading.Event()
 
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
+    # shared ---------------------------------------------------------------------------------------
 
-        _cache_moto_service_list()
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
-        self._moto.start()
-        endpoint = f"http://{self.host}:{self.moto_port}"
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                "AWS_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                "POWERTOOLS_TRACE_DISABLED": "1",
-                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "1"),
-                # Local development posts webhooks to local receivers; links in notifications
-                # point at this runtime.
-                "WEBHOOK_ALLOW_PRIVATE": os.environ.get("WEBHOOK_ALLOW_PRIVATE", "true"),
-                "NOTIFY_BASE_URL": os.environ.get("NOTIFY_BASE_URL")
-                or f"http://{'127.0.0.1' if self.host in ('', '0.0.0.0', '::') else self.host}:{self.port}",
-                **local_environment(self.prefix),
-            }
-        )
-        import boto3
+    def _public_host(self) -> str:
+        return "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
 
-        from chalicelib import wiring
+    def _common_environment(self) -> None:
+        region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ.update({
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "1"),
+            # Local development posts webhooks to local receivers; links in notifications point
+            # at this runtime.
+            "WEBHOOK_ALLOW_PRIVATE": os.environ.get("WEBHOOK_ALLOW_PRIVATE", "true"),
+            "NOTIFY_BASE_URL": os.environ.get("NOTIFY_BASE_URL") or f"http://{self._public_host()}:{self.port}",
+            **local_environment(self.prefix),
+        })
 
-        wiring.reset()
-        sqs, logs = boto3.client("sqs"), boto3.client("logs")
-        env = provision(sqs, self.prefix, logs=logs, visibility_timeout=30)
-        os.environ.update(env)
-        if os.environ.get("MAIL_SENDER"):  # e-mail is captured by the emulator, never delivered
-            boto3.client("ses").verify_email_identity(EmailAddress=os.environ["MAIL_SENDER"])
-
-        from .fargate import LocalFargate
-
-        self._fargate = LocalFargate(
-            sqs_client=sqs, logs_client=logs, events_queue_url=env["EVENTS_QUEUE_URL"], log_group=env["LOG_GROUP"],
-            host=self.host, stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
-            engine="docker" if os.environ.get("DOCKER_HOST") else None,
-        )
-        self._fargate.start()
-        os.environ["AWS_ENDPOINT_URL_ECS"] = self._fargate.endpoint
-        # Live logs: API Gateway's websocket API (on PORT+1 when free) and its management API,
-        # and Lambda's Invoke for the logs function, served by the local gateway.
+    def _start_websocket(self) -> Any:
+        """API Gateway's websocket API (on PORT+1 when free) and its management API."""
         from .websocket import LocalWebsocketGateway
 
         self._websocket = LocalWebsocketGateway(self.host, self.port + 1 if self.port else 0)
@@ -110,12 +111,134 @@ class LocalRuntime:
             "AWS_ENDPOINT_URL_LAMBDA": self._websocket.management_endpoint,
             "LOGS_FUNCTION_NAME": f"{self.prefix}-local-logs",
         })
+        return self._websocket
+
+    def _serve(self, app_module: Any) -> None:
+        from chalicelib import wiring
+
+        from .gateway import LocalHttpServer
+
+        self._websocket.start(app_module.app, {"logs": app_module.app.handler_map["logs"]})
+        wiring.get_live_logs().warm()  # as a warm Lambda container: the first subscriber does not wait
+        for source in self._sources:
+            source.start()
+        self._http = LocalHttpServer(app_module.app, self.host, self.port)
+        # http.server writes a response's headers and body in two sends; with Nagle's algorithm
+        # the body then waits for the client's delayed ACK, 40 ms a request on Linux.
+        self._http.httpd.RequestHandlerClass.disable_nagle_algorithm = True
+        self.port = self._http.port
+        self._http.start()
+
+    def start(self) -> None:
+        self._common_environment()
+        if self.backend_name == "local":
+            self._start_local()
+        else:
+            self._start_aws()
+
+    # the local backend ------------------------------------------------------------------------------
+
+    def _start_local(self) -> None:
+        from chalicelib import wiring
+        from chalicelib.config import Settings
+
+        from .event_sources import QueuePoller, Timer
+        from .log_subscription import LocalLogSubscription
+        from .processes import Sandbox
+        from .sqlite.backend import handles_of, open_local_backend
+        from .sqlite.queues import EVENTS, JOBS, NOTIFY
+
+        # Names only: the settings of a deployment read them; the local backend has its queues.
+        os.environ.update({f"{role.upper()}_QUEUE_URL": f"local:{name}" for role, name in
+                           (("jobs", JOBS), ("events", EVENTS), ("notify", NOTIFY))})
+        os.environ.setdefault("MAIL_SENDER", "fastlane@localhost")  # e-mail is kept in the state file, never sent
+        gateway = self._start_websocket()
+        wiring.reset()
+        settings = Settings.from_environment()
+        engine = "docker" if os.environ.get("DOCKER_HOST") else None
+        sandbox = None
+        if engine is None:
+            # Jobs may read the host, but not the runtime's own state.
+            sandbox = Sandbox.choose(os.environ.get("LOCAL_SANDBOX") or "auto",
+                                     network=_flag("LOCAL_SANDBOX_NETWORK", True),
+                                     hidden=(os.path.dirname(os.path.abspath(self.state)),))
+        tick = os.environ.get("LOCAL_CRON_TICK_SECONDS")
+        backend = open_local_backend(
+            self.state, settings, gateway=gateway, fresh=self.fresh, sandbox=sandbox, engine=engine,
+            stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
+            cron_tick_seconds=float(tick) if tick else None,
+            visibility_timeout=float(os.environ.get("LOCAL_VISIBILITY_TIMEOUT", "30")))
+        handles = self._handles = handles_of(backend)
+        self.isolation = backend.isolation
+        wiring.use_backend(backend)
+
+        import app as app_module
+
+        queues = handles.queues
+        self._sources = [
+            QueuePoller(queues, JOBS, app_module.dispatch_jobs, name="dispatch", concurrency=8),
+            QueuePoller(queues, EVENTS, app_module.monitor_tasks, name="monitor", concurrency=4),
+            QueuePoller(queues, NOTIFY, app_module.send_notifications, name="notify", concurrency=4),
+            Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
+            handles.scheduler,
+        ]
+        subscription = LocalLogSubscription(handles.log_store, settings.log_group, app_module.app.handler_map["logs"])
+        self._sources.append(subscription)
+        # Log reads for live logs, counted at GET <management endpoint>/_local/calls: the app's
+        # catch-ups and ends, and the one subscription.
+        gateway.counters.update({"AppFilterLogEvents": lambda: handles.log_events.reads,
+                                 "PollerFilterLogEvents": lambda: subscription.reads})
+        self.recovered = handles.runner.recover()
+        self._serve(app_module)
+
+    # the aws backend --------------------------------------------------------------------------------
+
+    def _start_aws(self) -> None:
+        import boto3
+
+        from chalicelib import wiring
+
+        given = os.environ.get("AWS_ENDPOINT_URL", "")
+        if given:
+            self.aws_endpoint = given
+        else:
+            from moto.server import ThreadedMotoServer
+
+            _cache_moto_service_list()
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self.moto_port = self.moto_port or free_port(self.host)
+            self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+            self._moto.start()
+            self.aws_endpoint = f"http://{self.host}:{self.moto_port}"
+            os.environ.update({"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_ACCESS_KEY_ID": "local",
+                               "AWS_SECRET_ACCESS_KEY": "local"})
+        wiring.reset()
+        sqs, logs = boto3.client("sqs"), boto3.client("logs")
+        env = provision(sqs, self.prefix, logs=logs, visibility_timeout=30)
+        os.environ.update(env)
+        if os.environ.get("MAIL_SENDER"):  # e-mail is captured by the emulator, never delivered
+            boto3.client("ses").verify_email_identity(EmailAddress=os.environ["MAIL_SENDER"])
+
+        from .fargate import LocalFargate
+        from .processes import Sandbox
+
+        engine = "docker" if os.environ.get("DOCKER_HOST") else None
+        sandbox = None if engine else Sandbox.choose(os.environ.get("LOCAL_SANDBOX") or "auto",
+                                                     network=_flag("LOCAL_SANDBOX_NETWORK", True))
+        self._fargate = LocalFargate(
+            sqs_client=sqs, logs_client=logs, events_queue_url=env["EVENTS_QUEUE_URL"], log_group=env["LOG_GROUP"],
+            host=self.host, stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
+            engine=engine, sandbox=sandbox)
+        self._fargate.start()
+        self.isolation = "Docker containers (DOCKER_HOST)" if engine else "local processes: " + self._fargate.sandbox.description
+        os.environ["AWS_ENDPOINT_URL_ECS"] = self._fargate.endpoint
+        self._start_websocket()
         wiring.reset()
 
         import app as app_module
 
         from .event_sources import SqsPoller, Timer
-        from .gateway import LocalHttpServer
+        from .log_subscription import LogSubscriptionPoller
         from .scheduler import LocalScheduler
 
         region = os.environ["AWS_DEFAULT_REGION"]
@@ -127,13 +250,8 @@ class LocalRuntime:
             LocalScheduler(boto3.client("scheduler"), sqs, env["SCHEDULE_GROUP"],
                            cron_tick_seconds=float(os.environ["LOCAL_CRON_TICK_SECONDS"])
                            if os.environ.get("LOCAL_CRON_TICK_SECONDS") else None),
+            LogSubscriptionPoller(logs, env["LOG_GROUP"], app_module.app.handler_map["logs"]),
         ]
-        from .log_subscription import LogSubscriptionPoller
-
-        logs_function = app_module.app.handler_map["logs"]
-        self._sources.append(LogSubscriptionPoller(logs, env["LOG_GROUP"], logs_function))
-        self._websocket.start(app_module.app, {"logs": logs_function})
-        wiring.get_live_logs().warm()  # as a warm Lambda container: the first subscriber does not wait
         # CloudWatch reads for live logs, counted at GET <management endpoint>/_local/calls: the
         # app's catch-ups and ends, and the one subscription poller.
         calls = self._websocket.calls
@@ -141,11 +259,9 @@ class LocalRuntime:
             calls[name] = 0
             client_.meta.events.register("before-call.cloudwatch-logs.FilterLogEvents",
                                          lambda name=name, **_: calls.__setitem__(name, calls[name] + 1))
-        for source in self._sources:
-            source.start()
-        self._http = LocalHttpServer(app_module.app, self.host, self.port)
-        self.port = self._http.port
-        self._http.start()
+        self._serve(app_module)
+
+    # -------------------------------------------------------------------------------------------------
 
     @property
     def websocket_url(self) -> str:
@@ -162,8 +278,12 @@ class LocalRuntime:
     def stop(self) -> None:
         if self._http is not None:
             self._http.stop()
+        if self._handles is not None:
+            self._handles.queues.close()  # wakes the pollers waiting for messages
         for source in self._sources:
             source.stop()
+        if self._handles is not None:
+            self._handles.close()  # the running processes are killed; their STOPPED events stay queued
         if self._websocket is not None:
             self._websocket.stop()
         if self._fargate is not None:
@@ -172,29 +292,53 @@ class LocalRuntime:
             self._moto.stop()
         self.stopped.set()
 
+    def describe(self) -> list[str]:
+        """What the runtime says when it has started."""
+        host = self._public_host()
+        lines = [f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend). Ctrl-C stops it."]
+        if self.backend_name == "local":
+            lines.append(f"fastlane local runtime: state in {self.state} (kept across restarts; --fresh or "
+                         f"`make reset` starts empty)" + (f"; {self.recovered} ECS task(s) left running by the "
+                                                          "previous run were stopped" if self.recovered else "") + ".")
+        else:
+            emulated = "moto, in memory: lost on exit" if self._moto is not None else "the given endpoint"
+            lines.append(f"fastlane local runtime: AWS at {self.aws_endpoint} ({emulated}); ECS stood in for by "
+                         f"local processes at {self.ecs_endpoint}.")
+        lines.append(f"fastlane local runtime: jobs run as {self.isolation}.")
+        lines.append(f"fastlane local runtime: live logs websocket on {self.websocket_url} "
+                     f"(stream pages: http://{host}:{self.port}/tasks/<task>/jobs/<job>/stream; "
+                     f"websocket management API at {self.websocket_management_endpoint}).")
+        return lines
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run fastlane locally, with AWS emulated in memory.")
+    parser = argparse.ArgumentParser(description="Run fastlane locally: one process, no AWS account, no Docker.")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "10000")))
+    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("BACKEND") or "local",
+                        help="local: one SQLite state file (default); aws: the AWS adapters on moto or AWS_ENDPOINT_URL")
+    parser.add_argument("--state", default=os.environ.get("STATE_FILE") or str(DEFAULT_STATE),
+                        help="the local backend's state file (default .fastlane/local.db in the project)")
+    parser.add_argument("--fresh", action="store_true", help="start the local backend with an empty state file")
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")))
     args = parser.parse_args(argv)
 
-    runtime = LocalRuntime(args.host, args.port, args.moto_port)
-    runtime.start()
+    runtime = LocalRuntime(args.host, args.port, args.moto_port, backend=args.backend, state=args.state,
+                           fresh=args.fresh)
+    try:
+        runtime.start()
+    except Exception as error:  # noqa: BLE001 - said plainly, not as a traceback, when it is the user's setup
+        from .sqlite.backend import StateInUse
+
+        if isinstance(error, (StateInUse, ValueError, RuntimeError)):
+            print(f"fastlane local runtime: cannot start: {error}", file=sys.stderr, flush=True)
+            runtime.stop()
+            return 2
+        raise
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=runtime.stop, daemon=True).start())
-    print(
-        f"fastlane local runtime: API on http://{args.host}:{runtime.port} "
-        f"(AWS emulated in memory at http://{args.host}:{runtime.moto_port}, ECS stood in for by local processes "
-        f"at {runtime.ecs_endpoint}; state is lost on exit). Ctrl-C stops it.",
-        file=sys.stderr,
-        flush=True,
-    )
-    print(f"fastlane local runtime: live logs websocket on {runtime.websocket_url} "
-          f"(stream pages: http://{args.host}:{runtime.port}/tasks/<task>/jobs/<job>/stream; "
-          f"websocket management API at {runtime.websocket_management_endpoint}).",
-          file=sys.stderr, flush=True)
+    for line in runtime.describe():
+        print(line, file=sys.stderr, flush=True)
     runtime.stopped.wait()
     return 0
 

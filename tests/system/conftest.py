@@ -1,5 +1,7 @@
 """The system tier: the local runtime that `make run` starts, in its own process on free
-ports, driven over real HTTP. Stopped by its process id at the end."""
+ports, driven over real HTTP, on the local backend (a state file of the test's own) unless a
+test asks for the aws one (moto's server, started by the runtime). Stopped by its process id
+at the end."""
 from __future__ import annotations
 
 import os
@@ -36,17 +38,19 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, what: st
 
 
 class Runtime:
-    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+    def __init__(self, url: str, process: subprocess.Popen, log: Path, backend: str = "local",
+                 state: Path | None = None) -> None:
         self.url = url
         self.process = process
         self.log = log
+        self.backend = backend
+        self.state = state  # the local backend's state file
 
     def endpoints(self) -> tuple[str, str]:
-        """The emulated AWS endpoint and the local ECS endpoint, as the runtime announced them."""
+        """The aws backend's AWS endpoint and the local ECS endpoint, as the runtime announced them."""
         import re
 
-        match = re.search(r"AWS emulated in memory at (\S+), ECS stood in for by local processes at (\S+);",
-                          self.log.read_text())
+        match = re.search(r"AWS at (\S+) \(.*\); ECS stood in for by local processes at (\S+)\.", self.log.read_text())
         assert match, "the runtime did not announce its endpoints"
         return match.group(1), match.group(2)
 
@@ -70,16 +74,22 @@ class Runtime:
         return requests.put(self.url + path, json=json, timeout=10, **kw)
 
 
-def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None) -> Runtime:
+def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: str = "local",
+                  state: Path | None = None, log_name: str = "runtime.log", args: tuple[str, ...] = ()) -> Runtime:
+    """A runtime on `backend`; on the local one its state is `state` (by default a new file in
+    `tmp`), so a second runtime on the same file is a restart."""
     port = free_port()
-    log = tmp / "runtime.log"
+    log = tmp / log_name
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "infra.local.runtime", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    runtime = Runtime(f"http://127.0.0.1:{port}", process, log)
+    for name in ("AWS_ENDPOINT_URL", "BACKEND", "STATE_FILE"):
+        env.pop(name, None)
+    argv = [sys.executable, "-m", "infra.local.runtime", "--port", str(port), "--backend", backend]
+    if backend == "local":
+        state = state or tmp / "state" / "local.db"
+        argv += ["--state", str(state)]
+    argv += args
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    runtime = Runtime(f"http://127.0.0.1:{port}", process, log, backend, state)
 
     def healthy() -> bool:
         if process.poll() is not None:
@@ -108,9 +118,10 @@ POOLS = '[{"name": "limited", "match": "limited-.*", "maxRunning": 2}, {"name": 
 
 
 @contextmanager
-def running_runtime(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Runtime]:
+def running_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: str = "local",
+                    state: Path | None = None) -> Iterator[Runtime]:
     """A local runtime of its own for a test module, stopped by its process id at the end."""
-    rt = start_runtime(tmp, extra_env)
+    rt = start_runtime(tmp, extra_env, backend, state)
     try:
         yield rt
     finally:

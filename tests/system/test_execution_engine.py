@@ -1,17 +1,27 @@
-"""Jobs really run: the acceptance of the execution engine, over HTTP against the local runtime."""
+"""Jobs really run: the acceptance of the execution engine, over HTTP against the local runtime,
+once on each backend (local: the state file; aws: the AWS adapters on moto's server)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 
 import boto3
 import pytest
 
-from tests.system.conftest import wait_until
+from tests.system.conftest import POOLS, Runtime, running_runtime, wait_until
 
 pytestmark = pytest.mark.system
 FINAL = {"done", "failed", "timedout", "expired", "stopped"}
+
+
+@pytest.fixture(scope="module", params=["local", "aws"])
+def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    with running_runtime(tmp_path_factory.mktemp(f"engine-{request.param}"), {"POOLS": POOLS},
+                         backend=request.param) as rt:
+        yield rt
 
 
 def run(runtime, task: str, payload: dict) -> tuple[dict, dict]:
@@ -128,23 +138,66 @@ def test_a_pool_limit_holds(runtime):
     assert concurrent <= 2
 
 
+class JobsQueue:
+    """The runtime's jobs queue and its ECS tasks, reached as an operator would: SQS and the local
+    Fargate's ECS API on the aws backend, the state file on the local one."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        if runtime.backend == "aws":
+            aws, ecs_endpoint = runtime.endpoints()
+            options = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+            self.sqs = boto3.client("sqs", endpoint_url=aws, **options)
+            self.url = self.sqs.get_queue_url(QueueName="fastlane-jobs")["QueueUrl"]
+            self.ecs = boto3.client("ecs", endpoint_url=ecs_endpoint, **options)
+        else:
+            from infra.local.sqlite.db import Database
+            from infra.local.sqlite.queues import LocalQueues
+
+            self.db = Database(str(runtime.state))
+            self.queues = LocalQueues(self.db)
+
+    def send(self, body: str) -> None:
+        if self.runtime.backend == "aws":
+            self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+        else:
+            from infra.local.sqlite.queues import JOBS
+
+            self.queues.send(JOBS, body)
+
+    def visible(self) -> int:
+        if self.runtime.backend == "aws":
+            return int(self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["All"])
+                       ["Attributes"]["ApproximateNumberOfMessages"])
+        from infra.local.sqlite.queues import JOBS
+
+        return self.queues.depth(JOBS)["visible"]
+
+    def ecs_tasks(self, execution_id: str) -> int:
+        if self.runtime.backend == "aws":
+            return len([arn for status in ("RUNNING", "STOPPED")
+                        for arn in self.ecs.list_tasks(cluster="fastlane", startedBy=execution_id,
+                                                       desiredStatus=status)["taskArns"]])
+        with sqlite3.connect(f"file:{self.runtime.state}?mode=ro", uri=True) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM ecs_tasks WHERE execution_id = ?",
+                                          (execution_id,)).fetchone()[0])
+
+    def close(self) -> None:
+        if self.runtime.backend == "local":
+            self.db.close()
+
+
 def test_a_duplicate_launch_message_starts_one_container(runtime):
     created, execution = run(runtime, "engine-dup", {"image": "ubuntu", "command": "echo once"})
-    aws, ecs_endpoint = runtime.endpoints()
-    sqs = boto3.client("sqs", endpoint_url=aws, region_name="us-east-1", aws_access_key_id="local",
-                       aws_secret_access_key="local")
-    url = sqs.get_queue_url(QueueName="fastlane-jobs")["QueueUrl"]
-    body = json.dumps({"taskId": "engine-dup", "jobId": created["jobId"], "executionId": created["executionId"]})
-    sqs.send_message(QueueUrl=url, MessageBody=body)
-    sqs.send_message(QueueUrl=url, MessageBody=body)
-    wait_until(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-               ["ApproximateNumberOfMessages"] == "0", timeout=10, what="the duplicates to be consumed")
-    ecs = boto3.client("ecs", endpoint_url=ecs_endpoint, region_name="us-east-1", aws_access_key_id="local",
-                       aws_secret_access_key="local")
-    tasks = [arn for status in ("RUNNING", "STOPPED")
-             for arn in ecs.list_tasks(cluster="fastlane", startedBy=created["executionId"],
-                                       desiredStatus=status)["taskArns"]]
-    assert len(tasks) == 1
+    jobs = JobsQueue(runtime)
+    try:
+        body = json.dumps({"taskId": "engine-dup", "jobId": created["jobId"], "executionId": created["executionId"]})
+        jobs.send(body)
+        jobs.send(body)
+        wait_until(lambda: jobs.visible() == 0, timeout=10, what="the duplicates to be consumed")
+        assert jobs.ecs_tasks(created["executionId"]) == 1
+    finally:
+        jobs.close()
     job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
     assert job["executionCount"] == 1 and job["executions"][0]["status"] == "done"
 

@@ -1,0 +1,365 @@
+"""The Runner port as local processes, standing in for ECS Fargate without an ECS API: each
+execution runs as one process (in a bubblewrap sandbox where available, or through the docker
+CLI with DOCKER_HOST), its stdout and stderr go into the local log streams as they are written,
+and its state changes go onto the local events queue as the ECS "Task State Change" events the
+EventBridge rule delivers in AWS, so the monitor handles them with the same code.
+
+ECS tasks are rows of the local database, written with their event in one transaction. A row
+that is not STOPPED when a runner starts was left by a previous process of the runtime, whose
+processes are gone (they die with it): the runner puts a STOPPED event without an exit code for
+it, and the engine finalises its execution the normal way (failed with that reason, retried if
+the job has retries left)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.domain.ecs import CONTAINER, TaskState, ecs_task_id
+from chalicelib.domain.errors import LaunchFailed
+from chalicelib.domain.limits import ECS_MAX_REASON_CHARS
+from chalicelib.domain.model import Execution, JobSpec
+from chalicelib.domain.pools import Pool
+
+from .processes import (
+    CannotStart,
+    Command,
+    OutputShipper,
+    ProcessRun,
+    Sandbox,
+    docker_command,
+    docker_quietly,
+    killpg,
+    process_start_time,
+)
+from .sqlite.db import Database
+from .sqlite.logs import LocalLogStore
+from .sqlite.queues import EVENTS, LocalQueues
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ecs_tasks (
+    ecs_task_id TEXT PRIMARY KEY,
+    arn TEXT NOT NULL UNIQUE,
+    execution_id TEXT NOT NULL UNIQUE,
+    image TEXT NOT NULL,
+    last_status TEXT NOT NULL,
+    desired_status TEXT NOT NULL,
+    exit_code INTEGER,
+    container_reason TEXT,
+    stop_code TEXT,
+    stopped_reason TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    stopping_at REAL,
+    stopped_at REAL,
+    version INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER,
+    pid_started TEXT,
+    directory TEXT
+);
+CREATE INDEX IF NOT EXISTS ecs_tasks_by_status ON ecs_tasks (last_status);
+"""
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+RESTARTED = "The local runtime restarted; the process of this ECS task is gone."
+SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was killed."
+JOIN_SECONDS = 5.0
+TASK_DIRECTORY_PREFIX = "fastlane-task-"
+
+
+def _iso_ms(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Supervised:
+    """An ECS task this runner started, while its thread watches it."""
+
+    ecs_task_id: str
+    arn: str
+    command: list[str]
+    env: dict[str, str]
+    image: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    process: ProcessRun | None = None
+    stop: tuple[str, str] | None = None  # (stop code, reason) once a stop was asked
+    thread: threading.Thread | None = None
+
+
+class LocalRunner:
+    def __init__(self, db: Database, queues: LocalQueues, logs: LocalLogStore, *, events_queue: str = EVENTS,
+                 stop_grace_seconds: float = 2.0, engine: str | None = None, sandbox: Sandbox | None = None,
+                 region: str = REGION, account: str = ACCOUNT, clock: Callable[[], float] = time.time) -> None:
+        if engine not in (None, "docker"):
+            raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
+        self._db = db
+        self._queues = queues
+        self._logs = logs
+        self._events_queue = events_queue
+        self._grace = stop_grace_seconds
+        self._engine = engine
+        self.sandbox = sandbox or Sandbox()
+        self._region = region
+        self._account = account
+        self._clock = clock
+        self._db.ensure_schema(SCHEMA)
+        self._lock = threading.Lock()
+        self._supervised: dict[str, _Supervised] = {}
+        self._closing = False
+
+    @property
+    def isolation(self) -> str:
+        """How jobs are isolated from the host, as /status says it."""
+        if self._engine == "docker":
+            return "Docker containers (DOCKER_HOST)"
+        return "local processes: " + self.sandbox.description
+
+    # the port -----------------------------------------------------------------------------------
+
+    def run(self, execution: Execution, spec: JobSpec, pool: Pool) -> str:
+        """Launch; idempotent per execution id, as ECS is per clientToken."""
+        try:
+            argv = shlex.split(execution.command)
+        except ValueError as error:
+            raise LaunchFailed(f"the command cannot be split into arguments: {error}", retryable=False) from error
+        env = {**spec.envs, "FASTLANE_TASK_ID": execution.task_id, "FASTLANE_JOB_ID": execution.job_id,
+               "FASTLANE_EXECUTION_ID": execution.execution_id}
+        task_id = uuid.uuid4().hex
+        arn = f"arn:aws:ecs:{self._region}:{self._account}:task/{pool.cluster}/{task_id}"
+        with self._lock:
+            if self._closing:
+                raise LaunchFailed("the local runtime is stopping", retryable=True)
+            with self._db.write() as connection:
+                row = connection.execute("SELECT arn FROM ecs_tasks WHERE execution_id = ?",
+                                         (execution.execution_id,)).fetchone()
+                if row is not None:
+                    return str(row[0])  # the same client token: the task it started
+                connection.execute(
+                    "INSERT INTO ecs_tasks (ecs_task_id, arn, execution_id, image, last_status, desired_status,"
+                    " created_at) VALUES (?, ?, ?, ?, 'PENDING', 'RUNNING', ?)",
+                    (task_id, arn, execution.execution_id, execution.image, self._clock()))
+            supervised = _Supervised(task_id, arn, argv, env, execution.image)
+            self._supervised[task_id] = supervised
+        supervised.thread = threading.Thread(target=self._supervise, args=(supervised,), name=f"ecs-task-{task_id[:8]}",
+                                             daemon=True)
+        supervised.thread.start()
+        return arn
+
+    def stop(self, task_arn: str, reason: str) -> None:
+        """SIGTERM (docker stop), then SIGKILL after the grace; a task that is gone needs nothing."""
+        with self._lock:
+            supervised = self._supervised.get(ecs_task_id(task_arn))
+        if supervised is None or supervised.arn != task_arn:
+            return  # stopped already, or never ours
+        process = self._ask_stop(supervised, "UserInitiated", reason[:ECS_MAX_REASON_CHARS])
+        if process is not None:
+            threading.Thread(target=process.terminate, args=(self._grace, self._docker_name(supervised)),
+                             name=f"stop-{supervised.ecs_task_id[:8]}", daemon=True).start()
+
+    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
+        found: dict[str, TaskState] = {}
+        arns = list(dict.fromkeys(task_arns))
+        with self._db.read() as connection:
+            for start in range(0, len(arns), 500):
+                chunk = arns[start:start + 500]
+                rows = connection.execute(
+                    f"SELECT * FROM ecs_tasks WHERE arn IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+                for row in rows:
+                    found[row["arn"]] = TaskState(
+                        arn=row["arn"], last_status=row["last_status"], exit_code=row["exit_code"],
+                        reason=row["container_reason"] or row["stopped_reason"], started_at=row["started_at"],
+                        stopped_at=row["stopped_at"])
+        return {arn: found.get(arn) for arn in task_arns}
+
+    def ping(self) -> None:
+        with self._db.read() as connection:
+            connection.execute("SELECT 1").fetchone()
+
+    # start and shutdown -------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Put a STOPPED event for every ECS task a previous process of the runtime left
+        unfinished (and kill what may be left of its process); returns how many."""
+        with self._db.read() as connection:
+            rows = connection.execute("SELECT ecs_task_id, pid, pid_started, directory FROM ecs_tasks"
+                                      " WHERE last_status != 'STOPPED'").fetchall()
+        with self._lock:
+            left = [row for row in rows if row["ecs_task_id"] not in self._supervised]
+        for row in left:
+            if row["pid"] and row["pid_started"] and process_start_time(row["pid"]) == row["pid_started"]:
+                killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
+            if self._engine == "docker":
+                docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
+            if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
+                shutil.rmtree(row["directory"], ignore_errors=True)  # the task's /tmp, left by the crash
+            now = self._clock()
+            self._record(row["ecs_task_id"], event=True, last_status="STOPPED", desired_status="STOPPED",
+                         stop_code="TerminationNotice", stopped_reason=RESTARTED, stopping_at=now, stopped_at=now,
+                         exit_code=None, pid=None)
+        if left:
+            log.warning("local runner: %d ECS task(s) of a previous run were stopped", len(left))
+        return len(left)
+
+    def close(self) -> None:
+        """Kill every running process; each task's STOPPED event says the runtime stopped."""
+        with self._lock:
+            self._closing = True
+            supervised = list(self._supervised.values())
+        for task in supervised:
+            process = self._ask_stop(task, "TerminationNotice", SHUT_DOWN)
+            if process is not None:
+                process.kill(self._docker_name(task))
+        deadline = time.monotonic() + JOIN_SECONDS
+        for task in supervised:
+            if task.thread is not None:
+                task.thread.join(max(0.0, deadline - time.monotonic()))
+
+    def running_count(self) -> int:
+        with self._lock:
+            return sum(1 for task in self._supervised.values()
+                       if task.process is not None and not task.process.exited.is_set())
+
+    # one ECS task ---------------------------------------------------------------------------------
+
+    def _docker_name(self, task: _Supervised) -> str | None:
+        return f"fastlane-{task.ecs_task_id}" if self._engine == "docker" else None
+
+    def _ask_stop(self, task: _Supervised, code: str, reason: str) -> ProcessRun | None:
+        """Record the stop; the running process to end, if there is one."""
+        with task.lock:
+            if task.stop is not None:
+                return None
+            task.stop = (code, reason)
+            process = task.process if task.process is not None and not task.process.exited.is_set() else None
+        self._record(task.ecs_task_id, event=False, desired_status="STOPPED", stopping_at=self._clock(),
+                     stop_code=code, stopped_reason=reason)
+        return process
+
+    def _command(self, task: _Supervised, directory: str | None) -> Command:
+        if self._engine == "docker":
+            return docker_command(f"fastlane-{task.ecs_task_id}", task.image, [], task.command, task.env)
+        return self.sandbox.command(task.command, task.env, directory or "/")
+
+    def _supervise(self, task: _Supervised) -> None:
+        """Start the process, ship its output while it runs, and report how it ended. Runs in
+        the task's own thread (a sandbox dies with the thread that started it); never raises."""
+        directory = (tempfile.mkdtemp(prefix=f"{TASK_DIRECTORY_PREFIX}{task.ecs_task_id[:12]}-")
+                     if self._engine is None else None)
+        exit_code: int | None = None
+        failure: str | None = None
+        try:
+            with task.lock:
+                if task.stop is None:
+                    try:
+                        task.process = ProcessRun(self._command(task, directory))
+                    except CannotStart as error:
+                        failure = error.reason
+            if task.process is not None:
+                self._record(task.ecs_task_id, event=True, last_status="RUNNING", started_at=self._clock(),
+                             pid=task.process.pid, pid_started=process_start_time(task.process.pid),
+                             directory=directory)
+                streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
+                shipper = OutputShipper(self._put_logs, streams)
+                exit_code = task.process.pump(shipper)
+        except Exception as error:  # noqa: BLE001 - the task ends, with the reason
+            log.exception("local runner: ECS task %s failed", task.ecs_task_id)
+            failure = failure or f"CannotStartContainerError: {error}"
+            if task.process is not None:
+                task.process.kill(self._docker_name(task))
+                task.process.process.wait()
+        finally:
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+        self._finish(task, exit_code, failure)
+
+    def _put_logs(self, stream: str, events: list[dict[str, Any]]) -> None:
+        self._logs.put(stream, [(event["timestamp"], event["message"]) for event in events])
+
+    def _finish(self, task: _Supervised, exit_code: int | None, failure: str | None) -> None:
+        now = self._clock()
+        with task.lock:
+            stop = task.stop
+        fields: dict[str, Any] = {"last_status": "STOPPED", "desired_status": "STOPPED", "stopped_at": now, "pid": None}
+        if failure is not None and task.process is None:
+            fields.update(stop_code="TaskFailedToStart", stopped_reason=failure, container_reason=failure, exit_code=None)
+        elif stop is not None and stop[0] == "TerminationNotice":
+            # Killed because the runtime stops, not by the job: no exit code of its own.
+            fields.update(stop_code=stop[0], stopped_reason=stop[1], exit_code=None)
+        elif stop is not None:
+            fields.update(stop_code=stop[0], stopped_reason=stop[1], exit_code=exit_code)
+        else:
+            fields.update(stop_code="EssentialContainerExited", stopped_reason="Essential container in task exited",
+                          exit_code=exit_code, stopping_at=now)
+            if failure is not None:
+                fields["container_reason"] = failure
+        if task.process is None:
+            fields["stopping_at"] = now
+        self._record(task.ecs_task_id, event=True, **fields)
+        with self._lock:
+            self._supervised.pop(task.ecs_task_id, None)
+
+    # records and events ---------------------------------------------------------------------------
+
+    def _record(self, task_id: str, *, event: bool, **fields: Any) -> None:
+        """Update the task's row and, with `event`, put its state change on the events queue,
+        in one transaction."""
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        with self._db.write() as connection:
+            connection.execute(f"UPDATE ecs_tasks SET {assignments}, version = version + 1 WHERE ecs_task_id = ?",
+                               (*fields.values(), task_id))
+            if event:
+                row = connection.execute("SELECT * FROM ecs_tasks WHERE ecs_task_id = ?", (task_id,)).fetchone()
+                if row is not None:
+                    self._queues.send_in(connection, self._events_queue, json.dumps(self._event(row)))
+        if event:
+            self._queues.wake(self._events_queue)
+
+    def _event(self, row: sqlite3.Row) -> dict[str, Any]:
+        """The event an EventBridge rule on `aws.ecs` / `ECS Task State Change` delivers."""
+        container: dict[str, Any] = {
+            "containerArn": f"{row['arn'].replace(':task/', ':container/')}/{CONTAINER}",
+            "taskArn": row["arn"], "name": CONTAINER, "image": row["image"], "lastStatus": row["last_status"],
+        }
+        if row["exit_code"] is not None:
+            container["exitCode"] = row["exit_code"]
+        if row["container_reason"]:
+            container["reason"] = row["container_reason"]
+        cluster = row["arn"].split("/")[-2]
+        detail: dict[str, Any] = {
+            "taskArn": row["arn"],
+            "clusterArn": f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
+            "taskDefinitionArn": f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",
+            "lastStatus": row["last_status"], "desiredStatus": row["desired_status"], "launchType": "FARGATE",
+            "group": f"family:{cluster}-local", "startedBy": row["execution_id"], "containers": [container],
+            "createdAt": _iso_ms(row["created_at"]), "updatedAt": _iso_ms(self._clock()), "version": row["version"],
+        }
+        for key, column in (("stopCode", "stop_code"), ("stoppedReason", "stopped_reason")):
+            if row[column]:
+                detail[key] = row[column]
+        for key, column in (("startedAt", "started_at"), ("stoppingAt", "stopping_at"), ("stoppedAt", "stopped_at")):
+            if row[column] is not None:
+                detail[key] = _iso_ms(row[column])
+        return {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECS Task State Change", "source": "aws.ecs",
+            "account": self._account, "time": _iso(self._clock()), "region": self._region,
+            "resources": [row["arn"]], "detail": detail,
+        }

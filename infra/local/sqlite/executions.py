@@ -1,0 +1,131 @@
+"""Executions on SQLite (the Executions port): reads, and the lifecycle's conditional
+transitions, each one transaction with the counts it changes and the retry it may add."""
+from __future__ import annotations
+
+from typing import Any, Unpack
+
+from chalicelib.domain.lifecycle import sources
+from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
+from chalicelib.ports import ExecutionChanges, MakeExecution
+
+from . import rows
+from .db import Database
+from .statistics import bump
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (job_id),
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    image TEXT NOT NULL,
+    command TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    exit_code INTEGER,
+    request_ip TEXT,
+    metadata TEXT NOT NULL,
+    log TEXT,
+    error TEXT,
+    due_at REAL,
+    launched_at REAL,
+    task_arn TEXT,
+    pool TEXT,
+    notified TEXT NOT NULL,
+    notifications TEXT NOT NULL,
+    UNIQUE (job_id, seq)
+) STRICT;
+
+-- the sweeper's worklists: executions of one status that is not final, oldest first
+CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) WHERE {rows.ACTIVE_CONDITION};
+-- a job's active set
+CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};
+"""
+
+
+_SOURCES = {status: sources(status) for status in ExecutionStatus}
+
+
+class SqliteExecutions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # reads ----------------------------------------------------------------------------------------
+
+    def get_execution(self, job_id: str, execution_id: str) -> Execution | None:
+        with self._db.read() as connection:
+            return rows.load_execution(connection, job_id, execution_id)
+
+    def find_execution(self, execution_id: str) -> Execution | None:
+        with self._db.read() as connection:
+            row = connection.execute("SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
+        return rows.execution_of(row) if row is not None else None
+
+    def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
+        with self._db.read() as connection:
+            if total is None:
+                job = connection.execute("SELECT execution_count FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+                total = job["execution_count"] if job is not None else 0
+            low, high = seq_range(page, per_page, total, newest_first=True)
+            found = connection.execute("SELECT * FROM executions WHERE job_id = ? AND seq BETWEEN ? AND ? "
+                                       "ORDER BY seq DESC", (job_id, low, high)).fetchall()
+        return Page(items=[rows.execution_of(row) for row in found], page=page, per_page=per_page, total=total)
+
+    def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
+        if status in FINAL_STATUSES:
+            return []
+        with self._db.read() as connection:
+            found = connection.execute(f"SELECT * FROM executions WHERE status = ? AND {rows.ACTIVE_CONDITION} "
+                                       "ORDER BY created_at LIMIT ?", (status.value, limit)).fetchall()
+        return [rows.execution_of(row) for row in found]
+
+    # writes ---------------------------------------------------------------------------------------
+
+    def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
+                   **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
+        columns, model = rows.changes(fields)
+        allowed = _SOURCES[target]
+        with self._db.write() as connection:
+            # The condition is the stored status, never the caller's snapshot of it.
+            row = connection.execute("SELECT * FROM executions WHERE execution_id = ? AND job_id = ?",
+                                     (execution.execution_id, execution.job_id)).fetchone()
+            if row is None or ExecutionStatus(row["status"]) not in allowed:
+                return None
+            moved = rows.execution_of(row, status=target, **model)
+            assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in columns)])
+            connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ?",
+                               [target.value, *columns.values(), execution.execution_id])
+            bump(connection, {row["status"]: -1, target.value: 1})
+            added = None
+            if follow_up is not None:
+                job = rows.load_job(connection, execution.job_id)
+                if job is not None:
+                    added = rows.add_execution(connection, job, follow_up(job), retry=True)
+        return moved, added
+
+    def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
+                         **fields: Unpack[ExecutionChanges]) -> bool:
+        columns, _ = rows.changes(fields)
+        condition, values = "execution_id = ? AND job_id = ?", [execution.execution_id, execution.job_id]
+        if expected is not None:
+            condition += " AND status IN ({})".format(", ".join("?" * len(expected)))
+            values += [status.value for status in expected]
+        with self._db.write() as connection:
+            if not columns:
+                return connection.execute(f"SELECT 1 FROM executions WHERE {condition}", values).fetchone() is not None
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            cursor = connection.execute(f"UPDATE executions SET {assignments} WHERE {condition}",
+                                        [*columns.values(), *values])
+            return cursor.rowcount == 1
+
+    def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
+        """An execution that does not exist records nothing."""
+        with self._db.write() as connection:
+            current = rows.load_execution(connection, job_id, execution_id)
+            if current is None:
+                return
+            kept = [*current.notifications, entry][-keep:] if keep > 0 else []
+            connection.execute("UPDATE executions SET notifications = ? WHERE execution_id = ?",
+                               (rows.notifications_text(kept), execution_id))
