@@ -304,8 +304,9 @@ class Connections(Protocol):
     def delete(self, connection_id: str) -> None: ...
 
     def append_pending(self, connection_id: str, chunk: str) -> str:
-        """Keep a live chunk for a subscriber still catching up: `appended`, `overflow` (too
-        much; the subscriber will re-read) or `live` (it went live meanwhile: send it)."""
+        """Keep a live chunk for a subscriber still catching up: `kept`, `full` (too much: the
+        subscriber is marked to re-read) or `refused` (it went live or is gone meanwhile: send it
+        directly)."""
         ...
 
     def go_live(self, connection_id: str, cursor: Cursor, pending_seen: int) -> bool: ...

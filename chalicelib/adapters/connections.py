@@ -5,22 +5,42 @@ per watched execution what the live fan-out has delivered. Keys and access patte
 docs/storage.md#prefix-connections."""
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.attributes import BooleanAttribute, ListAttribute, NumberAttribute, TTLAttribute, UnicodeAttribute
-from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PynamoDBException, UpdateError
 from pynamodb.expressions.condition import size
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from ..config import Settings
+from ..domain.errors import DependencyDown
 from ..domain.live import Cursor, Position, StreamRecord, Subscriber
 
 STREAM_PREFIX = "#stream:"  # never an API Gateway connection id, so the kinds cannot clash
 STREAM_RECORD_SECONDS = 24 * 3600
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reachable(method: F) -> F:
+    """A table that cannot be reached is a DependencyDown (503), as for every store."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (PynamoDBException, BotoCoreError, ClientError) as error:
+            raise DependencyDown(f"DynamoDB: {error}") from error
+
+    return cast(F, guarded)
 
 
 def _when(epoch: float) -> datetime:
@@ -99,6 +119,7 @@ class DynamoConnectionStore:
 
     # subscribers ------------------------------------------------------------------------------
 
+    @_reachable
     def put_subscriber(self, subscriber: Subscriber) -> None:
         M = self.model
         M(subscriber.connection_id, execution_id=subscriber.execution_id, task_id=subscriber.task_id,
@@ -108,6 +129,7 @@ class DynamoConnectionStore:
           stdout_at=str(subscriber.cursor.stdout) if subscriber.cursor.stdout else None,
           stderr_at=str(subscriber.cursor.stderr) if subscriber.cursor.stderr else None).save()
 
+    @_reachable
     def get_subscriber(self, connection_id: str) -> Subscriber | None:
         try:
             item = self.model.get(connection_id, consistent_read=True)
@@ -115,6 +137,7 @@ class DynamoConnectionStore:
             return None
         return _subscriber(item) if item.execution_id else None
 
+    @_reachable
     def subscribers(self, execution_id: str, at: float | None = None) -> list[Subscriber]:
         """The execution's subscribers whose connection can still be open (the index is eventually
         consistent: a subscriber of the last instant may be missing, see go_live)."""
@@ -122,12 +145,14 @@ class DynamoConnectionStore:
         found = [_subscriber(item) for item in self.model.by_execution.query(execution_id)]
         return [s for s in found if s.expires_at > at]
 
+    @_reachable
     def delete(self, connection_id: str) -> None:
         try:
             self.model(connection_id).delete()
         except DeleteError:
             pass  # gone already
 
+    @_reachable
     def append_pending(self, connection_id: str, chunk: str) -> str:
         """Keep a live chunk for a subscriber still catching up: 'kept', 'refused' (it is live
         now, or gone) or 'full' (the item cannot hold more)."""
@@ -147,6 +172,7 @@ class DynamoConnectionStore:
                 return "full"
             raise
 
+    @_reachable
     def go_live(self, connection_id: str, cursor: Cursor, pending_seen: int) -> bool:
         """Become live with `cursor` if nothing arrived since it was read: no more pending chunks
         than those seen, no overflow, no end."""
@@ -166,11 +192,13 @@ class DynamoConnectionStore:
                 return False
             raise
 
+    @_reachable
     def clear_overflow(self, connection_id: str) -> None:
         """After a fresh read from CloudWatch: forget what pending held."""
         M = self.model
         M(connection_id).update(actions=[M.overflow.remove(), M.pending.set([])])
 
+    @_reachable
     def mark_end(self, connection_id: str, end: dict[str, Any]) -> bool:
         """Tell a subscriber still catching up that the execution ended; False if it is live."""
         M = self.model
@@ -185,6 +213,7 @@ class DynamoConnectionStore:
 
     # streams ----------------------------------------------------------------------------------
 
+    @_reachable
     def open_stream(self, ecs_task_id: str, execution_id: str) -> StreamRecord:
         """Create the execution's stream item, or keep the one there (with what it delivered)."""
         M = self.model
@@ -193,12 +222,14 @@ class DynamoConnectionStore:
                              M.expires_at.set(_when(time.time() + STREAM_RECORD_SECONDS))])
         return _stream(item)
 
+    @_reachable
     def get_stream(self, ecs_task_id: str) -> StreamRecord | None:
         try:
             return _stream(self.model.get(STREAM_PREFIX + ecs_task_id, consistent_read=True))
         except DoesNotExist:
             return None
 
+    @_reachable
     def claim(self, ecs_task_id: str, stream: str, expected: Position | None, new: Position) -> bool:
         """Record that the fan-out delivers up to `new`, if nothing else moved it since it read
         `expected` and the execution's end was not sent."""
@@ -214,6 +245,7 @@ class DynamoConnectionStore:
                 return False
             raise
 
+    @_reachable
     def end_stream(self, ecs_task_id: str) -> StreamRecord | None:
         """Mark the execution's end as sent (no more live deliveries); None if nobody ever
         watched it."""
@@ -233,6 +265,7 @@ class DynamoConnectionStore:
         if not self.model.exists():
             self.model.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
 
+    @_reachable
     def ping(self) -> None:
         self.model.describe_table()
 

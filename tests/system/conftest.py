@@ -99,7 +99,11 @@ def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: s
         except requests.ConnectionError:
             return False
 
-    wait_until(healthy, timeout=60, what="the local runtime to be healthy")
+    try:
+        wait_until(healthy, timeout=60, what="the local runtime to be healthy")
+    except BaseException:
+        stop_runtime(runtime)  # never leave a runtime behind that did not come up
+        raise
     return runtime
 
 

@@ -47,3 +47,10 @@ def test_errors_over_http_are_json(runtime):
 def test_healthcheck_over_http(runtime):
     response = runtime.get("/")
     assert response.status_code == 200 and response.json()["healthy"] is True
+
+
+def test_status_says_which_backend_serves_and_how_jobs_are_isolated(runtime):
+    status = runtime.get("/status").json()
+    assert status["backend"] == "local"
+    # bubblewrap where the machine has it (the Makefile installs it), plain processes otherwise
+    assert status["isolation"].startswith("local processes")

@@ -27,11 +27,14 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
     import requests
 
-    port, log = free_port(), tmp_path_factory.mktemp("edge-auth") / "runtime.log"
+    folder = tmp_path_factory.mktemp("edge-auth")
+    port, log = free_port(), folder / "runtime.log"
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "BASIC_AUTH_USERNAME": "ana",
            "BASIC_AUTH_PASSWORD": "s3cret"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen([sys.executable, "-m", "infra.local.runtime", "--port", str(port)], cwd=ROOT, env=env,
+    for name in ("AWS_ENDPOINT_URL", "BACKEND", "STATE_FILE"):
+        env.pop(name, None)
+    process = subprocess.Popen([sys.executable, "-m", "infra.local.runtime", "--port", str(port),
+                                "--state", str(folder / "local.db")], cwd=ROOT, env=env,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
     rt = Runtime(f"http://127.0.0.1:{port}", process, log)
 

@@ -2,6 +2,8 @@
 (its condition derived from the lifecycle table), and field updates."""
 from __future__ import annotations
 
+import random
+import time
 from typing import Any, Unpack
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -14,7 +16,7 @@ from .jobs import set_is
 from .mapping import execution_from_item, execution_to_item, job_from_item, sweep_key
 from .statistics import DynamoStatistics
 from .tables import Tables, get_or_none
-from .transactions import CONTENTION_ATTEMPTS, condition_failed, refused_item, retry_on_contention
+from .transactions import CONTENTION_ATTEMPTS, condition_failed, contention, refused_item
 
 
 def _actions(model: Any, fields: dict[str, Any]) -> list[Any]:
@@ -69,44 +71,72 @@ class DynamoExecutions:
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
+        """A compare-and-set on the exact status the write starts from: first the caller's
+        snapshot (no read when it is current, the usual case), then, if the item has moved on,
+        its stored status when the lifecycle still allows the move. The counters move from the
+        status that was really stored, and the follow-up is built only for a move that happens."""
         ExecM, JobM = self._t.Execution, self._t.Job
-        final = target in FINAL_STATUSES
+        allowed = sources(target)
         key = sweep_key(target)
         actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
         actions += _actions(ExecM, dict(fields))
-        condition = ExecM.status.is_in(*[s.value for s in sources(target)])
 
-        def attempt() -> tuple[Execution, Execution | None] | None:
-            job = get_or_none(JobM, execution.job_id) if follow_up else None
+        def attempt(current: Execution) -> tuple[Execution, Execution | None]:
+            job = get_or_none(JobM, current.job_id) if follow_up else None
             added = None
-            try:
-                with self._t.transact() as tx:
-                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=actions, condition=condition)
-                    if follow_up is not None and job is not None:
-                        count = int(job.execution_count or 0)
-                        active = frozenset(job.active or ())
-                        added = follow_up(job_from_item(job)).with_changes(seq=count + 1)
-                        remaining = (active - {execution.execution_id}) | {added.execution_id}
-                        tx.update(JobM(job_id=execution.job_id),
-                                  actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
-                                           JobM.retry_count.add(1)],
-                                  condition=(JobM.execution_count == count) & set_is(JobM.active, active))
-                        tx.save(execution_to_item(ExecM, added, count + 1))
-                    elif final:
-                        tx.update(JobM(job_id=execution.job_id), actions=[JobM.active.delete({execution.execution_id})])
-            except TransactWriteError as error:
-                if refused_item(error) == 0:
-                    return None  # the execution moved on: a duplicate or late event
-                raise
-            return execution.with_changes(status=target, **fields), added
+            with self._t.transact() as tx:
+                tx.update(ExecM(current.job_id, current.execution_id), actions=actions,
+                          condition=ExecM.status == current.status.value)
+                if follow_up is not None and job is not None:
+                    count = int(job.execution_count or 0)
+                    active = frozenset(job.active or ())
+                    added = follow_up(job_from_item(job)).with_changes(seq=count + 1)
+                    ended = {current.execution_id} if target in FINAL_STATUSES else set()
+                    remaining = (active - ended) | {added.execution_id}
+                    tx.update(JobM(job_id=current.job_id),
+                              actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
+                                       JobM.retry_count.add(1)],
+                              condition=(JobM.execution_count == count) & set_is(JobM.active, active))
+                    tx.save(execution_to_item(ExecM, added, count + 1))
+                elif target in FINAL_STATUSES:
+                    tx.update(JobM(job_id=current.job_id), actions=[JobM.active.delete({current.execution_id})])
+            return current.with_changes(status=target, **fields), added
 
-        moved = self._t.guard(lambda: retry_on_contention(attempt))
-        if moved is not None:
-            deltas = {execution.status.value: -1, target.value: 1}
-            if moved[1] is not None:
-                deltas[moved[1].status.value] = deltas.get(moved[1].status.value, 0) + 1
-            self._statistics.bump(**deltas)
+        def move() -> tuple[Execution, tuple[Execution, Execution | None]] | None:
+            current: Execution | None = execution
+            fresh = False
+            for _ in range(CONTENTION_ATTEMPTS):
+                if current is None:
+                    return None
+                if current.status not in allowed:
+                    if fresh:
+                        return None  # it has moved on: a duplicate or late event
+                    current, fresh = self._read(execution), True
+                    continue
+                try:
+                    return current, attempt(current)
+                except TransactWriteError as error:
+                    refused = refused_item(error)  # 0: the execution moved; 1: its job changed meanwhile
+                    if refused is None:
+                        if not contention(error):
+                            raise
+                        time.sleep(random.uniform(0, 0.01))
+                    current, fresh = self._read(execution), True  # look again
+            raise DependencyDown("DynamoDB: too much contention on the same execution, try again")
+
+        result = self._t.guard(move)
+        if result is None:
+            return None
+        was, moved = result
+        deltas = {was.status.value: -1, target.value: 1}
+        if moved[1] is not None:
+            deltas[moved[1].status.value] = deltas.get(moved[1].status.value, 0) + 1
+        self._statistics.bump(**deltas)
         return moved
+
+    def _read(self, execution: Execution) -> Execution | None:
+        item = get_or_none(self._t.Execution, execution.job_id, execution.execution_id)
+        return execution_from_item(item) if item is not None else None
 
     def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
                          **fields: Unpack[ExecutionChanges]) -> bool:

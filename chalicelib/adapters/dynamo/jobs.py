@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pynamodb.exceptions import TransactWriteError
+
 from ...domain.errors import Conflict
 from ...domain.model import Execution, Job, JobSpec, Page, Task, seq_range
 from ...ports import MakeExecution
 from .mapping import execution_to_item, job_from_item, job_to_item, task_from_item
 from .statistics import DynamoStatistics
 from .tables import TASK_LIST_BUCKET, TASKS_COUNTER_ID, Tables, get_or_none
-from .transactions import retry_on_contention
+from .transactions import CONDITION_FAILED, cancellation_reasons, retry_on_contention
 
 
 def set_is(attribute: Any, values: frozenset[str]) -> Any:
@@ -29,27 +31,35 @@ class DynamoJobs:
 
         def attempt() -> tuple[Job, Execution | None]:
             task = get_or_none(TaskM, job.task_id)
-            with self._t.transact() as tx:
-                if task is None:
-                    counter = get_or_none(TaskM, TASKS_COUNTER_ID)
-                    total = int(counter.total) if counter is not None and counter.total else 0
-                    tx.update(TaskM(task_id=TASKS_COUNTER_ID), actions=[TaskM.total.set(total + 1)],
-                              condition=(TaskM.total == total) if total else TaskM.total.does_not_exist())
-                    tx.save(TaskM(task_id=job.task_id, list_bucket=TASK_LIST_BUCKET, seq=total + 1,
-                                  created_at=job.created_at, last_modified_at=job.created_at, jobs_count=1),
-                            condition=TaskM.task_id.does_not_exist())
-                    seq = 1
-                else:
-                    jobs = int(task.jobs_count or 0)
-                    tx.update(TaskM(task_id=job.task_id),
-                              actions=[TaskM.jobs_count.set(jobs + 1), TaskM.last_modified_at.set(job.created_at)],
-                              condition=(TaskM.jobs_count == jobs))
-                    seq = jobs + 1
-                active = frozenset({execution.execution_id}) if execution else frozenset()
-                saved = job.with_changes(seq=seq, execution_count=1 if execution else 0, active=active)
-                tx.save(job_to_item(JobM, saved), condition=JobM.job_id.does_not_exist())
-                if execution is not None:
-                    tx.save(execution_to_item(self._t.Execution, execution, 1))
+            tx = self._t.transact()
+            if task is None:
+                counter = get_or_none(TaskM, TASKS_COUNTER_ID)
+                total = int(counter.total) if counter is not None and counter.total else 0
+                tx.update(TaskM(task_id=TASKS_COUNTER_ID), actions=[TaskM.total.set(total + 1)],
+                          condition=(TaskM.total == total) if total else TaskM.total.does_not_exist())
+                tx.save(TaskM(task_id=job.task_id, list_bucket=TASK_LIST_BUCKET, seq=total + 1,
+                              created_at=job.created_at, last_modified_at=job.created_at, jobs_count=1),
+                        condition=TaskM.task_id.does_not_exist())
+                seq = 1
+            else:
+                jobs = int(task.jobs_count or 0)
+                tx.update(TaskM(task_id=job.task_id),
+                          actions=[TaskM.jobs_count.set(jobs + 1), TaskM.last_modified_at.set(job.created_at)],
+                          condition=(TaskM.jobs_count == jobs))
+                seq = jobs + 1
+            active = frozenset({execution.execution_id}) if execution else frozenset()
+            saved = job.with_changes(seq=seq, execution_count=1 if execution else 0, active=active)
+            tx.save(job_to_item(JobM, saved), condition=JobM.job_id.does_not_exist())
+            if execution is not None:
+                tx.save(execution_to_item(self._t.Execution, execution, 1))
+            try:
+                tx._commit()  # what leaving `with` does; here its refusal is read first
+            except TransactWriteError as error:
+                # Which condition failed is not always reported per item (moto names the first);
+                # an existing job is a Conflict, anything else is contention on the task's counters.
+                if CONDITION_FAILED in cancellation_reasons(error) and get_or_none(JobM, job.job_id) is not None:
+                    raise Conflict(f"Job '{job.job_id}' exists already.", field="jobId") from error
+                raise
             return saved, (execution.with_changes(seq=1) if execution else None)
 
         saved, first = self._t.guard(lambda: retry_on_contention(attempt))

@@ -10,7 +10,7 @@ from ...domain.lifecycle import LAUNCHABLE
 from ...domain.model import Execution
 from ...ports import Slot
 from .tables import POOL_PREFIX, Tables, get_or_none
-from .transactions import refused_item, retry_on_contention
+from .transactions import CONDITION_FAILED, cancellation_reasons, refused_item, retry_on_contention
 
 
 class DynamoPools:
@@ -32,10 +32,10 @@ class DynamoPools:
                               condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist())
                 return Slot.TAKEN
             except TransactWriteError as error:
-                refused = refused_item(error)
-                if refused == 1:
-                    return Slot.MOVED
-                if refused == 0:
+                reasons = cancellation_reasons(error)
+                if reasons[1:2] == [CONDITION_FAILED]:
+                    return Slot.MOVED  # whether or not the pool is full: this execution needs no slot
+                if reasons[:1] == [CONDITION_FAILED]:
                     return Slot.FULL
                 raise
 

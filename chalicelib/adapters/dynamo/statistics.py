@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ...domain.errors import DependencyDown
 from ...observability import logger
 from .tables import STATS_PREFIX, TASKS_COUNTER_ID, Tables, get_or_none
 
@@ -50,4 +53,10 @@ class DynamoStatistics:
             totals["tasks"] = int(counter.total) if counter is not None and counter.total else 0
             return totals
 
-        return self._tables.guard(read)
+        def guarded() -> dict[str, int]:
+            try:
+                return read()
+            except (BotoCoreError, ClientError) as error:  # the raw client's, not PynamoDB's
+                raise DependencyDown(f"DynamoDB: {error}") from error
+
+        return self._tables.guard(guarded)

@@ -28,6 +28,11 @@ def refused_item(error: TransactWriteError) -> int | None:
     return next((i for i, code in enumerate(reasons) if code == CONDITION_FAILED), None)
 
 
+def contention(error: TransactWriteError) -> bool:
+    """The transaction met another one on the same items: trying again may succeed."""
+    return "TransactionConflict" in cancellation_reasons(error)
+
+
 def condition_failed(error: PynamoDBException) -> bool:
     """A single-item write refused by its condition."""
     return getattr(error, "cause_response_code", None) == "ConditionalCheckFailedException"
