@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wiring
+from .domain.ecs import parse_task_event
 from .domain.messages import (
     CronTick,
     JobMessage,
@@ -75,12 +76,15 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
     def handle(body: str) -> None:
         try:
             task_event = json.loads(body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise MalformedMessage("not JSON") from error
         if not isinstance(task_event, dict):
             raise MalformedMessage("not a JSON object")
-        engine.handle_task_event(task_event)
-        live_handlers.task_event(task_event)  # a stopped task ends its execution's live log streams
+        change = parse_task_event(task_event)  # parsed once, for the engine and the live logs
+        if change is None:
+            return  # not a task of ours
+        engine.handle_task_change(change)
+        live_handlers.task_event(change)  # a stopped task ends its execution's live log streams
 
     return _batch(event, handle)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import wiring
+from .domain.ecs import TaskStateChange
+from .domain.lifecycle import ECS_STOPPED
 from .domain.live import error_frame
 from .observability import logger
 
@@ -110,13 +112,12 @@ def logs(event: dict[str, Any]) -> dict[str, Any]:
         return {"failed": True}
 
 
-def task_event(event: dict[str, Any]) -> None:
+def task_event(change: TaskStateChange) -> None:
     """After the monitor handled an ECS task state change: a stopped task's output is complete,
     so its execution's live streams end. Never fails the monitor's batch."""
-    detail = event.get("detail") or {}
-    execution_id, task_arn = detail.get("startedBy") or "", detail.get("taskArn") or ""
-    if detail.get("lastStatus") != "STOPPED" or len(execution_id) != 36 or not task_arn:
+    if change.state.last_status != ECS_STOPPED:
         return
+    execution_id, task_arn = change.execution_id, change.state.arn
     try:
         wiring.get_live_logs().task_stopped(execution_id, task_arn)
     except Exception:  # noqa: BLE001 - a subscriber's ping ends its stream later

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings
-from ..domain.ecs import TaskState, parse_task_event
+from ..domain.ecs import TaskState, TaskStateChange
 from ..domain.errors import LaunchFailed
 from ..domain.lifecycle import (
     ECS_RUNNING,
@@ -194,10 +194,7 @@ class ExecutionEngine:
 
     # monitor: ECS task state changes ------------------------------------------------------------
 
-    def handle_task_event(self, event: dict[str, Any]) -> None:
-        change = parse_task_event(event)
-        if change is None:
-            return  # not a task of ours
+    def handle_task_change(self, change: TaskStateChange) -> None:
         if change.state.last_status not in RECORDED_ECS_STATUSES:
             return  # PROVISIONING, PENDING, DEPROVISIONING ...: nothing to record, nothing to read
         execution = self._executions.find_execution(change.execution_id)
