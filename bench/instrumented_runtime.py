@@ -1,21 +1,28 @@
 """The local runtime with every AWS call counted: a botocore event hook plus a small control server.
 
     python -m bench.instrumented_runtime --port API_PORT --control-port CONTROL_PORT
+                                         [--backend local|aws] [--state PATH] [--count-sqlite]
 
-Runs `infra.local.runtime.main()` unchanged, after making every botocore session register two
+Runs `infra.local.runtime.main()` unchanged (on a fresh state file for the local backend), after
+making every botocore session register two
 handlers: `provide-client-params` (who is calling, what is sent) and `after-call` (what came back:
 items read, errors, how long it took). Calls are attributed by the caller's stack: `app` (a frame
 of app.py or chalicelib/, with the app.py route or handler it came through), `sweeper` (the same,
 on the once-a-minute sweeper's thread), `local` (only frames of infra/local/: the SQS event
 sources and the stand-ins for ECS, Scheduler and log subscriptions, whose work AWS itself would do)
-or `bench` (this module's control server, never counted as the app's).
+or `bench` (this module's control server, never counted as the app's). The local backend makes no
+AWS call; with `--count-sqlite` every SQLite connection it opens counts the virtual-machine steps
+of its statements (a progress handler every 10 steps), by the same origins: the work a request
+does, whatever the data's size.
 
 The control server (127.0.0.1 only) answers:
     GET  /counts                    every counter since the last reset, as JSON
     POST /reset                     zero the counters
     GET  /job?jobId=J               the job's executions, read through the app's store (as `bench`)
-    POST /seed-tasks?count=N        N tasks written through the app's store models (batch writes)
+    POST /seed-tasks?count=N        N tasks written as the backend's store lays them out
     POST /seed-executions?jobId=J&count=N   N finished executions added to job J the same way
+(DynamoDB batch writes through the store models on the aws backend; one SQLite transaction on the
+local backend.)
 """
 from __future__ import annotations
 
@@ -155,6 +162,48 @@ class CallCounter:
 
 COUNTER = CallCounter()
 
+# SQLite calls the progress handler every this many virtual-machine steps.
+SQLITE_STEP_GRANULARITY = 10
+
+
+class StepCounter:
+    """SQLite virtual-machine steps, by the origin of the statement (as caller_origin tells it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[str, int] = defaultdict(int)
+
+    def tick(self) -> int:
+        origin, _ = caller_origin()
+        with self._lock:
+            self._steps[origin] += SQLITE_STEP_GRANULARITY
+        return 0  # go on with the statement
+
+    def reset(self) -> None:
+        with self._lock:
+            self._steps.clear()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._steps)
+
+
+STEPS = StepCounter()
+
+
+def install_sqlite_counter() -> None:
+    """Give every connection the local backend opens a progress handler that counts its steps."""
+    from infra.local.sqlite.db import Database
+
+    original_open = Database._open
+
+    def opened(self: Any) -> Any:
+        connection = original_open(self)
+        connection.set_progress_handler(STEPS.tick, SQLITE_STEP_GRANULARITY)
+        return connection
+
+    Database._open = opened  # type: ignore[method-assign]
+
 
 def install_hook() -> None:
     """Make every botocore session (boto3's and PynamoDB's alike) report its calls to COUNTER."""
@@ -200,11 +249,14 @@ def job_state(job_id: str) -> dict[str, Any]:
 
 def seed_tasks(count: int) -> dict[str, Any]:
     """Add `count` tasks at the end of the task list, as the store lays them out (dense `seq`, the
-    `#tasks` counter), in batch writes: posting 10,000 jobs over HTTP would take minutes."""
+    tasks counter): posting 10,000 jobs over HTTP would take minutes."""
+    backend = _backend()
+    if backend.name == "local":
+        return _seed_local_tasks(backend, count)
     from chalicelib.adapters.dynamo.tables import TASK_LIST_BUCKET, TASKS_COUNTER_ID, get_or_none
 
     started = time.monotonic()
-    tables = _backend().extras["tables"]
+    tables = backend.extras["tables"]
     TaskM = tables.Task
     item = tables.guard(lambda: get_or_none(TaskM, TASKS_COUNTER_ID))
     total = int(item.total) if item is not None and item.total else 0
@@ -226,6 +278,8 @@ def seed_executions(job_id: str, count: int) -> dict[str, Any]:
 
     started = time.monotonic()
     backend = _backend()
+    if backend.name == "local":
+        return _seed_local_executions(backend, job_id, count)
     tables = backend.extras["tables"]
     ExecM, JobM = tables.Execution, tables.Job
     job = backend.jobs.get_job(job_id)
@@ -240,6 +294,47 @@ def seed_executions(job_id: str, count: int) -> dict[str, Any]:
                                   started_at=at, finished_at=at, exit_code=0)
             batch.save(execution_to_item(ExecM, execution, seq))
     JobM(job_id=job_id).update(actions=[JobM.execution_count.set(have + count)])
+    return {"executionCount": have + count, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _seed_local_tasks(backend: Any, count: int) -> dict[str, Any]:
+    """The local backend's layout: rows numbered on from the tasks counter, which goes up by
+    `count`, in one transaction (so the counter and the rows never disagree)."""
+    from infra.local.sqlite.backend import handles_of
+    from infra.local.sqlite.statistics import TASKS, bump, counter
+
+    started = time.monotonic()
+    at = time.time()
+    with handles_of(backend).db.write() as connection:
+        total = counter(connection, TASKS)
+        connection.executemany(
+            "INSERT INTO tasks (task_id, seq, created_at, last_modified_at, jobs_count) VALUES (?, ?, ?, ?, 0)",
+            ((f"seeded-{total + n:06d}", total + n, at, at) for n in range(1, count + 1)))
+        bump(connection, {TASKS: count})
+    return {"first": total + 1, "last": total + count, "total": total + count,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def _seed_local_executions(backend: Any, job_id: str, count: int) -> dict[str, Any]:
+    """Finished executions appended to a job as the local store appends them (the next seq
+    numbers, the job's execution count, the per-status counter), in one transaction."""
+    from chalicelib.domain.model import Execution, ExecutionStatus, new_id
+    from infra.local.sqlite import rows
+    from infra.local.sqlite.backend import handles_of
+
+    started = time.monotonic()
+    at = time.time()
+    with handles_of(backend).db.write() as connection:
+        job = rows.load_job(connection, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        have = job.execution_count
+        for seq in range(have + 1, have + count + 1):
+            execution = Execution(task_id=job.task_id, job_id=job_id, execution_id=new_id(), image=job.spec.image,
+                                  command=job.spec.command, status=ExecutionStatus.DONE, created_at=at,
+                                  started_at=at, finished_at=at, exit_code=0)
+            rows.insert_execution(connection, execution, seq)
+        connection.execute("UPDATE jobs SET execution_count = ? WHERE job_id = ?", (have + count, job_id))
     return {"executionCount": have + count, "seconds": round(time.monotonic() - started, 3)}
 
 
@@ -262,9 +357,10 @@ class _Control(BaseHTTPRequestHandler):
             self.rfile.read(length)
         try:
             if (self.command, parts.path) == ("GET", "/counts"):
-                self._answer(200, COUNTER.snapshot())
+                self._answer(200, {**COUNTER.snapshot(), "sqliteSteps": STEPS.snapshot()})
             elif (self.command, parts.path) == ("POST", "/reset"):
                 COUNTER.reset()
+                STEPS.reset()
                 self._answer(200, {"reset": True})
             elif (self.command, parts.path) == ("GET", "/job"):
                 self._answer(200, job_state(query["jobId"]))
@@ -294,12 +390,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--backend", choices=("local", "aws"), default="local")
+    parser.add_argument("--state", help="the local backend's state file (started empty)")
+    parser.add_argument("--count-sqlite", action="store_true", help="count SQLite steps (figure 5)")
     args = parser.parse_args(argv)
     install_hook()
+    if args.count_sqlite:
+        install_sqlite_counter()
     start_control_server(args.control_port)
     from infra.local import runtime
 
-    return runtime.main(["--port", str(args.port)])
+    forwarded = ["--port", str(args.port), "--backend", args.backend]
+    if args.backend == "local":
+        if not args.state:
+            parser.error("--state is required with the local backend (never the user's own state file)")
+        forwarded += ["--state", args.state, "--fresh"]
+    return runtime.main(forwarded)
 
 
 if __name__ == "__main__":

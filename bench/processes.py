@@ -84,6 +84,7 @@ class Runtime:
     started: Started
     api: str
     control: str
+    backend: str = "local"
 
     def counts(self) -> dict[str, Any]:
         response = requests.get(f"{self.control}/counts", timeout=30)
@@ -123,19 +124,26 @@ class Runtime:
 POOLS = '[{"name": "bench", "match": "bench-.*", "maxRunning": 16}, {"name": "default", "match": ".*"}]'
 
 
-def start_runtime(log_dir: Path, name: str = "runtime") -> Runtime:
-    """A fresh instrumented runtime (empty tables and queues), with the bench's pools and every
-    other setting at its default but the local cron tick (the sweeper runs: its calls are counted
-    apart)."""
+def start_runtime(log_dir: Path, name: str = "runtime", backend: str = "local",
+                  count_sqlite: bool = False) -> Runtime:
+    """A fresh instrumented runtime (empty tables and queues: a new state file in `log_dir` for
+    the local backend, moto's server started by the runtime for the aws one), with the bench's
+    pools and every other setting at its default but the local cron tick (the sweeper runs: its
+    calls are counted apart)."""
     port, control = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "POOLS": POOLS,
            # The cron figure waits for one tick: every 30 s locally instead of on the minute (the
            # app's path for a tick is the same; docs/scheduling.md).
            "LOCAL_CRON_TICK_SECONDS": "30"}
     env.pop("AWS_ENDPOINT_URL", None)
-    started = spawn(name, [sys.executable, "-m", "bench.instrumented_runtime", "--port", str(port),
-                                "--control-port", str(control)], log_dir, env)
-    runtime = Runtime(started, f"http://{HOST}:{port}", f"http://{HOST}:{control}")
+    argv = [sys.executable, "-m", "bench.instrumented_runtime", "--port", str(port), "--control-port", str(control),
+            "--backend", backend]
+    if backend == "local":
+        argv += ["--state", str(log_dir / f"{name}.db")]
+    if count_sqlite:
+        argv.append("--count-sqlite")
+    started = spawn(name, argv, log_dir, env)
+    runtime = Runtime(started, f"http://{HOST}:{port}", f"http://{HOST}:{control}", backend)
 
     def healthy() -> bool:
         if not started.alive():

@@ -52,6 +52,7 @@ class Row:
     samples: str = ""
     target: str = ""
     met: bool | None = None
+    aws: str = ""  # the same figure on the aws backend (moto), where it is measured
     reference: str = ""
     ratio: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -87,6 +88,7 @@ COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("n", lambda r: r.samples),
     ("target", lambda r: r.target),
     ("met", lambda r: r.verdict),
+    ("aws on moto", lambda r: r.aws),
     ("RQ reference", lambda r: r.reference),
     ("ours/RQ", lambda r: r.ratio),
 )

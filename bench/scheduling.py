@@ -35,7 +35,7 @@ def _started(runtime: Runtime, job_id: str) -> tuple[float, float] | None:
     return None
 
 
-def lateness(runtime: Runtime, delays: tuple[int, ...], samples: int, spacing: float = 0.1,
+def lateness(runtime: Runtime, delays: tuple[int, ...], samples: int, spacing: float = 0.05,
              grace: float = 30) -> dict[str, Any]:
     """`samples` jobs per delay, posted `spacing` s apart (interleaved, so their starts do not all
     fall at once); each one's startedAt minus its due time (the job's createdAt + startIn), in ms.
