@@ -1,5 +1,11 @@
-"""Fixtures of the component tier shared by the engine's tests."""
+"""Fixtures of the component tier shared by the engine's tests and the local runners' tests."""
 from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,3 +18,38 @@ def runner(aws, monkeypatch) -> FakeRunner:
     runner = FakeRunner()
     install_engine(monkeypatch, runner)
     return runner
+
+
+# A docker CLI stand-in, for DOCKER_HOST mode of the local runner and the local Fargate.
+FAKE_DOCKER = """#!{python}
+import json, os, sys, time
+args = sys.argv[1:]
+log = os.environ["FAKE_DOCKER_LOG"]
+with open(log, "a") as out:
+    out.write(json.dumps(args) + "\\n")
+if args[0] == "run":
+    print("\\n".join(args), flush=True)
+    name, image = args[args.index("--name") + 1], next(a for a in args if a.startswith("fake/"))
+    if image == "fake/wait-for-stop":
+        while not os.path.exists(log + "." + name):
+            time.sleep(0.02)
+        sys.exit(143)
+    sys.exit(int(image.rsplit("-", 1)[1]))
+if args[0] == "stop":
+    open(log + "." + args[-1], "w").close()
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[list[str]]]:
+    """A `docker` first on PATH that logs its arguments, prints them, and exits with the code at
+    the end of the image name (or, for fake/wait-for-stop, once `docker stop` named it)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER.replace("{python}", sys.executable))
+    docker.chmod(0o755)
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

@@ -414,40 +414,6 @@ def test_stop_kills_every_running_process(local):
         os.kill(pid, 0)
 
 
-FAKE_DOCKER = """#!{python}
-import json, os, sys, time
-args = sys.argv[1:]
-log = os.environ["FAKE_DOCKER_LOG"]
-with open(log, "a") as out:
-    out.write(json.dumps(args) + "\\n")
-if args[0] == "run":
-    print("\\n".join(args), flush=True)
-    name, image = args[args.index("--name") + 1], next(a for a in args if a.startswith("fake/"))
-    if image == "fake/wait-for-stop":
-        while not os.path.exists(log + "." + name):
-            time.sleep(0.02)
-        sys.exit(143)
-    sys.exit(int(image.rsplit("-", 1)[1]))
-if args[0] == "stop":
-    open(log + "." + args[-1], "w").close()
-"""
-
-
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch) -> Callable[[], list[list[str]]]:
-    """A `docker` first on PATH that logs its arguments, prints them, and exits with the code at
-    the end of the image name (or, for fake/wait-for-stop, once `docker stop` named it)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    docker = bin_dir / "docker"
-    docker.write_text(FAKE_DOCKER.replace("{python}", sys.executable))
-    docker.chmod(0o755)
-    log = tmp_path / "docker.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-    return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
 def test_docker_engine_runs_each_task_with_docker_run(make_local, fake_docker):
     local = make_local(engine="docker")
     definition = local.register(command=["echo", "default"], env={"A": "1"}, image="fake/exit-7")

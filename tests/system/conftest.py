@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.webhook_receiver import Receiver
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -136,3 +138,13 @@ def running_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend:
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     with running_runtime(tmp_path_factory.mktemp("runtime"), {"POOLS": POOLS}) as rt:
         yield rt
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback for a test module, stopped at its end."""
+    server = Receiver().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,20 +13,10 @@ import requests
 
 from chalicelib.domain.webhooks import signature_matches
 from tests.system.conftest import Runtime, running_runtime, start_runtime, wait_until
-from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.system
 SECRET = "edge-hook-secret"
 JOB = {"image": "ubuntu", "command": "true"}
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,6 @@ BACKOFF = 2  # seconds before the first retry; then 4
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     with running_runtime(tmp_path_factory.mktemp("notify-runtime"),
                        {"WEBHOOK_SIGNING_SECRET": SECRET, "WEBHOOK_BACKOFF_MIN": str(BACKOFF)}) as rt:
