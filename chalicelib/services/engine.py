@@ -102,6 +102,8 @@ class ExecutionEngine:
         if moved is None:
             return None
         ended, retry = moved
+        if ended.started_at is not None:
+            ended = self._announce(STARTED, job, ended)  # its RUNNING event is late or lost: in order
         self._announce(ENDED, job, ended)
         metrics.add_metric(name=f"Executions{status.value.capitalize()}", unit=MetricUnit.Count, value=1)
         logger.info("execution ended", extra={"execution_id": execution.execution_id, "status": status.value,
@@ -111,15 +113,18 @@ class ExecutionEngine:
             self.send_launch(retry)
         return ended
 
-    def _announce(self, event: str, job: Job | None, execution: Execution) -> None:
+    def _announce(self, event: str, job: Job | None, execution: Execution) -> Execution:
         """Tell the notifier an execution started or ended, once: the event is recorded on the
         execution after it was published, so a redelivered message publishes what was missed,
-        and a duplicate publishes nothing."""
+        and a duplicate publishes nothing. Returns the execution with what it has announced."""
         if self._notifier is None or job is None or event in execution.notified:
-            return
+            return execution
         if self._notifier.publish(event, job, execution):
             # Recorded only when something was published: a job without notifications pays nothing.
-            self._executions.update_execution(execution, None, notified=execution.notified | {event})
+            notified = execution.notified | {event}
+            self._executions.update_execution(execution, None, notified=notified)
+            return execution.with_changes(notified=notified)
+        return execution
 
     # dispatch: launch messages ------------------------------------------------------------------
 
@@ -214,7 +219,10 @@ class ExecutionEngine:
                 self._schedule_timeout(moved[0], job)
                 self._announce(STARTED, job, moved[0])
             else:
-                self._announce_missed(execution, STARTED)
+                current = self._executions.get_execution(execution.job_id, execution.execution_id)
+                if current is not None:
+                    self._stop_if_it_should_not_run(current, state)
+                    self._announce_missed(current, STARTED)
         elif state.last_status == ECS_STOPPED:
             status = status_of_stopped_task(state.exit_code)
             error = None if state.exit_code is not None else (
@@ -227,20 +235,38 @@ class ExecutionEngine:
                 if current is not None and current.exit_code is None and current.status in ENDED_BY_SERVICE:
                     self._executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
             if ended is None:
-                self._announce_missed(execution, ENDED)
+                current = self._executions.get_execution(execution.job_id, execution.execution_id)
+                if current is not None:
+                    self._announce_missed(current, ENDED)
             # The container is gone: its pool slot is free (once, whoever sees it first).
             self._pools.release_slot(execution)
 
-    def _announce_missed(self, execution: Execution, event: str) -> None:
+    def _stop_if_it_should_not_run(self, current: Execution, state: TaskState) -> None:
+        """A container seen running for an execution that has ended: it was stopped or timed out
+        before its task was recorded (the dispatcher died between RunTask and the write) or
+        before it started. The task must not run on; StopTask on a task that is already gone
+        does nothing."""
+        if not current.status.is_final:
+            return
+        if current.status not in ENDED_BY_SERVICE and current.exit_code is not None:
+            return  # its container's end was seen: this RUNNING event is merely late
+        if current.task_arn is None:
+            self._executions.update_execution(current, None, task_arn=state.arn)
+        self._runner.stop(state.arn, current.error or STOPPED_BY_CLIENT)
+        logger.warning("a container of an ended execution was running; stopped",
+                       extra={"execution_id": current.execution_id, "task_arn": state.arn})
+
+    def _announce_missed(self, current: Execution, event: str) -> None:
         """A redelivered event found the execution moved already: publish what a failed earlier
-        attempt may have left unpublished."""
-        if self._notifier is None:
+        attempt may have left unpublished, in lifecycle order: a `started` whose `ended` was
+        announced already is never published after it."""
+        if self._notifier is None or event in current.notified:
             return
-        current = self._executions.get_execution(execution.job_id, execution.execution_id)
-        if current is None or event in current.notified:
+        if event == STARTED and (ENDED in current.notified or current.started_at is None):
             return
-        if (event == ENDED and current.status.is_final) or (event == STARTED and current.started_at is not None):
-            self._announce(event, self._jobs.get_job(current.job_id), current)
+        if event == ENDED and not current.status.is_final:
+            return
+        self._announce(event, self._jobs.get_job(current.job_id), current)
 
     # timeouts -----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain.ecs import TaskState
 from chalicelib.domain.errors import LaunchFailed
 from infra.local.event_sources import deliver_once, scheduled_event
-from tests.component.engine_support import install_engine, send_events, task_event
+from tests.component.engine_support import REGION, install_engine, send_events, task_event
 
 JOB = {"image": "ubuntu", "command": "bash -c 'echo \"it failed\" && exit 123'"}
 
@@ -257,3 +257,29 @@ def test_status_shape(api, runner):
     assert set(body["queues"]) == {"jobs", "jobsDeadLetter", "events", "eventsDeadLetter", "notify", "notifyDeadLetter"}
     assert body["queues"]["jobs"]["visible"] == 1
     assert body["scheduled"]["count"] == 0
+
+
+def test_a_running_container_of_an_execution_stopped_before_its_task_was_recorded_is_stopped(
+        api, runner, drive, sqs, aws):
+    """The dispatcher died between RunTask and recording the task; a client then stopped the
+    execution. The container's RUNNING event must stop it, not be ignored."""
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "sleep 600"}).json
+    arn = f"arn:aws:ecs:{REGION}:123456789012:task/test/{uuid.uuid4().hex}"  # launched, never recorded
+    stop = api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
+    assert stop.status_code == 200
+
+    events(sqs, aws, task_event(created["executionId"], arn, "RUNNING"))
+    drive("events")
+
+    assert [task for task, _ in runner.stopped] == [arn]
+    assert execution(api, created)["status"] == "stopped"
+
+
+def test_a_late_running_event_of_a_finished_execution_stops_nothing(api, runner, drive, sqs, aws):
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    events(sqs, aws, task_event(created["executionId"], arn, "STOPPED", exit_code=0),
+           task_event(created["executionId"], arn, "RUNNING"))
+    drive("events")
+    assert runner.stopped == [] and execution(api, created)["status"] == "done"

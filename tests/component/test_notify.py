@@ -467,3 +467,20 @@ def test_the_notify_message_on_the_queue(api, sqs, aws, runner, receiver):
                        "hook": {"url": "https://hooks.example/f", "headers": {"X-Team": "a"}, "retries": 2},
                        "taskId": "t", "jobId": created["jobId"], "executionId": created["executionId"],
                        "status": "failed", "attempt": 1, "baseUrl": BASE}
+
+
+def test_an_execution_whose_running_event_comes_last_announces_starts_before_finishes(
+        api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, starts=["start"], finishes=["end"])}
+    created = api.post("/tasks/t", payload).json
+    drive(sqs, aws, "jobs")
+    arn = runner.tasks[created["executionId"]]
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "STOPPED", exit_code=0))
+    drive(sqs, aws, "events")
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    drive(sqs, aws, "events")
+    drive(sqs, aws, "notify")
+
+    events = [entry["event"] for entry in execution(api, created)["notifications"]]
+    assert events == ["starts", "finishes"]  # each once, in lifecycle order
+    assert len(receiver.received("/start")) == 1 and len(receiver.received("/end")) == 1
