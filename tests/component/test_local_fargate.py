@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra.local.fargate import LocalFargate
+from tests import polling
 
 REGION = "us-east-1"
 CREDENTIALS = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -36,13 +37,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return polling.wait_until(predicate, timeout=timeout, interval=0.02, what=what)
 
 
 def task_id(arn: str) -> str:

@@ -29,6 +29,7 @@ from infra.local.runner import RESTARTED, SHUT_DOWN, LocalRunner
 from infra.local.sqlite.db import Database
 from infra.local.sqlite.logs import LocalLogReader, LocalLogStore
 from infra.local.sqlite.queues import EVENTS, LocalQueues, create_queues
+from tests import polling
 
 GRACE = 0.5
 POOL = Pool("default", ".*", "fastlane")
@@ -37,13 +38,7 @@ DETAIL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return polling.wait_until(predicate, timeout=timeout, interval=0.01, what=what)
 
 
 def execution(command: str) -> Execution:
