@@ -35,6 +35,7 @@ class ExecutionChanges(TypedDict, total=False):
     launched_at: float | None
     task_arn: str | None
     notified: frozenset[str]
+    resends: int
 
 
 class Slot(str, Enum):
@@ -101,7 +102,8 @@ class Executions(Protocol):
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
         """Move an execution to `target` if the lifecycle allows it from its current status
         (lifecycle.sources), setting `fields` (ExecutionChanges); with `follow_up`, atomically
-        add the execution it returns (a retry) to the job and count the retry. A final target
+        add the execution it returns (a retry) to the job and count the retry, unless the job is
+        stopped as the write reads it (then the move happens alone). A final target
         takes the execution out of the job's active set. Returns the moved execution and the
         follow-up, or None when the execution had already moved on (a duplicate or late event)."""
         ...
@@ -110,6 +112,18 @@ class Executions(Protocol):
                          **fields: Unpack[ExecutionChanges]) -> bool:
         """Set fields (ExecutionChanges) without changing the status, conditionally on it when
         `expected` is given. False when the condition failed or the execution does not exist."""
+        ...
+
+    def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
+        """Take the next launch generation (`launches` + 1) of a launchable execution whose
+        stored generation is still the snapshot's, setting `fields`: the launch message sent
+        next is then the only one that may act. None when it has moved on (no longer
+        launchable, or another generation was taken first)."""
+        ...
+
+    def held_executions(self, limit: int = 500) -> list[Execution]:
+        """Final executions that still hold a pool slot, oldest first: their container was not
+        yet seen gone (the reconciler's worklist of stops to repeat and slots to release)."""
         ...
 
     def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
@@ -128,6 +142,11 @@ class Pools(Protocol):
         ...
 
     def pool_running(self, names: Sequence[str]) -> dict[str, int]: ...
+
+    def recount(self, pool: str, seen: int, holders: int) -> bool:
+        """Set the pool's running count to `holders` (the executions seen holding its slots) if
+        it is still `seen`; False when it changed meanwhile (a slot was taken or released)."""
+        ...
 
 
 class Schedules(Protocol):
@@ -265,6 +284,11 @@ class Runner(Protocol):
 
     def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
         """The state of each task; None for a task the platform no longer knows."""
+        ...
+
+    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
+        """The task launched for the execution (ECS: started by its id, in the pool's cluster),
+        whatever its status; None when there is none. For a launch whose answer was lost."""
         ...
 
     def ping(self) -> None: ...

@@ -142,6 +142,12 @@ class EcsRunner:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             message = error.response.get("Error", {}).get("Message", str(error))
+            if code == "ConflictException":
+                # Our client token (the execution id) is in use by an earlier RunTask with other
+                # parameters: the task it names is this execution's, and is adopted.
+                adopted = self._adopt(error.response, execution, pool)
+                if adopted is not None:
+                    return adopted
             raise LaunchFailed(f"{code}: {message}", retryable=code in RETRYABLE_CODES) from error
         except BotoCoreError as error:
             raise LaunchFailed(str(error), retryable=True) from error
@@ -151,6 +157,33 @@ class EcsRunner:
         failure = (response.get("failures") or [{}])[0]
         reason = f"{failure.get('reason', 'unknown')}: {failure.get('detail', '')}".strip(": ")
         raise LaunchFailed(reason, retryable=any(r in reason for r in RETRYABLE_FAILURES))
+
+    def _adopt(self, response: dict[str, Any], execution: Execution, pool: Pool) -> str | None:
+        named = [str(arn) for arn in response.get("resourceIds") or [] if ":task/" in str(arn)]
+        if named:
+            return named[0]
+        found = self.find(execution, pool)
+        return found.arn if found is not None else None
+
+    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
+        """ListTasks by `startedBy` (the execution id), running tasks first, then stopped ones
+        (ECS lists those for about an hour), in the pool's cluster."""
+        arns: list[str] = []
+        try:
+            for desired in ("RUNNING", "STOPPED"):
+                response = self._ecs.list_tasks(cluster=pool.cluster, startedBy=execution.execution_id,
+                                                desiredStatus=desired)
+                arns += [str(arn) for arn in response.get("taskArns") or []]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
+                return None
+            raise
+        if not arns:
+            return None
+        states = [state for state in self.describe(arns[:ECS_DESCRIBE_BATCH]).values() if state is not None]
+        running = [state for state in states if state.last_status != "STOPPED"]
+        found = running or states
+        return found[0] if found else None
 
     def stop(self, task_arn: str, reason: str) -> None:
         try:

@@ -24,17 +24,19 @@ class MalformedMessage(ValueError):
 @dataclass(frozen=True)
 class Launch:
     """Launch one execution. `due_at` rides along when the launch is due later than a queue
-    can delay it; `attempt` counts waits for a pool slot or a throttled RunTask."""
+    can delay it; `attempt` counts waits for a pool slot or a throttled RunTask; `generation`
+    is the execution's launch generation it was sent with (0, the first, is left out of the body)."""
 
     task_id: str
     job_id: str
     execution_id: str
     due_at: float | None = None
     attempt: int = 0
+    generation: int = 0
 
     @classmethod
     def of(cls, execution: Execution, due_at: float | None = None, attempt: int = 0) -> Launch:
-        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt)
+        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt, execution.launches)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def to_dict(message: JobMessage | Notification) -> dict[str, Any]:
             body["dueAt"] = message.due_at
         if message.attempt:
             body["attempt"] = message.attempt
+        if message.generation:
+            body["generation"] = message.generation
         return body
     if isinstance(message, TimeoutCheck):
         return {"taskId": message.task_id, "jobId": message.job_id, "executionId": message.execution_id,
@@ -181,9 +185,11 @@ def decode_job_message(raw: str | dict[str, Any]) -> JobMessage:
     if kind == LAUNCH:
         due = body.get("dueAt")
         attempt = body.get("attempt", 0)
+        generation = body.get("generation", 0)
         return Launch(str(body.get("taskId") or ""), _text(body, "jobId"),
                       _text(body, "executionId"), None if due is None else _number(body, "dueAt"),
-                      attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0)
+                      attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+                      generation if isinstance(generation, int) and not isinstance(generation, bool) else 0)
     if kind == TIMEOUT:
         return TimeoutCheck(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "executionId"),
                             _number(body, "dueAt"))

@@ -178,9 +178,27 @@ class Execution:
     pool: str | None = None  # the pool whose slot it holds, until its container is gone
     notified: frozenset[str] = frozenset()  # lifecycle events ("started", "ended") already announced
     notifications: tuple[dict[str, Any], ...] = ()  # results of webhook and e-mail attempts, newest last
+    # Launch parameters frozen when the execution is made (with image and command): a PUT of the
+    # job changes only later executions, and a repeated RunTask with the same client token is
+    # the same request. None: made before they were frozen; the job's current ones apply.
+    envs: dict[str, str] | None = None
+    timeout: float | None = None
+    expiration: float | None = None
+    # The generation of the one launch message that may act on this execution: every launch
+    # message carries the generation it was sent with, each resend takes the next one, and a
+    # message of an older generation (a duplicate, a copy that came back late) does nothing.
+    launches: int = 0
+    resends: int = 0  # launches the reconciler resent because the pending one was overdue
 
     def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)
+
+    def launch_spec(self, job: Job | None) -> JobSpec:
+        """What its container runs: the parameters frozen on it, or (for an execution made
+        before they were) its job's."""
+        envs = self.envs if self.envs is not None else (job.spec.envs if job is not None else {})
+        return JobSpec(image=self.image, command=self.command, envs=dict(envs))
+
 
 
 @dataclass(frozen=True)
@@ -218,7 +236,10 @@ def seq_range(page: int, per_page: int, total: int, newest_first: bool = False) 
 
 def new_execution(job: Job, at: float, *, request_ip: str | None = None, due_at: float | None = None,
                   metadata: dict[str, Any] | None = None) -> Execution:
-    """The one way a new execution is made: enqueued, from the job's specification as it is now."""
-    return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=job.spec.image,
-                     command=job.spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
-                     due_at=due_at, metadata=dict(metadata or {}))
+    """The one way a new execution is made: enqueued, with the job's launch parameters as they
+    are now frozen on it."""
+    spec = job.spec
+    return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=spec.image,
+                     command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
+                     due_at=due_at, metadata=dict(metadata or {}), envs=dict(spec.envs),
+                     timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration)

@@ -52,11 +52,53 @@ class ExecutionEngine:
         self._settings = settings
         self._clock = clock
         self.pools: tuple[Pool, ...] = load_pools(settings)
+        self._drifts: dict[str, tuple[int, int]] = {}  # pool -> (count, holders) seen by the last pass
 
     # helpers --------------------------------------------------------------------------------
 
-    def timeout_of(self, job: Job) -> float:
-        return float(job.spec.timeout or self._settings.default_timeout)
+    def timeout_of(self, execution: Execution, job: Job | None) -> float:
+        """The timeout frozen on the execution; for one made before timeouts were frozen, its job's."""
+        if execution.timeout:
+            return float(execution.timeout)
+        return float((job.spec.timeout if job is not None else None) or self._settings.default_timeout)
+
+    def _pool_of(self, execution: Execution) -> Pool:
+        """The pool whose slot the execution holds (named on it), else the one its task matches."""
+        if execution.pool is not None:
+            for pool in self.pools:
+                if pool.name == execution.pool:
+                    return pool
+        return pool_for(self.pools, execution.task_id)
+
+    def _stop_task(self, task_arn: str, reason: str) -> bool:
+        """Ask for a task to stop; a failure is left to the reconciler, which asks again until
+        the task is seen stopped (the execution keeps its slot until then)."""
+        try:
+            self._runner.stop(task_arn, reason)
+            return True
+        except Exception:  # noqa: BLE001 - repeated by the reconciler
+            logger.exception("StopTask failed; the reconciler will ask again", extra={"task_arn": task_arn})
+            metrics.add_metric(name="StopTaskFailed", unit=MetricUnit.Count, value=1)
+            return False
+
+    def _renew(self, execution: Execution, launch: Launch | None, delay: float, *, attempt: int,
+               due_at: float | None = None, resent: bool = False) -> bool:
+        """Send the next launch message of an execution, as the one that may act: it takes the
+        next launch generation first, so the message being handled and any copy of it act no
+        more. False when the execution moved on meanwhile."""
+        fields: ExecutionChanges = {"due_at": round(due_at if due_at is not None else self._clock() + delay, 3)}
+        if resent:
+            fields["resends"] = execution.resends + 1
+        renewed = self._executions.renew_launch(execution, **fields)
+        if renewed is None:
+            return False
+        far = renewed.due_at if renewed.due_at is not None and delay > SQS_MAX_DELAY_SECONDS else None
+        try:
+            self._queue.send(Launch.of(renewed, due_at=far, attempt=attempt), delay_seconds=max(0.0, delay))
+        except Exception:  # noqa: BLE001 - the reconciler resends a launch that is overdue
+            logger.exception("launch message not sent; the reconciler will send it",
+                             extra={"execution_id": execution.execution_id})
+        return True
 
     def _retry_of(self, job: Job, ended: Execution) -> MakeExecution | None:
         """The next execution of a job whose execution ended badly, if it has retries left."""
@@ -134,20 +176,26 @@ class ExecutionEngine:
         execution = self._executions.get_execution(launch.job_id, launch.execution_id)
         if execution is None or execution.status not in LAUNCHABLE:
             return  # a duplicate, or it was stopped or launched already
+        if launch.generation != execution.launches:
+            return  # a copy of a launch message that another one has replaced
         at = self._clock()
         due = launch.due_at or execution.due_at
         if due is not None and due - at > (PREPARE_EARLY_SECONDS if wait else LAUNCH_EARLY_SECONDS):
-            self._queue.send(Launch.of(execution, due_at=due, attempt=launch.attempt), delay_seconds=due - at)
+            self._renew(execution, launch, due - at, attempt=launch.attempt, due_at=due)
             return
-        job = self._jobs.get_job(execution.job_id)
-        if job is None:
+        # An execution made before launch parameters were frozen is launched from its job's.
+        job = self._jobs.get_job(execution.job_id) if execution.envs is None else None
+        if execution.envs is None and job is None:
             self.finish(execution, S.FAILED, error="The job of this execution no longer exists.")
             return
-        if job.spec.expiration is not None and at > job.spec.expiration:
-            if self.finish(execution, S.EXPIRED, error="The job's expiration passed before it could start."):
-                self._pools.release_slot(execution)
+        expiration = execution.expiration if job is None else job.spec.expiration
+        # One that holds a slot already may have a task from an earlier attempt: it is launched
+        # (the client token finds that task), never expired.
+        if execution.pool is None and expiration is not None and at > expiration:
+            self.finish(execution, S.EXPIRED, error="The job's expiration passed before it could start.")
             return
-        pool = pool_for(self.pools, execution.task_id)
+        pool = self._pool_of(execution)
+        fresh_slot = False
         if execution.pool is None:
             taken = self._pools.take_slot(execution, pool.name, pool.max_running)
             if taken is Slot.MOVED:
@@ -155,35 +203,42 @@ class ExecutionEngine:
                 if refreshed is None or refreshed.status not in LAUNCHABLE or refreshed.pool is None:
                     return
                 execution = refreshed  # holds a slot already: an earlier attempt died before launching
+                pool = self._pool_of(execution)
             elif taken is Slot.FULL:
                 self._wait_for_slot(execution, launch)
                 return
             else:
-                execution = execution.with_changes(pool=pool.name)
+                execution, fresh_slot = execution.with_changes(pool=pool.name), True
         if wait is not None and due is not None and due > self._clock():
             wait(due - self._clock())
-        self._launch(execution, job, pool, launch)
+            current = self._executions.get_execution(execution.job_id, execution.execution_id)
+            if current is None or current.status not in LAUNCHABLE:
+                if fresh_slot and current is not None:
+                    self._pools.release_slot(current)  # stopped while it waited: no task was asked for
+                return
+        self._launch(execution, job, pool, launch, fresh_slot)
 
     def _wait_for_slot(self, execution: Execution, launch: Launch) -> None:
         """A full pool: the launch waits in the queue and is tried again, never dropped."""
         attempt = launch.attempt + 1
-        delay = backoff(attempt, 0.5, 2.0, 30.0, jitter=0.2)
-        self._executions.update_execution(execution, LAUNCHABLE, due_at=round(self._clock() + delay, 3))
-        self._queue.send(Launch.of(execution, attempt=attempt), delay_seconds=max(1.0, delay))
-        metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
+        delay = max(1.0, backoff(attempt, 0.5, 2.0, 30.0, jitter=0.2))
+        if self._renew(execution, launch, delay, attempt=attempt):
+            metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
-    def _launch(self, execution: Execution, job: Job, pool: Pool, launch: Launch) -> None:
+    def _launch(self, execution: Execution, job: Job | None, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
         try:
-            task_arn = self._runner.run(execution, job.spec, pool)
+            task_arn = self._runner.run(execution, execution.launch_spec(job), pool)
         except LaunchFailed as failure:
             if failure.retryable:
                 attempt = launch.attempt + 1
                 delay = backoff(attempt, 1.0, 2.0, 60.0, jitter=0.2)
                 logger.warning("launch throttled; trying again", extra={"reason": failure.reason, "delay": delay})
-                self._queue.send(Launch.of(execution, attempt=attempt), delay_seconds=delay)
+                self._renew(execution, launch, delay, attempt=attempt)
                 return
-            if self.finish(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}"):
-                self._pools.release_slot(execution)
+            ended = self.finish(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
+            if ended is not None and fresh_slot:
+                self._pools.release_slot(ended)  # refused: no task exists
+            # A slot held from an earlier attempt may have a task: the reconciler finds out.
             return
         at = self._clock()
         moved = self._executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at)
@@ -192,7 +247,7 @@ class ExecutionEngine:
             if current is not None and current.status.is_final and current.task_arn is None:
                 # Stopped while it was being launched: the task must not run on.
                 self._executions.update_execution(current, None, task_arn=task_arn)
-                self._runner.stop(task_arn, STOPPED_BY_CLIENT)
+                self._stop_task(task_arn, current.error or STOPPED_BY_CLIENT)
             return
         metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=max(0.0, at - execution.created_at))
         logger.info("execution launched", extra={"execution_id": execution.execution_id, "task_arn": task_arn})
@@ -218,6 +273,9 @@ class ExecutionEngine:
                 job = self._jobs.get_job(execution.job_id)
                 self._schedule_timeout(moved[0], job)
                 self._announce(STARTED, job, moved[0])
+                if job is not None and job.stopped:
+                    # Stopped by a client while it was being launched, before its stop reached it.
+                    self.stop_execution(moved[0])
             else:
                 current = self._executions.get_execution(execution.job_id, execution.execution_id)
                 if current is not None:
@@ -234,12 +292,13 @@ class ExecutionEngine:
                 current = self._executions.get_execution(execution.job_id, execution.execution_id)
                 if current is not None and current.exit_code is None and current.status in ENDED_BY_SERVICE:
                     self._executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
+            holder = ended
             if ended is None:
-                current = self._executions.get_execution(execution.job_id, execution.execution_id)
-                if current is not None:
-                    self._announce_missed(current, ENDED)
+                holder = self._executions.get_execution(execution.job_id, execution.execution_id)
+                if holder is not None:
+                    self._announce_missed(holder, ENDED)
             # The container is gone: its pool slot is free (once, whoever sees it first).
-            self._pools.release_slot(execution)
+            self._pools.release_slot(holder or execution)
 
     def _stop_if_it_should_not_run(self, current: Execution, state: TaskState) -> None:
         """A container seen running for an execution that has ended: it was stopped or timed out
@@ -252,7 +311,7 @@ class ExecutionEngine:
             return  # its container's end was seen: this RUNNING event is merely late
         if current.task_arn is None:
             self._executions.update_execution(current, None, task_arn=state.arn)
-        self._runner.stop(state.arn, current.error or STOPPED_BY_CLIENT)
+        self._stop_task(state.arn, current.error or STOPPED_BY_CLIENT)
         logger.warning("a container of an ended execution was running; stopped",
                        extra={"execution_id": current.execution_id, "task_arn": state.arn})
 
@@ -271,9 +330,7 @@ class ExecutionEngine:
     # timeouts -----------------------------------------------------------------------------------
 
     def _schedule_timeout(self, execution: Execution, job: Job | None) -> None:
-        if job is None:
-            return
-        deadline = round((execution.started_at or self._clock()) + self.timeout_of(job), 3)
+        deadline = round((execution.started_at or self._clock()) + self.timeout_of(execution, job), 3)
         try:
             self._queue.send(TimeoutCheck.of(execution, deadline), delay_seconds=deadline - self._clock())
         except Exception:  # noqa: BLE001 - the sweeper enforces timeouts whose check was lost
@@ -287,69 +344,139 @@ class ExecutionEngine:
         if remaining > 0.5:
             self._queue.send(check, delay_seconds=remaining)
             return
-        job = self._jobs.get_job(execution.job_id)
-        if job is not None:
-            self.enforce_timeout(execution, job)
+        self.enforce_timeout(execution, None if execution.timeout else self._jobs.get_job(execution.job_id))
 
-    def enforce_timeout(self, execution: Execution, job: Job) -> None:
-        limit = self.timeout_of(job)
+    def enforce_timeout(self, execution: Execution, job: Job | None) -> None:
+        """Time the execution out, then stop its container; the slot stays held until the
+        container is seen stopped, and the reconciler repeats the stop until it is."""
+        limit = self.timeout_of(execution, job)
         ended = self.finish(execution, S.TIMEDOUT, error=f"The execution ran longer than its timeout of {limit:g} s.")
         if ended is not None and execution.task_arn:
-            self._runner.stop(execution.task_arn, f"timed out after {limit:g} s")
+            self._stop_task(execution.task_arn, f"timed out after {limit:g} s")
 
     # stop ---------------------------------------------------------------------------------------
 
     def stop_execution(self, execution: Execution, reason: str = STOPPED_BY_CLIENT) -> bool:
-        """Stop one execution; False when it had already ended."""
+        """Stop one execution; False when it had already ended. Its container is asked to stop
+        and keeps the slot until it is seen stopped; a slot taken for a launch that may be in
+        flight (no task recorded yet) is given back by the dispatcher or the reconciler."""
         if execution.status.is_final:
             return False
         ended = self.finish(execution, S.STOPPED, error=reason)
         if ended is None:
             return False
-        current = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
+        current = self._executions.get_execution(execution.job_id, execution.execution_id) or ended
         if current.task_arn:
-            self._runner.stop(current.task_arn, reason)
-        else:
-            self._pools.release_slot(current)  # never launched: nothing else will free its slot
+            self._stop_task(current.task_arn, reason)
         return True
 
-    # the sweeper --------------------------------------------------------------------------------
+    # the reconciler -----------------------------------------------------------------------------
 
     def sweep(self) -> dict[str, int]:
-        """Repair what lost messages and events left behind. Idempotent; runs every minute."""
+        """Drive every execution's observed state to its desired state, repeating each side
+        effect until it is observed (docs/execution.md#the-reconciler). Idempotent; runs every
+        reconcile interval (a minute in AWS)."""
         at = self._clock()
-        counts = {"resent": 0, "finalised": 0, "timedout": 0}
-        grace = self._settings.sweep_grace_seconds
-        for status in sorted(LAUNCHABLE):
-            for execution in self._executions.active_executions(status):
-                if (execution.due_at or execution.created_at) + grace < at:
-                    self._executions.update_execution(execution, LAUNCHABLE, due_at=round(at, 3))
-                    self.send_launch(execution.with_changes(due_at=None))
-                    counts["resent"] += 1
-        launched = [e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status)]
-        with_tasks = [e for e in launched if e.task_arn]
-        states = self._runner.describe([e.task_arn for e in with_tasks if e.task_arn]) if with_tasks else {}
-        jobs: dict[str, Job | None] = {}
-        for execution in with_tasks:
-            state = states.get(execution.task_arn or "")
-            if state is None:
-                if self.finish(execution, S.FAILED, error=LOST_TASK):
-                    self._pools.release_slot(execution)
+        counts = {"resent": 0, "finalised": 0, "timedout": 0, "stopped": 0, "released": 0, "recounted": 0}
+        settings = self._settings
+        limit = 500
+        waiting = [e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)]
+        for execution in waiting:
+            if (execution.due_at or execution.created_at) + settings.sweep_grace_seconds >= at:
+                continue  # its launch message is not overdue
+            if execution.resends >= settings.launch_resends:
+                if self.finish(execution, S.FAILED, error=(
+                        f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
                     counts["finalised"] += 1
                 continue
-            if state.last_status == ECS_STOPPED:
-                self.apply_task_state(execution, state)
-                counts["finalised"] += 1
-                continue
-            if state.last_status == ECS_RUNNING and execution.status is not S.RUNNING:
-                self.apply_task_state(execution, state)
-                execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
-            if execution.status in TIMEABLE and execution.started_at is not None:
-                job = jobs.setdefault(execution.job_id, self._jobs.get_job(execution.job_id))
-                if job is not None and at > execution.started_at + self.timeout_of(job) + 1:
-                    self.enforce_timeout(execution, job)
-                    counts["timedout"] += 1
+            if self._renew(execution, None, 0.0, attempt=0, due_at=at, resent=True):
+                counts["resent"] += 1
+        launched = [e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, limit)]
+        held = self._executions.held_executions(limit)
+        arns = [e.task_arn for e in [*launched, *held] if e.task_arn]
+        states = self._runner.describe(arns) if arns else {}
+        jobs: dict[str, Job | None] = {}
+        for execution in launched:
+            self._reconcile_launched(execution, states.get(execution.task_arn or ""), at, jobs, counts)
+        for execution in held:
+            self._reconcile_held(execution, states, at, counts)
+        if len(waiting) < limit * len(LAUNCHABLE) and len(launched) < limit * len(LAUNCHED) and len(held) < limit:
+            self._recount([*waiting, *launched, *held], counts)
         return counts
+
+    def _reconcile_launched(self, execution: Execution, state: TaskState | None, at: float,
+                            jobs: dict[str, Job | None], counts: dict[str, int]) -> None:
+        if state is None:
+            # ECS may not know a task just after RunTask: it is gone only after the grace.
+            if (execution.launched_at or execution.created_at) + self._settings.missing_grace_seconds < at:
+                ended = self.finish(execution, S.FAILED, error=LOST_TASK)
+                if ended is not None:
+                    self._pools.release_slot(ended)
+                    counts["finalised"] += 1
+            return
+        if state.last_status == ECS_STOPPED:
+            self.apply_task_state(execution, state)
+            counts["finalised"] += 1
+            return
+        if state.last_status == ECS_RUNNING and execution.status is not S.RUNNING:
+            self.apply_task_state(execution, state)
+            execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
+        if execution.status in TIMEABLE and execution.started_at is not None:
+            job = None
+            if not execution.timeout:
+                job = jobs.setdefault(execution.job_id, self._jobs.get_job(execution.job_id))
+            if at > execution.started_at + self.timeout_of(execution, job) + 1:
+                self.enforce_timeout(execution, job)
+                counts["timedout"] += 1
+
+    def _reconcile_held(self, execution: Execution, states: dict[str, TaskState | None], at: float,
+                        counts: dict[str, int]) -> None:
+        """An ended execution whose container was not seen gone: ask it to stop again, or give
+        its slot back once it is stopped (or gone, after the grace)."""
+        grace = self._settings.missing_grace_seconds
+        since = execution.finished_at or execution.launched_at or execution.created_at
+        state: TaskState | None
+        if execution.task_arn:
+            state = states.get(execution.task_arn)
+        elif since + grace < at:
+            # Ended before its task was recorded: a launch may have been in flight; look it up.
+            state = self._runner.find(execution, self._pool_of(execution))
+            if state is not None:
+                self._executions.update_execution(execution, None, task_arn=state.arn)
+                execution = execution.with_changes(task_arn=state.arn)
+        else:
+            return
+        if state is None:
+            if since + grace < at and self._pools.release_slot(execution):
+                counts["released"] += 1
+            return
+        if state.last_status == ECS_STOPPED:
+            self.apply_task_state(execution, state)  # records its exit code, gives the slot back
+            counts["released"] += 1
+            return
+        self._stop_task(state.arn, execution.error or STOPPED_BY_CLIENT)
+        counts["stopped"] += 1
+
+    def _recount(self, holders: list[Execution], counts: dict[str, int]) -> None:
+        """Pool counts against the executions seen holding their slots. A drift is repaired
+        only when two passes in a row saw the same one (the listings may lag the counters),
+        and only if the count did not move since; either way it is reported."""
+        running = self._pools.pool_running([p.name for p in self.pools])
+        seen: dict[str, int] = {p.name: 0 for p in self.pools}
+        for execution in holders:
+            if execution.pool in seen:
+                seen[execution.pool] += 1
+        drifts = {}
+        for name, count in running.items():
+            if count != seen[name]:
+                drifts[name] = (count, seen[name])
+                metrics.add_metric(name="PoolDrift", unit=MetricUnit.Count, value=abs(count - seen[name]))
+                logger.warning("pool count differs from its holders",
+                               extra={"pool": name, "running": count, "holders": seen[name]})
+                if self._drifts.get(name) == (count, seen[name]) and self._pools.recount(name, count, seen[name]):
+                    counts["recounted"] += 1
+                    drifts.pop(name)
+        self._drifts = drifts
 
     # farm status --------------------------------------------------------------------------------
 

@@ -148,6 +148,8 @@ class JobService:
         self._jobs.set_job_stopped(job.job_id, True)
         if job.spec.scheduled or job.schedule_version:
             self._scheduling.disarm(job)
+        # Read again: a retry added before the flag was set is stopped too; none is added after.
+        job = self._jobs.get_job(job.job_id) or job
         stopped = []
         for execution_id in sorted(job.active):
             execution = self._executions.get_execution(job.job_id, execution_id)

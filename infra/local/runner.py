@@ -190,6 +190,12 @@ class LocalRunner:
                         stopped_at=row["stopped_at"])
         return {arn: found.get(arn) for arn in task_arns}
 
+    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
+        with self._db.read() as connection:
+            row = connection.execute("SELECT arn FROM ecs_tasks WHERE execution_id = ?",
+                                     (execution.execution_id,)).fetchone()
+        return None if row is None else self.describe([row["arn"]])[row["arn"]]
+
     def ping(self) -> None:
         with self._db.read() as connection:
             connection.execute("SELECT 1").fetchone()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.event_sources import deliver_once
 from tests.component.engine_support import FakeRunner, install_engine
 
 
@@ -53,3 +54,23 @@ def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[],
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
     return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def drive(aws, sqs):
+    """Deliver what waits on the queues to the app's handlers, as Lambda's event sources do."""
+    import app as app_module
+
+    def run(queue: str = "jobs") -> int:
+        url = aws["JOBS_QUEUE_URL"] if queue == "jobs" else aws["EVENTS_QUEUE_URL"]
+        handler = app_module.dispatch_jobs if queue == "jobs" else app_module.monitor_tasks
+        total = 0
+        while (count := deliver_once(sqs, url, handler)):
+            total += count
+        return total
+
+    return run
+
+
+def execution(api, created):
+    return api.get(created["executionUrl"].replace("http://fastlane.test", "")).json["execution"]

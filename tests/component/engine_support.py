@@ -39,6 +39,12 @@ class FakeRunner:
     def describe(self, arns: list[str]) -> dict[str, TaskState | None]:
         return {arn: self.states.get(arn) for arn in arns}
 
+    def find(self, execution: Any, pool: Any) -> TaskState | None:
+        arn = self.tasks.get(execution.execution_id)
+        if arn is None:
+            return None
+        return self.states.get(arn) or TaskState(arn=arn, last_status="RUNNING")
+
 
 def task_event(execution_id: str, task_arn: str, status: str, exit_code: int | None = None,
                reason: str | None = None, started_at: str = "2026-11-28T10:00:00.000Z") -> dict[str, Any]:

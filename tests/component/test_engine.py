@@ -4,34 +4,13 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
-
 from chalicelib.domain.ecs import TaskState
 from chalicelib.domain.errors import LaunchFailed
-from infra.local.event_sources import deliver_once, scheduled_event
+from infra.local.event_sources import scheduled_event
+from tests.component.conftest import execution
 from tests.component.engine_support import REGION, install_engine, send_events, task_event
 
 JOB = {"image": "ubuntu", "command": "bash -c 'echo \"it failed\" && exit 123'"}
-
-
-@pytest.fixture
-def drive(aws, sqs):
-    """Deliver what waits on the queues to the app's handlers, as Lambda's event sources do."""
-    import app as app_module
-
-    def run(queue: str = "jobs") -> int:
-        url = aws["JOBS_QUEUE_URL"] if queue == "jobs" else aws["EVENTS_QUEUE_URL"]
-        handler = app_module.dispatch_jobs if queue == "jobs" else app_module.monitor_tasks
-        total = 0
-        while (count := deliver_once(sqs, url, handler)):
-            total += count
-        return total
-
-    return run
-
-
-def execution(api, created):
-    return api.get(created["executionUrl"].replace("http://fastlane.test", "")).json["execution"]
 
 
 def events(sqs, aws, *items):
@@ -224,11 +203,19 @@ def test_the_sweeper_finalises_an_execution_whose_stop_event_was_lost(api, runne
     assert (ended["status"], ended["exitCode"]) == ("failed", 3)
 
 
-def test_the_sweeper_fails_an_execution_whose_task_is_gone(api, runner, drive):
+def test_the_sweeper_fails_an_execution_whose_task_is_gone_after_the_grace(api, runner, drive, monkeypatch):
+    """ECS may answer MISSING just after RunTask: within the grace the execution is left alone."""
     import app as app_module
+    from chalicelib import wiring
 
     created = api.post("/tasks/t", JOB).json
     drive("jobs")
+    app_module.sweep(scheduled_event("sweeper"), None)
+    assert execution(api, created)["status"] == "pulling"
+
+    monkeypatch.setenv("MISSING_GRACE_SECONDS", "-1")
+    wiring.reset()
+    install_engine(monkeypatch, runner)
     app_module.sweep(scheduled_event("sweeper"), None)
     ended = execution(api, created)
     assert ended["status"] == "failed" and "gone" in ended["error"]

@@ -9,11 +9,11 @@ from typing import Any, Unpack
 from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.errors import DependencyDown
-from ...domain.lifecycle import sources
+from ...domain.lifecycle import LAUNCHABLE, sources
 from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
 from ...ports import ExecutionChanges, MakeExecution
 from .jobs import set_is
-from .mapping import execution_from_item, execution_to_item, job_from_item, sweep_key
+from .mapping import HELD, execution_from_item, execution_to_item, job_from_item, sweep_key
 from .statistics import DynamoStatistics
 from .tables import Tables, get_or_none
 from .transactions import CONTENTION_ATTEMPTS, condition_failed, contention, refused_item
@@ -77,17 +77,20 @@ class DynamoExecutions:
         status that was really stored, and the follow-up is built only for a move that happens."""
         ExecM, JobM = self._t.Execution, self._t.Job
         allowed = sources(target)
-        key = sweep_key(target)
-        actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
-        actions += _actions(ExecM, dict(fields))
+        changes = _actions(ExecM, dict(fields))
 
         def attempt(current: Execution) -> tuple[Execution, Execution | None]:
             job = get_or_none(JobM, current.job_id) if follow_up else None
             added = None
+            # The worklist key depends on the slot the execution holds: the write conditions on
+            # the snapshot's slot too, so a slot taken meanwhile is never left off the worklist.
+            key = sweep_key(target, current.pool)
+            actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
+            slot = ExecM.pool == current.pool if current.pool is not None else ExecM.pool.does_not_exist()
             with self._t.transact() as tx:
-                tx.update(ExecM(current.job_id, current.execution_id), actions=actions,
-                          condition=ExecM.status == current.status.value)
-                if follow_up is not None and job is not None:
+                tx.update(ExecM(current.job_id, current.execution_id), actions=actions + changes,
+                          condition=(ExecM.status == current.status.value) & slot)
+                if follow_up is not None and job is not None and not job.stopped:
                     count = int(job.execution_count or 0)
                     active = frozenset(job.active or ())
                     added = follow_up(job_from_item(job)).with_changes(seq=count + 1)
@@ -96,7 +99,8 @@ class DynamoExecutions:
                     tx.update(JobM(job_id=current.job_id),
                               actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
                                        JobM.retry_count.add(1)],
-                              condition=(JobM.execution_count == count) & set_is(JobM.active, active))
+                              condition=(JobM.execution_count == count) & set_is(JobM.active, active)
+                              & (JobM.stopped.does_not_exist() | (JobM.stopped == False)))  # noqa: E712
                     tx.save(execution_to_item(ExecM, added, count + 1))
                 elif target in FINAL_STATUSES:
                     tx.update(JobM(job_id=current.job_id), actions=[JobM.active.delete({current.execution_id})])
@@ -154,6 +158,46 @@ class DynamoExecutions:
                 raise
 
         return self._t.guard(write)
+
+    def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
+        ExecM = self._t.Execution
+        actions = [ExecM.launches.add(1), *_actions(ExecM, dict(fields))]
+        generation = (ExecM.launches == execution.launches) if execution.launches else (
+            ExecM.launches.does_not_exist() | (ExecM.launches == 0))
+        condition = ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & generation
+
+        def write() -> Execution | None:
+            try:
+                ExecM(execution.job_id, execution.execution_id).update(actions=actions, condition=condition)
+            except UpdateError as error:
+                if condition_failed(error):
+                    return None
+                raise
+            return execution.with_changes(launches=execution.launches + 1, **fields)
+
+        return self._t.guard(write)
+
+    def held_executions(self, limit: int = 500) -> list[Execution]:
+        """Keys left `held` on an execution whose slot was given back by a write that did not
+        know it had ended are removed here, conditionally on it still holding none."""
+        ExecM = self._t.Execution
+
+        def read() -> list[Execution]:
+            held = []
+            for item in ExecM.by_active.query(HELD, limit=limit):
+                execution = execution_from_item(item)
+                if execution.pool is not None:
+                    held.append(execution)
+                    continue
+                try:
+                    ExecM(execution.job_id, execution.execution_id).update(
+                        actions=[ExecM.sweep.remove()], condition=(ExecM.sweep == HELD) & ExecM.pool.does_not_exist())
+                except UpdateError as error:
+                    if not condition_failed(error):
+                        raise
+            return held
+
+        return self._t.guard(read)
 
     def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
         ExecM = self._t.Execution

@@ -51,7 +51,9 @@ def execution_from_item(item: Any) -> Execution:
                   started_at=_number(values["started_at"]), finished_at=_number(values["finished_at"]),
                   due_at=_number(values["due_at"]), launched_at=_number(values["launched_at"]),
                   metadata=values["metadata"] or {}, notified=frozenset(values["notified"] or ()),
-                  notifications=tuple(values["notifications"] or ()))
+                  notifications=tuple(values["notifications"] or ()), timeout=_number(values["timeout"]),
+                  expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
+                  resends=int(values["resends"] or 0))
     return Execution(**values)
 
 
@@ -59,10 +61,16 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
     values: dict[str, Any] = {name: getattr(execution, name) for name in _EXECUTION_FIELDS}
     values.update(seq=seq, status=execution.status.value, metadata=execution.metadata or None,
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
-                  sweep=sweep_key(execution.status))
+                  sweep=sweep_key(execution.status, execution.pool))
     return model(**values)
 
 
-def sweep_key(status: ExecutionStatus) -> str | None:
-    """The sparse `by_active` index holds only executions that are not final, keyed by status."""
-    return status.value if status in ACTIVE_STATUSES else None
+HELD = "held"  # the `by_active` key of final executions that still hold a pool slot
+
+
+def sweep_key(status: ExecutionStatus, pool: str | None = None) -> str | None:
+    """The sparse `by_active` index holds executions that are not final, keyed by status, and
+    final ones that still hold a pool slot, keyed `held`."""
+    if status in ACTIVE_STATUSES:
+        return status.value
+    return HELD if pool is not None else None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 
 from ...domain.lifecycle import LAUNCHABLE
 from ...domain.model import Execution
 from ...ports import Slot
 from .tables import POOL_PREFIX, Tables, get_or_none
-from .transactions import CONDITION_FAILED, cancellation_reasons, refused_item, retry_on_contention
+from .transactions import CONDITION_FAILED, cancellation_reasons, condition_failed, refused_item, retry_on_contention
 
 
 class DynamoPools:
@@ -52,10 +52,13 @@ class DynamoPools:
                 return False
             pool = current.pool
 
+        # A final execution leaves the reconciler's worklist with its slot.
+        actions = [ExecM.pool.remove(), ExecM.sweep.remove()] if execution.status.is_final else [ExecM.pool.remove()]
+
         def attempt() -> bool:
             try:
                 with self._t.transact() as tx:
-                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.remove()],
+                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=actions,
                               condition=ExecM.pool == pool)
                     tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(-1)])
                 return True
@@ -74,3 +77,18 @@ class DynamoPools:
             return result
 
         return self._t.guard(read)
+
+    def recount(self, pool: str, seen: int, holders: int) -> bool:
+        TaskM = self._t.Task
+        condition = (TaskM.running == seen) if seen else (TaskM.running.does_not_exist() | (TaskM.running == 0))
+
+        def write() -> bool:
+            try:
+                TaskM(task_id=POOL_PREFIX + pool).update(actions=[TaskM.running.set(holders)], condition=condition)
+                return True
+            except UpdateError as error:
+                if condition_failed(error):
+                    return False
+                raise
+
+        return self._t.guard(write)

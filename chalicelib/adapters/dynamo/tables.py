@@ -162,7 +162,8 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
 
     class ActiveExecutions(GlobalSecondaryIndex):
-        """Sparse: only executions that are not final carry `sweep` (their status)."""
+        """Sparse: only executions that are not final carry `sweep` (their status), and final
+        ones that still hold a pool slot (`held`): the sweeper's and the reconciler's worklists."""
 
         class Meta:
             index_name = "by_active"
@@ -199,6 +200,11 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         sweep = UnicodeAttribute(null=True)
         notified = UnicodeSetAttribute(null=True)
         notifications = JSONAttribute(null=True)
+        envs = JSONAttribute(null=True)
+        timeout = NumberAttribute(null=True)
+        expiration = NumberAttribute(null=True)
+        launches = NumberAttribute(default=0)
+        resends = NumberAttribute(default=0)
         by_seq = ExecutionsBySeq()
         by_id = ExecutionsById()
         by_active = ActiveExecutions()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
-from chalicelib.domain.lifecycle import sources
+from chalicelib.domain.lifecycle import LAUNCHABLE, sources
 from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
 from chalicelib.ports import ExecutionChanges, MakeExecution
 
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS executions (
     pool TEXT,
     notified TEXT NOT NULL,
     notifications TEXT NOT NULL,
+    envs TEXT,
+    timeout REAL,
+    expiration REAL,
+    launches INTEGER NOT NULL DEFAULT 0,
+    resends INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job_id, seq)
 ) STRICT;
 
@@ -42,7 +47,13 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) WHERE {rows.ACTIVE_CONDITION};
 -- a job's active set
 CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};
+-- the reconciler's worklist: executions that hold a pool slot (final ones: their container not seen gone)
+CREATE INDEX IF NOT EXISTS executions_holding ON executions (created_at) WHERE pool IS NOT NULL;
 """
+
+# Columns added since the first state files were written (Database.add_columns).
+ADDED_COLUMNS = {"envs": "TEXT", "timeout": "REAL", "expiration": "REAL",
+                 "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0"}
 
 
 _SOURCES = {status: sources(status) for status in ExecutionStatus}
@@ -81,6 +92,12 @@ class SqliteExecutions:
                                        "ORDER BY created_at LIMIT ?", (status.value, limit)).fetchall()
         return [rows.execution_of(row) for row in found]
 
+    def held_executions(self, limit: int = 500) -> list[Execution]:
+        with self._db.read() as connection:
+            found = connection.execute(f"SELECT * FROM executions WHERE pool IS NOT NULL AND NOT {rows.ACTIVE_CONDITION} "
+                                       "ORDER BY created_at LIMIT ?", (limit,)).fetchall()
+        return [rows.execution_of(row) for row in found]
+
     # writes ---------------------------------------------------------------------------------------
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
@@ -101,7 +118,7 @@ class SqliteExecutions:
             added = None
             if follow_up is not None:
                 job = rows.load_job(connection, execution.job_id)
-                if job is not None:
+                if job is not None and not job.stopped:
                     added = rows.add_execution(connection, job, follow_up(job), retry=True)
         return moved, added
 
@@ -119,6 +136,21 @@ class SqliteExecutions:
             cursor = connection.execute(f"UPDATE executions SET {assignments} WHERE {condition}",
                                         [*columns.values(), *values])
             return cursor.rowcount == 1
+
+    def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
+        columns, model = rows.changes(fields)
+        launchable = ", ".join(f"'{status.value}'" for status in sorted(LAUNCHABLE))
+        assignments = ", ".join(["launches = launches + 1", *(f"{name} = ?" for name in columns)])
+        with self._db.write() as connection:
+            cursor = connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ? AND job_id = ? "
+                                        f"AND launches = ? AND status IN ({launchable})",
+                                        [*columns.values(), execution.execution_id, execution.job_id,
+                                         execution.launches])
+            if cursor.rowcount != 1:
+                return None
+            row = connection.execute("SELECT * FROM executions WHERE execution_id = ?",
+                                     (execution.execution_id,)).fetchone()
+        return rows.execution_of(row, **model)
 
     def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
         """An execution that does not exist records nothing."""

@@ -55,3 +55,12 @@ class SqlitePools:
                 for row in connection.execute(f"SELECT name, running FROM pools WHERE name IN ({marks})", list(names)):
                     result[row["name"]] = int(row["running"])
         return result
+
+    def recount(self, pool: str, seen: int, holders: int) -> bool:
+        with self._db.write() as connection:
+            row = connection.execute("SELECT running FROM pools WHERE name = ?", (pool,)).fetchone()
+            if (row["running"] if row is not None else 0) != seen:
+                return False
+            connection.execute("INSERT INTO pools (name, running) VALUES (?, ?) "
+                               "ON CONFLICT (name) DO UPDATE SET running = excluded.running", (pool, holders))
+            return True

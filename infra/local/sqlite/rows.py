@@ -19,7 +19,8 @@ ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sor
 
 # Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
 # names are put into SQL, so nothing else passes.
-_CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified"}
+_CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified",
+               "resends"}
 
 
 def _json(value: Any) -> str:
@@ -112,7 +113,8 @@ def jobs_of(connection: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Job
 
 EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "image", "command", "created_at",
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
-                     "launched_at", "task_arn", "pool", "notified", "notifications")
+                     "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
+                     "launches", "resends")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -129,6 +131,8 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "due_at": execution.due_at, "launched_at": execution.launched_at, "task_arn": execution.task_arn,
         "pool": execution.pool, "notified": _json(sorted(execution.notified)),
         "notifications": notifications_text(execution.notifications),
+        "envs": None if execution.envs is None else _json(execution.envs), "timeout": execution.timeout,
+        "expiration": execution.expiration, "launches": execution.launches, "resends": execution.resends,
     }
 
 
@@ -142,6 +146,8 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "log": row["log"], "error": row["error"], "due_at": row["due_at"], "launched_at": row["launched_at"],
         "task_arn": row["task_arn"], "pool": row["pool"], "notified": frozenset(_loads(row["notified"])),
         "notifications": tuple(_loads(row["notifications"])),
+        "envs": None if row["envs"] is None else _loads(row["envs"]), "timeout": row["timeout"],
+        "expiration": row["expiration"], "launches": row["launches"], "resends": row["resends"],
     }
     fields.update(overrides)
     return Execution(**fields)

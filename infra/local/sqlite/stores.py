@@ -39,6 +39,7 @@ def open_stores(db: Database, clock: Callable[[], float] = time.time) -> Stores:
     delivery leases and the subscribers' expiry are measured on."""
     for script in SCHEMAS:
         db.ensure_schema(script)
+    db.add_columns("executions", executions.ADDED_COLUMNS)
     return Stores(db=db, jobs=SqliteJobs(db), executions=SqliteExecutions(db), pools=SqlitePools(db),
                   schedules=SqliteSchedules(db), statistics=SqliteStatistics(db),
                   deliveries=SqliteDeliveries(db, clock), connections=SqliteConnections(db, clock))

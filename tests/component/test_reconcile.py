@@ -1,0 +1,230 @@
+"""The reconciler on the aws adapters (moto), with ECS stood in by a recorder that can be made to
+throttle, fail, lose events and answer MISSING: every side effect is repeated until it is seen."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.domain.ecs import TaskState
+from chalicelib.domain.errors import DependencyDown, LaunchFailed
+from infra.local.event_sources import scheduled_event
+from tests.component.conftest import execution
+from tests.component.engine_support import install_engine, send_events, task_event
+
+SLEEPER = {"image": "ubuntu", "command": "sleep 600"}
+
+
+@pytest.fixture
+def tune(monkeypatch, runner):
+    """Settings for the rest of a test (environment variables), with the engine built again."""
+    from chalicelib import wiring
+
+    def apply(**env: str) -> None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        install_engine(monkeypatch, runner)
+
+    return apply
+
+
+def sweep() -> dict[str, int]:
+    import app as app_module
+
+    return app_module.sweep(scheduled_event("sweeper"), None)
+
+
+def running_in_pool() -> int:
+    from chalicelib import wiring
+
+    return sum(wiring.backend().pools.pool_running(["default"]).values())
+
+
+def stored(created):
+    from chalicelib import wiring
+
+    return wiring.backend().executions.get_execution(created["jobId"], created["executionId"])
+
+
+class FlakyStop:
+    """StopTask that fails the first `failures` times, as a throttled or unreachable ECS does."""
+
+    def __init__(self, runner, failures: int) -> None:
+        self.failures, self.calls, self._stop = failures, 0, runner.stop
+
+    def __call__(self, task_arn: str, reason: str) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise DependencyDown("ECS: ThrottlingException: Rate exceeded")
+        self._stop(task_arn, reason)
+
+
+def test_a_stop_that_failed_is_repeated_until_the_task_is_seen_stopped(api, runner, drive, tune, monkeypatch):
+    tune(MISSING_GRACE_SECONDS="600")
+    created = api.post("/tasks/t", SLEEPER).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1.0)
+    flaky = FlakyStop(runner, failures=2)
+    monkeypatch.setattr(runner, "stop", flaky)
+
+    stop = api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
+    assert stop.status_code == 200 and execution(api, created)["status"] == "stopped"
+    assert running_in_pool() == 1  # the container is not seen gone: its slot is held
+
+    assert sweep()["stopped"] == 1 and flaky.calls == 2  # asked again, failed again
+    assert sweep()["stopped"] == 1 and flaky.calls == 3 and runner.stopped == [(arn, "stopped by a client")]
+    assert running_in_pool() == 1
+
+    # ECS reports it stopped (its event lost): the slot is given back and its exit code kept.
+    runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=143, started_at=1.0, stopped_at=2.0)
+    assert sweep()["released"] == 1
+    assert running_in_pool() == 0
+    ended = execution(api, created)
+    assert (ended["status"], ended["exitCode"]) == ("stopped", 143)
+    assert sweep()["stopped"] == 0 and flaky.calls == 3  # nothing left to do
+
+
+def test_a_timed_out_container_whose_stopped_event_is_lost_frees_its_slot(api, runner, drive, sqs, aws, tune):
+    tune(MISSING_GRACE_SECONDS="600")
+    created = api.post("/tasks/t", {**SLEEPER, "timeout": 1}).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING",
+                                                         started_at="2020-01-01T00:00:00.000Z"))
+    drive("events")
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1577836800.0)
+    assert sweep()["timedout"] == 1
+    assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn
+    assert running_in_pool() == 1
+    runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=137, started_at=1577836800.0,
+                                   stopped_at=1577836802.0)
+    sweep()
+    assert running_in_pool() == 0 and execution(api, created)["exitCode"] == 137
+
+
+def test_a_task_gone_after_a_stop_frees_its_slot_after_the_grace(api, runner, drive, tune):
+    tune(MISSING_GRACE_SECONDS="600")
+    created = api.post("/tasks/t", SLEEPER).json
+    drive("jobs")
+    api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
+    sweep()  # ECS answers MISSING (runner.states has no state): within the grace, kept
+    assert running_in_pool() == 1
+    tune(MISSING_GRACE_SECONDS="-1")
+    assert sweep()["released"] == 1 and running_in_pool() == 0
+
+
+def test_a_launch_whose_answer_was_lost_is_found_and_stopped_after_a_stop(api, runner, drive, tune):
+    """The dispatcher died between RunTask and recording the task, a client then stopped the
+    execution, and the task's RUNNING event was lost: the reconciler finds the task by its
+    execution id and stops it; the slot is held until it is seen stopped."""
+    from chalicelib import wiring
+
+    created = api.post("/tasks/t", SLEEPER).json
+    backend = wiring.backend()
+    current = stored(created)
+    backend.pools.take_slot(current, "default", 0)
+    arn = runner.run(stored(created), None, wiring.get_engine().pools[0])  # launched, never recorded
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1.0)
+    stop = api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
+    assert stop.status_code == 200 and runner.stopped == []  # no task known yet
+
+    tune(MISSING_GRACE_SECONDS="600")
+    sweep()
+    assert runner.stopped == []  # a launch may still be in flight: not yet looked up
+    tune(MISSING_GRACE_SECONDS="-1")
+    assert sweep()["stopped"] == 1
+    assert runner.stopped == [(arn, "stopped by a client")] and stored(created).task_arn == arn
+    runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=143, started_at=1.0, stopped_at=2.0)
+    sweep()
+    assert running_in_pool() == 0
+
+
+def test_a_put_while_enqueued_launches_the_parameters_the_execution_was_made_with(api, runner, drive):
+    created = api.post("/tasks/t", {"image": "ubuntu:22.04", "command": "echo old", "envs": {"A": "old"}}).json
+    seen = []
+    original = runner.run
+
+    def run(execution, spec, pool):
+        seen.append((execution.execution_id, spec.image, spec.command, dict(spec.envs)))
+        return original(execution, spec, pool)
+
+    runner.run = run
+    put = api.put(f"/tasks/t/jobs/{created['jobId']}", {"image": "ubuntu:24.04", "command": "echo new",
+                                                         "envs": {"A": "new"}})
+    assert put.status_code == 200
+    drive("jobs")
+    by_execution = {execution_id: rest for execution_id, *rest in seen}
+    assert by_execution[created["executionId"]] == ["ubuntu:22.04", "echo old", {"A": "old"}]
+    assert by_execution[put.json["executionId"]] == ["ubuntu:24.04", "echo new", {"A": "new"}]
+
+
+def test_copies_of_a_replaced_launch_message_do_nothing(api, runner, drive, sqs, aws):
+    """Under throttling each attempt replaces the launch message; a copy of an earlier one (a
+    redelivery) must not start a second chain of attempts."""
+    created = api.post("/tasks/t", SLEEPER).json
+    stale = json.dumps({"taskId": "t", "jobId": created["jobId"], "executionId": created["executionId"]})
+    runner.failure = LaunchFailed("ThrottlingException: Rate exceeded", retryable=True)
+    drive("jobs")  # throttled: the next attempt is queued with the next generation
+    assert stored(created).launches == 1
+    attempts = []
+    original = runner.run
+
+    def run(execution, spec, pool):
+        attempts.append(execution.execution_id)
+        return original(execution, spec, pool)
+
+    runner.run = run
+    sqs.send_message(QueueUrl=aws["JOBS_QUEUE_URL"], MessageBody=stale)  # a redelivered copy
+    import app as app_module
+    from infra.local.event_sources import deliver_once
+
+    deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs)
+    assert attempts == [] and stored(created).launches == 1
+
+
+def test_a_lost_launch_is_resent_a_bounded_number_of_times_then_failed(api, runner, sqs, aws, tune):
+    tune(SWEEP_GRACE_SECONDS="-1", LAUNCH_RESENDS="2")
+    created = api.post("/tasks/t", SLEEPER).json
+
+    def lose_everything() -> None:
+        while messages := sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                sqs.delete_message(QueueUrl=aws["JOBS_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
+
+    lose_everything()
+    assert sweep()["resent"] == 1
+    lose_everything()
+    assert sweep()["resent"] == 1
+    lose_everything()
+    assert sweep()["finalised"] == 1
+    ended = execution(api, created)
+    assert ended["status"] == "failed" and "launch message was lost 3 times" in ended["error"]
+    assert runner.runs == []
+
+
+def test_the_reconciler_repairs_a_pool_count_that_drifted_when_seen_twice(api, runner, drive):
+    from chalicelib import wiring
+
+    created = api.post("/tasks/t", SLEEPER).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1.0)
+    pools = wiring.backend().pools
+    assert pools.recount("default", 1, 4)  # a count that no longer matches its holders
+    assert sweep()["recounted"] == 0 and running_in_pool() == 4  # seen once: reported, not yet repaired
+    assert sweep()["recounted"] == 1 and running_in_pool() == 1
+
+
+def test_a_running_event_for_a_job_stopped_meanwhile_stops_its_container(api, runner, drive, sqs, aws):
+    created = api.post("/tasks/t", SLEEPER).json
+    drive("jobs")
+    from chalicelib import wiring
+
+    wiring.backend().jobs.set_job_stopped(created["jobId"], True)  # its stop raced the launch
+    arn = runner.tasks[created["executionId"]]
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    drive("events")
+    assert execution(api, created)["status"] == "stopped" and runner.stopped[0][0] == arn
+

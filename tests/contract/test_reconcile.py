@@ -1,0 +1,99 @@
+"""What the reconciler relies on from the stores: launch generations taken once, the worklist of
+ended executions that still hold a slot, conditional recounts, and no retry added to a stopped
+job."""
+from __future__ import annotations
+
+from chalicelib.domain.model import ExecutionStatus as S
+from chalicelib.domain.model import new_execution
+from tests.contract.support import Ports, at_once, post
+
+
+def test_a_launch_generation_is_taken_once_from_the_snapshot(backend: Ports) -> None:
+    _, execution = post(backend)
+
+    renewed = backend.executions.renew_launch(execution, due_at=123.0)
+    assert renewed is not None and (renewed.launches, renewed.due_at) == (1, 123.0)
+    assert backend.executions.renew_launch(execution) is None  # the snapshot's generation is gone
+    stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert stored is not None and (stored.launches, stored.due_at) == (1, 123.0)
+    again = backend.executions.renew_launch(stored, resends=1)
+    assert again is not None and again.launches == 2 and again.resends == 1
+
+
+def test_concurrent_renewals_of_one_generation_let_one_win(backend: Ports) -> None:
+    _, execution = post(backend)
+    won = at_once(8, lambda _: backend.executions.renew_launch(execution) is not None)
+    assert won.count(True) == 1
+    stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert stored is not None and stored.launches == 1
+
+
+def test_an_execution_no_longer_launchable_takes_no_generation(backend: Ports) -> None:
+    _, execution = post(backend)
+    assert backend.executions.transition(execution, S.STOPPED) is not None
+    assert backend.executions.renew_launch(execution) is None
+
+
+def test_ended_executions_holding_a_slot_are_the_held_worklist(backend: Ports) -> None:
+    _, holding = post(backend)
+    _, released = post(backend)
+    _, active = post(backend)
+    for execution in (holding, released, active):
+        backend.pools.take_slot(execution, "p", 0)
+    snapshots = {e.execution_id: backend.executions.get_execution(e.job_id, e.execution_id)
+                 for e in (holding, released, active)}
+    for execution in (holding, released):
+        moved = backend.executions.transition(snapshots[execution.execution_id], S.STOPPED)
+        assert moved is not None
+    ended = backend.executions.get_execution(released.job_id, released.execution_id)
+    assert ended is not None and backend.pools.release_slot(ended)
+
+    held = backend.executions.held_executions()
+    assert [e.execution_id for e in held] == [holding.execution_id]
+    assert held[0].status is S.STOPPED and held[0].pool == "p"
+
+
+def test_a_slot_taken_after_the_snapshot_still_puts_the_ended_execution_on_the_worklist(backend: Ports) -> None:
+    _, execution = post(backend)  # a snapshot without a slot
+    backend.pools.take_slot(execution, "p", 0)
+    assert backend.executions.transition(execution, S.STOPPED) is not None
+    assert [e.execution_id for e in backend.executions.held_executions()] == [execution.execution_id]
+
+
+def test_an_ended_execution_released_through_an_older_snapshot_leaves_the_worklist(backend: Ports) -> None:
+    _, execution = post(backend)
+    backend.pools.take_slot(execution, "p", 0)
+    assert backend.executions.transition(execution, S.STOPPED) is not None
+    assert backend.pools.release_slot(execution)  # the snapshot says enqueued
+    assert backend.executions.held_executions() == []
+    assert backend.pools.pool_running(["p"]) == {"p": 0}
+
+
+def test_a_recount_is_conditional_on_the_count_seen(backend: Ports) -> None:
+    for _ in range(2):
+        backend.pools.take_slot(post(backend)[1], "r", 0)
+    assert backend.pools.recount("r", 3, 1) is False  # the count is 2, not 3
+    assert backend.pools.pool_running(["r"]) == {"r": 2}
+    assert backend.pools.recount("r", 2, 1) is True
+    assert backend.pools.pool_running(["r"]) == {"r": 1}
+    assert backend.pools.recount("never-used", 0, 0) is True
+
+
+def test_no_retry_is_added_to_a_job_stopped_meanwhile(backend: Ports) -> None:
+    job, execution = post(backend)
+    backend.jobs.set_job_stopped(job.job_id, True)
+
+    moved = backend.executions.transition(execution, S.FAILED,
+                                          follow_up=lambda current: new_execution(current, backend.clock()))
+    assert moved is not None and moved[1] is None
+    stored = backend.jobs.get_job(job.job_id)
+    assert stored is not None and stored.execution_count == 1 and stored.active == frozenset()
+
+
+def test_frozen_launch_parameters_are_stored_with_the_execution(backend: Ports) -> None:
+    job, execution = post(backend)
+    stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert stored is not None
+    assert (stored.envs, stored.timeout, stored.expiration) == (execution.envs, execution.timeout,
+                                                                execution.expiration)
+    assert stored.launch_spec(None).image == job.spec.image
