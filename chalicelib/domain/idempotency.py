@@ -14,9 +14,9 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"  # on a replayed answer only, as Stripe sends it
 
 KEEP_SECONDS = 24 * 3600  # API.md: within 24 hours the same key returns the first answer
-# How long a key's first request may take before another request with the key takes over: the API
-# function's timeout (.chalice/config.json `lambda_timeout`; tests/infra checks it is not longer),
-# since a request still in progress after it was killed with its Lambda invocation.
+# How long a key's first request may hold it before another request with the key takes over: the
+# API function's timeout (.chalice/config.json `lambda_timeout`; tests/infra checks it is not
+# longer). Past it the first request cannot still be running (Lambda ended it), so it died.
 LEASE_SECONDS = 60.0
 RETRY_AFTER_SECONDS = 1  # what a request that finds its key in progress is told to wait
 
