@@ -90,6 +90,8 @@ class Settings:
     webhook_backoff_min: float = 5.0  # seconds before the first retry of a webhook; doubles each time
     deliveries_table: str = "fastlane-deliveries"
     notify_base_url: str = ""  # base of links in notifications when PUBLIC_BASE_URL is not set
+    # Idempotency-Key: the DynamoDB table of keys and their first answers
+    idempotency_table: str = "fastlane-idempotency"
     # live logs
     connections_table: str = ""
     websocket_url: str = ""
@@ -159,6 +161,7 @@ class Settings:
             webhook_backoff_min=_float("WEBHOOK_BACKOFF_MIN", 5.0),
             deliveries_table=os.environ.get("DELIVERIES_TABLE", f"{prefix}-deliveries"),
             notify_base_url=os.environ.get("NOTIFY_BASE_URL", ""),
+            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", f"{prefix}-idempotency"),
             connections_table=os.environ.get("CONNECTIONS_TABLE", f"{prefix}-connections"),
             websocket_url=os.environ.get("WEBSOCKET_URL", ""),
             websocket_management_endpoint=os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", ""),

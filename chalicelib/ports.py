@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
 from .domain.ecs import TaskState
+from .domain.idempotency import Answer
 from .domain.live import STREAMS, Cursor, LogEvent, Position, StreamRecord, Subscriber
 from .domain.messages import CronTick, JobMessage, Notification, ScheduleFiring
 from .domain.model import Execution, ExecutionStatus, Job, JobSpec, Page, Task
@@ -216,6 +217,36 @@ class Mailer(Protocol):
         ...
 
 
+# idempotency keys ------------------------------------------------------------------------------
+
+
+class KeyState(str, Enum):
+    RAN = "ran"  # this request ran the action (its answer is kept when it is a success)
+    REPLAYED = "replayed"  # the answer of the key's first request, kept
+    REUSED = "reused"  # the key was used with another body
+    IN_PROGRESS = "in_progress"  # the key's first request has not answered yet
+
+
+@dataclass(frozen=True)
+class KeyOutcome:
+    state: KeyState
+    answer: Answer | None = None  # RAN: this request's answer; REPLAYED: the first request's
+
+
+class IdempotencyKeys(Protocol):
+    """Requests that carry an Idempotency-Key (domain/idempotency.py): each key runs its action
+    once, and its first answer is kept for KEEP_SECONDS after it was given."""
+
+    def run_once(self, key: str, fingerprint: str, action: Callable[[], Answer]) -> KeyOutcome:
+        """A key not seen, expired, or whose first request died (its in-progress lease,
+        LEASE_SECONDS, ran out): run `action` while holding the key, RAN. Its answer is kept when
+        `Answer.kept`; any other answer, or an exception (raised on), frees the key. A key held
+        with another fingerprint: REUSED, even while in progress; in progress: IN_PROGRESS;
+        answered: REPLAYED with the first answer. DependencyDown when the store cannot be
+        reached, before the action ran or after (then the answer could not be kept)."""
+        ...
+
+
 # queues and the scheduler ----------------------------------------------------------------------
 
 
@@ -402,3 +433,4 @@ class Backend:
     # What /status says about how containers are isolated from the host (local backend only).
     isolation: str = "ECS Fargate tasks"
     extras: dict[str, Any] = field(default_factory=dict)  # backend-specific handles for its own tooling
+    idempotency_keys: IdempotencyKeys | None = None  # None: a request with an Idempotency-Key is refused (503)

@@ -68,6 +68,7 @@ def build_aws_backend(settings: Settings) -> Backend:
     from .adapters.dynamo.statistics import DynamoStatistics
     from .adapters.dynamo.tables import Tables
     from .adapters.ecs import EcsRunner
+    from .adapters.idempotency import PowertoolsIdempotencyKeys
     from .adapters.log_events import CloudWatchLogEvents
     from .adapters.logs import CloudWatchLogReader
     from .adapters.mail import SesMailer
@@ -113,6 +114,7 @@ def build_aws_backend(settings: Settings) -> Backend:
         webhooks=webhooks.post,
         read_secret=read_secret,
         extras={"tables": tables},
+        idempotency_keys=PowertoolsIdempotencyKeys(lazy_client("dynamodb"), settings.idempotency_table),
     )
 
 

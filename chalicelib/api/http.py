@@ -43,7 +43,7 @@ def operation(name: str) -> Callable[[Callable[..., Response]], Callable[..., Re
             except FastlaneError as error:
                 if error.status >= 500:
                     logger.exception("dependency failed", extra={"operation": name})
-                return error_response(error.status, error.message, name, error.field)
+                return error_response(error.status, error.message, name, error.field, error.headers or None)
             except Exception:  # noqa: BLE001 - the contract says every error is JSON
                 logger.exception("unexpected error", extra={"operation": name})
                 return error_response(500, "Internal error; it was logged.", name)

@@ -7,6 +7,8 @@ import copy
 from typing import Any
 
 from ..config import DEFAULT_SECRET_ENV_PATTERNS
+from ..domain.idempotency import HEADER as IDEMPOTENCY_HEADER
+from ..domain.idempotency import KEEP_SECONDS, MAX_KEY_LENGTH, REPLAYED_HEADER
 from ..domain.payload import (
     EVENTS,
     MAX_HEADERS_PER_HOOK,
@@ -157,7 +159,8 @@ ERRORS = {
     "401": "Basic auth is on and the credentials are missing or wrong",
     "403": "refused by the local runtime: a cross-site browser request or a foreign Host",
     "404": "unknown task, job, execution, page or route",
-    "409": "the state of the job or execution does not allow it",
+    "409": "the state of the job or execution does not allow it; or the Idempotency-Key was used with another "
+           "body, or its first request is still in progress (then with Retry-After)",
     "413": "a body or field over a limit",
     "503": "a dependency is down, or auth is misconfigured",
 }
@@ -177,6 +180,11 @@ JOB_ID = _parameter("jobId", "path", {"type": "string", "format": "uuid"}, "a jo
 EXECUTION_ID = _parameter("executionId", "path", {"type": "string", "format": "uuid"}, "an execution's UUID")
 PAGE = _parameter("page", "query", {"type": "integer", "minimum": 1}, "page number, 1 by default")
 TOKEN = _parameter("token", "query", {"type": "string"}, "the next page's token (Fastlane-Next-Token)")
+IDEMPOTENCY_KEY = _parameter(
+    IDEMPOTENCY_HEADER, "header", {"type": "string", "pattern": f"^[!-~]{{1,{MAX_KEY_LENGTH}}}$"},
+    f"a key of the client's (a UUID, say): the same key and body within {KEEP_SECONDS // 3600} hours get the first "
+    "answer again and create nothing; another body is a 409. Only successes are kept "
+    "(docs/decisions.md#idempotency-keys)")
 
 
 def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: tuple[str, ...],
@@ -192,6 +200,12 @@ def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: tupl
 
 def _json(schema: str, description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+# POST /tasks/{taskId}, PUT .../jobs/{jobId}, POST .../retry: what they answer, first or replayed
+ENQUEUED = {**_json("Enqueued", "OK; or, with an Idempotency-Key already answered, that first answer"),
+            "headers": {REPLAYED_HEADER: {"schema": {"type": "string", "enum": ["true"]},
+                                          "description": "present on a replayed answer only"}}}
 
 
 TEXT = {"description": "the output, text; paged with Fastlane-Next-Token and a Link rel=next header",
@@ -217,16 +231,16 @@ def _paths() -> dict[str, Any]:
         "/tasks": {"get": _operation("get_tasks", "list tasks", _json("TaskList"), ("400", "404"), [PAGE])},
         TASK: {"get": _operation("get_task", "task details with its jobs", _json("TaskDetails"), ("400", "404"),
                                  [TASK_ID, PAGE]),
-               "post": _operation("enqueue_job", "create a job and run or schedule it", _json("Enqueued"),
-                                  ("400", "404", "413"), [TASK_ID], body=True)},
+               "post": _operation("enqueue_job", "create a job and run or schedule it", ENQUEUED,
+                                  ("400", "404", "409", "413"), [TASK_ID, IDEMPOTENCY_KEY], body=True)},
         JOB: {"get": _operation("get_job", "job details with its latest executions", _json("JobDetails"),
                                 ("400", "404"), [*JOB_PARAMETERS, PAGE]),
-              "put": _operation("update_job", "create or replace the job with this UUID", _json("Enqueued"),
-                                ("400", "404", "409", "413"), JOB_PARAMETERS, body=True)},
+              "put": _operation("update_job", "create or replace the job with this UUID", ENQUEUED,
+                                ("400", "404", "409", "413"), [*JOB_PARAMETERS, IDEMPOTENCY_KEY], body=True)},
         f"{JOB}/stop": {"post": _operation("stop_job", "stop the job's running execution and future runs",
                                            _json("JobStopped"), ("400", "404"), JOB_PARAMETERS)},
-        f"{JOB}/retry": {"post": _operation("retry_job", "start a new execution now", _json("Enqueued"),
-                                            ("400", "404", "409"), JOB_PARAMETERS)},
+        f"{JOB}/retry": {"post": _operation("retry_job", "start a new execution now (its body is ignored)", ENQUEUED,
+                                            ("400", "404", "409"), [*JOB_PARAMETERS, IDEMPOTENCY_KEY])},
         f"{JOB}/stream": {"get": _operation("get_job_stream", "live log page of the job", HTML, ("400", "404"),
                                             JOB_PARAMETERS)},
         f"{JOB}/stream/token": {"post": _operation("renew_job_stream_token", "a new live-log token for the page",

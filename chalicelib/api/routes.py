@@ -13,7 +13,7 @@ from ..domain.errors import NotFound
 from ..domain.model import Execution
 from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import logger, metrics
-from . import auth
+from . import auth, idempotency
 from .http import (
     base_url,
     client_ip,
@@ -70,12 +70,12 @@ def _enqueue(request: Request, task_id: str, job_id: str | None) -> Response:
 
 @operation("enqueue_job")
 def enqueue_job(request: Request, task_id: str) -> Response:
-    return _enqueue(request, task_id, None)
+    return idempotency.once(request, lambda: _enqueue(request, task_id, None))
 
 
 @operation("update_job")
 def update_job(request: Request, task_id: str, job_id: str) -> Response:
-    return _enqueue(request, task_id, job_id)
+    return idempotency.once(request, lambda: _enqueue(request, task_id, job_id))
 
 
 @operation("get_task")
@@ -143,11 +143,15 @@ def stop_execution(request: Request, task_id: str, job_id: str, execution_id: st
     return json_response(shapes.execution_stopped(_urls(request), execution))
 
 
-@operation("retry_job")
-def retry_job(request: Request, task_id: str, job_id: str) -> Response:
+def _retry(request: Request, task_id: str, job_id: str) -> Response:
     job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
     execution, message_id = wiring.get_job_service().retry_job(job)
     return json_response(shapes.enqueued(_urls(request), job, execution, message_id))
+
+
+@operation("retry_job")
+def retry_job(request: Request, task_id: str, job_id: str) -> Response:
+    return idempotency.once(request, lambda: _retry(request, task_id, job_id), reads_body=False)
 
 
 def _output(request: Request, execution: Execution, which: str) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 class FastlaneError(Exception):
     status = 500
+    headers: dict[str, str] = {}  # headers of its answer besides Content-Type (Retry-After, ...)
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)

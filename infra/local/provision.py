@@ -18,6 +18,7 @@ def local_environment(prefix: str = "fastlane") -> dict[str, str]:
         "EXECUTIONS_TABLE": f"{prefix}-executions",
         "DELIVERIES_TABLE": f"{prefix}-deliveries",
         "CONNECTIONS_TABLE": f"{prefix}-connections",
+        "IDEMPOTENCY_TABLE": f"{prefix}-idempotency",
     }
 
 
@@ -36,8 +37,11 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, lo
     import boto3
 
     from chalicelib.adapters.deliveries import create_deliveries_table
+    from chalicelib.adapters.idempotency import create_idempotency_table
 
-    create_deliveries_table(boto3.client("dynamodb", region_name=settings.region), settings.deliveries_table)
+    dynamodb = boto3.client("dynamodb", region_name=settings.region)
+    create_deliveries_table(dynamodb, settings.deliveries_table)
+    create_idempotency_table(dynamodb, settings.idempotency_table)  # Idempotency-Key
     env: dict[str, str] = {}
     for name in QUEUES:
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]

@@ -22,7 +22,8 @@ def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
     def ports(stores: Stores) -> Ports:
         return Ports(name="local", jobs=stores.jobs, executions=stores.executions, pools=stores.pools,
                      schedules=stores.schedules, statistics=stores.statistics, deliveries=stores.deliveries,
-                     connections=stores.connections, clock=clock, unreachable=unreachable)
+                     connections=stores.connections, idempotency_keys=stores.idempotency_keys, clock=clock,
+                     unreachable=unreachable)
 
     def unreachable() -> Ports:
         # A database whose folder went away after it was opened: no connection can be made again.
@@ -73,7 +74,8 @@ def _aws_built(absent: bool) -> tuple[Any, Any, Any]:
     prefix = "absent" if absent else "contract"
     settings = Settings(region=REGION, tasks_table=f"{prefix}-tasks", jobs_table=f"{prefix}-jobs",
                         executions_table=f"{prefix}-executions", jobs_queue_url="",
-                        deliveries_table=f"{prefix}-deliveries", connections_table=f"{prefix}-connections")
+                        deliveries_table=f"{prefix}-deliveries", connections_table=f"{prefix}-connections",
+                        idempotency_table=f"{prefix}-idempotency")
     return settings, build_aws_backend(settings), boto3.client("dynamodb", region_name=REGION)
 
 
@@ -87,6 +89,8 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
     from moto import mock_aws
 
     from chalicelib.adapters.deliveries import DeliveryLog, create_deliveries_table
+    from chalicelib.adapters.idempotency import create_idempotency_table
+    from tests.powertools_clock import follow_clock
 
     def ports(absent: bool) -> Ports:
         settings, backend, dynamodb = _aws_built(absent)
@@ -94,13 +98,16 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
         deliveries = DeliveryLog(dynamodb, settings.deliveries_table, clock=clock)
         return Ports(name="aws", jobs=backend.jobs, executions=backend.executions, pools=backend.pools,
                      schedules=backend.schedules, statistics=backend.statistics, deliveries=deliveries,
-                     connections=backend.connections, clock=clock, unreachable=lambda: ports(True))
+                     connections=backend.connections, idempotency_keys=backend.idempotency_keys, clock=clock,
+                     unreachable=lambda: ports(True))
 
+    follow_clock(monkeypatch, clock)  # the idempotency keys' leases and expiry, read by powertools
     with mock_aws():
         settings, backend, dynamodb = _aws_built(False)
         backend.extras["tables"].create()  # as infra/local/provision.py does
         backend.connections.create_table()
         create_deliveries_table(dynamodb, settings.deliveries_table)
+        create_idempotency_table(dynamodb, settings.idempotency_table)
         yield ports(False)
 
 

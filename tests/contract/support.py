@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, Phase, settings
 
 from chalicelib.domain.model import Execution, ExecutionStatus, Job, JobSpec, new_id, now
-from chalicelib.ports import Connections, Deliveries, Executions, Jobs, Pools, Schedules, Statistics
+from chalicelib.ports import Connections, Deliveries, Executions, IdempotencyKeys, Jobs, Pools, Schedules, Statistics
 
 T = TypeVar("T")
 
@@ -28,7 +28,8 @@ def randomized(ports: Ports) -> settings:
 
 
 class FakeClock:
-    """The time the delivery log measures leases on; a test moves it forward."""
+    """The time the delivery log measures leases on, and the idempotency keys their leases and
+    expiry; a test moves it forward."""
 
     def __init__(self, start: float) -> None:
         self.value = start
@@ -52,6 +53,7 @@ class Ports:
     statistics: Statistics
     deliveries: Deliveries
     connections: Connections
+    idempotency_keys: IdempotencyKeys
     clock: FakeClock
     unreachable: Callable[[], Ports]  # the same backend with its store out of reach
 

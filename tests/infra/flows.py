@@ -70,7 +70,7 @@ class Recorder:
             tables = [params.get("TableName")] + list((params.get("RequestItems") or {}).keys())
             tables += [next(iter(item.values())).get("TableName") for item in params.get("TransactItems") or []]
             found = {self._by_value(t, "TASKS_TABLE", "JOBS_TABLE", "EXECUTIONS_TABLE", "CONNECTIONS_TABLE",
-                                    "DELIVERIES_TABLE") for t in tables if t}
+                                    "DELIVERIES_TABLE", "IDEMPOTENCY_TABLE") for t in tables if t}
             return ",".join(sorted(found))
         if service == "sqs":
             return self._by_value(params.get("QueueUrl", ""), "JOBS_QUEUE_URL", "EVENTS_QUEUE_URL", "NOTIFY_QUEUE_URL",
@@ -218,11 +218,11 @@ class Flows:
 
     # triggers
 
-    def http(self, method: str, path: str, body: Any = None) -> Any:
+    def http(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         with self.recorder.running("APIHandler"):
             response = getattr(self.client.http, method.lower())(
                 path, body=json.dumps(body) if body is not None else None,
-                headers={"host": "fastlane.test", "content-type": "application/json"})
+                headers={"host": "fastlane.test", "content-type": "application/json", **(headers or {})})
         assert response.status_code < 500, (method, path, response.status_code, response.body)
         body = response.body.decode() if isinstance(response.body, bytes) else response.body
         return json.loads(body) if body and response.headers.get(
@@ -344,14 +344,20 @@ class Flows:
             ecs.stop_task(cluster=cluster, task=arn)
         self.invoke("Sweeper", "sweeper", sweep)
 
-        # stop and retry by hand
-        latest = self.http("POST", f"/tasks/flow/jobs/{job_id}/retry")["executionId"]
+        # stop and retry by hand, the retry with an Idempotency-Key: sent twice, it starts one execution
+        once = {"Idempotency-Key": str(uuid.uuid4())}
+        latest = self.http("POST", f"/tasks/flow/jobs/{job_id}/retry", headers=once)["executionId"]
+        assert self.http("POST", f"/tasks/flow/jobs/{job_id}/retry", headers=once)["executionId"] == latest
         self.dispatch(self.drain("JOBS_QUEUE_URL"))
         self.http("POST", f"/tasks/flow/jobs/{job_id}/executions/{latest}/stop")
         self.http("POST", f"/tasks/flow/jobs/{job_id}/stop")
 
-        # schedules: one-shot beyond 15 minutes, cron, both replaced, fired, swept when overdue, stopped
-        later = self.http("POST", "/tasks/later", {"image": "ubuntu", "command": "date", "startIn": "2h"})
+        # schedules: one-shot beyond 15 minutes, cron, both replaced, fired, swept when overdue, stopped;
+        # the first post with an Idempotency-Key refused once (an error frees its key), then accepted
+        first = {"Idempotency-Key": str(uuid.uuid4())}
+        self.http("POST", "/tasks/later", {"image": "ubuntu", "startIn": "2h"}, headers=first)
+        later = self.http("POST", "/tasks/later", {"image": "ubuntu", "command": "date", "startIn": "2h"},
+                          headers=first)
         cron = self.http("POST", "/tasks/later", {"image": "ubuntu", "command": "date", "cron": "*/5 * * * *"})
         # day of month and weekday both restricted: Scheduler cannot say it, one schedule per tick
         self.http("POST", "/tasks/later", {"image": "ubuntu", "command": "date", "cron": "0 9 1 * 1"})

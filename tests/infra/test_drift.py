@@ -140,7 +140,7 @@ def _indexes(indexes: list[dict[str, Any]] | None) -> dict[str, Any]:
 def test_every_table_the_adapters_create_is_in_the_template_with_the_same_keys_and_indexes(template,
                                                                                           provisioned) -> None:
     created = provisioned["requests"]["CreateTable"]
-    assert len(created) == 5
+    assert len(created) == 6
     for request in created:
         table = _table_resource(template, request["TableName"])
         assert table["BillingMode"] == request.get("BillingMode") == "PAY_PER_REQUEST"

@@ -343,3 +343,11 @@ def test_the_merge_template_only_completes_resources_chalice_generates(template)
     for name in completed:
         assert "Type" in template["Resources"][name], name
     assert as_list(template["Transform"]) == ["AWS::Serverless-2016-10-31"]
+
+
+def test_a_key_in_progress_is_held_as_long_as_the_api_function_may_run(template) -> None:
+    """A request with an Idempotency-Key holds it until it answers or its lease ends; a lease shorter
+    than the function's timeout would let a repeat run while the first still works."""
+    from chalicelib.domain.idempotency import LEASE_SECONDS
+
+    assert template["Resources"]["APIHandler"]["Properties"]["Timeout"] <= LEASE_SECONDS

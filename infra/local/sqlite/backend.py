@@ -167,6 +167,7 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         webhooks=webhooks.post,  # a plain HTTP client: the same one as in AWS
         isolation=runner.isolation,
         extras={"local": handles},
+        idempotency_keys=stores.idempotency_keys,
     )
 
 

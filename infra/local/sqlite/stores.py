@@ -5,11 +5,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import connections, deliveries, executions, jobs, pools, schedules, statistics
+from . import connections, deliveries, executions, idempotency, jobs, pools, schedules, statistics
 from .connections import SqliteConnections
 from .db import Database
 from .deliveries import SqliteDeliveries
 from .executions import SqliteExecutions
+from .idempotency import SqliteIdempotencyKeys
 from .jobs import SqliteJobs
 from .pools import SqlitePools
 from .schedules import SqliteSchedules
@@ -17,7 +18,7 @@ from .statistics import SqliteStatistics
 
 # In the order the tables refer to each other (schedules index the jobs table).
 SCHEMAS = (statistics.SCHEMA, jobs.SCHEMA, executions.SCHEMA, pools.SCHEMA, schedules.SCHEMA, deliveries.SCHEMA,
-           connections.SCHEMA)
+           connections.SCHEMA, idempotency.SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,16 @@ class Stores:
     statistics: SqliteStatistics
     deliveries: SqliteDeliveries
     connections: SqliteConnections
+    idempotency_keys: SqliteIdempotencyKeys
 
 
 def open_stores(db: Database, clock: Callable[[], float] = time.time) -> Stores:
     """Create what is missing of the schema and build the adapters; `clock` is the time the
-    delivery leases and the subscribers' expiry are measured on."""
+    delivery leases, the subscribers' expiry and the idempotency keys' are measured on."""
     for script in SCHEMAS:
         db.ensure_schema(script)
     db.add_columns("executions", executions.ADDED_COLUMNS)
     return Stores(db=db, jobs=SqliteJobs(db), executions=SqliteExecutions(db), pools=SqlitePools(db),
                   schedules=SqliteSchedules(db), statistics=SqliteStatistics(db),
-                  deliveries=SqliteDeliveries(db, clock), connections=SqliteConnections(db, clock))
+                  deliveries=SqliteDeliveries(db, clock), connections=SqliteConnections(db, clock),
+                  idempotency_keys=SqliteIdempotencyKeys(db, clock))
