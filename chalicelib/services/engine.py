@@ -212,9 +212,11 @@ class ExecutionEngine:
         if wait is not None and due is not None and due > self._clock():
             wait(due - self._clock())
             current = self._executions.get_execution(execution.job_id, execution.execution_id)
+            if current is not None and fresh_slot and expiration is not None and self._clock() > expiration:
+                current = self.finish(current, S.EXPIRED, error="The job's expiration passed before it could start.")
             if current is None or current.status not in LAUNCHABLE:
                 if fresh_slot and current is not None:
-                    self._pools.release_slot(current)  # stopped while it waited: no task was asked for
+                    self._pools.release_slot(current)  # stopped or expired while it waited: no task was asked for
                 return
         self._launch(execution, job, pool, launch, fresh_slot)
 

@@ -465,3 +465,29 @@ def process_start_time(pid: int) -> str | None:
         return fields[19] if fields[0] not in ("Z", "X") else None
     except (OSError, IndexError):
         return None
+
+
+def kill_session(session: int, started: str) -> int:
+    """SIGKILL every process left of a task's session (its processes were started in a session
+    of their own, led by the recorded pid): the leader may be gone already, e.g. bubblewrap
+    killed with a runtime that was killed, while the job's process runs on. Only processes
+    started no earlier than the leader are taken, so a pid reused long before is not. Returns
+    how many were killed."""
+    killed = 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session or int(fields[19]) < int(started) or fields[0] in ("Z", "X"):
+                continue
+            os.kill(int(name), signal.SIGKILL)
+            killed += 1
+        except (OSError, IndexError, ValueError):
+            continue
+    return killed

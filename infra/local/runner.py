@@ -41,6 +41,7 @@ from .processes import (
     Sandbox,
     docker_command,
     docker_quietly,
+    kill_session,
     killpg,
     process_start_time,
 )
@@ -211,8 +212,10 @@ class LocalRunner:
         with self._lock:
             left = [row for row in rows if row["ecs_task_id"] not in self._supervised]
         for row in left:
-            if row["pid"] and row["pid_started"] and process_start_time(row["pid"]) == row["pid_started"]:
-                killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
+            if row["pid"] and row["pid_started"]:
+                if process_start_time(row["pid"]) == row["pid_started"]:
+                    killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
+                kill_session(row["pid"], row["pid_started"])  # and what its session left behind
             if self._engine == "docker":
                 docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
             if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
