@@ -1,0 +1,363 @@
+"""One schedule: the real services and handlers on the local backend (one SQLite file, its
+queues and scheduler) with the simulated ECS, the fault layer around every port, and a driver
+that plays the clients, the queues' event sources, the scheduler and the reconciler in virtual
+time, then a quiet period without faults, and hands what it saw to the invariants."""
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import handlers, wiring
+from chalicelib.domain import model
+from chalicelib.domain.ecs import parse_task_event
+from chalicelib.domain.errors import Conflict, NotFound, ValidationError
+from chalicelib.domain.messages import decode_job_message, decode_notification
+from chalicelib.observability import logger, metrics
+from chalicelib.ports import Backend
+from chalicelib.services import jobs as job_services
+from infra.local.sqlite.db import Database
+from infra.local.sqlite.logs import LocalLogEvents, LocalLogReader, LocalLogStore
+from infra.local.sqlite.mail import LocalMailer
+from infra.local.sqlite.queues import (
+    EVENTS,
+    JOBS,
+    NOTIFY,
+    LocalJobQueue,
+    LocalNotifyQueue,
+    LocalQueueDepths,
+    LocalQueues,
+    create_queues,
+)
+from infra.local.sqlite.scheduler import LocalScheduler
+from infra.local.sqlite.stores import open_stores
+from tests.contract.support import FakeClock
+
+from .containers import SimulatedRunner
+from .faults import FaultPlan, FaultyPort, FaultyPoster, FaultyQueue, FaultyRunner, HandlerKilled, Rates
+from .ledger import Ledger
+from .workload import Action, Workload, build
+
+START = 1_900_000_000.0  # virtual epoch of every schedule (2030-03-17)
+RECONCILE_INTERVAL = 60.0  # the sweeper's EventBridge rate(1 minute)
+STOP_GRACE_SECONDS = 30.0  # ECS stopTimeout: SIGTERM, then SIGKILL
+DELIVERY_ALLOWANCE = 30.0  # an event source's delivery and one visibility timeout of a failed handler
+# How long after it should have stopped (a stop, a timeout, its execution ended) a container may
+# still live: one reconcile pass to notice, the stop grace, and the delivery of what it says.
+STOP_BOUND = RECONCILE_INTERVAL + STOP_GRACE_SECONDS + DELIVERY_ALLOWANCE
+VISIBILITY_TIMEOUT = 30.0
+MAX_RECEIVE_COUNT = 5
+QUIET_SECONDS = 3600.0  # faults off, no new work: time for every job to end and every repair to happen
+CLIENT_ATTEMPTS = 3  # a client tries a request that failed (5xx, no answer) this often
+CLIENT_RETRY_SECONDS = 10.0
+MISSING_SECONDS = 4.0  # at most this long after RunTask, DescribeTasks may not know the task yet
+EXPECTED_REFUSALS = (ValidationError, Conflict, NotFound)  # 4xx: the client does not try again
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The size of one schedule."""
+
+    jobs: tuple[int, int] = (4, 10)
+    minutes: tuple[float, float] = (10, 30)
+
+
+def _fault_rates(rng: random.Random) -> Rates:
+    """Each schedule its own intensity: some nearly calm, some stormy."""
+    storm = rng.choice([0.2, 0.5, 1.0, 1.0, 2.0])
+    return Rates(call=0.015 * storm, throttle=0.05 * storm, duplicate=0.04 * storm, delay=0.04 * storm,
+                 lose_event=0.05 * storm, lose_delete=0.02 * storm)
+
+
+class _Unserved:
+    """Ports the harness never drives (live logs over websockets): using one is a harness bug."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        raise AssertionError(f"the fault harness does not serve {self._name}.{method}")
+
+
+@contextmanager
+def _deterministic_ids(rng: random.Random) -> Iterator[None]:
+    """Ids drawn from the schedule's RNG (in creation order, as UUID v7 ids are), so a seed
+    replays the very same schedule: the order of a job's executions depends on their ids."""
+    counter = itertools.count(1)
+
+    def new_id() -> str:
+        return str(uuid.UUID(int=(next(counter) << 80) | rng.getrandbits(80)))
+
+    saved = (model.new_id, job_services.new_id)
+    model.new_id = job_services.new_id = new_id
+    try:
+        yield
+    finally:
+        model.new_id, job_services.new_id = saved
+
+
+def environment(workload: Workload) -> dict[str, str]:
+    """The settings of one schedule's deployment (read by wiring through chalicelib.config)."""
+    return {
+        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "1",
+        "POOLS": workload.limits.pools_json(), "JOBS_QUEUE_URL": f"local:{JOBS}", "EVENTS_QUEUE_URL": f"local:{EVENTS}",
+        "NOTIFY_QUEUE_URL": f"local:{NOTIFY}", "MAIL_SENDER": "fastlane@example.com",
+        "SWEEP_GRACE_SECONDS": "120", "WEBHOOK_BACKOFF_MIN": "5", "NOTIFY_BASE_URL": "https://fastlane.example.com",
+    }
+
+
+@contextmanager
+def _settings(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    level = logger.log_level
+    logger.setLevel(logging.CRITICAL)  # the services' logs of injected faults are noise here
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        wiring.reset()
+
+
+class Simulation:
+    """One schedule, from its seed."""
+
+    def __init__(self, seed: int, directory: str, budget: Budget = Budget()) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.clock = FakeClock(START)
+        self.workload = build(self.rng, jobs=budget.jobs, duration=(budget.minutes[0] * 60, budget.minutes[1] * 60),
+                              start=START)
+        self.plan = FaultPlan(random.Random(self.rng.getrandbits(64)), _fault_rates(self.rng), self.clock, START)
+        self.ledger = Ledger(self.clock)
+        self.job_of_plan: dict[int, str] = {}  # the job id a client was told for each plan
+        self.handler_errors: list[str] = []  # exceptions of handlers that no fault explains
+        self.faults_off_at = START + self.workload.duration
+        self.end = self.faults_off_at + QUIET_SECONDS
+        self._path = os.path.join(directory, f"schedule-{seed}.db")
+        self._heap: list[tuple[float, int, str, Callable[[], None]]] = []
+        self._order = itertools.count()
+
+    # assembly -------------------------------------------------------------------------------------
+
+    def _backend(self) -> Backend:
+        plan, ledger, clock = self.plan, self.ledger, self.clock
+        self.db = Database(self._path)
+        stores = open_stores(self.db, clock)
+        self.stores = stores
+        self.queues = LocalQueues(self.db, clock)
+        create_queues(self.queues, VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT)
+        self.scheduler = LocalScheduler(self.db, self.queues, clock=clock)
+        self.runner = SimulatedRunner(clock, self._emit, stop_grace_seconds=STOP_GRACE_SECONDS,
+                                      missing_seconds=lambda: round(self.rng.uniform(0, MISSING_SECONDS), 3))
+        log_store = LocalLogStore(self.db)
+        return Backend(
+            name="local",
+            jobs=FaultyPort(stores.jobs, "jobs", plan, ledger.jobs_call),
+            executions=FaultyPort(stores.executions, "executions", plan),
+            pools=FaultyPort(stores.pools, "pools", plan),
+            schedules=FaultyPort(stores.schedules, "schedules", plan),
+            statistics=stores.statistics,
+            deliveries=FaultyPort(stores.deliveries, "deliveries", plan),
+            connections=stores.connections,
+            job_queue=FaultyQueue(LocalJobQueue(self.queues), "jobs-queue", plan),
+            notify_queue=FaultyQueue(LocalNotifyQueue(self.queues), "notify-queue", plan, messages_faulted=False),
+            queue_depths=LocalQueueDepths(self.queues),
+            scheduler=FaultyPort(self.scheduler, "scheduler", plan),
+            runner=FaultyRunner(self.runner, "ecs", plan),
+            logs=LocalLogReader(log_store),
+            log_events=LocalLogEvents(log_store),
+            sockets=_Unserved("sockets"),
+            starter=_Unserved("starter"),
+            mailer=FaultyPort(LocalMailer(self.db, "fastlane@example.com", clock), "mail", plan, ledger.mail_call),
+            webhooks=FaultyPoster(ledger.receiver, plan),
+            read_secret=_Unserved("secrets"),
+        )
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        """EventBridge: the runner's task state change to the events queue, maybe lost, late or twice."""
+        where = f"events {event['detail']['lastStatus']} {event['detail']['startedBy'][-8:]}"
+        if self.plan.event_lost(where):
+            return
+        body = json.dumps(event)
+        self.queues.send(EVENTS, body, self.plan.delay(where))
+        if self.plan.duplicated(where):
+            self.queues.send(EVENTS, body, self.plan.delay(where))
+
+    # the driver -----------------------------------------------------------------------------------
+
+    def _at(self, moment: float, label: str, action: Callable[[], None]) -> None:
+        heapq.heappush(self._heap, (moment, next(self._order), label, action))
+
+    def run(self) -> Simulation:
+        with _settings(environment(self.workload)), _deterministic_ids(self.rng):
+            random.seed(self.rng.getrandbits(64))  # the engine's backoff jitter
+            backend = self._backend()
+            wiring.use_backend(backend, clock=self.clock, sleep=self.clock.advance)
+            try:
+                for action in self.workload.actions:
+                    self._at(START + action.at, f"client {action.kind} plan {action.plan}",
+                             lambda action=action: self._client(action, CLIENT_ATTEMPTS))
+                self._at(START + self.rng.uniform(0, RECONCILE_INTERVAL), "reconcile", self._reconcile)
+                self._at(self.faults_off_at, "quiet", self._quiet)
+                self._loop()
+                self.report = self._snapshot()
+            finally:
+                self.db.close()
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(self._path + suffix):
+                        os.remove(self._path + suffix)
+        return self
+
+    def _next_queue_moment(self) -> float | None:
+        with self.db.read() as connection:
+            row = connection.execute("SELECT MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)",
+                                     (JOBS, EVENTS, NOTIFY)).fetchone()
+            fire = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules").fetchone()
+        moments = [value for value in (row[0], fire[0]) if value is not None]
+        return min(moments) if moments else None
+
+    def _loop(self) -> None:
+        while True:
+            moments = [m for m in (self._heap[0][0] if self._heap else None, self.runner.next_due(),
+                                   self._next_queue_moment()) if m is not None]
+            if not moments:
+                return
+            moment = max(min(moments), self.clock.value + 0.001)  # every step a moment of its own
+            if moment > self.end:
+                return
+            self.clock.value = round(moment, 3)
+            self.runner.advance()
+            self.scheduler.fire_due()
+            while self._heap and self._heap[0][0] <= self.clock.value:
+                _, _, label, action = heapq.heappop(self._heap)
+                if label != "reconcile":
+                    self.plan.note(label)
+                action()
+            self._deliver_visible()
+            if metrics.metric_set:
+                metrics.clear_metrics()
+
+    def _deliver_visible(self) -> None:
+        handlers_by_queue = ((JOBS, self._handle_job), (EVENTS, self._handle_event), (NOTIFY, self._handle_notification))
+        for _ in range(50):  # a bound: a handler that sends what is due at once cannot loop here forever
+            delivered = 0
+            for name, handle in handlers_by_queue:
+                batch = self.queues.receive(name, max_messages=10)
+                self.plan.shuffle(batch, name)
+                for message in batch:
+                    delivered += 1
+                    try:
+                        handle(message.body)
+                    except HandlerKilled as killed:
+                        self.plan.note(f"handler of {name} killed at {killed}")
+                        break  # the Lambda is gone: the rest of its batch comes back after the timeout
+                    except Exception as error:  # noqa: BLE001 - the message comes back, as with Lambda
+                        self._handler_failed(name, error)
+                        continue
+                    if not self.plan.delete_lost(name):
+                        self.queues.delete(name, message.receipt_handle)
+            if not delivered:
+                return
+
+    def _handler_failed(self, name: str, error: Exception) -> None:
+        text = f"{type(error).__name__}: {error}"
+        self.plan.note(f"handler of {name} failed: {text}")
+        if "injected" not in str(error) and type(error).__name__ not in ("DeliveryInProgress",):
+            self.handler_errors.append(f"{self.clock.value:.3f} {name}: {text}")
+
+    @staticmethod
+    def _handle_job(body: str) -> None:
+        handlers.handle_job_message(decode_job_message(body))
+
+    @staticmethod
+    def _handle_event(body: str) -> None:
+        change = parse_task_event(json.loads(body))
+        if change is not None:
+            wiring.get_engine().handle_task_change(change)
+
+    @staticmethod
+    def _handle_notification(body: str) -> None:
+        wiring.get_notification_sender().handle(decode_notification(body))
+
+    def _reconcile(self) -> None:
+        try:
+            handlers.sweep()
+        except HandlerKilled as killed:
+            self.plan.note(f"reconciler killed at {killed}")
+        except Exception as error:  # noqa: BLE001 - the next pass tries again
+            self._handler_failed("reconciler", error)
+        self._at(self.clock.value + RECONCILE_INTERVAL, "reconcile", self._reconcile)
+
+    # clients --------------------------------------------------------------------------------------
+
+    def _client(self, action: Action, attempts: int) -> None:
+        service = wiring.get_job_service()
+        task_id = self.workload.tasks[action.plan]
+        job_id = self.job_of_plan.get(action.plan)
+        try:
+            if action.kind == "post":
+                self.job_of_plan[action.plan] = service.enqueue(task_id, action.payload, "198.51.100.7").job.job_id
+            elif job_id is None:
+                return  # its post never got an answer: the client knows no job to act on
+            elif action.kind == "put":
+                service.enqueue(task_id, action.payload, "198.51.100.7", job_id=job_id)
+            elif action.kind == "stop":
+                service.stop_job(service.job(task_id, job_id))
+                self.ledger.stopped.setdefault(job_id, []).append(self.clock.value)
+            elif action.kind == "retry":
+                service.retry_job(service.job(task_id, job_id))
+        except EXPECTED_REFUSALS as refused:
+            self.plan.note(f"client {action.kind} plan {action.plan} refused: {refused}")
+        except (Exception, HandlerKilled) as error:  # noqa: BLE001 - a 5xx or no answer: the client tries again
+            self.plan.note(f"client {action.kind} plan {action.plan} failed: {type(error).__name__}")
+            if attempts > 1:
+                self._at(self.clock.value + CLIENT_RETRY_SECONDS, f"client {action.kind} plan {action.plan} again",
+                         lambda: self._client(action, attempts - 1))
+
+    def _quiet(self) -> None:
+        """The end of the workload: no more faults, no more client requests but the stops of
+        every cron job; then only deliveries and reconcile passes until the end."""
+        self.plan.enabled = False
+        self._heap = [entry for entry in self._heap if not entry[2].startswith("client")]
+        heapq.heapify(self._heap)
+        for plan, kind in self.workload.kinds.items():
+            if kind == "cron":
+                for job_id in self._jobs_of_plan(plan):
+                    service = wiring.get_job_service()
+                    service.stop_job(service.job(self.workload.tasks[plan], job_id))
+                    self.ledger.stopped.setdefault(job_id, []).append(self.clock.value)
+
+    def _jobs_of_plan(self, plan: int) -> list[str]:
+        return [job_id for job_id, specs in self.ledger.specs.items() if specs[0][1].metadata.get("plan") == plan]
+
+    # what the invariants read ---------------------------------------------------------------------
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The stored state at the end, read through the stores without faults."""
+        stores = self.stores
+        jobs, executions = {}, {}
+        for job_id in self.ledger.specs:
+            job = stores.jobs.get_job(job_id)
+            if job is None:
+                continue
+            jobs[job_id] = job
+            page = stores.executions.list_executions(job_id, 1, 1000, total=job.execution_count)
+            executions[job_id] = sorted(page.items, key=lambda execution: execution.seq)
+        names = [pool.name for pool in wiring.get_engine().pools]
+        return {"jobs": jobs, "executions": executions, "pool_running": stores.pools.pool_running(names),
+                "pool_limits": {pool.name: pool.max_running for pool in wiring.get_engine().pools},
+                "dead_letters": {name: self.queues.depth(name + "-dlq")["visible"] for name in (JOBS, EVENTS, NOTIFY)}}
