@@ -116,8 +116,10 @@ class SimulatedRunner:
     transition due by the clock's time; `next_due()` says when the next one is."""
 
     def __init__(self, clock: Callable[[], float], emit: Callable[[dict[str, Any]], None], *,
-                 stop_grace_seconds: float, missing_seconds: Callable[[], float], region: str = "us-east-1") -> None:
+                 stop_grace_seconds: float, missing_seconds: Callable[[], float], region: str = "us-east-1",
+                 note: Callable[[str], None] = lambda line: None) -> None:
         self._clock = clock
+        self._note = note
         self._emit = emit
         self.stop_grace_seconds = stop_grace_seconds
         self._missing_seconds = missing_seconds
@@ -157,6 +159,7 @@ class SimulatedRunner:
         self.max_live[pool.name] = max(self.max_live.get(pool.name, 0), live)
         if pool.max_running and live > pool.max_running:
             self.over_limit.append((at, pool.name, live))
+        self._note(f"ecs run execution={execution.execution_id[-8:]} pool={pool.name} live={live}")
         self._emit(task_event(container, at))
         return arn
 
@@ -168,6 +171,7 @@ class SimulatedRunner:
         at = self._clock()
         first = not container.stop_requests
         container.stop_requests.append(at)
+        self._note(f"ecs stop execution={container.execution_id[-8:]} ({container.status})")
         if not first:
             return  # ECS: a task already stopping goes on stopping
         container.end_reason = reason
@@ -234,6 +238,7 @@ class SimulatedRunner:
             container.reason = container.end_reason if container.stop_requests else None
             container.end_due = None
             self._live[container.pool] -= 1
+        self._note(f"ecs {container.status} exit={container.exit_code} execution={container.execution_id[-8:]}")
         self._emit(task_event(container, moment))
 
     # what the invariants read -------------------------------------------------------------------

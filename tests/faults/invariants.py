@@ -188,7 +188,8 @@ def retries_exactly_as_asked(sim: Simulation) -> Iterator[Violation]:
             continue
         expected = _expected_outcome(spec)
         wanted = spec.retries + 1 if expected in RETRYABLE else 1
-        statuses = [execution.status.value for execution in executions]
+        statuses = [execution.status.value + (f" ({execution.error})" if execution.error else "")
+                    for execution in executions]
         if len(executions) != wanted or any(execution.status is not expected for execution in executions):
             yield Violation("retries exactly as asked",
                             f"job {_short(job.job_id)} (plan {spec.metadata.get('plan')}, retries {spec.retries}, "

@@ -21,6 +21,7 @@ from chalicelib.domain import model
 from chalicelib.domain.ecs import parse_task_event
 from chalicelib.domain.errors import Conflict, NotFound, ValidationError
 from chalicelib.domain.messages import decode_job_message, decode_notification
+from chalicelib.domain.model import ACTIVE_STATUSES
 from chalicelib.observability import logger, metrics
 from chalicelib.ports import Backend
 from chalicelib.services import jobs as job_services
@@ -55,6 +56,7 @@ DELIVERY_ALLOWANCE = 30.0  # an event source's delivery and one visibility timeo
 STOP_BOUND = RECONCILE_INTERVAL + STOP_GRACE_SECONDS + DELIVERY_ALLOWANCE
 VISIBILITY_TIMEOUT = 30.0
 MAX_RECEIVE_COUNT = 5
+SCHEDULER = "scheduler"
 QUIET_SECONDS = 3600.0  # faults off, no new work: time for every job to end and every repair to happen
 CLIENT_ATTEMPTS = 3  # a client tries a request that failed (5xx, no answer) this often
 CLIENT_RETRY_SECONDS = 10.0
@@ -75,6 +77,20 @@ def _fault_rates(rng: random.Random) -> Rates:
     storm = rng.choice([0.2, 0.5, 1.0, 1.0, 2.0])
     return Rates(call=0.015 * storm, throttle=0.05 * storm, duplicate=0.04 * storm, delay=0.04 * storm,
                  lose_event=0.05 * storm, lose_delete=0.02 * storm)
+
+
+def _summary(body: str) -> str:
+    """A queue message in a few words, for the trace."""
+    data = json.loads(body)
+    detail = data.get("detail")
+    if isinstance(detail, dict):
+        exit_code = (detail.get("containers") or [{}])[0].get("exitCode")
+        return f"ecs {detail.get('lastStatus')} exit={exit_code} execution={str(detail.get('startedBy'))[-8:]}"
+    kind = data.get("kind", "launch")
+    execution = str(data.get("executionId") or "")[-8:]
+    if kind in ("webhook", "email"):
+        return f"{kind} {data.get('event')} attempt={data.get('attempt')} execution={execution}"
+    return f"{kind} job={str(data.get('jobId'))[-8:]}" + (f" execution={execution}" if execution else "")
 
 
 class _Unserved:
@@ -162,7 +178,8 @@ class Simulation:
         create_queues(self.queues, VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT)
         self.scheduler = LocalScheduler(self.db, self.queues, clock=clock)
         self.runner = SimulatedRunner(clock, self._emit, stop_grace_seconds=STOP_GRACE_SECONDS,
-                                      missing_seconds=lambda: round(self.rng.uniform(0, MISSING_SECONDS), 3))
+                                      missing_seconds=lambda: round(self.rng.uniform(0, MISSING_SECONDS), 3),
+                                      note=plan.note)
         log_store = LocalLogStore(self.db)
         return Backend(
             name="local",
@@ -222,46 +239,56 @@ class Simulation:
                         os.remove(self._path + suffix)
         return self
 
-    def _next_queue_moment(self) -> float | None:
+    def _queue_moments(self) -> dict[str, float]:
+        """When each queue (and the scheduler, under its own name) next has something to hand out."""
         with self.db.read() as connection:
-            row = connection.execute("SELECT MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)",
-                                     (JOBS, EVENTS, NOTIFY)).fetchone()
+            rows = connection.execute("SELECT queue, MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)"
+                                      " GROUP BY queue", (JOBS, EVENTS, NOTIFY)).fetchall()
             fire = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules").fetchone()
-        moments = [value for value in (row[0], fire[0]) if value is not None]
-        return min(moments) if moments else None
+        moments = {str(row[0]): float(row[1]) for row in rows}
+        if fire[0] is not None:
+            moments[SCHEDULER] = float(fire[0])
+        return moments
 
     def _loop(self) -> None:
+        moments = self._queue_moments()
         while True:
-            moments = [m for m in (self._heap[0][0] if self._heap else None, self.runner.next_due(),
-                                   self._next_queue_moment()) if m is not None]
-            if not moments:
+            candidates = [m for m in (self._heap[0][0] if self._heap else None, self.runner.next_due(),
+                                      *moments.values()) if m is not None]
+            if not candidates:
                 return
-            moment = max(min(moments), self.clock.value + 0.001)  # every step a moment of its own
+            moment = max(min(candidates), self.clock.value + 0.001)  # every step a moment of its own
             if moment > self.end:
                 return
             self.clock.value = round(moment, 3)
             self.runner.advance()
-            self.scheduler.fire_due()
+            if moments.get(SCHEDULER, float("inf")) <= self.clock.value:
+                self.scheduler.fire_due()
             while self._heap and self._heap[0][0] <= self.clock.value:
                 _, _, label, action = heapq.heappop(self._heap)
                 if label != "reconcile":
                     self.plan.note(label)
                 action()
-            self._deliver_visible()
+            moments = self._deliver_visible()
             if metrics.metric_set:
                 metrics.clear_metrics()
 
-    def _deliver_visible(self) -> None:
-        handlers_by_queue = ((JOBS, self._handle_job), (EVENTS, self._handle_event), (NOTIFY, self._handle_notification))
+    def _deliver_visible(self) -> dict[str, float]:
+        """Hand every message visible now to its handler, as Lambda's event source does: a
+        batch of up to 10, each deleted when its handler returns. Returns the queues' moments."""
+        handlers_by_queue = {JOBS: self._handle_job, EVENTS: self._handle_event, NOTIFY: self._handle_notification}
         for _ in range(50):  # a bound: a handler that sends what is due at once cannot loop here forever
-            delivered = 0
-            for name, handle in handlers_by_queue:
+            moments = self._queue_moments()
+            ready = [name for name, moment in moments.items() if name in handlers_by_queue and moment <= self.clock.value]
+            if not ready:
+                return moments
+            for name in ready:
                 batch = self.queues.receive(name, max_messages=10)
                 self.plan.shuffle(batch, name)
                 for message in batch:
-                    delivered += 1
+                    self.plan.note(f"deliver {name[9:]} #{message.receive_count} {_summary(message.body)}")
                     try:
-                        handle(message.body)
+                        handlers_by_queue[name](message.body)
                     except HandlerKilled as killed:
                         self.plan.note(f"handler of {name} killed at {killed}")
                         break  # the Lambda is gone: the rest of its batch comes back after the timeout
@@ -270,8 +297,7 @@ class Simulation:
                         continue
                     if not self.plan.delete_lost(name):
                         self.queues.delete(name, message.receipt_handle)
-            if not delivered:
-                return
+        return self._queue_moments()
 
     def _handler_failed(self, name: str, error: Exception) -> None:
         text = f"{type(error).__name__}: {error}"
@@ -295,12 +321,30 @@ class Simulation:
 
     def _reconcile(self) -> None:
         try:
-            handlers.sweep()
+            repaired = {name: count for name, count in handlers.sweep().items() if count}
+            if repaired:
+                self.plan.note(f"reconcile repaired {repaired}")
         except HandlerKilled as killed:
             self.plan.note(f"reconciler killed at {killed}")
         except Exception as error:  # noqa: BLE001 - the next pass tries again
             self._handler_failed("reconciler", error)
+        if self._settled():
+            self.end = self.clock.value  # nothing can change any more: the quiet period is over
         self._at(self.clock.value + RECONCILE_INTERVAL, "reconcile", self._reconcile)
+
+    def _settled(self) -> bool:
+        """Quiet, and nothing left to happen: no container, no active execution, no event or
+        notification on its way, no schedule pending (what is left on the jobs queue, timeout
+        checks and launches of ended executions, does nothing)."""
+        if self.plan.enabled or self.clock.value < self.faults_off_at + 2 * STOP_BOUND:
+            return False
+        if self.runner.next_due() is not None or any(container.live for container in self.runner.containers):
+            return False
+        if any(self.queues.depth(name) != {"visible": 0, "inFlight": 0, "delayed": 0} for name in (EVENTS, NOTIFY)):
+            return False
+        if self.stores.schedules.scheduled_jobs(limit=1):
+            return False
+        return not any(self.stores.executions.active_executions(status, limit=1) for status in ACTIVE_STATUSES)
 
     # clients --------------------------------------------------------------------------------------
 
