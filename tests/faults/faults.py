@@ -48,6 +48,7 @@ class FaultPlan:
     clock: Callable[[], float]
     start: float  # trace times are seconds from here
     enabled: bool = True
+    keep_trace: bool = False  # keep every line (a replay), not only the newest
     counts: Counter[str] = field(default_factory=Counter)
     trace: list[str] = field(default_factory=list)
 
@@ -57,7 +58,7 @@ class FaultPlan:
 
     def note(self, line: str) -> None:
         self.trace.append(f"t+{self.clock() - self.start:.3f} {line}")
-        if len(self.trace) > 2 * TRACE_KEEP:
+        if not self.keep_trace and len(self.trace) > 2 * TRACE_KEEP:
             del self.trace[:TRACE_KEEP]
 
     def _chance(self, rate: float) -> bool:
@@ -101,8 +102,9 @@ class FaultPlan:
 Observer = Callable[[str, tuple[Any, ...], dict[str, Any], Any], None]
 
 
-def _client_error(operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded (injected)"}}, operation)
+def _client_error(operation: str) -> BaseException:
+    error: BaseException = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded (injected)"}}, operation)
+    return error
 
 
 class FaultyPort:

@@ -2,6 +2,7 @@
 end of its trace (replay it with `make faults SEED=<seed>`), then the one summary line."""
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -36,7 +37,14 @@ class Summary:
         self.failing += other.failing
 
 
-def describe(sim: Simulation, violations: list[Violation]) -> str:
+def _memory_directory() -> str | None:
+    """A RAM-backed directory where the system has one (Linux's shared memory): each schedule
+    writes and deletes a database file, and a disk adds nothing to what is tested."""
+    shared = os.path.join(os.sep, "dev", "shm")
+    return shared if os.path.isdir(shared) and os.access(shared, os.W_OK) else None
+
+
+def describe(sim: Simulation, violations: list[Violation], whole_trace: bool = False) -> str:
     """What a failing schedule prints: enough to see what broke, and the command to replay it."""
     kinds = ", ".join(f"{plan}:{kind}@{sim.workload.tasks[plan]}" for plan, kind in sorted(sim.workload.kinds.items()))
     lines = [f"schedule seed={sim.seed}: {len(violations)} violation(s); replay: make faults SEED={sim.seed}",
@@ -47,19 +55,20 @@ def describe(sim: Simulation, violations: list[Violation]) -> str:
     if len(violations) > VIOLATIONS_SHOWN:
         lines.append(f"  ... and {len(violations) - VIOLATIONS_SHOWN} more")
     lines += [f"  handler error {error}" for error in sim.handler_errors[:5]]
-    lines.append(f"  trace (last {TRACE_SHOWN} lines, virtual seconds):")
-    lines += [f"    {line}" for line in sim.plan.trace[-TRACE_SHOWN:]]
+    shown = sim.plan.trace if whole_trace else sim.plan.trace[-TRACE_SHOWN:]
+    lines.append(f"  trace ({'all' if whole_trace else f'last {len(shown)}'} lines; t+ virtual seconds from the start):")
+    lines += [f"    {line}" for line in shown]
     return "\n".join(lines)
 
 
 def run(seeds: Iterable[int], budget: Budget = Budget(), emit: Callable[[str], None] = print,
-        verbose: bool = False) -> Summary:
+        verbose: bool = False, whole_trace: bool = False) -> Summary:
     """Run one schedule per seed; `emit` gets each failing schedule's report (every schedule's
-    with `verbose`)."""
+    with `verbose`; with its whole trace, not only its end, with `whole_trace`)."""
     summary = Summary()
-    with tempfile.TemporaryDirectory(prefix="fastlane-faults-") as directory:
+    with tempfile.TemporaryDirectory(prefix="fastlane-faults-", dir=_memory_directory()) as directory:
         for seed in seeds:
-            sim = Simulation(seed, directory, budget).run()
+            sim = Simulation(seed, directory, budget, whole_trace=whole_trace).run()
             violations = check(sim)
             summary.schedules += 1
             summary.faults += sim.plan.injected
@@ -70,5 +79,5 @@ def run(seeds: Iterable[int], budget: Budget = Budget(), emit: Callable[[str], N
             if violations:
                 summary.failing.append(seed)
             if violations or verbose:
-                emit(describe(sim, violations))
+                emit(describe(sim, violations, whole_trace))
     return summary

@@ -36,6 +36,7 @@ from infra.local.sqlite.queues import (
     LocalNotifyQueue,
     LocalQueueDepths,
     LocalQueues,
+    ReceivedMessage,
     create_queues,
 )
 from infra.local.sqlite.scheduler import LocalScheduler
@@ -61,14 +62,16 @@ QUIET_SECONDS = 3600.0  # faults off, no new work: time for every job to end and
 CLIENT_ATTEMPTS = 3  # a client tries a request that failed (5xx, no answer) this often
 CLIENT_RETRY_SECONDS = 10.0
 MISSING_SECONDS = 4.0  # at most this long after RunTask, DescribeTasks may not know the task yet
+ID_FACTORY = "new_id"  # the function that makes job and execution ids, in the modules that call it
 EXPECTED_REFUSALS = (ValidationError, Conflict, NotFound)  # 4xx: the client does not try again
 
 
 @dataclass(frozen=True)
 class Budget:
-    """The size of one schedule."""
+    """The size of one schedule. A seed names a schedule only with its budget: CI and `make
+    faults` use the same one (they differ in how many schedules they run), so any seed replays."""
 
-    jobs: tuple[int, int] = (4, 10)
+    jobs: tuple[int, int] = (2, 6)
     minutes: tuple[float, float] = (10, 30)
 
 
@@ -93,6 +96,26 @@ def _summary(body: str) -> str:
     return f"{kind} job={str(data.get('jobId'))[-8:]}" + (f" execution={execution}" if execution else "")
 
 
+class _WatchedQueues(LocalQueues):
+    """The local queues, telling the driver when their contents may have changed, so it asks
+    the database when the next message is due only then."""
+
+    changed = True
+
+    def send_in(self, connection: Any, name: str, body: str, delay_seconds: float = 0) -> str:
+        self.changed = True
+        return super().send_in(connection, name, body, delay_seconds)
+
+    def receive(self, name: str, max_messages: int = 1, visibility_timeout: float | None = None,
+                wait_seconds: float = 0.0) -> list[ReceivedMessage]:
+        self.changed = True
+        return super().receive(name, max_messages, visibility_timeout, wait_seconds)
+
+    def change_visibility(self, name: str, receipt_handle: str, timeout: float) -> bool:
+        self.changed = True
+        return super().change_visibility(name, receipt_handle, timeout)
+
+
 class _Unserved:
     """Ports the harness never drives (live logs over websockets): using one is a harness bug."""
 
@@ -112,12 +135,15 @@ def _deterministic_ids(rng: random.Random) -> Iterator[None]:
     def new_id() -> str:
         return str(uuid.UUID(int=(next(counter) << 80) | rng.getrandbits(80)))
 
-    saved = (model.new_id, job_services.new_id)
-    model.new_id = job_services.new_id = new_id
+    modules = (model, job_services)  # new_execution's module, and the one that names new jobs
+    saved = [module.new_id for module in modules]
+    for module in modules:
+        setattr(module, ID_FACTORY, new_id)
     try:
         yield
     finally:
-        model.new_id, job_services.new_id = saved
+        for module, original in zip(modules, saved, strict=True):
+            setattr(module, ID_FACTORY, original)
 
 
 def environment(workload: Workload) -> dict[str, str]:
@@ -151,13 +177,14 @@ def _settings(values: dict[str, str]) -> Iterator[None]:
 class Simulation:
     """One schedule, from its seed."""
 
-    def __init__(self, seed: int, directory: str, budget: Budget = Budget()) -> None:
+    def __init__(self, seed: int, directory: str, budget: Budget = Budget(), *, whole_trace: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = FakeClock(START)
         self.workload = build(self.rng, jobs=budget.jobs, duration=(budget.minutes[0] * 60, budget.minutes[1] * 60),
                               start=START)
-        self.plan = FaultPlan(random.Random(self.rng.getrandbits(64)), _fault_rates(self.rng), self.clock, START)
+        self.plan = FaultPlan(random.Random(self.rng.getrandbits(64)), _fault_rates(self.rng), self.clock, START,
+                              keep_trace=whole_trace)
         self.ledger = Ledger(self.clock)
         self.job_of_plan: dict[int, str] = {}  # the job id a client was told for each plan
         self.handler_errors: list[str] = []  # exceptions of handlers that no fault explains
@@ -166,6 +193,8 @@ class Simulation:
         self._path = os.path.join(directory, f"schedule-{seed}.db")
         self._heap: list[tuple[float, int, str, Callable[[], None]]] = []
         self._order = itertools.count()
+        self._moments: dict[str, float] = {}
+        self._scheduler_calls, self._scheduler_seen = 0, -1  # schedules put or deleted, and when last looked
 
     # assembly -------------------------------------------------------------------------------------
 
@@ -174,7 +203,7 @@ class Simulation:
         self.db = Database(self._path)
         stores = open_stores(self.db, clock)
         self.stores = stores
-        self.queues = LocalQueues(self.db, clock)
+        self.queues = _WatchedQueues(self.db, clock)
         create_queues(self.queues, VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT)
         self.scheduler = LocalScheduler(self.db, self.queues, clock=clock)
         self.runner = SimulatedRunner(clock, self._emit, stop_grace_seconds=STOP_GRACE_SECONDS,
@@ -193,7 +222,7 @@ class Simulation:
             job_queue=FaultyQueue(LocalJobQueue(self.queues), "jobs-queue", plan),
             notify_queue=FaultyQueue(LocalNotifyQueue(self.queues), "notify-queue", plan, messages_faulted=False),
             queue_depths=LocalQueueDepths(self.queues),
-            scheduler=FaultyPort(self.scheduler, "scheduler", plan),
+            scheduler=FaultyPort(self.scheduler, "scheduler", plan, self._scheduler_changed),
             runner=FaultyRunner(self.runner, "ecs", plan),
             logs=LocalLogReader(log_store),
             log_events=LocalLogEvents(log_store),
@@ -203,6 +232,9 @@ class Simulation:
             webhooks=FaultyPoster(ledger.receiver, plan),
             read_secret=_Unserved("secrets"),
         )
+
+    def _scheduler_changed(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        self._scheduler_calls += 1
 
     def _emit(self, event: dict[str, Any]) -> None:
         """EventBridge: the runner's task state change to the events queue, maybe lost, late or twice."""
@@ -227,7 +259,7 @@ class Simulation:
             try:
                 for action in self.workload.actions:
                     self._at(START + action.at, f"client {action.kind} plan {action.plan}",
-                             lambda action=action: self._client(action, CLIENT_ATTEMPTS))
+                             self._request(action, CLIENT_ATTEMPTS))
                 self._at(START + self.rng.uniform(0, RECONCILE_INTERVAL), "reconcile", self._reconcile)
                 self._at(self.faults_off_at, "quiet", self._quiet)
                 self._loop()
@@ -241,6 +273,9 @@ class Simulation:
 
     def _queue_moments(self) -> dict[str, float]:
         """When each queue (and the scheduler, under its own name) next has something to hand out."""
+        if not self.queues.changed and self._scheduler_calls == self._scheduler_seen:
+            return self._moments
+        self.queues.changed, self._scheduler_seen = False, self._scheduler_calls
         with self.db.read() as connection:
             rows = connection.execute("SELECT queue, MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)"
                                       " GROUP BY queue", (JOBS, EVENTS, NOTIFY)).fetchall()
@@ -248,6 +283,7 @@ class Simulation:
         moments = {str(row[0]): float(row[1]) for row in rows}
         if fire[0] is not None:
             moments[SCHEDULER] = float(fire[0])
+        self._moments = moments
         return moments
 
     def _loop(self) -> None:
@@ -264,6 +300,7 @@ class Simulation:
             self.runner.advance()
             if moments.get(SCHEDULER, float("inf")) <= self.clock.value:
                 self.scheduler.fire_due()
+                self._scheduler_calls += 1
             while self._heap and self._heap[0][0] <= self.clock.value:
                 _, _, label, action = heapq.heappop(self._heap)
                 if label != "reconcile":
@@ -348,6 +385,9 @@ class Simulation:
 
     # clients --------------------------------------------------------------------------------------
 
+    def _request(self, action: Action, attempts: int) -> Callable[[], None]:
+        return lambda: self._client(action, attempts)
+
     def _client(self, action: Action, attempts: int) -> None:
         service = wiring.get_job_service()
         task_id = self.workload.tasks[action.plan]
@@ -370,7 +410,7 @@ class Simulation:
             self.plan.note(f"client {action.kind} plan {action.plan} failed: {type(error).__name__}")
             if attempts > 1:
                 self._at(self.clock.value + CLIENT_RETRY_SECONDS, f"client {action.kind} plan {action.plan} again",
-                         lambda: self._client(action, attempts - 1))
+                         self._request(action, attempts - 1))
 
     def _quiet(self) -> None:
         """The end of the workload: no more faults, no more client requests but the stops of
