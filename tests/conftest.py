@@ -85,6 +85,7 @@ def queued_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in response.get("Messages", [])]
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault harness's parts (tests/faults) add up to one line: schedules, faults, violations."""
     totals = [0, 0, 0]
