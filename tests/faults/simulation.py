@@ -253,7 +253,8 @@ class Simulation:
 
     def run(self) -> Simulation:
         with _settings(environment(self.workload)), _deterministic_ids(self.rng):
-            random.seed(self.rng.getrandbits(64))  # the engine's backoff jitter
+            jitter = random.getstate()
+            random.seed(self.rng.getrandbits(64))  # the engine's backoff jitter, from the seed too
             backend = self._backend()
             wiring.use_backend(backend, clock=self.clock, sleep=self.clock.advance)
             try:
@@ -265,6 +266,7 @@ class Simulation:
                 self._loop()
                 self.report = self._snapshot()
             finally:
+                random.setstate(jitter)
                 self.db.close()
                 for suffix in ("", "-wal", "-shm"):
                     if os.path.exists(self._path + suffix):
