@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BACKEND ?= local
 STATE_FILE ?= .fastlane/local.db
 
-.PHONY: install run reset test clean
+.PHONY: install run reset test clean faults
 
 install: $(STAMP)
 
@@ -32,6 +32,16 @@ reset:
 
 test: $(STAMP) browser localstack sandbox lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The fault harness (tests/faults, docs in its modules): randomized schedules of the real services
+# on the local backend in virtual time, under injected faults, then the invariants. `make test`
+# runs 1,000 schedules; `make faults` runs SCHEDULES of them from FIRST_SEED, and `make faults
+# SEED=<n>` replays the one schedule a report names, with its whole trace.
+SCHEDULES ?= 3000
+FIRST_SEED ?= 1
+SEED ?=
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults $(if $(SEED),--seed $(SEED),--schedules $(SCHEDULES) --first-seed $(FIRST_SEED))
 
 # bubblewrap (Debian's package) for the local runtime's sandbox of jobs and its tests. Idempotent;
 # where it cannot be installed (not root, no apt) jobs run as plain processes and the runtime says so.

@@ -6,10 +6,13 @@ use, not when the app module loads, and each AWS client is created when it is fi
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, get_settings
+from .domain.model import now
 from .ports import Backend
 
 if TYPE_CHECKING:  # the services are imported on first use, off the cold-start path
@@ -22,6 +25,9 @@ if TYPE_CHECKING:  # the services are imported on first use, off the cold-start 
     from .services.scheduling import Scheduling
 
 _injected: Backend | None = None
+# The time the services read and how they wait: the wall clock, unless a test injects a virtual one.
+_clock: Callable[[], float] = now
+_sleep: Callable[[float], None] = time.sleep
 
 
 @cache
@@ -118,11 +124,15 @@ def build_aws_backend(settings: Settings) -> Backend:
     )
 
 
-def use_backend(backend: Backend) -> None:
-    """From now on every handler works on `backend` (the local runtime's, or a test's)."""
-    global _injected
+def use_backend(backend: Backend, *, clock: Callable[[], float] | None = None,
+                sleep: Callable[[float], None] | None = None) -> None:
+    """From now on every handler works on `backend` (the local runtime's, or a test's), and, when
+    given, reads the time from `clock` and waits with `sleep` (a virtual clock: hours in seconds)."""
+    global _injected, _clock, _sleep
     _clear()
     _injected = backend
+    _clock = clock or now
+    _sleep = sleep or time.sleep
 
 
 @cache
@@ -146,7 +156,7 @@ def get_engine() -> ExecutionEngine:
 
     b = backend()
     return ExecutionEngine(b.jobs, b.executions, b.pools, b.statistics, b.job_queue, b.runner, get_settings(),
-                           notifier=get_notifier())
+                           clock=_clock, notifier=get_notifier())
 
 
 @cache
@@ -154,7 +164,8 @@ def get_scheduling() -> Scheduling:
     from .services.scheduling import Scheduling
 
     b = backend()
-    return Scheduling(b.jobs, b.executions, b.schedules, b.job_queue, b.scheduler, get_engine(), get_settings())
+    return Scheduling(b.jobs, b.executions, b.schedules, b.job_queue, b.scheduler, get_engine(), get_settings(),
+                      clock=_clock, sleep=_sleep)
 
 
 @cache
@@ -162,7 +173,7 @@ def get_job_service() -> JobService:
     from .services.jobs import JobService
 
     b = backend()
-    return JobService(b.jobs, b.executions, b.job_queue, get_engine(), get_scheduling(), get_settings())
+    return JobService(b.jobs, b.executions, b.job_queue, get_engine(), get_scheduling(), get_settings(), clock=_clock)
 
 
 @cache
@@ -172,7 +183,7 @@ def get_notification_sender() -> NotificationSender:
 
     b = backend()
     return NotificationSender(b.jobs, b.executions, b.notify_queue, b.deliveries, b.mailer, get_settings(),
-                              post=b.webhooks)
+                              post=b.webhooks, clock=_clock)
 
 
 @cache
@@ -214,8 +225,9 @@ def _clear() -> None:
 def reset() -> None:
     """Forget every built object, the injected backend and the settings (tests change the
     environment between runs)."""
-    global _injected
+    global _injected, _clock, _sleep
     _injected = None
+    _clock, _sleep = now, time.sleep
     _clear()
     client.cache_clear()
     get_settings.cache_clear()

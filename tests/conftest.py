@@ -83,3 +83,21 @@ def sqs(aws: dict[str, str]) -> Any:
 def queued_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
     response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
     return [json.loads(m["Body"]) for m in response.get("Messages", [])]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault harness's parts (tests/faults) add up to one line: schedules, faults, violations."""
+    totals = [0, 0, 0]
+    seen = False
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "faults":
+                    seen = True
+                    totals = [total + part for total, part in zip(totals, value, strict=True)]
+    if seen:
+        terminalreporter.write_line(f"faults: {totals[0]} schedules, {totals[1]} faults injected, "
+                                    f"{totals[2]} invariant violations")

@@ -1,0 +1,257 @@
+"""The invariants of the reconciling engine, each a named check of one finished schedule that
+returns its violations with the details needed to understand them.
+
+Safety properties (at most one container per execution, pool limits, notifications recorded
+once and in order, retries as asked, stopped jobs never run again, frozen launch parameters)
+must hold whatever the faults did. Liveness properties (every job ends final, every due
+notification delivered, containers stop within STOP_BOUND) are promised once dependencies are
+healthy again: a deadline that falls while faults are on is counted from the moment they stop."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from chalicelib.domain.lifecycle import ENDED, ENDED_BY_SERVICE, RETRYABLE, STARTED, events_for, status_of_stopped_task
+from chalicelib.domain.messages import EMAIL, WEBHOOK
+from chalicelib.domain.model import Execution, ExecutionStatus, Job, JobSpec
+
+from .containers import Behaviour, Container
+from .simulation import STOP_BOUND, Simulation
+
+DEFAULT_TIMEOUT = 1800.0  # Settings.default_timeout: what a job without `timeout` gets
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.detail}"
+
+
+def _short(identifier: str) -> str:
+    return identifier[-8:]
+
+
+def _executions(sim: Simulation) -> Iterator[tuple[Job, Execution]]:
+    for job_id, executions in sim.report["executions"].items():
+        for execution in executions:
+            yield sim.report["jobs"][job_id], execution
+
+
+def _deadline(sim: Simulation, due: float) -> float:
+    """When something due at `due` must have happened: STOP_BOUND later, counted from the end of
+    the faults when it fell due while they were on."""
+    return max(due, sim.faults_off_at) + STOP_BOUND
+
+
+def _timeout(spec: JobSpec | None) -> float:
+    return float(spec.timeout or DEFAULT_TIMEOUT) if spec is not None else DEFAULT_TIMEOUT
+
+
+def every_job_ends_final(sim: Simulation) -> Iterator[Violation]:
+    for job, execution in _executions(sim):
+        if not execution.status.is_final:
+            yield Violation("every accepted job ends final",
+                            f"job {_short(job.job_id)} execution {_short(execution.execution_id)} is still "
+                            f"{execution.status.value} after the quiet period (task_arn={execution.task_arn}, "
+                            f"pool={execution.pool})")
+
+
+def one_container_per_execution(sim: Simulation) -> Iterator[Violation]:
+    counts = Counter(container.execution_id for container in sim.runner.containers)
+    for execution_id, count in counts.items():
+        if count > 1:
+            yield Violation("at most one container per execution", f"execution {_short(execution_id)} ran {count} containers")
+
+
+def _should_end_by(sim: Simulation, container: Container, execution: Execution | None) -> tuple[float, str] | None:
+    """The earliest moment the container should have been gone, and why."""
+    spec = sim.ledger.spec_at(execution) if execution is not None else None
+    reasons: list[tuple[float, str]] = []
+    if container.started_at is not None:
+        reasons.append((container.started_at + _timeout(spec), f"its timeout of {_timeout(spec):g} s"))
+    if container.stop_requests:
+        reasons.append((container.stop_requests[0], "a stop request"))
+    if execution is not None and execution.status.is_final and execution.finished_at is not None:
+        reasons.append((execution.finished_at, f"its execution ended {execution.status.value}"))
+    return min(reasons) if reasons else None
+
+
+def containers_stop_in_time(sim: Simulation) -> Iterator[Violation]:
+    executions = {execution.execution_id: execution for _, execution in _executions(sim)}
+    for container in sim.runner.containers:
+        due = _should_end_by(sim, container, executions.get(container.execution_id))
+        if due is None:
+            continue
+        ended = container.ended_at if container.ended_at is not None else float("inf")
+        # A container that ended by itself before its deadline needed no stopping.
+        if ended > _deadline(sim, due[0]) and ended - due[0] > 1.0:
+            still = "is still running" if container.ended_at is None else f"ended {ended - due[0]:.0f} s after"
+            yield Violation("no container outlives its timeout or stop beyond the bound",
+                            f"container of execution {_short(container.execution_id)} {still} {due[1]} "
+                            f"(due at {due[0] - sim.clock.value:+.0f} s from the end, bound {STOP_BOUND:g} s, "
+                            f"stop requests at {[round(t - due[0], 1) for t in container.stop_requests]} s from due)")
+
+
+def pools_count_their_holders(sim: Simulation) -> Iterator[Violation]:
+    holders = Counter(execution.pool for _, execution in _executions(sim) if execution.pool is not None)
+    for pool, running in sim.report["pool_running"].items():
+        if running != holders.get(pool, 0):
+            yield Violation("pool counts equal their holders",
+                            f"pool {pool} counts {running} running, {holders.get(pool, 0)} executions hold a slot")
+    for _job, execution in _executions(sim):
+        container = sim.runner.of_execution(execution.execution_id)
+        if execution.pool is not None and execution.status.is_final and (container is None or not container.live):
+            yield Violation("pool counts equal their holders",
+                            f"execution {_short(execution.execution_id)} ({execution.status.value}) still holds a slot "
+                            f"of pool {execution.pool} though it has ended and has no container")
+
+
+def pools_never_exceed_their_limit(sim: Simulation) -> Iterator[Violation]:
+    for at, pool, live in sim.runner.over_limit:
+        yield Violation("pools never exceed maxRunning",
+                        f"pool {pool} had {live} live containers at {at - sim.clock.value:+.0f} s from the end "
+                        f"(maxRunning {sim.runner.limits[pool]})")
+
+
+def _due_notifications(job: Job, execution: Execution) -> list[tuple[str, str, int, int]]:
+    """(kind, event, index, retries) of every notification the execution's course calls for."""
+    announced = ([STARTED] if execution.started_at is not None else []) + ([ENDED] if execution.status.is_final else [])
+    due = []
+    for announcement in announced:
+        for event in events_for(announcement, execution.status):
+            for index, hook in enumerate(job.spec.webhooks.get(event) or ()):
+                due.append((WEBHOOK, event, index, hook.retries))
+            if job.spec.notify.get(event):
+                due.append((EMAIL, event, 0, 0))
+    return due
+
+
+def notifications_delivered_once_in_order(sim: Simulation) -> Iterator[Violation]:
+    name = "every due notification delivered at least once, recorded once, in order"
+    received: dict[str, list[int]] = {}
+    first_at: dict[tuple[str, str], float] = {}
+    for request in sim.ledger.received:
+        prefix = request.delivery.rsplit("/", 1)[0]
+        received.setdefault(prefix, []).append(request.attempt)
+        first_at.setdefault((request.execution_id, request.event), request.at)
+    mailed = {(execution_id, event) for _, execution_id, event in sim.ledger.mails}
+    for job, execution in _executions(sim):
+        recorded = Counter(str(entry.get("delivery")) for entry in execution.notifications)
+        for delivery, count in recorded.items():
+            if count > 1:
+                yield Violation(name, f"{delivery} is recorded {count} times on its execution")
+        ended_at = execution.finished_at or 0.0
+        for kind, event, index, retries in _due_notifications(job, execution):
+            prefix = f"{execution.execution_id}/{kind}/{event}/{index}"
+            late = _deadline(sim, ended_at) >= sim.clock.value  # due too late to judge its delivery
+            if kind == EMAIL:
+                if (execution.execution_id, event) not in mailed and not late:
+                    yield Violation(name, f"{prefix}: the e-mail was never sent")
+                continue
+            attempts = received.get(prefix, [])
+            entries = {int(entry.get("attempt", 0)): entry for entry in execution.notifications
+                       if str(entry.get("delivery", "")).startswith(prefix + "/")}
+            if not attempts and not late:
+                last = entries.get(max(entries)) if entries else None
+                # A receiver out of reach on every attempt the hook asked for is no fault of the service.
+                if last is None or last.get("ok") or int(last.get("attempt", 0)) <= retries:
+                    yield Violation(name, f"{prefix}: the webhook never reached its receiver "
+                                          f"(attempts recorded: {sorted(entries)}, retries {retries}, "
+                                          f"dead letters {sim.report['dead_letters']})")
+            for attempt in sorted(set(attempts)):
+                if recorded.get(f"{prefix}/{attempt}", 0) == 0 and not late:
+                    yield Violation(name, f"{prefix}/{attempt}: reached its receiver but was never recorded on its "
+                                          f"execution (dead letters {sim.report['dead_letters']})")
+        starts, finishes = first_at.get((execution.execution_id, "starts")), first_at.get((execution.execution_id, "finishes"))
+        if starts is not None and finishes is not None and finishes < starts:
+            yield Violation(name, f"execution {_short(execution.execution_id)}: `finishes` reached its receiver "
+                                  f"{starts - finishes:.0f} s before `starts`")
+
+
+def _expected_outcome(spec: JobSpec) -> ExecutionStatus:
+    behaviour = Behaviour.parse(spec.command)
+    if behaviour.run_seconds > _timeout(spec):
+        return ExecutionStatus.TIMEDOUT
+    return status_of_stopped_task(behaviour.exit_code)
+
+
+def retries_exactly_as_asked(sim: Simulation) -> Iterator[Violation]:
+    """A job left alone by its clients (never stopped, replaced or retried, without expiration
+    or cron) runs until it succeeds or has used exactly the retries it asked for."""
+    for job_id, executions in sim.report["executions"].items():
+        job = sim.report["jobs"][job_id]
+        spec = sim.ledger.specs[job_id][0][1]
+        if sim.ledger.disturbed(job_id) or spec.expiration is not None or spec.cron or not executions:
+            continue
+        expected = _expected_outcome(spec)
+        wanted = spec.retries + 1 if expected in RETRYABLE else 1
+        statuses = [execution.status.value + (f" ({execution.error})" if execution.error else "")
+                    for execution in executions]
+        if len(executions) != wanted or any(execution.status is not expected for execution in executions):
+            yield Violation("retries exactly as asked",
+                            f"job {_short(job.job_id)} (plan {spec.metadata.get('plan')}, retries {spec.retries}, "
+                            f"should end {expected.value}) has executions {statuses}")
+
+
+def outcome_is_the_containers(sim: Simulation) -> Iterator[Violation]:
+    """An execution whose container ended by itself ends as the container says."""
+    for _job, execution in _executions(sim):
+        container = sim.runner.of_execution(execution.execution_id)
+        if (container is None or container.live or container.stop_requests or execution.status in ENDED_BY_SERVICE
+                or not execution.status.is_final or execution.status is ExecutionStatus.EXPIRED):
+            continue
+        said = status_of_stopped_task(container.exit_code)
+        if execution.status is not said:
+            yield Violation("an execution ends as its container said",
+                            f"execution {_short(execution.execution_id)} is {execution.status.value} "
+                            f"({execution.error}) but its container exited {container.exit_code}")
+
+
+def stopped_jobs_never_run_again(sim: Simulation) -> Iterator[Violation]:
+    name = "stopped jobs never run again"
+    for job_id, stops in sim.ledger.stopped.items():
+        resumed = sorted(sim.ledger.replaced.get(job_id, []) + sim.ledger.retried.get(job_id, []))
+        for stop in stops:
+            until = next((moment for moment in resumed if moment > stop), float("inf"))
+            for execution in sim.report["executions"].get(job_id, []):
+                if stop < execution.created_at < until:
+                    yield Violation(name, f"job {_short(job_id)}: execution {_short(execution.execution_id)} was "
+                                          f"created {execution.created_at - stop:.0f} s after its stop")
+                container = sim.runner.of_execution(execution.execution_id)
+                if container is None or not stop < container.created_at < until or execution.created_at > stop:
+                    continue
+                ended = container.ended_at if container.ended_at is not None else float("inf")
+                if ended > _deadline(sim, stop):
+                    yield Violation(name, f"job {_short(job_id)}: a container launched {container.created_at - stop:.0f} s "
+                                          f"after the stop for execution {_short(execution.execution_id)} "
+                                          + ("is still running" if container.ended_at is None
+                                             else f"ran until {ended - stop:.0f} s after it"))
+
+
+def launches_use_frozen_parameters(sim: Simulation) -> Iterator[Violation]:
+    executions = {execution.execution_id: execution for _, execution in _executions(sim)}
+    for container in sim.runner.containers:
+        execution = executions.get(container.execution_id)
+        spec = sim.ledger.spec_at(execution) if execution is not None else None
+        if spec is None:
+            continue
+        launched = (container.image, container.command, container.envs)
+        created = (spec.image, spec.command, spec.envs)
+        if launched != created:
+            yield Violation("a container runs with its execution's parameters",
+                            f"execution {_short(container.execution_id)} was created with {created} but its container "
+                            f"ran {launched}")
+
+
+CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
+    every_job_ends_final, one_container_per_execution, containers_stop_in_time, pools_count_their_holders,
+    pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
+    outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters)
+
+
+def check(sim: Simulation) -> list[Violation]:
+    return [violation for invariant in CHECKS for violation in invariant(sim)]
