@@ -327,7 +327,10 @@ class ExecutionEngine:
             return
         if event == ENDED and not current.status.is_final:
             return
-        self._announce(event, self._jobs.get_job(current.job_id), current)
+        job = self._jobs.get_job(current.job_id)
+        if event == ENDED and current.started_at is not None:
+            current = self._announce(STARTED, job, current)  # its `started` failed with it: first, in order
+        self._announce(event, job, current)
 
     # timeouts -----------------------------------------------------------------------------------
 

@@ -24,6 +24,10 @@ from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueu
 
 MAIL_OFF = "E-mail notifications are off: no sender is configured (MAIL_SENDER)."
 NOTIFY_OFF = "Notifications are off: no notify queue is configured (NOTIFY_QUEUE_URL)."
+# An ending's notifications wait for the execution's `starts` ones to be attempted, looking again
+# every START_ORDER_DELAY seconds, for at most START_ORDER_WAIT seconds after the end.
+START_ORDER_DELAY = 5.0
+START_ORDER_WAIT = 900.0
 
 
 class DeliveryInProgress(Exception):
@@ -190,15 +194,27 @@ class NotificationSender:
             logger.info("notification already delivered; duplicate dropped", extra={"delivery": key})
             return
         if claim.state is ClaimState.BUSY:
-            raise DeliveryInProgress(f"notification {key} is being delivered by another worker")
-        job = self._jobs.get_job(message.job_id)
-        execution = self._executions.get_execution(message.job_id, message.execution_id)
+            # Another worker holds the key, or one died holding it: look again when its lease
+            # ends, without spending one of the message's receives (they lead to the DLQ).
+            if self._queue is None:
+                raise DeliveryInProgress(f"notification {key} is being delivered by another worker")
+            self._queue.send(message, delay_seconds=min(lease, SQS_MAX_DELAY_SECONDS))
+            return
         if claim.state is ClaimState.CLAIMED:
-            if job is None or execution is None:
-                logger.warning("the execution of a notification no longer exists; dropped", extra={"delivery": key})
-                self._deliveries.complete(key)
-                return
             try:
+                job = self._jobs.get_job(message.job_id)
+                execution = self._executions.get_execution(message.job_id, message.execution_id)
+                if job is None or execution is None:
+                    logger.warning("the execution of a notification no longer exists; dropped",
+                                   extra={"delivery": key})
+                    self._deliveries.complete(key)
+                    return
+                if self._waits_for_starts(message, job, execution):
+                    self._deliveries.release(key)
+                    if self._queue is None:
+                        raise DeliveryInProgress(f"notification {key} waits for the execution's starts notifications")
+                    self._queue.send(message, delay_seconds=START_ORDER_DELAY)
+                    return
                 entry = self._webhook(message, key, job, execution) if message.kind == WEBHOOK else \
                     self._email(message, key, job, execution)
             except BaseException:
@@ -207,11 +223,28 @@ class NotificationSender:
             self._deliveries.mark_sent(key, entry, lease)
         else:  # an earlier worker sent it and stopped before the bookkeeping below
             entry = claim.outcome
+            execution = self._executions.get_execution(message.job_id, message.execution_id)
         if execution is not None and not any(e.get("delivery") == key for e in execution.notifications):
             self._executions.record_notification(message.job_id, message.execution_id, entry)
         if entry.get("retryIn") is not None and self._queue is not None:
             self._queue.send(replace(message, attempt=message.attempt + 1), delay_seconds=float(entry["retryIn"]))
         self._deliveries.complete(key)
+
+    def _waits_for_starts(self, message: Notification, job: Job, execution: Execution) -> bool:
+        """An ending's notification of one kind waits until every `starts` one of that kind was
+        attempted (recorded on the execution): notifications reach receivers in lifecycle order.
+        A `starts` that does not come within START_ORDER_WAIT of the end is not waited for."""
+        if message.event == STARTS or execution.started_at is None:
+            return False
+        due = len(job.spec.webhooks.get(STARTS, ())) if message.kind == WEBHOOK else \
+            int(bool(job.spec.notify.get(STARTS)))
+        if not due:
+            return False
+        attempted = {e.get("delivery", "").split("/")[3] for e in execution.notifications
+                     if e.get("event") == STARTS and e.get("kind") == message.kind and e.get("delivery")}
+        if len(attempted) >= due:
+            return False
+        return self._clock() < (execution.finished_at or self._clock()) + START_ORDER_WAIT
 
     def _webhook(self, message: Notification, key: str, job: Job, execution: Execution) -> dict[str, Any]:
         from ..domain.contract import Urls, webhook_body
