@@ -49,9 +49,11 @@ class DynamoJobs:
                 seq = jobs + 1
             active = frozenset({execution.execution_id}) if execution else frozenset()
             saved = job.with_changes(seq=seq, execution_count=1 if execution else 0, active=active)
-            tx.save(job_to_item(JobM, saved), condition=JobM.job_id.does_not_exist())
+            tx.save(self._job_item(saved), condition=JobM.job_id.does_not_exist())
             if execution is not None:
                 tx.save(execution_to_item(self._t.Execution, execution, 1))
+            self._statistics.count(tx, {"tasks": int(task is None), "jobs": 1, "scheduled": int(job.spec.scheduled),
+                                        **({execution.status.value: 1} if execution else {})})
             try:
                 tx._commit()  # what leaving `with` does; here its refusal is read first
             except TransactWriteError as error:
@@ -62,14 +64,15 @@ class DynamoJobs:
                 raise
             return saved, (execution.with_changes(seq=1) if execution else None)
 
-        saved, first = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(jobs=1, scheduled=1 if job.spec.scheduled else 0,
-                              **({first.status.value: 1} if first else {}))
-        return saved, first
+        return self._t.guard(lambda: retry_on_contention(attempt))
+
+    def _job_item(self, job: Job) -> Any:
+        item = job_to_item(self._t.Job, job)
+        item.scheduled = job.spec.scheduled  # what replace_job conditions the scheduled count on
+        return item
 
     def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
         TaskM, JobM = self._t.Task, self._t.Job
-        was_scheduled: list[bool] = []
 
         def attempt() -> tuple[Job, Execution | None]:
             current = get_or_none(JobM, job.job_id)
@@ -84,20 +87,23 @@ class DynamoJobs:
                 active=active | {execution.execution_id} if execution else active,
                 stopped=False, last_tick=current.last_tick,
             )
-            was_scheduled.append(JobSpec.from_dict(current.spec).scheduled)
+            was_scheduled = JobSpec.from_dict(current.spec).scheduled
+            # The scheduled count moves from the flag read here, so the write is conditional on it:
+            # two replacements at once cannot both move it (items of older versions have no flag).
+            flag = JobM.scheduled.does_not_exist() if current.scheduled is None else JobM.scheduled == current.scheduled
             with self._t.transact() as tx:
-                tx.save(job_to_item(JobM, saved),
-                        condition=(JobM.job_id.exists() & (JobM.execution_count == count) & set_is(JobM.active, active)))
+                tx.save(self._job_item(saved),
+                        condition=(JobM.job_id.exists() & (JobM.execution_count == count) & set_is(JobM.active, active)
+                                   & flag))
                 tx.update(TaskM(task_id=job.task_id), actions=[TaskM.last_modified_at.set(job.last_modified_at)],
                           condition=TaskM.task_id.exists())
                 if execution is not None:
                     tx.save(execution_to_item(self._t.Execution, execution, seq))
+                self._statistics.count(tx, {"scheduled": int(job.spec.scheduled) - int(was_scheduled),
+                                            **({execution.status.value: 1} if execution else {})})
             return saved, (execution.with_changes(seq=seq) if execution else None)
 
-        saved, added = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(scheduled=int(job.spec.scheduled) - int(was_scheduled[-1]),
-                              **({added.status.value: 1} if added else {}))
-        return saved, added
+        return self._t.guard(lambda: retry_on_contention(attempt))
 
     def add_execution(self, job_id: str, make: MakeExecution, *, require_idle: bool = False,
                       clear_stopped: bool = False) -> tuple[Job, Execution]:
@@ -122,11 +128,10 @@ class DynamoJobs:
             with self._t.transact() as tx:
                 tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
                 tx.save(execution_to_item(self._t.Execution, added, count + 1))
+                self._statistics.count(tx, {added.status.value: 1})
             return job.with_changes(execution_count=count + 1, active=job.active | {added.execution_id}), added
 
-        job, added = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(**{added.status.value: 1})
-        return job, added
+        return self._t.guard(lambda: retry_on_contention(attempt))
 
     def set_job_stopped(self, job_id: str, stopped: bool) -> None:
         JobM = self._t.Job
