@@ -249,11 +249,13 @@ def job_state(job_id: str) -> dict[str, Any]:
 
 def seed_tasks(count: int) -> dict[str, Any]:
     """Add `count` tasks at the end of the task list, as the store lays them out (dense `seq`, the
-    tasks counter): posting 10,000 jobs over HTTP would take minutes."""
+    tasks counter, the statistics): posting 10,000 jobs over HTTP would take minutes."""
     backend = _backend()
     if backend.name == "local":
         return _seed_local_tasks(backend, count)
-    from chalicelib.adapters.dynamo.tables import TASK_LIST_BUCKET, TASKS_COUNTER_ID, get_or_none
+    from pynamodb.expressions.operand import Path
+
+    from chalicelib.adapters.dynamo.tables import STATS_PREFIX, TASK_LIST_BUCKET, TASKS_COUNTER_ID, get_or_none
 
     started = time.monotonic()
     tables = backend.extras["tables"]
@@ -266,6 +268,7 @@ def seed_tasks(count: int) -> dict[str, Any]:
             batch.save(TaskM(task_id=f"seeded-{total + n:06d}", list_bucket=TASK_LIST_BUCKET, seq=total + n,
                              created_at=at, last_modified_at=at, jobs_count=0))
     TaskM(task_id=TASKS_COUNTER_ID).update(actions=[TaskM.total.set(total + count)])
+    TaskM(task_id=f"{STATS_PREFIX}0").update(actions=[Path("tasks").add(count)])  # /status counts them
     return {"first": total + 1, "last": total + count, "total": total + count,
             "seconds": round(time.monotonic() - started, 3)}
 

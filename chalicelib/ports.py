@@ -72,11 +72,12 @@ class Jobs(Protocol):
     def get_task(self, task_id: str) -> Task | None: ...
 
     def list_tasks(self, page: int, per_page: int) -> Page:
-        """Oldest first; `total` from a counter."""
+        """Oldest first; `total` from a counter. A page is the range of task numbers it covers: a
+        store may leave a number unused after a failed write, and the page is then one short."""
         ...
 
     def list_jobs(self, task_id: str, page: int, per_page: int) -> Page:
-        """A task's jobs, oldest first."""
+        """A task's jobs, oldest first, in pages of job numbers as `list_tasks`."""
         ...
 
     def ping(self) -> None:

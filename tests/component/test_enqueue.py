@@ -130,29 +130,30 @@ def test_launch_message_failure_still_accepts_the_job(api, aws, monkeypatch):
     assert api.get(execution_url).json["execution"]["status"] == "enqueued"
 
 
-def test_a_writer_that_loses_a_race_on_the_task_counters_tries_again(aws, monkeypatch):
-    """Between reading the counters and writing, another job lands on the same task; the
-    conditional transaction fails and is retried on fresh counts, so none is lost. (moto's
-    transactions are not isolated between threads, so the race is staged, not threaded.)"""
+def test_a_job_posted_between_anothers_number_and_its_write_takes_the_next_number(aws, monkeypatch):
+    """A job's number is taken with an atomic ADD before its write: a job posted in between (here
+    the task's first job is still being written) takes the next number, and both are stored, the
+    task listed once. (moto's transactions are not isolated between threads, so the race is
+    staged, not threaded.)"""
     from chalicelib import wiring
     from chalicelib.adapters.dynamo import jobs as dynamo_jobs
 
     service = wiring.get_job_service()
     store = wiring.backend().jobs
-    read_item = dynamo_jobs.get_or_none
+    take = dynamo_jobs.take_job_number
     raced = []
 
-    def read_then_race(model, *keys):
-        item = read_item(model, *keys)
-        if not raced and keys == ("race",):
+    def take_then_race(tables, task_id, at):
+        number = take(tables, task_id, at)
+        if not raced and task_id == "race":
             raced.append(True)
-            service.enqueue("race", dict(JOB), None)  # lands after our read, before our write
-        return item
+            service.enqueue("race", dict(JOB), None)  # lands after our number, before our write
+        return number
 
-    monkeypatch.setattr(dynamo_jobs, "get_or_none", read_then_race)
+    monkeypatch.setattr(dynamo_jobs, "take_job_number", take_then_race)
     service.enqueue("race", dict(JOB), None)
     service.enqueue("race", dict(JOB), None)
-    monkeypatch.setattr(dynamo_jobs, "get_or_none", read_item)
+    monkeypatch.setattr(dynamo_jobs, "take_job_number", take)
     task = store.get_task("race")
     assert task.jobs_count == 3
     jobs = store.list_jobs("race", 1, 10)

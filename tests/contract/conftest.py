@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.contract.support import FakeClock, Ports
+from chalicelib.domain.errors import DependencyDown
+from tests.contract.support import AFTER, BEFORE, CONFLICT, PART_WAY, FakeClock, Faults, Ports, Rounds
 
 
 def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
@@ -23,7 +26,7 @@ def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
         return Ports(name="local", jobs=stores.jobs, executions=stores.executions, pools=stores.pools,
                      schedules=stores.schedules, statistics=stores.statistics, deliveries=stores.deliveries,
                      connections=stores.connections, idempotency_keys=stores.idempotency_keys, clock=clock,
-                     unreachable=unreachable)
+                     unreachable=unreachable, faulty=lambda faults: _faulty_writes(stores.db, faults))
 
     def unreachable() -> Ports:
         # A database whose folder went away after it was opened: no connection can be made again.
@@ -42,18 +45,75 @@ def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
         db.close()
 
 
-def _serialise_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def _faulty_writes(db: Any, faults: Faults) -> Iterator[None]:
+    """SQLite's write transactions fail as `faults` says: before they begin, part-way (rolled back
+    before their commit) or after their commit."""
+    write = db.write
+
+    @contextmanager
+    def faulty() -> Iterator[Any]:
+        kind = faults.draw((BEFORE, PART_WAY, AFTER), transaction=True)
+        if kind == BEFORE:
+            raise DependencyDown("SQLite: a fault of the test, before the write")
+        with write() as connection:
+            yield connection
+            if kind == PART_WAY:
+                raise DependencyDown("SQLite: a fault of the test, before the commit")
+        if kind == AFTER:
+            raise DependencyDown("SQLite: a fault of the test, after the commit")
+
+    db.write = faulty  # the adapters share this Database: the instance attribute hides the method
+    try:
+        yield
+    finally:
+        del db.write
+
+
+# How each DynamoDB call can fail: any before it takes effect; a write after (its answer lost, with a
+# code botocore does not retry, so the caller sees it); a write of an item that a transaction holds
+# is refused with a conflict, and a transaction meeting another one is cancelled (nothing changes).
+_DYNAMODB_FAULTS = {"TransactWriteItems": (BEFORE, AFTER, CONFLICT), "UpdateItem": (BEFORE, AFTER, CONFLICT),
+                    "PutItem": (BEFORE, AFTER), "DeleteItem": (BEFORE, AFTER), "GetItem": (BEFORE,),
+                    "Query": (BEFORE,), "BatchGetItem": (BEFORE,)}
+
+
+def _dynamodb_error(code: str, message: str, **more: Any) -> tuple[int, dict[str, str], str]:
+    body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **more}
+    return 400, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}, json.dumps(body)
+
+
+def _fault(kind: str, operation: str, request: Any) -> tuple[int, dict[str, str], str]:
+    if kind != CONFLICT:
+        return _dynamodb_error("InjectedFault", f"a fault of the test, {kind} the {operation} took effect")
+    if operation == "UpdateItem":
+        return _dynamodb_error("TransactionConflictException", "the item is held by an ongoing transaction")
+    items = json.loads(request.body)["TransactItems"]
+    reasons = [{"Code": "None"} for _ in items[:-1]] + [{"Code": "TransactionConflict", "Message": "met another"}]
+    return _dynamodb_error("TransactionCanceledException", "Transaction cancelled, please refer cancellation "
+                           "reasons for specific reasons [TransactionConflict]", CancellationReasons=reasons)
+
+
+def _serialise_moto(monkeypatch: pytest.MonkeyPatch, rounds: Rounds, faults: list[Faults]) -> None:
     """moto's in-process backends are not thread-safe (its DynamoDB transactions iterate dicts that
     other threads change). One request at a time keeps the adapters' own races, which happen
-    between requests, while moto answers each request whole."""
+    between requests, while moto answers each request whole. Threads that joined `rounds` send
+    theirs in rounds; while `faults` holds one, the DynamoDB calls fail as it says."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     lock = threading.RLock()
     answer = BotocoreStubber.process_request
 
     def one_at_a_time(self: Any, request: Any) -> Any:
-        with lock:
-            return answer(self, request)
+        with rounds.request(), lock:
+            target = request.headers.get("X-Amz-Target") or b""
+            operation = (target.decode() if isinstance(target, bytes) else target).rpartition(".")[2]
+            kinds = _DYNAMODB_FAULTS.get(operation) if faults else None
+            kind = faults[0].draw(kinds, transaction=operation == "TransactWriteItems") if kinds else None
+            if kind in (BEFORE, CONFLICT):
+                return _fault(kind, operation, request)
+            response = answer(self, request)
+            return _fault(kind, operation, request) if kind == AFTER else response
 
     monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
 
@@ -85,12 +145,21 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
     for name, value in (("AWS_DEFAULT_REGION", REGION), ("AWS_REGION", REGION), ("AWS_ACCESS_KEY_ID", "testing"),
                         ("AWS_SECRET_ACCESS_KEY", "testing")):
         monkeypatch.setenv(name, value)
-    _serialise_moto(monkeypatch)
+    rounds, faults = Rounds(), []
+    _serialise_moto(monkeypatch, rounds, faults)
     from moto import mock_aws
 
     from chalicelib.adapters.deliveries import DeliveryLog, create_deliveries_table
     from chalicelib.adapters.idempotency import create_idempotency_table
     from tests.powertools_clock import follow_clock
+
+    @contextmanager
+    def faulty(plan: Faults) -> Iterator[None]:
+        faults.append(plan)
+        try:
+            yield
+        finally:
+            faults.remove(plan)
 
     def ports(absent: bool) -> Ports:
         settings, backend, dynamodb = _aws_built(absent)
@@ -99,7 +168,7 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
         return Ports(name="aws", jobs=backend.jobs, executions=backend.executions, pools=backend.pools,
                      schedules=backend.schedules, statistics=backend.statistics, deliveries=deliveries,
                      connections=backend.connections, idempotency_keys=backend.idempotency_keys, clock=clock,
-                     unreachable=lambda: ports(True))
+                     unreachable=lambda: ports(True), faulty=faulty, rounds=rounds)
 
     follow_clock(monkeypatch, clock)  # the idempotency keys' leases and expiry, read by powertools
     with mock_aws():

@@ -1,10 +1,13 @@
-"""What the contract tests share: the ports of one backend, builders of jobs and executions, and
-a way to run writers at the same time."""
+"""What the contract tests share: the ports of one backend, builders of jobs and executions, a
+way to run writers at the same time, and a way to make the store's calls fail."""
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, Phase, settings
@@ -41,6 +44,79 @@ class FakeClock:
         self.value += seconds
 
 
+class Rounds:
+    """Requests of the threads that joined go in rounds: none sends its (k+1)th request to the store
+    before the kth of every other has been answered (or it left). So reads that writers make at
+    once are all answered before any of their writes, as when a store serves them in parallel;
+    without it, a store that answers one request at a time (moto behind a lock) answers most reads
+    after the write they race with, and hides races that DynamoDB has."""
+
+    def __init__(self) -> None:
+        self._answered: dict[int, int] = {}
+        self._changed = threading.Condition()
+
+    def join(self) -> None:
+        with self._changed:
+            self._answered[threading.get_ident()] = 0
+
+    def leave(self) -> None:
+        with self._changed:
+            self._answered.pop(threading.get_ident(), None)
+            self._changed.notify_all()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """One request of this thread, sent in its turn (at once for a thread that never joined)."""
+        me = threading.get_ident()
+        with self._changed:
+            mine = self._answered.get(me)
+            if mine is not None:
+                # The timeout only keeps a test that lost a thread from hanging; a round never needs it.
+                self._changed.wait_for(lambda: min(self._answered.values()) >= mine, timeout=60)
+        try:
+            yield
+        finally:
+            with self._changed:
+                if me in self._answered:
+                    self._answered[me] += 1
+                    self._changed.notify_all()
+
+
+BEFORE, PART_WAY, AFTER, CONFLICT = "before", "part-way", "after", "conflict"
+
+
+@dataclass
+class Faults:
+    """Which of the store's calls fail, and how, while a backend's `faulty` is on: `before` it
+    takes effect (nothing changes), `after` (it took effect, the caller is told it failed), on
+    SQLite `part-way` (the transaction has run and is rolled back before its commit), on DynamoDB
+    with a `conflict` (a transaction met another one: nothing changes, the adapter tries again).
+    Either at random (`rate`, from a seed), or the next transactions as `transactions` lists
+    (on DynamoDB a TransactWriteItems; on SQLite every write is one)."""
+
+    rate: float = 0.0
+    seed: int = 0
+    transactions: list[str] = field(default_factory=list)
+    injected: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def draw(self, kinds: tuple[str, ...], transaction: bool) -> str | None:
+        """How the call about to be made fails, among `kinds` (those the call can meet), or None."""
+        with self._lock:
+            kind: str | None = None
+            if self.transactions:
+                if transaction:
+                    kind = self.transactions.pop(0)
+            elif self._random.random() < self.rate:
+                kind = self._random.choice(kinds)
+            if kind is not None:
+                self.injected[kind] += 1
+            return kind
+
+
 @dataclass
 class Ports:
     """The storage ports of one backend, as the services receive them."""
@@ -56,6 +132,8 @@ class Ports:
     idempotency_keys: IdempotencyKeys
     clock: FakeClock
     unreachable: Callable[[], Ports]  # the same backend with its store out of reach
+    faulty: Callable[[Faults], AbstractContextManager[None]]  # the store's calls fail as `Faults` says
+    rounds: Rounds | None = None  # how racing writers' requests are answered, on a store with requests
 
 
 def a_spec(**fields: Any) -> JobSpec:
@@ -102,19 +180,24 @@ def post(ports: Ports, task_id: str | None = None, status: ExecutionStatus = Exe
     return saved, first
 
 
-def at_once(count: int, work: Callable[[int], T]) -> list[T]:
-    """Run `work(0..count-1)` on as many threads released together; every result, or the first
-    error raised."""
+def at_once(count: int, work: Callable[[int], T], rounds: Rounds | None = None) -> list[T]:
+    """Run `work(0..count-1)` on as many threads released together, their requests in `rounds`
+    when given; every result, or the first error raised."""
     start = threading.Barrier(count)
     results: list[Any] = [None] * count
     errors: list[BaseException] = []
 
     def run(index: int) -> None:
+        if rounds is not None:
+            rounds.join()
         start.wait()
         try:
             results[index] = work(index)
         except BaseException as error:  # noqa: BLE001 - handed to the test below
             errors.append(error)
+        finally:
+            if rounds is not None:
+                rounds.leave()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -125,6 +208,23 @@ def at_once(count: int, work: Callable[[int], T]) -> list[T]:
     if errors:
         raise errors[0]
     return results
+
+
+def racing(ports: Ports, count: int, work: Callable[[int], T]) -> list[T]:
+    """`at_once`, with the backend's requests answered in rounds (see Rounds)."""
+    return at_once(count, work, ports.rounds)
+
+
+def outcomes(count: int, work: Callable[[int], T], rounds: Rounds | None = None) -> list[T | BaseException]:
+    """As `at_once`, but what each call returned or raised, in order."""
+
+    def caught(index: int) -> T | BaseException:
+        try:
+            return work(index)
+        except Exception as error:  # noqa: BLE001 - the test looks at each
+            return error
+
+    return at_once(count, caught, rounds)
 
 
 def counts(ports: Ports) -> dict[str, int]:

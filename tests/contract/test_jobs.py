@@ -6,7 +6,19 @@ import pytest
 from chalicelib.domain.errors import Conflict, DependencyDown
 from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.domain.model import Hook, new_id
-from tests.contract.support import Ports, a_job, a_spec, an_execution, at_once, counts, maker, post
+from tests.contract.support import (
+    BEFORE,
+    Faults,
+    Ports,
+    a_job,
+    a_spec,
+    an_execution,
+    counts,
+    maker,
+    outcomes,
+    post,
+    racing,
+)
 
 
 def test_a_new_job_creates_its_task_and_is_stored_with_its_first_execution(backend: Ports) -> None:
@@ -227,25 +239,78 @@ def test_the_jobs_of_a_task_that_does_not_exist_are_an_empty_page(backend: Ports
 # concurrency and errors -------------------------------------------------------------------------
 
 
-def test_jobs_posted_to_one_task_at_once_are_all_stored_and_numbered_densely(backend: Ports) -> None:
+def _listed_jobs(backend: Ports, task_id: str, per_page: int = 10) -> list[str]:
+    first = backend.jobs.list_jobs(task_id, 1, per_page)
+    pages = [first] + [backend.jobs.list_jobs(task_id, page, per_page) for page in range(2, first.pages + 1)]
+    return [job.job_id for page in pages for job in page.items]
+
+
+def _listed_tasks(backend: Ports, per_page: int = 10) -> list[str]:
+    first = backend.jobs.list_tasks(1, per_page)
+    pages = [first] + [backend.jobs.list_tasks(page, per_page) for page in range(2, first.pages + 1)]
+    return [task.task_id for page in pages for task in page.items]
+
+
+@pytest.mark.parametrize("task", ["new", "known"])
+def test_jobs_posted_to_one_task_at_once_are_all_stored_and_numbered_densely(backend: Ports, task: str) -> None:
+    """32 clients post to one task at once, their reads all answered before their writes: every
+    post is stored (none is refused for contention), numbered once, and listed once."""
+    known = [post(backend, "crowded")[0]] if task == "known" else []
     jobs = [a_job("crowded") for _ in range(32)]
 
-    saved = at_once(32, lambda i: backend.jobs.save_new_job(jobs[i], an_execution(jobs[i])))
+    saved = racing(backend, 32, lambda i: backend.jobs.save_new_job(jobs[i], an_execution(jobs[i])))
 
-    assert sorted(job.seq for job, _ in saved) == list(range(1, 33))
-    task = backend.jobs.get_task("crowded")
-    assert task is not None and task.jobs_count == 32
-    listed = [j.job_id for page in (1, 2, 3, 4) for j in backend.jobs.list_jobs("crowded", page, 10).items]
-    assert sorted(listed) == sorted(job.job_id for job in jobs)
-    assert counts(backend)["jobs"] == 32 and counts(backend)["enqueued"] == 32
-    assert counts(backend)["tasks"] == 1
+    numbers = sorted(job.seq for job, _ in saved)
+    assert numbers == list(range(len(known) + 1, len(known) + 33))
+    stored = backend.jobs.get_task("crowded")
+    assert stored is not None and stored.jobs_count == len(known) + 32
+    listed = _listed_jobs(backend, "crowded")
+    assert sorted(listed) == sorted(job.job_id for job in known + jobs)  # each once
+    assert _listed_tasks(backend) == ["crowded"]
+    found = counts(backend)
+    assert (found["tasks"], found["jobs"], found["enqueued"]) == (1, 32 + len(known), 32 + len(known))
 
 
-def test_new_tasks_created_at_once_are_numbered_densely(backend: Ports) -> None:
-    at_once(16, lambda i: post(backend, f"parallel-{i}"))
+def test_new_tasks_created_at_once_are_all_stored_and_numbered_densely(backend: Ports) -> None:
+    names = [f"parallel-{i}" for i in range(32)]
 
-    listed = backend.jobs.list_tasks(1, 20)
-    assert listed.total == 16 and sorted(t.seq for t in listed.items) == list(range(1, 17))
+    racing(backend, 32, lambda i: post(backend, names[i]))
+
+    listed = backend.jobs.list_tasks(1, 40)
+    assert listed.total == 32 and sorted(t.seq for t in listed.items) == list(range(1, 33))
+    assert sorted(_listed_tasks(backend, per_page=5)) == sorted(names)
+    assert (counts(backend)["tasks"], counts(backend)["jobs"]) == (32, 32)
+
+
+def test_a_job_posted_several_times_at_once_is_stored_once(backend: Ports) -> None:
+    job = a_job()
+
+    results = outcomes(8, lambda _: backend.jobs.save_new_job(job, an_execution(job)), backend.rounds)
+
+    assert sum(not isinstance(result, BaseException) for result in results) == 1
+    assert all(isinstance(result, Conflict) for result in results if isinstance(result, BaseException))
+    assert _listed_jobs(backend, job.task_id) == [job.job_id]
+    assert _listed_tasks(backend) == [job.task_id]
+    found = counts(backend)
+    assert (found["tasks"], found["jobs"], found["enqueued"]) == (1, 1, 1)
+
+
+def test_a_task_whose_first_post_failed_is_listed_with_a_later_one(backend: Ports) -> None:
+    """A post that failed leaves nothing to see; the next post to the task an hour later makes it
+    a listed task, with only that job."""
+    failed = a_job()
+    with backend.faulty(Faults(transactions=[BEFORE])), pytest.raises(DependencyDown):
+        backend.jobs.save_new_job(failed, an_execution(failed))
+    at = failed.created_at + 3600
+    later = a_job(failed.task_id).with_changes(created_at=at, last_modified_at=at)
+
+    saved, _ = backend.jobs.save_new_job(later, an_execution(later))
+
+    assert backend.jobs.get_job(failed.job_id) is None
+    assert _listed_jobs(backend, failed.task_id) == [later.job_id]
+    assert _listed_tasks(backend) == [failed.task_id]
+    found = counts(backend)
+    assert (found["tasks"], found["jobs"], found["enqueued"]) == (1, 1, 1)
 
 
 def test_a_store_out_of_reach_is_a_dependency_down(backend: Ports) -> None:

@@ -73,8 +73,9 @@ class DynamoExecutions:
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
         """A compare-and-set on the exact status the write starts from: first the caller's
         snapshot (no read when it is current, the usual case), then, if the item has moved on,
-        its stored status when the lifecycle still allows the move. The counters move from the
-        status that was really stored, and the follow-up is built only for a move that happens."""
+        its stored status when the lifecycle still allows the move. The counters move in the same
+        transaction, from the status it conditions on, and the follow-up is built only for a move
+        that happens."""
         ExecM, JobM = self._t.Execution, self._t.Job
         allowed = sources(target)
         changes = _actions(ExecM, dict(fields))
@@ -104,9 +105,13 @@ class DynamoExecutions:
                     tx.save(execution_to_item(ExecM, added, count + 1))
                 elif target in FINAL_STATUSES:
                     tx.update(JobM(job_id=current.job_id), actions=[JobM.active.delete({current.execution_id})])
+                deltas = {current.status.value: -1, target.value: 1}  # from the status the write conditions on
+                if added is not None:
+                    deltas[added.status.value] = deltas.get(added.status.value, 0) + 1
+                self._statistics.count(tx, deltas)
             return current.with_changes(status=target, **fields), added
 
-        def move() -> tuple[Execution, tuple[Execution, Execution | None]] | None:
+        def move() -> tuple[Execution, Execution | None] | None:
             current: Execution | None = execution
             fresh = False
             for _ in range(CONTENTION_ATTEMPTS):
@@ -118,7 +123,7 @@ class DynamoExecutions:
                     current, fresh = self._read(execution), True
                     continue
                 try:
-                    return current, attempt(current)
+                    return attempt(current)
                 except TransactWriteError as error:
                     refused = refused_item(error)  # 0: the execution moved; 1: its job changed meanwhile
                     if refused is None:
@@ -128,15 +133,7 @@ class DynamoExecutions:
                     current, fresh = self._read(execution), True  # look again
             raise DependencyDown("DynamoDB: too much contention on the same execution, try again")
 
-        result = self._t.guard(move)
-        if result is None:
-            return None
-        was, moved = result
-        deltas = {was.status.value: -1, target.value: 1}
-        if moved[1] is not None:
-            deltas[moved[1].status.value] = deltas.get(moved[1].status.value, 0) + 1
-        self._statistics.bump(**deltas)
-        return moved
+        return self._t.guard(move)
 
     def _read(self, execution: Execution) -> Execution | None:
         item = get_or_none(self._t.Execution, execution.job_id, execution.execution_id)

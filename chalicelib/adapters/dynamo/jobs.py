@@ -1,19 +1,25 @@
 """Tasks and jobs on DynamoDB: creating, replacing, reading and listing them, and adding an
-execution to a job. Page counts come from counters kept in the same transactions as the
-writes, so no request counts or scans items."""
+execution to a job. Pages are ranges of sequence numbers, taken with atomic ADDs (sequence.py),
+and counts come from counters, so no request counts or scans items."""
 from __future__ import annotations
 
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from ...domain.errors import Conflict
 from ...domain.model import Execution, Job, JobSpec, Page, Task, seq_range
 from ...ports import MakeExecution
 from .mapping import execution_to_item, job_from_item, job_to_item, task_from_item
+from .sequence import take_job_number, take_task_number
 from .statistics import DynamoStatistics
 from .tables import TASK_LIST_BUCKET, TASKS_COUNTER_ID, Tables, get_or_none
-from .transactions import CONDITION_FAILED, cancellation_reasons, retry_on_contention
+from .transactions import CONDITION_FAILED, cancellation_reasons, commit, refused_item, retry_on_contention
+
+
+def _exists(job: Job) -> Conflict:
+    return Conflict(f"Job '{job.job_id}' exists already.", field="jobId")
 
 
 def set_is(attribute: Any, values: frozenset[str]) -> Any:
@@ -27,49 +33,80 @@ class DynamoJobs:
         self._statistics = statistics
 
     def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
-        TaskM, JobM = self._t.Task, self._t.Job
+        """The job's number is taken first, with an atomic ADD on its task, so writers of one task
+        never refuse one another; then the job, its first execution and their counts are written
+        in one transaction with that number, made again with the same number while it meets other
+        transactions. The writer of a task's first job lists the task in the same transaction."""
+        JobM = self._t.Job
 
-        def attempt() -> tuple[Job, Execution | None]:
-            task = get_or_none(TaskM, job.task_id)
-            tx = self._t.transact()
-            if task is None:
-                counter = get_or_none(TaskM, TASKS_COUNTER_ID)
-                total = int(counter.total) if counter is not None and counter.total else 0
-                tx.update(TaskM(task_id=TASKS_COUNTER_ID), actions=[TaskM.total.set(total + 1)],
-                          condition=(TaskM.total == total) if total else TaskM.total.does_not_exist())
-                tx.save(TaskM(task_id=job.task_id, list_bucket=TASK_LIST_BUCKET, seq=total + 1,
-                              created_at=job.created_at, last_modified_at=job.created_at, jobs_count=1),
-                        condition=TaskM.task_id.does_not_exist())
-                seq = 1
-            else:
-                jobs = int(task.jobs_count or 0)
-                tx.update(TaskM(task_id=job.task_id),
-                          actions=[TaskM.jobs_count.set(jobs + 1), TaskM.last_modified_at.set(job.created_at)],
-                          condition=(TaskM.jobs_count == jobs))
-                seq = jobs + 1
+        def create() -> tuple[Job, Execution | None]:
+            # Refused before a number is taken: a number taken and never used is a hole in the list.
+            if get_or_none(JobM, job.job_id) is not None:
+                raise _exists(job)
+            number = take_job_number(self._t, job.task_id, job.created_at)
+            task_seq = take_task_number(self._t) if number.lists_task(job.created_at) else None
             active = frozenset({execution.execution_id}) if execution else frozenset()
-            saved = job.with_changes(seq=seq, execution_count=1 if execution else 0, active=active)
-            tx.save(job_to_item(JobM, saved), condition=JobM.job_id.does_not_exist())
-            if execution is not None:
-                tx.save(execution_to_item(self._t.Execution, execution, 1))
-            try:
-                tx._commit()  # what leaving `with` does; here its refusal is read first
-            except TransactWriteError as error:
-                # Which condition failed is not always reported per item (moto names the first);
-                # an existing job is a Conflict, anything else is contention on the task's counters.
-                if CONDITION_FAILED in cancellation_reasons(error) and get_or_none(JobM, job.job_id) is not None:
-                    raise Conflict(f"Job '{job.job_id}' exists already.", field="jobId") from error
-                raise
-            return saved, (execution.with_changes(seq=1) if execution else None)
+            saved = job.with_changes(seq=number.seq, execution_count=1 if execution else 0, active=active)
+            first = execution.with_changes(seq=1) if execution else None
+            counted = {"jobs": 1, "scheduled": int(job.spec.scheduled), **({first.status.value: 1} if first else {})}
 
-        saved, first = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(jobs=1, scheduled=1 if job.spec.scheduled else 0,
-                              **({first.status.value: 1} if first else {}))
-        return saved, first
+            def write() -> TransactWrite:
+                tx = self._t.transact()  # puts first, then updates, whatever the order of the calls
+                tx.save(self._job_item(saved), condition=JobM.job_id.does_not_exist())
+                if first is not None:
+                    tx.save(execution_to_item(self._t.Execution, first, 1))
+                if task_seq is not None:
+                    self._list_task(tx, job.task_id, task_seq)
+                self._statistics.count(tx, {**counted, "tasks": int(task_seq is not None)})
+                return tx
+
+            while True:
+                try:
+                    commit(write)
+                    return saved, first
+                except TransactWriteError as error:
+                    reasons = cancellation_reasons(error)
+                    if reasons[:1] == [CONDITION_FAILED]:  # the job exists
+                        stored = get_or_none(JobM, job.job_id)
+                        if stored is not None and (stored.task_id, int(stored.seq)) == (job.task_id, number.seq):
+                            # Ours: botocore sent the transaction again after an answer was lost,
+                            # to a store that ignores its idempotency token (moto; DynamoDB does not).
+                            return saved, first
+                        if task_seq is not None:
+                            self._list_task_alone(job.task_id, task_seq)  # it may hold other writers' jobs
+                        raise _exists(job) from error
+                    listing = 1 + int(first is not None)  # the index of the task's update
+                    if task_seq is None or reasons[listing:listing + 1] != [CONDITION_FAILED]:
+                        raise
+                    task_seq = None  # listed meanwhile by a writer that took it over: our number is a hole
+
+        return self._t.guard(create)
+
+    def _job_item(self, job: Job) -> Any:
+        item = job_to_item(self._t.Job, job)
+        item.scheduled = job.spec.scheduled  # what replace_job conditions the scheduled count on
+        return item
+
+    def _list_task(self, tx: TransactWrite, task_id: str, task_seq: int) -> None:
+        TaskM = self._t.Task
+        tx.update(TaskM(task_id=task_id), actions=[TaskM.seq.set(task_seq), TaskM.list_bucket.set(TASK_LIST_BUCKET)],
+                  condition=TaskM.seq.does_not_exist())
+
+    def _list_task_alone(self, task_id: str, task_seq: int) -> None:
+        def write() -> TransactWrite:
+            tx = self._t.transact()
+            self._list_task(tx, task_id, task_seq)
+            self._statistics.count(tx, {"tasks": 1})
+            return tx
+
+        try:
+            commit(write)
+        except TransactWriteError as error:
+            if refused_item(error) != 0:
+                raise  # else listed by another writer already
 
     def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
         TaskM, JobM = self._t.Task, self._t.Job
-        was_scheduled: list[bool] = []
 
         def attempt() -> tuple[Job, Execution | None]:
             current = get_or_none(JobM, job.job_id)
@@ -84,20 +121,23 @@ class DynamoJobs:
                 active=active | {execution.execution_id} if execution else active,
                 stopped=False, last_tick=current.last_tick,
             )
-            was_scheduled.append(JobSpec.from_dict(current.spec).scheduled)
+            was_scheduled = JobSpec.from_dict(current.spec).scheduled
+            # The scheduled count moves from the flag read here, so the write is conditional on it:
+            # two replacements at once cannot both move it (items of older versions have no flag).
+            flag = JobM.scheduled.does_not_exist() if current.scheduled is None else JobM.scheduled == current.scheduled
             with self._t.transact() as tx:
-                tx.save(job_to_item(JobM, saved),
-                        condition=(JobM.job_id.exists() & (JobM.execution_count == count) & set_is(JobM.active, active)))
+                tx.save(self._job_item(saved),
+                        condition=(JobM.job_id.exists() & (JobM.execution_count == count) & set_is(JobM.active, active)
+                                   & flag))
                 tx.update(TaskM(task_id=job.task_id), actions=[TaskM.last_modified_at.set(job.last_modified_at)],
                           condition=TaskM.task_id.exists())
                 if execution is not None:
                     tx.save(execution_to_item(self._t.Execution, execution, seq))
+                self._statistics.count(tx, {"scheduled": int(job.spec.scheduled) - int(was_scheduled),
+                                            **({execution.status.value: 1} if execution else {})})
             return saved, (execution.with_changes(seq=seq) if execution else None)
 
-        saved, added = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(scheduled=int(job.spec.scheduled) - int(was_scheduled[-1]),
-                              **({added.status.value: 1} if added else {}))
-        return saved, added
+        return self._t.guard(lambda: retry_on_contention(attempt))
 
     def add_execution(self, job_id: str, make: MakeExecution, *, require_idle: bool = False,
                       clear_stopped: bool = False) -> tuple[Job, Execution]:
@@ -122,11 +162,10 @@ class DynamoJobs:
             with self._t.transact() as tx:
                 tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
                 tx.save(execution_to_item(self._t.Execution, added, count + 1))
+                self._statistics.count(tx, {added.status.value: 1})
             return job.with_changes(execution_count=count + 1, active=job.active | {added.execution_id}), added
 
-        job, added = self._t.guard(lambda: retry_on_contention(attempt))
-        self._statistics.bump(**{added.status.value: 1})
-        return job, added
+        return self._t.guard(lambda: retry_on_contention(attempt))
 
     def set_job_stopped(self, job_id: str, stopped: bool) -> None:
         JobM = self._t.Job

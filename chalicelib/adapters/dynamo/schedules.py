@@ -51,12 +51,11 @@ class DynamoSchedules:
                     actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
                     tx.save(execution_to_item(self._t.Execution, added, count + 1))
                 tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
+                if added is not None:
+                    self._statistics.count(tx, {added.status.value: 1})
             return job, added
 
-        taken = self._t.guard(lambda: retry_on_contention(attempt))
-        if taken is not None and taken[1] is not None:
-            self._statistics.bump(**{taken[1].status.value: 1})
-        return taken
+        return self._t.guard(lambda: retry_on_contention(attempt))
 
     def end_schedule(self, job_id: str, version: str | None = None) -> None:
         JobM = self._t.Job

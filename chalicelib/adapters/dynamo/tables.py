@@ -137,6 +137,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         retry_count = NumberAttribute(default=0, attr_name="retryCount")
         active = UnicodeSetAttribute(null=True)
         stopped = BooleanAttribute(default=False)
+        scheduled = BooleanAttribute(null=True)  # the spec's, set by the jobs adapter (its writes condition on it)
         schedule_version = UnicodeAttribute(null=True, attr_name="scheduleVersion")
         schedule_bucket = UnicodeAttribute(null=True, attr_name="scheduleBucket")
         next_run_at = NumberAttribute(null=True, attr_name="nextRunAt")
