@@ -6,7 +6,7 @@ import random
 import time
 from typing import Any, Unpack
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 
 from ...domain.errors import DependencyDown
 from ...domain.lifecycle import LAUNCHABLE, sources
@@ -16,7 +16,7 @@ from .jobs import set_is
 from .mapping import HELD, execution_from_item, execution_to_item, job_from_item, sweep_key
 from .statistics import DynamoStatistics
 from .tables import Tables, get_or_none
-from .transactions import CONTENTION_ATTEMPTS, condition_failed, contention, refused_item
+from .transactions import CONTENTION_ATTEMPTS, contention, refused_item, update_if
 
 
 def _actions(model: Any, fields: dict[str, Any]) -> list[Any]:
@@ -145,16 +145,7 @@ class DynamoExecutions:
         actions = _actions(ExecM, dict(fields))
         condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
 
-        def write() -> bool:
-            try:
-                ExecM(execution.job_id, execution.execution_id).update(actions=actions, condition=condition)
-                return True
-            except UpdateError as error:
-                if condition_failed(error):
-                    return False
-                raise
-
-        return self._t.guard(write)
+        return self._t.guard(lambda: update_if(ExecM(execution.job_id, execution.execution_id), actions, condition))
 
     def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
         ExecM = self._t.Execution
@@ -163,16 +154,9 @@ class DynamoExecutions:
             ExecM.launches.does_not_exist() | (ExecM.launches == 0))
         condition = ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & generation
 
-        def write() -> Execution | None:
-            try:
-                ExecM(execution.job_id, execution.execution_id).update(actions=actions, condition=condition)
-            except UpdateError as error:
-                if condition_failed(error):
-                    return None
-                raise
-            return execution.with_changes(launches=execution.launches + 1, **fields)
-
-        return self._t.guard(write)
+        if not self._t.guard(lambda: update_if(ExecM(execution.job_id, execution.execution_id), actions, condition)):
+            return None
+        return execution.with_changes(launches=execution.launches + 1, **fields)
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
         """Keys left `held` on an execution whose slot was given back by a write that did not
@@ -186,12 +170,8 @@ class DynamoExecutions:
                 if execution.pool is not None:
                     held.append(execution)
                     continue
-                try:
-                    ExecM(execution.job_id, execution.execution_id).update(
-                        actions=[ExecM.sweep.remove()], condition=(ExecM.sweep == HELD) & ExecM.pool.does_not_exist())
-                except UpdateError as error:
-                    if not condition_failed(error):
-                        raise
+                update_if(ExecM(execution.job_id, execution.execution_id), [ExecM.sweep.remove()],
+                          (ExecM.sweep == HELD) & ExecM.pool.does_not_exist())
             return held
 
         return self._t.guard(read)
@@ -207,12 +187,8 @@ class DynamoExecutions:
                 current = list(item.notifications or [])
                 entries = [*current, entry][-keep:]
                 condition = (ExecM.notifications == current) if current else ExecM.notifications.does_not_exist()
-                try:
-                    ExecM(job_id, execution_id).update(actions=[ExecM.notifications.set(entries)], condition=condition)
+                if update_if(ExecM(job_id, execution_id), [ExecM.notifications.set(entries)], condition):
                     return
-                except UpdateError as error:
-                    if not condition_failed(error):
-                        raise
             raise DependencyDown("DynamoDB: too much contention on the execution's notifications")
 
         self._t.guard(write)

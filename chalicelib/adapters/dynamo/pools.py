@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 
 from ...domain.lifecycle import LAUNCHABLE
 from ...domain.model import Execution
 from ...ports import Slot
 from .tables import POOL_PREFIX, Tables, get_or_none
-from .transactions import CONDITION_FAILED, cancellation_reasons, condition_failed, refused_item, retry_on_contention
+from .transactions import CONDITION_FAILED, cancellation_reasons, refused_item, retry_on_contention, update_if
 
 
 class DynamoPools:
@@ -82,13 +82,5 @@ class DynamoPools:
         TaskM = self._t.Task
         condition = (TaskM.running == seen) if seen else (TaskM.running.does_not_exist() | (TaskM.running == 0))
 
-        def write() -> bool:
-            try:
-                TaskM(task_id=POOL_PREFIX + pool).update(actions=[TaskM.running.set(holders)], condition=condition)
-                return True
-            except UpdateError as error:
-                if condition_failed(error):
-                    return False
-                raise
-
-        return self._t.guard(write)
+        return self._t.guard(lambda: update_if(TaskM(task_id=POOL_PREFIX + pool), [TaskM.running.set(holders)],
+                                               condition))

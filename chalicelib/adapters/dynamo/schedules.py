@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
-
 from ...domain.model import Execution, Job
 from ...ports import MakeExecution
 from .mapping import execution_to_item, job_from_item
 from .statistics import DynamoStatistics
 from .tables import SCHEDULE_BUCKET, Tables, get_or_none
-from .transactions import condition_failed, retry_on_contention
+from .transactions import retry_on_contention, update_if
 
 
 class DynamoSchedules:
@@ -61,16 +59,9 @@ class DynamoSchedules:
         JobM = self._t.Job
         condition = JobM.job_id.exists() if version is None else (JobM.schedule_version == version)
 
-        def write() -> None:
-            try:
-                JobM(job_id=job_id).update(
-                    actions=[JobM.schedule_version.remove(), JobM.schedule_bucket.remove(), JobM.next_run_at.remove()],
-                    condition=condition)
-            except UpdateError as error:
-                if not condition_failed(error):
-                    raise
-
-        self._t.guard(write)
+        self._t.guard(lambda: update_if(
+            JobM(job_id=job_id), [JobM.schedule_version.remove(), JobM.schedule_bucket.remove(),
+                                  JobM.next_run_at.remove()], condition))
 
     def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
         JobM = self._t.Job

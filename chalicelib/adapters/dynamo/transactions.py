@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
@@ -74,6 +74,18 @@ def commit(build: Callable[[], TransactWrite]) -> None:
                 raise
             time.sleep(random.uniform(0, 0.01 * (n + 1)))
     raise DependencyDown("DynamoDB: too much contention, try again")
+
+
+def update_if(item: Any, actions: list[Any], condition: Any) -> bool:
+    """A single-item update under a condition; False (nothing written) when the condition
+    refused it. Every other error is raised."""
+    try:
+        item.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as error:
+        if condition_failed(error):
+            return False
+        raise
 
 
 def retry_single_write(write: Callable[[], T]) -> T:
