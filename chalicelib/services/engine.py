@@ -81,7 +81,7 @@ class ExecutionEngine:
             metrics.add_metric(name="StopTaskFailed", unit=MetricUnit.Count, value=1)
             return False
 
-    def _renew(self, execution: Execution, launch: Launch | None, delay: float, *, attempt: int,
+    def _renew(self, execution: Execution, delay: float, *, attempt: int,
                due_at: float | None = None, resent: bool = False) -> bool:
         """Send the next launch message of an execution, as the one that may act: it takes the
         next launch generation first, so the message being handled and any copy of it act no
@@ -92,12 +92,7 @@ class ExecutionEngine:
         renewed = self._executions.renew_launch(execution, **fields)
         if renewed is None:
             return False
-        far = renewed.due_at if renewed.due_at is not None and delay > SQS_MAX_DELAY_SECONDS else None
-        try:
-            self._queue.send(Launch.of(renewed, due_at=far, attempt=attempt), delay_seconds=max(0.0, delay))
-        except Exception:  # noqa: BLE001 - the reconciler resends a launch that is overdue
-            logger.exception("launch message not sent; the reconciler will send it",
-                             extra={"execution_id": execution.execution_id})
+        self.send_launch(renewed, attempt)  # its delay is until the due time just stored
         return True
 
     def _retry_of(self, job: Job, ended: Execution) -> MakeExecution | None:
@@ -181,7 +176,7 @@ class ExecutionEngine:
         at = self._clock()
         due = launch.due_at or execution.due_at
         if due is not None and due - at > (PREPARE_EARLY_SECONDS if wait else LAUNCH_EARLY_SECONDS):
-            self._renew(execution, launch, due - at, attempt=launch.attempt, due_at=due)
+            self._renew(execution, due - at, attempt=launch.attempt, due_at=due)
             return
         # An execution made before launch parameters were frozen is launched from its job's.
         job = self._jobs.get_job(execution.job_id) if execution.envs is None else None
@@ -224,7 +219,7 @@ class ExecutionEngine:
         """A full pool: the launch waits in the queue and is tried again, never dropped."""
         attempt = launch.attempt + 1
         delay = max(1.0, backoff(attempt, 0.5, 2.0, 30.0, jitter=0.2))
-        if self._renew(execution, launch, delay, attempt=attempt):
+        if self._renew(execution, delay, attempt=attempt):
             metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
     def _launch(self, execution: Execution, job: Job | None, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
@@ -235,7 +230,7 @@ class ExecutionEngine:
                 attempt = launch.attempt + 1
                 delay = backoff(attempt, 1.0, 2.0, 60.0, jitter=0.2)
                 logger.warning("launch throttled; trying again", extra={"reason": failure.reason, "delay": delay})
-                self._renew(execution, launch, delay, attempt=attempt)
+                self._renew(execution, delay, attempt=attempt)
                 return
             ended = self.finish(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
             if ended is not None and fresh_slot:
@@ -394,7 +389,7 @@ class ExecutionEngine:
                         f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
                     counts["finalised"] += 1
                 continue
-            if self._renew(execution, None, 0.0, attempt=0, due_at=at, resent=True):
+            if self._renew(execution, 0.0, attempt=0, due_at=at, resent=True):
                 counts["resent"] += 1
         launched = [e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, limit)]
         held = self._executions.held_executions(limit)
