@@ -170,6 +170,8 @@ class ExecutionEngine:
         now (expiration checked, pool slot taken) and launched on its second."""
         execution = self._executions.get_execution(launch.job_id, launch.execution_id)
         if execution is None or execution.status not in LAUNCHABLE:
+            if execution is not None:
+                self._announce_missed(execution, ENDED)  # ended by an attempt that died announcing it
             return  # a duplicate, or it was stopped or launched already
         if launch.generation != execution.launches:
             return  # a copy of a launch message that another one has replaced
@@ -448,6 +450,7 @@ class ExecutionEngine:
             return
         if state is None:
             if since + grace < at and self._pools.release_slot(execution):
+                self._announce_missed(execution, ENDED)  # ended by a pass that died announcing it
                 counts["released"] += 1
             return
         if state.last_status == ECS_STOPPED:

@@ -231,8 +231,9 @@ class NotificationSender:
         self._deliveries.complete(key)
 
     def _waits_for_starts(self, message: Notification, job: Job, execution: Execution) -> bool:
-        """An ending's notification of one kind waits until every `starts` one of that kind was
-        attempted (recorded on the execution): notifications reach receivers in lifecycle order.
+        """An ending's notification of one kind waits until every `starts` one of that kind has
+        settled (recorded on the execution as delivered, or failed for good): notifications reach
+        receivers in lifecycle order.
         A `starts` that does not come within START_ORDER_WAIT of the end is not waited for."""
         if message.event == STARTS or execution.started_at is None:
             return False
@@ -240,9 +241,11 @@ class NotificationSender:
             int(bool(job.spec.notify.get(STARTS)))
         if not due:
             return False
-        attempted = {e.get("delivery", "").split("/")[3] for e in execution.notifications
-                     if e.get("event") == STARTS and e.get("kind") == message.kind and e.get("delivery")}
-        if len(attempted) >= due:
+        # Settled: delivered, or failed with no attempt left (one still to retry is not).
+        settled = {e["delivery"].split("/")[3] for e in execution.notifications
+                   if e.get("event") == STARTS and e.get("kind") == message.kind and e.get("delivery")
+                   and (e.get("ok") or e.get("retryIn") is None)}
+        if len(settled) >= due:
             return False
         return self._clock() < (execution.finished_at or self._clock()) + START_ORDER_WAIT
 

@@ -1,0 +1,127 @@
+"""Notifications of one execution reach receivers in lifecycle order, and an ending announced by
+an attempt that died is announced by the next message that finds it ended. On the local
+backend's stores, with the sender and the engine built by hand around them."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from chalicelib.config import Settings
+from chalicelib.domain.errors import DependencyDown
+from chalicelib.domain.messages import WEBHOOK, Launch, Notification
+from chalicelib.domain.model import ExecutionStatus as S
+from chalicelib.domain.model import Hook, JobSpec
+from chalicelib.domain.webhooks import HookResult
+from chalicelib.services.engine import ExecutionEngine
+from chalicelib.services.notify import START_ORDER_WAIT, NotificationPublisher, NotificationSender
+from infra.local.sqlite.db import Database
+from infra.local.sqlite.stores import Stores, open_stores
+from tests.contract.support import FakeClock, a_job, an_execution
+
+SETTINGS = Settings(region="us-east-1", tasks_table="t", jobs_table="j", executions_table="e", jobs_queue_url="q",
+                    notify_queue_url="n")
+START, END = Hook(url="https://hooks.example/start", retries=1), Hook(url="https://hooks.example/end")
+
+
+class Queue:
+    """A notify queue that records what is sent, and can be made to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Notification, float]] = []
+        self.failures = 0
+
+    def send(self, message: Notification, delay_seconds: float = 0) -> str:
+        self.sent.append((message, delay_seconds))
+        return str(len(self.sent))
+
+    def send_all(self, messages) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise DependencyDown("SQS: unreachable")
+        self.sent += [(m, 0.0) for m in messages]
+
+
+class Poster:
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    def __call__(self, url, body, headers, *, timeout, allow_private=False) -> HookResult:
+        self.posted.append(url)
+        return HookResult(status_code=200)
+
+
+@pytest.fixture
+def stores(tmp_path: Path):
+    db = Database(str(tmp_path / "state.db"))
+    yield open_stores(db)
+    db.close()
+
+
+def ended_with_hooks(stores: Stores, clock: FakeClock):
+    spec = JobSpec(image="ubuntu", command="true", webhooks={"starts": [START], "finishes": [END]})
+    job = a_job(spec=spec)
+    execution = an_execution(job, started_at=clock() - 10)
+    job, first = stores.jobs.save_new_job(job, execution)
+    assert first is not None
+    moved = stores.executions.transition(first, S.DONE, finished_at=clock(), exit_code=0)
+    assert moved is not None
+    return job, moved[0]
+
+
+def test_an_ending_waits_for_a_starts_webhook_still_to_be_retried(stores: Stores) -> None:
+    clock, queue, poster = FakeClock(1_800_000_000.0), Queue(), Poster()
+    sender = NotificationSender(stores.jobs, stores.executions, queue, stores.deliveries, None, SETTINGS, poster,
+                                clock=clock)
+    job, execution = ended_with_hooks(stores, clock)
+    starts_key = f"{execution.execution_id}/{WEBHOOK}/starts/0/1"
+    stores.executions.record_notification(job.job_id, execution.execution_id, {
+        "kind": WEBHOOK, "event": "starts", "ok": False, "retryIn": 5, "delivery": starts_key})
+    finishes = Notification(kind=WEBHOOK, event="finishes", task_id=job.task_id, job_id=job.job_id,
+                            execution_id=execution.execution_id, status="done", hook=END)
+
+    sender.handle(finishes)
+    assert poster.posted == [] and [m.event for m, _ in queue.sent] == ["finishes"]  # sent back to wait
+
+    stores.executions.record_notification(job.job_id, execution.execution_id, {
+        "kind": WEBHOOK, "event": "starts", "ok": True, "retryIn": None,
+        "delivery": starts_key.replace("/1", "/2")})
+    sender.handle(finishes)
+    assert poster.posted == [END.url]
+
+
+def test_an_ending_does_not_wait_for_ever_for_a_starts_that_never_comes(stores: Stores) -> None:
+    clock, queue, poster = FakeClock(1_800_000_000.0), Queue(), Poster()
+    sender = NotificationSender(stores.jobs, stores.executions, queue, stores.deliveries, None, SETTINGS, poster,
+                                clock=clock)
+    job, execution = ended_with_hooks(stores, clock)
+    clock.advance(START_ORDER_WAIT + 1)
+    sender.handle(Notification(kind=WEBHOOK, event="finishes", task_id=job.task_id, job_id=job.job_id,
+                               execution_id=execution.execution_id, status="done", hook=END))
+    assert poster.posted == [END.url]
+
+
+def test_an_expiry_whose_announcement_failed_is_announced_by_the_next_launch_message(stores: Stores) -> None:
+    clock, queue = FakeClock(1_800_000_000.0), Queue()
+    spec = JobSpec(image="ubuntu", command="true", expiration=clock() - 1, webhooks={"finishes": [END]})
+    job = a_job(spec=spec)
+    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), expiration=spec.expiration, envs={}))
+    assert first is not None
+
+    class Jobs:  # the launch queue is not what this test is about
+        def send(self, message, delay_seconds: float = 0) -> str:
+            return "id"
+
+    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, Jobs(), None,
+                             SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
+    queue.failures = 1
+    with pytest.raises(DependencyDown):
+        engine.dispatch(Launch.of(first))  # expired, then died publishing its ending
+    assert stores.executions.get_execution(job.job_id, first.execution_id).status is S.EXPIRED
+    assert queue.sent == []
+
+    engine.dispatch(Launch.of(first))  # the message again
+    assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "expired")]
+    engine.dispatch(Launch.of(first))  # and again: announced once
+    assert len(queue.sent) == 1
