@@ -37,6 +37,7 @@ class ExecutionChanges(TypedDict, total=False):
     task_arn: str | None
     notified: frozenset[str]
     resends: int
+    announcing: bool
 
 
 class Slot(str, Enum):
@@ -124,8 +125,9 @@ class Executions(Protocol):
         ...
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
-        """Final executions that still hold a pool slot, oldest first: their container was not
-        yet seen gone (the reconciler's worklist of stops to repeat and slots to release)."""
+        """Final executions that still hold a pool slot (their container was not yet seen gone)
+        or are `announcing` (their notifications not yet published), oldest first: the
+        reconciler's worklist of stops to repeat, slots to release and endings to announce."""
         ...
 
     def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:

@@ -189,6 +189,8 @@ class Execution:
     # message of an older generation (a duplicate, a copy that came back late) does nothing.
     launches: int = 0
     resends: int = 0  # launches the reconciler resent because the pending one was overdue
+    # Ended with notifications still to be published: on the reconciler's worklist until they are.
+    announcing: bool = False
 
     def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)

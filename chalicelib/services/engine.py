@@ -135,6 +135,11 @@ class ExecutionEngine:
             fields["error"] = error[:MAX_ERROR_CHARS]
         if started_at is not None and execution.started_at is None:
             fields["started_at"] = started_at
+        if self._notifier is not None and job is not None and self._notifier.owes(
+                ENDED, job, execution.with_changes(status=status)):
+            # On the reconciler's worklist until announced: a function that dies between this
+            # write and publishing loses no notification.
+            fields["announcing"] = True
         moved = self._executions.transition(execution, status, follow_up=follow_up, **fields)
         if moved is None:
             return None
@@ -159,6 +164,9 @@ class ExecutionEngine:
         if self._notifier.publish(event, job, execution):
             # Recorded only when something was published: a job without notifications pays nothing.
             notified = execution.notified | {event}
+            if event == ENDED and execution.announcing:
+                self._executions.update_execution(execution, None, notified=notified, announcing=False)
+                return execution.with_changes(notified=notified, announcing=False)
             self._executions.update_execution(execution, None, notified=notified)
             return execution.with_changes(notified=notified)
         return execution
@@ -314,7 +322,17 @@ class ExecutionEngine:
         logger.warning("a container of an ended execution was running; stopped",
                        extra={"execution_id": current.execution_id, "task_arn": state.arn})
 
-    def _announce_missed(self, current: Execution, event: str) -> None:
+    def _announce_owed(self, execution: Execution) -> None:
+        """Publish the ending (and the start before it) that an attempt which died left owed;
+        one that is announced already, or no longer owed anything, leaves the worklist."""
+        job = self._jobs.get_job(execution.job_id)
+        if (ENDED in execution.notified or job is None or self._notifier is None
+                or not self._notifier.owes(ENDED, job, execution)):
+            self._executions.update_execution(execution, None, announcing=False)
+            return
+        self._announce_missed(execution, ENDED, job)
+
+    def _announce_missed(self, current: Execution, event: str, job: Job | None = None) -> None:
         """A redelivered event found the execution moved already: publish what a failed earlier
         attempt may have left unpublished, in lifecycle order: a `started` whose `ended` was
         announced already is never published after it."""
@@ -324,7 +342,7 @@ class ExecutionEngine:
             return
         if event == ENDED and not current.status.is_final:
             return
-        job = self._jobs.get_job(current.job_id)
+        job = job or self._jobs.get_job(current.job_id)
         if event == ENDED and current.started_at is not None:
             current = self._announce(STARTED, job, current)  # its `started` failed with it: first, in order
         self._announce(event, job, current)
@@ -379,7 +397,8 @@ class ExecutionEngine:
         effect until it is observed (docs/execution.md#the-reconciler). Idempotent; runs every
         reconcile interval (a minute in AWS)."""
         at = self._clock()
-        counts = {"resent": 0, "finalised": 0, "timedout": 0, "stopped": 0, "released": 0, "recounted": 0}
+        counts = {"resent": 0, "finalised": 0, "timedout": 0, "stopped": 0, "released": 0, "recounted": 0,
+                  "announced": 0}
         settings = self._settings
         limit = 500
         waiting = [e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)]
@@ -433,8 +452,14 @@ class ExecutionEngine:
 
     def _reconcile_held(self, execution: Execution, states: dict[str, TaskState | None], at: float,
                         counts: dict[str, int]) -> None:
-        """An ended execution whose container was not seen gone: ask it to stop again, or give
-        its slot back once it is stopped (or gone, after the grace)."""
+        """An ended execution whose ending was not announced, or whose container was not seen
+        gone: announce it, ask the container to stop again, or give its slot back once it is
+        stopped (or gone, after the grace)."""
+        if execution.announcing:
+            self._announce_owed(execution)
+            counts["announced"] += 1
+            if execution.pool is None:
+                return
         grace = self._settings.missing_grace_seconds
         since = execution.finished_at or execution.launched_at or execution.created_at
         state: TaskState | None
@@ -450,7 +475,6 @@ class ExecutionEngine:
             return
         if state is None:
             if since + grace < at and self._pools.release_slot(execution):
-                self._announce_missed(execution, ENDED)  # ended by a pass that died announcing it
                 counts["released"] += 1
             return
         if state.last_status == ECS_STOPPED:

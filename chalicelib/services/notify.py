@@ -81,6 +81,10 @@ class NotificationPublisher:
         self._queue = queue
         self._settings = settings
 
+    def owes(self, event: str, job: Job, execution: Execution) -> bool:
+        """Whether announcing `event` of the execution publishes anything."""
+        return bool(notification_messages(event, job, execution))
+
     def publish(self, event: str, job: Job, execution: Execution) -> int:
         """Put one message per notification on the notify queue; raises when SQS did not take
         them all (the engine publishes again when the event is redelivered)."""

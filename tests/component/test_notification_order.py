@@ -125,3 +125,34 @@ def test_an_expiry_whose_announcement_failed_is_announced_by_the_next_launch_mes
     assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "expired")]
     engine.dispatch(Launch.of(first))  # and again: announced once
     assert len(queue.sent) == 1
+
+
+def test_an_ending_whose_function_died_before_announcing_it_is_announced_by_the_reconciler(stores: Stores) -> None:
+    """A stop (here, of a cron run replaced by the next tick) ended the execution and the
+    function died before publishing: no message about it comes again; the reconciler announces."""
+    clock, queue = FakeClock(1_800_000_000.0), Queue()
+    spec = JobSpec(image="ubuntu", command="true", webhooks={"finishes": [END]})
+    job = a_job(spec=spec)
+    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), envs={}))
+    assert first is not None
+
+    class Died(BaseException):
+        pass
+
+    publisher = NotificationPublisher(queue, SETTINGS)
+    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, None,
+                             SETTINGS, clock=clock, notifier=publisher)
+    publish = publisher.publish
+
+    def die(event, job, execution):
+        raise Died()
+
+    publisher.publish = die  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        engine.stop_execution(first, reason="replaced by the next cron tick")
+    publisher.publish = publish  # type: ignore[method-assign]
+    assert queue.sent == []
+
+    assert engine.sweep()["announced"] == 1
+    assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "stopped")]
+    assert engine.sweep()["announced"] == 0 and len(queue.sent) == 1

@@ -97,3 +97,25 @@ def test_frozen_launch_parameters_are_stored_with_the_execution(backend: Ports) 
     assert (stored.envs, stored.timeout, stored.expiration) == (execution.envs, execution.timeout,
                                                                 execution.expiration)
     assert stored.launch_spec(None).image == job.spec.image
+
+
+def test_an_ending_to_announce_is_on_the_worklist_until_it_is_announced(backend: Ports) -> None:
+    _, execution = post(backend)
+    moved = backend.executions.transition(execution, S.STOPPED, announcing=True)
+    assert moved is not None and moved[0].announcing
+    held = backend.executions.held_executions()
+    assert [(e.execution_id, e.announcing, e.pool) for e in held] == [(execution.execution_id, True, None)]
+
+    assert backend.executions.update_execution(moved[0], None, notified=frozenset({"ended"}), announcing=False)
+    assert backend.executions.held_executions() == []
+    stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert stored is not None and not stored.announcing and stored.notified == frozenset({"ended"})
+
+
+def test_a_slot_given_back_before_the_ending_is_announced_keeps_it_on_the_worklist(backend: Ports) -> None:
+    _, execution = post(backend)
+    backend.pools.take_slot(execution, "p", 0)
+    moved = backend.executions.transition(
+        backend.executions.get_execution(execution.job_id, execution.execution_id), S.TIMEDOUT, announcing=True)
+    assert moved is not None and backend.pools.release_slot(moved[0])
+    assert [e.execution_id for e in backend.executions.held_executions()] == [execution.execution_id]

@@ -85,7 +85,7 @@ class DynamoExecutions:
             added = None
             # The worklist key depends on the slot the execution holds: the write conditions on
             # the snapshot's slot too, so a slot taken meanwhile is never left off the worklist.
-            key = sweep_key(target, current.pool)
+            key = sweep_key(target, current.pool, bool(fields.get("announcing", current.announcing)))
             actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
             slot = ExecM.pool == current.pool if current.pool is not None else ExecM.pool.does_not_exist()
             with self._t.transact() as tx:
@@ -142,7 +142,9 @@ class DynamoExecutions:
     def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
                          **fields: Unpack[ExecutionChanges]) -> bool:
         ExecM = self._t.Execution
-        actions = _actions(ExecM, dict(fields))
+        actions = _actions(ExecM, {k: (v or None) if k == "announcing" else v for k, v in fields.items()})
+        if fields.get("announcing") is False and execution.status.is_final and execution.pool is None:
+            actions.append(ExecM.sweep.remove())  # announced, and no slot (none is taken once ended): off the worklist
         condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
 
         return self._t.guard(lambda: update_if(ExecM(execution.job_id, execution.execution_id), actions, condition))
@@ -167,11 +169,11 @@ class DynamoExecutions:
             held = []
             for item in ExecM.by_active.query(HELD, limit=limit):
                 execution = execution_from_item(item)
-                if execution.pool is not None:
+                if execution.pool is not None or execution.announcing:
                     held.append(execution)
                     continue
                 update_if(ExecM(execution.job_id, execution.execution_id), [ExecM.sweep.remove()],
-                          (ExecM.sweep == HELD) & ExecM.pool.does_not_exist())
+                          (ExecM.sweep == HELD) & ExecM.pool.does_not_exist() & ExecM.announcing.does_not_exist())
             return held
 
         return self._t.guard(read)

@@ -53,7 +53,7 @@ def execution_from_item(item: Any) -> Execution:
                   metadata=values["metadata"] or {}, notified=frozenset(values["notified"] or ()),
                   notifications=tuple(values["notifications"] or ()), timeout=_number(values["timeout"]),
                   expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
-                  resends=int(values["resends"] or 0))
+                  resends=int(values["resends"] or 0), announcing=bool(values["announcing"]))
     return Execution(**values)
 
 
@@ -61,16 +61,17 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
     values: dict[str, Any] = {name: getattr(execution, name) for name in _EXECUTION_FIELDS}
     values.update(seq=seq, status=execution.status.value, metadata=execution.metadata or None,
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
-                  sweep=sweep_key(execution.status, execution.pool))
+                  announcing=execution.announcing or None,
+                  sweep=sweep_key(execution.status, execution.pool, execution.announcing))
     return model(**values)
 
 
-HELD = "held"  # the `by_active` key of final executions that still hold a pool slot
+HELD = "held"  # the `by_active` key of final executions the reconciler still has work for
 
 
-def sweep_key(status: ExecutionStatus, pool: str | None = None) -> str | None:
+def sweep_key(status: ExecutionStatus, pool: str | None = None, announcing: bool = False) -> str | None:
     """The sparse `by_active` index holds executions that are not final, keyed by status, and
-    final ones that still hold a pool slot, keyed `held`."""
+    final ones that still hold a pool slot or have an ending to announce, keyed `held`."""
     if status in ACTIVE_STATUSES:
         return status.value
-    return HELD if pool is not None else None
+    return HELD if pool is not None or announcing else None

@@ -53,7 +53,8 @@ class DynamoPools:
             pool = current.pool
 
         # A final execution leaves the reconciler's worklist with its slot.
-        actions = [ExecM.pool.remove(), ExecM.sweep.remove()] if execution.status.is_final else [ExecM.pool.remove()]
+        done = execution.status.is_final and not execution.announcing
+        actions = [ExecM.pool.remove(), ExecM.sweep.remove()] if done else [ExecM.pool.remove()]
 
         def attempt() -> bool:
             try:

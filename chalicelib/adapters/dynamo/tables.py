@@ -206,6 +206,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         expiration = NumberAttribute(null=True)
         launches = NumberAttribute(default=0)
         resends = NumberAttribute(default=0)
+        announcing = BooleanAttribute(null=True)
         by_seq = ExecutionsBySeq()
         by_id = ExecutionsById()
         by_active = ActiveExecutions()

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS executions (
     expiration REAL,
     launches INTEGER NOT NULL DEFAULT 0,
     resends INTEGER NOT NULL DEFAULT 0,
+    announcing INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job_id, seq)
 ) STRICT;
 
@@ -47,13 +48,19 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) WHERE {rows.ACTIVE_CONDITION};
 -- a job's active set
 CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};
--- the reconciler's worklist: executions that hold a pool slot (final ones: their container not seen gone)
-CREATE INDEX IF NOT EXISTS executions_holding ON executions (created_at) WHERE pool IS NOT NULL;
+"""
+
+# The reconciler's worklist: executions that hold a pool slot (final ones: their container not seen
+# gone) or have an ending to announce. Made after ADDED_COLUMNS (a state file may lack `announcing`).
+WORKLIST = """
+DROP INDEX IF EXISTS executions_holding;
+CREATE INDEX IF NOT EXISTS executions_reconciled ON executions (created_at) WHERE pool IS NOT NULL OR announcing = 1;
 """
 
 # Columns added since the first state files were written (Database.add_columns).
 ADDED_COLUMNS = {"envs": "TEXT", "timeout": "REAL", "expiration": "REAL",
-                 "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0"}
+                 "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0",
+                 "announcing": "INTEGER NOT NULL DEFAULT 0"}
 
 
 _SOURCES = {status: sources(status) for status in ExecutionStatus}
@@ -94,7 +101,8 @@ class SqliteExecutions:
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
         with self._db.read() as connection:
-            found = connection.execute(f"SELECT * FROM executions WHERE pool IS NOT NULL AND NOT {rows.ACTIVE_CONDITION} "
+            found = connection.execute(f"SELECT * FROM executions WHERE (pool IS NOT NULL OR announcing = 1) "
+                                       f"AND NOT {rows.ACTIVE_CONDITION} "
                                        "ORDER BY created_at LIMIT ?", (limit,)).fetchall()
         return [rows.execution_of(row) for row in found]
 

@@ -20,7 +20,7 @@ ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sor
 # Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
 # names are put into SQL, so nothing else passes.
 _CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified",
-               "resends"}
+               "resends", "announcing"}
 
 
 def _json(value: Any) -> str:
@@ -114,7 +114,7 @@ def jobs_of(connection: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Job
 EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "image", "command", "created_at",
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
                      "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
-                     "launches", "resends")
+                     "launches", "resends", "announcing")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -133,6 +133,7 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "notifications": notifications_text(execution.notifications),
         "envs": None if execution.envs is None else _json(execution.envs), "timeout": execution.timeout,
         "expiration": execution.expiration, "launches": execution.launches, "resends": execution.resends,
+        "announcing": int(execution.announcing),
     }
 
 
@@ -148,6 +149,7 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "notifications": tuple(_loads(row["notifications"])),
         "envs": None if row["envs"] is None else _loads(row["envs"]), "timeout": row["timeout"],
         "expiration": row["expiration"], "launches": row["launches"], "resends": row["resends"],
+        "announcing": bool(row["announcing"]),
     }
     fields.update(overrides)
     return Execution(**fields)

@@ -42,6 +42,7 @@ def open_stores(db: Database, clock: Callable[[], float] = time.time) -> Stores:
     for script in SCHEMAS:
         db.ensure_schema(script)
     db.add_columns("executions", executions.ADDED_COLUMNS)
+    db.ensure_schema(executions.WORKLIST)
     return Stores(db=db, jobs=SqliteJobs(db), executions=SqliteExecutions(db), pools=SqlitePools(db),
                   schedules=SqliteSchedules(db), statistics=SqliteStatistics(db),
                   deliveries=SqliteDeliveries(db, clock), connections=SqliteConnections(db, clock),
