@@ -178,9 +178,7 @@ class ExecutionEngine:
         now (expiration checked, pool slot taken) and launched on its second."""
         execution = self._executions.get_execution(launch.job_id, launch.execution_id)
         if execution is None or execution.status not in LAUNCHABLE:
-            if execution is not None:
-                self._announce_missed(execution, ENDED)  # ended by an attempt that died announcing it
-            return  # a duplicate, or it was stopped or launched already
+            return  # a duplicate, or it was stopped or launched already (an ending owed is the reconciler's)
         if launch.generation != execution.launches:
             return  # a copy of a launch message that another one has replaced
         at = self._clock()

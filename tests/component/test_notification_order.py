@@ -1,5 +1,5 @@
-"""Notifications of one execution reach receivers in lifecycle order, and an ending announced by
-an attempt that died is announced by the next message that finds it ended. On the local
+"""Notifications of one execution reach receivers in lifecycle order, and an ending whose
+announcement died with its function is announced by the reconciler. On the local
 backend's stores, with the sender and the engine built by hand around them."""
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_an_ending_does_not_wait_for_ever_for_a_starts_that_never_comes(stores: 
     assert poster.posted == [END.url]
 
 
-def test_an_expiry_whose_announcement_failed_is_announced_by_the_next_launch_message(stores: Stores) -> None:
+def test_an_expiry_whose_announcement_failed_is_announced_by_the_reconciler(stores: Stores) -> None:
     clock, queue = FakeClock(1_800_000_000.0), Queue()
     spec = JobSpec(image="ubuntu", command="true", expiration=clock() - 1, webhooks={"finishes": [END]})
     job = a_job(spec=spec)
@@ -121,9 +121,11 @@ def test_an_expiry_whose_announcement_failed_is_announced_by_the_next_launch_mes
     assert stores.executions.get_execution(job.job_id, first.execution_id).status is S.EXPIRED
     assert queue.sent == []
 
-    engine.dispatch(Launch.of(first))  # the message again
+    engine.dispatch(Launch.of(first))  # the message again finds it ended
+    assert queue.sent == []
+    engine.sweep()
     assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "expired")]
-    engine.dispatch(Launch.of(first))  # and again: announced once
+    engine.sweep()  # and again: announced once
     assert len(queue.sent) == 1
 
 
