@@ -79,6 +79,8 @@ class Tally:
     errors: int = 0
     items_read: int = 0
     items_written: int = 0
+    read_units: float = 0.0  # DynamoDB capacity units, estimated from item sizes (_dynamodb_units)
+    write_units: float = 0.0
     seconds: float = 0.0  # wall time from the call's parameters to its parsed answer, summed
     max_seconds: float = 0.0
 
@@ -108,6 +110,46 @@ def _dynamodb_items(operation: str, params: dict[str, Any], parsed: dict[str, An
     return 0, 0
 
 
+def _size(item: Any) -> int:
+    """An item's size as DynamoDB bills it, estimated from its typed JSON (names and values; a
+    little above the billed size, which counts values without their type tags)."""
+    return len(json.dumps(item, separators=(",", ":"))) if item else 0
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, -(-size // unit))
+
+
+def _dynamodb_units(operation: str, params: dict[str, Any], parsed: dict[str, Any]) -> tuple[float, float]:
+    """(read, write) capacity units of one call at on-demand rules: a read unit per 4 KB read
+    strongly consistent (half eventually consistent), a write unit per 1 KB written, both twice
+    in a transaction. An update's item is taken to be at most 1 KB (the bench's jobs are small);
+    a Put's size is known from its request."""
+    consistent = 1.0 if params.get("ConsistentRead") else 0.5
+    if operation == "GetItem":
+        return _units(_size(parsed.get("Item")), 4096) * consistent, 0.0
+    if operation in ("Query", "Scan"):
+        return _units(sum(_size(i) for i in parsed.get("Items", [])), 4096) * consistent, 0.0
+    if operation == "BatchGetItem":
+        items = [i for found in parsed.get("Responses", {}).values() for i in found]
+        return sum(_units(_size(i), 4096) * 0.5 for i in items), 0.0
+    if operation == "PutItem":
+        return 0.0, float(_units(_size(params.get("Item")), 1024))
+    if operation in ("UpdateItem", "DeleteItem"):
+        return 0.0, 1.0
+    if operation == "TransactWriteItems":
+        read = write = 0.0
+        for entry in params.get("TransactItems", []):
+            if "ConditionCheck" in entry:
+                read += 2.0  # a condition check is billed as a transactional read of the item
+            elif "Put" in entry:
+                write += 2.0 * _units(_size(entry["Put"].get("Item")), 1024)
+            else:
+                write += 2.0
+        return read, write
+    return 0.0, 0.0
+
+
 class CallCounter:
     """Counts calls by (origin, entry point, service, operation). Thread-safe: the runtime is
     multi-threaded."""
@@ -133,12 +175,16 @@ class CallCounter:
         elapsed = time.perf_counter() - context.get("bench_started", time.perf_counter())
         service = model.service_model.service_name
         read = written = 0
+        read_units = write_units = 0.0
         if service == "dynamodb" and http_response is not None and http_response.status_code < 300:
             read, written = _dynamodb_items(model.name, context.get("bench_params") or {}, parsed or {})
+            read_units, write_units = _dynamodb_units(model.name, context.get("bench_params") or {}, parsed or {})
         with self._lock:
             tally = self._tallies[(origin, entry, service, model.name)]
             tally.items_read += read
             tally.items_written += written
+            tally.read_units += read_units
+            tally.write_units += write_units
             tally.seconds += elapsed
             tally.max_seconds = max(tally.max_seconds, elapsed)
             if http_response is None or http_response.status_code >= 300:
@@ -154,6 +200,7 @@ class CallCounter:
             rows = [
                 {"origin": o, "entry": e, "service": s, "operation": op, "calls": t.calls, "errors": t.errors,
                  "itemsRead": t.items_read, "itemsWritten": t.items_written,
+                 "readUnits": round(t.read_units, 2), "writeUnits": round(t.write_units, 2),
                  "seconds": round(t.seconds, 6), "maxSeconds": round(t.max_seconds, 6)}
                 for (o, e, s, op), t in sorted(self._tallies.items())
             ]

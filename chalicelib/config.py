@@ -69,6 +69,9 @@ class Settings:
     retry_backoff_factor: float = 2.0
     retry_backoff_max: float = 3600.0
     sweep_grace_seconds: float = 120.0
+    # How often the reconciler runs (the sweeper's schedule: a minute in AWS; SWEEP_INTERVAL
+    # locally): timeouts longer than two intervals get their check from its last pass before them.
+    reconcile_interval: float = 60.0
     # The reconciler (docs/execution.md#the-reconciler): how long a task ECS does not know yet
     # (DescribeTasks answers MISSING just after RunTask) or no longer knows is given before its
     # execution is finalised, and how many times a lost launch message is resent.
@@ -145,6 +148,7 @@ class Settings:
             retry_backoff_factor=_float("RETRY_BACKOFF_FACTOR", 2.0),
             retry_backoff_max=_float("RETRY_BACKOFF_MAX", 3600.0),
             sweep_grace_seconds=_float("SWEEP_GRACE_SECONDS", 120.0),
+            reconcile_interval=_float("SWEEP_INTERVAL", 60.0),
             missing_grace_seconds=_float("MISSING_GRACE_SECONDS", 60.0),
             launch_resends=_int("LAUNCH_RESENDS", 5),
             log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),

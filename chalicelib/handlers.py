@@ -83,8 +83,8 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
         change = parse_task_event(task_event)  # parsed once, for the engine and the live logs
         if change is None:
             return  # not a task of ours
-        engine.handle_task_change(change)
-        live_handlers.task_event(change)  # a stopped task ends its execution's live log streams
+        execution = engine.handle_task_change(change)
+        live_handlers.task_event(change, execution)  # a stopped task ends its execution's live log streams
 
     return _batch(event, handle)
 

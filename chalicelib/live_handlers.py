@@ -9,6 +9,7 @@ from . import wiring
 from .domain.ecs import TaskStateChange
 from .domain.lifecycle import ECS_STOPPED
 from .domain.live import error_frame
+from .domain.model import Execution
 from .observability import logger
 
 MALFORMED = 'Messages are small JSON objects: {"action": "subscribe", ...} or {"action": "ping"}.'
@@ -112,13 +113,14 @@ def logs(event: dict[str, Any]) -> dict[str, Any]:
         return {"failed": True}
 
 
-def task_event(change: TaskStateChange) -> None:
+def task_event(change: TaskStateChange, execution: Execution | None = None) -> None:
     """After the monitor handled an ECS task state change: a stopped task's output is complete,
-    so its execution's live streams end. Never fails the monitor's batch."""
+    so its execution's live streams end. `execution` is the execution as the monitor left it
+    (its `watched` flag saves a read when nobody watched it). Never fails the monitor's batch."""
     if change.state.last_status != ECS_STOPPED:
         return
     execution_id, task_arn = change.execution_id, change.state.arn
     try:
-        wiring.get_live_logs().task_stopped(execution_id, task_arn)
+        wiring.get_live_logs().task_stopped(execution_id, task_arn, execution)
     except Exception:  # noqa: BLE001 - a subscriber's ping ends its stream later
         logger.exception("live logs: ending the streams failed", extra={"execution_id": execution_id})

@@ -38,6 +38,7 @@ class ExecutionChanges(TypedDict, total=False):
     notified: frozenset[str]
     resends: int
     announcing: bool
+    watched: bool
 
 
 class Slot(str, Enum):
@@ -50,9 +51,12 @@ class Slot(str, Enum):
 
 
 class Jobs(Protocol):
-    def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def save_new_job(self, job: Job, execution: Execution | None, *,
+                     known_absent: bool = False) -> tuple[Job, Execution | None]:
         """Create the job (and its task when new) with its first execution, atomically, and
-        count them. Returns them with their sequence numbers. Conflict if the job exists."""
+        count them. Returns them with their sequence numbers. Conflict if the job exists.
+        `known_absent`: the caller made its id or has just read that no job has it, so a store
+        that would look first (to spare a sequence number) need not."""
         ...
 
     def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
@@ -102,13 +106,19 @@ class Executions(Protocol):
         ...
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
+                   release_slot: bool = False, unless_job_stopped: bool = False, job: Job | None = None,
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
         """Move an execution to `target` if the lifecycle allows it from its current status
         (lifecycle.sources), setting `fields` (ExecutionChanges); with `follow_up`, atomically
         add the execution it returns (a retry) to the job and count the retry, unless the job is
         stopped as the write reads it (then the move happens alone). A final target
-        takes the execution out of the job's active set. Returns the moved execution and the
-        follow-up, or None when the execution had already moved on (a duplicate or late event)."""
+        takes the execution out of the job's active set. With `release_slot`, the pool slot the
+        execution holds is given back in the same write (its container is gone); with
+        `unless_job_stopped`, nothing moves when its job is stopped. `job` is the caller's read
+        of the job, which a store may use for the follow-up instead of reading it (its write
+        still conditions on the job as read). Returns the moved execution
+        (as stored: `pool` None once released) and the follow-up, or None when the execution had
+        already moved on (a duplicate or late event) or its job is stopped."""
         ...
 
     def update_execution(self, execution: Execution, expected: frozenset[ExecutionStatus] | None = None,
@@ -137,8 +147,10 @@ class Executions(Protocol):
 
 class Pools(Protocol):
     def take_slot(self, execution: Execution, pool: str, max_running: int) -> Slot:
-        """Take a slot of `pool` for a launchable execution that holds none, atomically with
-        recording the pool on it. max_running 0: no limit (still counted)."""
+        """Take a slot of `pool` for a launchable execution that holds none and whose launch
+        generation is still the snapshot's (so a launch message's own snapshot needs no read),
+        atomically with recording the pool on it. max_running 0: no limit (still counted).
+        MOVED when the execution is not as the snapshot says."""
         ...
 
     def release_slot(self, execution: Execution) -> bool:
@@ -155,11 +167,14 @@ class Pools(Protocol):
 
 class Schedules(Protocol):
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False) -> tuple[Job, Execution | None] | None:
+                      next_run_at: float | None, skipped: bool = False,
+                      job: Job | None = None) -> tuple[Job, Execution | None] | None:
         """Take one firing of the job's schedule `version`, at most once: a one-shot (tick_at
         None) ends the schedule; a cron tick must be later than the last tick taken and sets the
         next run. With `make`, the execution it returns is added in the same write; `skipped`
-        counts a tick not run. None when the firing is stale (another version, a tick taken)."""
+        counts a tick not run. None when the firing is stale (another version, a tick taken).
+        `job`: the caller's read of the job, which a store may take instead of reading it (the
+        write conditions on the version and execution count it holds)."""
         ...
 
     def end_schedule(self, job_id: str, version: str | None = None) -> None:

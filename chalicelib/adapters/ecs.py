@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..config import Settings
-from ..domain.ecs import CONTAINER, LOG_ROUTER, TaskState, cluster_of, task_state
+from ..domain.ecs import CONTAINER, LOG_ROUTER, TaskState, cluster_of, started_by, task_state
 from ..domain.errors import LaunchFailed
 from ..domain.limits import ECS_DESCRIBE_BATCH, ECS_MAX_REASON_CHARS, ECS_MAX_TAG_CHARS
 from ..domain.model import Execution, JobSpec
@@ -111,7 +111,7 @@ class EcsRunner:
                 "taskDefinition": definition,
                 "count": 1,
                 "clientToken": execution.execution_id,
-                "startedBy": execution.execution_id,
+                "startedBy": started_by(execution.job_id, execution.execution_id),
                 "overrides": {
                     "cpu": pool.cpu,
                     "memory": pool.memory,
@@ -166,14 +166,17 @@ class EcsRunner:
         return found.arn if found is not None else None
 
     def find(self, execution: Execution, pool: Pool) -> TaskState | None:
-        """ListTasks by `startedBy` (the execution id), running tasks first, then stopped ones
-        (ECS lists those for about an hour), in the pool's cluster."""
+        """ListTasks by `startedBy` (the execution's key; the execution id alone for a task
+        launched before it was), running tasks first, then stopped ones (ECS lists those for
+        about an hour), in the pool's cluster."""
         arns: list[str] = []
         try:
-            for desired in ("RUNNING", "STOPPED"):
-                response = self._ecs.list_tasks(cluster=pool.cluster, startedBy=execution.execution_id,
-                                                desiredStatus=desired)
-                arns += [str(arn) for arn in response.get("taskArns") or []]
+            for name in (started_by(execution.job_id, execution.execution_id), execution.execution_id):
+                for desired in ("RUNNING", "STOPPED"):
+                    response = self._ecs.list_tasks(cluster=pool.cluster, startedBy=name, desiredStatus=desired)
+                    arns += [str(arn) for arn in response.get("taskArns") or []]
+                if arns:
+                    break
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
                 return None

@@ -10,7 +10,25 @@ from .messages import MalformedMessage
 
 CONTAINER = "job"  # the job's container in every task definition
 LOG_ROUTER = "log_router"
-EXECUTION_ID_LENGTH = 36  # `startedBy` of our tasks is an execution id (a UUID)
+EXECUTION_ID_LENGTH = 36  # execution and job ids are UUIDs
+# `startedBy` of our tasks names the execution by its key, `<jobId>_<executionId>`, so the monitor
+# reads it with one GetItem; tasks launched before it did carry the execution id alone.
+STARTED_BY_SEPARATOR = "_"
+
+
+def started_by(job_id: str, execution_id: str) -> str:
+    """The `startedBy` of an execution's ECS task (73 characters, within ECS's 128)."""
+    return f"{job_id}{STARTED_BY_SEPARATOR}{execution_id}"
+
+
+def parse_started_by(value: str) -> tuple[str | None, str] | None:
+    """(job id or None, execution id) from one of our tasks' `startedBy`; None for another's."""
+    if len(value) == EXECUTION_ID_LENGTH:
+        return None, value
+    job_id, separator, execution_id = value.partition(STARTED_BY_SEPARATOR)
+    if separator and len(job_id) == EXECUTION_ID_LENGTH and len(execution_id) == EXECUTION_ID_LENGTH:
+        return job_id, execution_id
+    return None
 
 
 @dataclass(frozen=True)
@@ -27,10 +45,12 @@ class TaskState:
 
 @dataclass(frozen=True)
 class TaskStateChange:
-    """An ECS "Task State Change" event of one of our tasks."""
+    """An ECS "Task State Change" event of one of our tasks; `job_id` is None for a task
+    launched before `startedBy` named the job too."""
 
     execution_id: str
     state: TaskState
+    job_id: str | None = None
 
 
 def ecs_task_id(task_arn: str) -> str:
@@ -80,12 +100,14 @@ def parse_task_event(event: dict[str, Any]) -> TaskStateChange | None:
     detail = event.get("detail")
     if not isinstance(detail, dict):
         raise MalformedMessage("not an ECS task state change: no detail")
-    execution_id = detail.get("startedBy")
-    if execution_id is not None and not isinstance(execution_id, str):
+    value = detail.get("startedBy")
+    if value is not None and not isinstance(value, str):
         raise MalformedMessage("not an ECS task state change: startedBy is not a string")
-    if execution_id is None or len(execution_id) != EXECUTION_ID_LENGTH or not detail.get("taskArn"):
+    named = parse_started_by(value) if value is not None else None
+    if named is None or not detail.get("taskArn"):
         return None
+    job_id, execution_id = named
     try:
-        return TaskStateChange(execution_id, task_state(detail))
+        return TaskStateChange(execution_id, task_state(detail), job_id)
     except (TypeError, ValueError):
         return None

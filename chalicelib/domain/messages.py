@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
 
-from .model import Execution, Hook
+from .model import Execution, ExecutionStatus, Hook
 
 LAUNCH, TIMEOUT, SCHEDULE, TICK = "launch", "timeout", "schedule", "tick"
 WEBHOOK, EMAIL = "webhook", "email"
@@ -22,10 +22,67 @@ class MalformedMessage(ValueError):
 
 
 @dataclass(frozen=True)
+class Frozen:
+    """What an execution froze when it was made (launch parameters, its job's policy), carried
+    by its launch message so the dispatcher launches it without reading it first: the writes it
+    makes are conditional on the execution being as the message says."""
+
+    image: str
+    command: str
+    envs: dict[str, str]
+    created_at: float
+    notifies: bool
+    job_retries: int
+    timeout: float | None = None
+    expiration: float | None = None
+    due_at: float | None = None
+    request_ip: str | None = None
+
+    @classmethod
+    def of(cls, execution: Execution) -> Frozen | None:
+        if execution.envs is None or execution.notifies is None or execution.job_retries is None:
+            return None  # made before they were frozen: the dispatcher reads it
+        return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
+                   execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
+                   execution.due_at, execution.request_ip)
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"image": self.image, "command": self.command, "envs": self.envs,
+                                "createdAt": self.created_at, "notifies": self.notifies, "jobRetries": self.job_retries}
+        for key, value in (("timeout", self.timeout), ("expiration", self.expiration), ("dueAt", self.due_at),
+                           ("requestIp", self.request_ip)):
+            if value is not None:
+                body[key] = value
+        return body
+
+    @classmethod
+    def from_dict(cls, body: Any) -> Frozen | None:
+        """None for what is not a snapshot: the dispatcher then reads the execution."""
+        if not isinstance(body, dict):
+            return None
+        try:
+            envs = body["envs"]
+            if not isinstance(envs, dict) or not all(isinstance(v, str) for v in envs.values()):
+                return None
+            optional = {key: body.get(key) for key in ("timeout", "expiration", "dueAt")}
+            if any(isinstance(v, bool) or not isinstance(v, (int, float, type(None))) for v in optional.values()):
+                return None
+            if not isinstance(body["image"], str) or not isinstance(body["command"], str):
+                return None
+            return cls(body["image"], body["command"], {str(k): v for k, v in envs.items()},
+                       float(body["createdAt"]), bool(body["notifies"]), int(body["jobRetries"]),
+                       optional["timeout"], optional["expiration"], optional["dueAt"],
+                       body.get("requestIp") if isinstance(body.get("requestIp"), str) else None)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class Launch:
     """Launch one execution. `due_at` rides along when the launch is due later than a queue
     can delay it; `attempt` counts waits for a pool slot or a throttled RunTask; `generation`
-    is the execution's launch generation it was sent with (0, the first, is left out of the body)."""
+    is the execution's launch generation it was sent with (0, the first, is left out of the body);
+    `frozen` its launch snapshot (absent for an execution made before they were frozen)."""
 
     task_id: str
     job_id: str
@@ -33,10 +90,23 @@ class Launch:
     due_at: float | None = None
     attempt: int = 0
     generation: int = 0
+    frozen: Frozen | None = None
 
     @classmethod
     def of(cls, execution: Execution, due_at: float | None = None, attempt: int = 0) -> Launch:
-        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt, execution.launches)
+        return cls(execution.task_id, execution.job_id, execution.execution_id, due_at, attempt, execution.launches,
+                   Frozen.of(execution))
+
+    def snapshot(self) -> Execution | None:
+        """The enqueued execution as the message knows it; None without a snapshot."""
+        frozen = self.frozen
+        if frozen is None:
+            return None
+        return Execution(task_id=self.task_id, job_id=self.job_id, execution_id=self.execution_id,
+                         image=frozen.image, command=frozen.command, status=ExecutionStatus.ENQUEUED,
+                         created_at=frozen.created_at, request_ip=frozen.request_ip, due_at=frozen.due_at,
+                         envs=dict(frozen.envs), timeout=frozen.timeout, expiration=frozen.expiration,
+                         launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries)
 
 
 @dataclass(frozen=True)
@@ -126,6 +196,8 @@ def to_dict(message: JobMessage | Notification) -> dict[str, Any]:
             body["attempt"] = message.attempt
         if message.generation:
             body["generation"] = message.generation
+        if message.frozen is not None:
+            body["execution"] = message.frozen.to_dict()
         return body
     if isinstance(message, TimeoutCheck):
         return {"taskId": message.task_id, "jobId": message.job_id, "executionId": message.execution_id,
@@ -189,7 +261,8 @@ def decode_job_message(raw: str | dict[str, Any]) -> JobMessage:
         return Launch(str(body.get("taskId") or ""), _text(body, "jobId"),
                       _text(body, "executionId"), None if due is None else _number(body, "dueAt"),
                       attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
-                      generation if isinstance(generation, int) and not isinstance(generation, bool) else 0)
+                      generation if isinstance(generation, int) and not isinstance(generation, bool) else 0,
+                      Frozen.from_dict(body.get("execution")))
     if kind == TIMEOUT:
         return TimeoutCheck(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "executionId"),
                             _number(body, "dueAt"))

@@ -191,9 +191,28 @@ class Execution:
     resends: int = 0  # launches the reconciler resent because the pending one was overdue
     # Ended with notifications still to be published: on the reconciler's worklist until they are.
     announcing: bool = False
+    # The job's policy as it was when the execution was made, so the engine reads the job only
+    # when it has something to do with it: `notifies` whether the job had any webhook or e-mail,
+    # `job_retries` the retries it allowed. None: made before they were frozen (the job is read).
+    notifies: bool | None = None
+    job_retries: int | None = None
+    # A live log subscriber watches its output: the monitor ends their streams when it stops.
+    watched: bool = False
 
     def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether its launch parameters and its job's policy were frozen on it when it was made."""
+        return self.envs is not None and self.notifies is not None
+
+    def needs_job(self, retrying: bool, notifier: bool) -> bool:
+        """Whether ending it (`retrying`: with a status that retries) or announcing it (with a
+        `notifier`) needs its job read."""
+        if not self.frozen:
+            return True
+        return bool((notifier and self.notifies) or (retrying and self.job_retries))
 
     def launch_spec(self, job: Job | None) -> JobSpec:
         """What its container runs: the parameters frozen on it, or (for an execution made
@@ -244,4 +263,5 @@ def new_execution(job: Job, at: float, *, request_ip: str | None = None, due_at:
     return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=spec.image,
                      command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
                      due_at=due_at, metadata=dict(metadata or {}), envs=dict(spec.envs),
-                     timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration)
+                     timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration,
+                     notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retries)

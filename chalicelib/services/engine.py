@@ -20,6 +20,7 @@ from ..domain.lifecycle import (
     STARTED,
     TIMEABLE,
     backoff,
+    sources,
     status_of_stopped_task,
 )
 from ..domain.limits import MAX_ERROR_CHARS, SQS_MAX_DELAY_SECONDS
@@ -36,6 +37,9 @@ LOST_TASK = "The ECS task of this execution is gone; it was not seen to end."
 # A launch due within this many seconds is handled now rather than sent back to the queue.
 LAUNCH_EARLY_SECONDS = 1.0
 PREPARE_EARLY_SECONDS = 3.0  # with a wait: prepared (slot taken) this early, launched on its second
+# Launched executions one reconciler pass follows (DescribeTasks takes 100 a call): well above
+# the running tasks of an account's Fargate quota.
+LAUNCHED_LIMIT = 10_000
 
 
 class ExecutionEngine:
@@ -57,10 +61,19 @@ class ExecutionEngine:
     # helpers --------------------------------------------------------------------------------
 
     def timeout_of(self, execution: Execution, job: Job | None) -> float:
-        """The timeout frozen on the execution; for one made before timeouts were frozen, its job's."""
+        """The timeout frozen on the execution (none frozen: the default); for one made before
+        timeouts were frozen, its job's."""
         if execution.timeout:
             return float(execution.timeout)
         return float((job.spec.timeout if job is not None else None) or self._settings.default_timeout)
+
+    def _job_for(self, execution: Execution, *, retrying: bool = False) -> Job | None:
+        """The job, read only when ending or announcing the execution needs it: an execution
+        whose job had no notifications and (for an ending that retries) no retries has its
+        policy frozen on it, and costs no read."""
+        if not execution.needs_job(retrying, self._notifier is not None):
+            return None
+        return self._jobs.get_job(execution.job_id)
 
     def _pool_of(self, execution: Execution) -> Pool:
         """The pool whose slot the execution holds (named on it), else the one its task matches."""
@@ -123,10 +136,12 @@ class ExecutionEngine:
             return None
 
     def finish(self, execution: Execution, status: S, *, exit_code: int | None = None, error: str | None = None,
-               started_at: float | None = None, finished_at: float | None = None) -> Execution | None:
-        """End an execution (if it has not ended yet), and start its retry when one is due.
+               started_at: float | None = None, finished_at: float | None = None,
+               release_slot: bool = False) -> Execution | None:
+        """End an execution (if it has not ended yet), and start its retry when one is due;
+        `release_slot` when its container is gone (the slot is given back in the same write).
         Returns the ended execution, or None when something else ended it first."""
-        job = self._jobs.get_job(execution.job_id)
+        job = self._job_for(execution, retrying=status in RETRYABLE)
         follow_up = self._retry_of(job, execution) if job is not None and status in RETRYABLE else None
         fields: ExecutionChanges = {"finished_at": finished_at or self._clock()}
         if exit_code is not None:
@@ -140,7 +155,8 @@ class ExecutionEngine:
             # On the reconciler's worklist until announced: a function that dies between this
             # write and publishing loses no notification.
             fields["announcing"] = True
-        moved = self._executions.transition(execution, status, follow_up=follow_up, **fields)
+        moved = self._executions.transition(execution, status, follow_up=follow_up, release_slot=release_slot,
+                                            job=job if follow_up is not None else None, **fields)
         if moved is None:
             return None
         ended, retry = moved
@@ -175,12 +191,14 @@ class ExecutionEngine:
 
     def dispatch(self, launch: Launch, wait: Callable[[float], None] | None = None) -> None:
         """Launch an execution. With `wait`, an execution due within a few seconds is prepared
-        now (expiration checked, pool slot taken) and launched on its second."""
-        execution = self._executions.get_execution(launch.job_id, launch.execution_id)
-        if execution is None or execution.status not in LAUNCHABLE:
-            return  # a duplicate, or it was stopped or launched already (an ending owed is the reconciler's)
-        if launch.generation != execution.launches:
-            return  # a copy of a launch message that another one has replaced
+        now (expiration checked, pool slot taken) and launched on its second. A message with the
+        execution's snapshot is acted on without reading it: every write conditions on the
+        execution being as the snapshot says, and one that finds otherwise reads it."""
+        execution = launch.snapshot()
+        if execution is None:
+            execution = self._current(launch)
+            if execution is None:
+                return
         at = self._clock()
         due = launch.due_at or execution.due_at
         if due is not None and due - at > (PREPARE_EARLY_SECONDS if wait else LAUNCH_EARLY_SECONDS):
@@ -192,6 +210,11 @@ class ExecutionEngine:
             self.finish(execution, S.FAILED, error="The job of this execution no longer exists.")
             return
         expiration = execution.expiration if job is None else job.spec.expiration
+        if expiration is not None and at > expiration and launch.frozen is not None:
+            current = self._current(launch)  # rare: decided on the stored execution, not the snapshot
+            if current is None:
+                return
+            execution = current
         # One that holds a slot already may have a task from an earlier attempt: it is launched
         # (the client token finds that task), never expired.
         if execution.pool is None and expiration is not None and at > expiration:
@@ -202,8 +225,8 @@ class ExecutionEngine:
         if execution.pool is None:
             taken = self._pools.take_slot(execution, pool.name, pool.max_running)
             if taken is Slot.MOVED:
-                refreshed = self._executions.get_execution(execution.job_id, execution.execution_id)
-                if refreshed is None or refreshed.status not in LAUNCHABLE or refreshed.pool is None:
+                refreshed = self._current(launch)
+                if refreshed is None or refreshed.pool is None:
                     return
                 execution = refreshed  # holds a slot already: an earlier attempt died before launching
                 pool = self._pool_of(execution)
@@ -222,6 +245,15 @@ class ExecutionEngine:
                     self._pools.release_slot(current)  # stopped or expired while it waited: no task was asked for
                 return
         self._launch(execution, job, pool, launch, fresh_slot)
+
+    def _current(self, launch: Launch) -> Execution | None:
+        """The stored execution a launch message names, if that message may still act on it."""
+        execution = self._executions.get_execution(launch.job_id, launch.execution_id)
+        if execution is None or execution.status not in LAUNCHABLE:
+            return None  # a duplicate, or it was stopped or launched already (an ending owed is the reconciler's)
+        if launch.generation != execution.launches:
+            return None  # a copy of a launch message that another one has replaced
+        return execution
 
     def _wait_for_slot(self, execution: Execution, launch: Launch) -> None:
         """A full pool: the launch waits in the queue and is tried again, never dropped."""
@@ -259,51 +291,73 @@ class ExecutionEngine:
 
     # monitor: ECS task state changes ------------------------------------------------------------
 
-    def handle_task_change(self, change: TaskStateChange) -> None:
+    def handle_task_change(self, change: TaskStateChange) -> Execution | None:
+        """Record what an ECS task state change says; returns the execution as it then is."""
         if change.state.last_status not in RECORDED_ECS_STATUSES:
-            return  # PROVISIONING, PENDING, DEPROVISIONING ...: nothing to record, nothing to read
-        execution = self._executions.find_execution(change.execution_id)
+            return None  # PROVISIONING, PENDING, DEPROVISIONING ...: nothing to record, nothing to read
+        if change.job_id is not None:
+            execution = self._executions.get_execution(change.job_id, change.execution_id)  # by its key
+        else:
+            execution = self._executions.find_execution(change.execution_id)  # launched before tasks named the job
         if execution is None:
             logger.warning("task state change for an unknown execution", extra={"execution_id": change.execution_id})
-            return
-        self.apply_task_state(execution, change.state)
+            return None
+        return self.apply_task_state(execution, change.state)
 
-    def apply_task_state(self, execution: Execution, state: TaskState) -> None:
+    def apply_task_state(self, execution: Execution, state: TaskState) -> Execution | None:
+        """Returns the execution as it is after the state was applied (None if it is gone)."""
         if state.last_status == ECS_RUNNING:
             started = state.started_at or self._clock()
-            moved = self._executions.transition(execution, S.RUNNING, started_at=started, task_arn=state.arn)
+            # Conditional on its job not being stopped, so the usual case reads no job.
+            moved = self._executions.transition(execution, S.RUNNING, started_at=started, task_arn=state.arn,
+                                                unless_job_stopped=True)
             if moved is not None:
-                latency = started - execution.created_at
-                metrics.add_metric(name="LaunchLatency", unit=MetricUnit.Seconds, value=max(0.0, latency))
-                job = self._jobs.get_job(execution.job_id)
-                self._schedule_timeout(moved[0], job)
-                self._announce(STARTED, job, moved[0])
-                if job is not None and job.stopped:
-                    # Stopped by a client while it was being launched, before its stop reached it.
-                    self.stop_execution(moved[0])
-            else:
-                current = self._executions.get_execution(execution.job_id, execution.execution_id)
-                if current is not None:
-                    self._stop_if_it_should_not_run(current, state)
-                    self._announce_missed(current, STARTED)
-        elif state.last_status == ECS_STOPPED:
+                return self._started(execution, moved[0])
+            current = self._executions.get_execution(execution.job_id, execution.execution_id)
+            if current is None:
+                return None
+            if current.status in sources(S.RUNNING):
+                # Its job was stopped by a client while it was being launched, before the stop
+                # reached it: recorded as running, then stopped.
+                moved = self._executions.transition(current, S.RUNNING, started_at=started, task_arn=state.arn)
+                if moved is not None:
+                    running = self._started(current, moved[0])
+                    self.stop_execution(running)
+                    return self._executions.get_execution(execution.job_id, execution.execution_id)
+                return current
+            self._stop_if_it_should_not_run(current, state)
+            self._announce_missed(current, STARTED)
+            return current
+        if state.last_status == ECS_STOPPED:
             status = status_of_stopped_task(state.exit_code)
             error = None if state.exit_code is not None else (
                 state.reason or "The container stopped without an exit code.")
+            # The container is gone: its pool slot is given back with the ending, in one write.
             ended = self.finish(execution, status, exit_code=state.exit_code, error=error,
-                                started_at=state.started_at, finished_at=state.stopped_at)
-            if ended is None and state.exit_code is not None:
+                                started_at=state.started_at, finished_at=state.stopped_at, release_slot=True)
+            if ended is not None:
+                return ended
+            current = self._executions.get_execution(execution.job_id, execution.execution_id)
+            if current is None:
+                return None
+            if state.exit_code is not None and current.exit_code is None and current.status in ENDED_BY_SERVICE:
                 # Stopped or timed out by us before the container ended: keep its exit code.
-                current = self._executions.get_execution(execution.job_id, execution.execution_id)
-                if current is not None and current.exit_code is None and current.status in ENDED_BY_SERVICE:
-                    self._executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
-            holder = ended
-            if ended is None:
-                holder = self._executions.get_execution(execution.job_id, execution.execution_id)
-                if holder is not None:
-                    self._announce_missed(holder, ENDED)
-            # The container is gone: its pool slot is free (once, whoever sees it first).
-            self._pools.release_slot(holder or execution)
+                self._executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
+                current = current.with_changes(exit_code=state.exit_code)
+            self._announce_missed(current, ENDED)
+            # Ended by someone else first: the slot is given back here (once, whoever sees it first).
+            if current.pool is not None and self._pools.release_slot(current):
+                current = current.with_changes(pool=None)
+            return current
+        return execution
+
+    def _started(self, execution: Execution, running: Execution) -> Execution:
+        """What follows a recorded start: the timeout check and the `starts` notifications."""
+        latency = (running.started_at or self._clock()) - execution.created_at
+        metrics.add_metric(name="LaunchLatency", unit=MetricUnit.Seconds, value=max(0.0, latency))
+        job = self._job_for(running)
+        self._schedule_timeout(running, job)
+        return self._announce(STARTED, job, running)
 
     def _stop_if_it_should_not_run(self, current: Execution, state: TaskState) -> None:
         """A container seen running for an execution that has ended: it was stopped or timed out
@@ -340,7 +394,9 @@ class ExecutionEngine:
             return
         if event == ENDED and not current.status.is_final:
             return
-        job = job or self._jobs.get_job(current.job_id)
+        job = job or self._job_for(current)
+        if job is None:
+            return  # its job had no notifications (or is gone): nothing to publish
         if event == ENDED and current.started_at is not None:
             current = self._announce(STARTED, job, current)  # its `started` failed with it: first, in order
         self._announce(event, job, current)
@@ -348,7 +404,15 @@ class ExecutionEngine:
     # timeouts -----------------------------------------------------------------------------------
 
     def _schedule_timeout(self, execution: Execution, job: Job | None) -> None:
-        deadline = round((execution.started_at or self._clock()) + self.timeout_of(execution, job), 3)
+        """A timeout check message for a timeout shorter than two reconcile intervals; a longer
+        one gets its check from the reconciler's pass before the deadline (`_check_soon`), so
+        an execution that ends well before its timeout, most of them, costs no message."""
+        limit = self.timeout_of(execution, job)
+        if limit > 2 * self._settings.reconcile_interval:
+            return
+        self._send_timeout_check(execution, round((execution.started_at or self._clock()) + limit, 3))
+
+    def _send_timeout_check(self, execution: Execution, deadline: float) -> None:
         try:
             self._queue.send(TimeoutCheck.of(execution, deadline), delay_seconds=deadline - self._clock())
         except Exception:  # noqa: BLE001 - the sweeper enforces timeouts whose check was lost
@@ -362,7 +426,8 @@ class ExecutionEngine:
         if remaining > 0.5:
             self._queue.send(check, delay_seconds=remaining)
             return
-        self.enforce_timeout(execution, None if execution.timeout else self._jobs.get_job(execution.job_id))
+        frozen = execution.timeout or execution.frozen
+        self.enforce_timeout(execution, None if frozen else self._jobs.get_job(execution.job_id))
 
     def enforce_timeout(self, execution: Execution, job: Job | None) -> None:
         """Time the execution out, then stop its container; the slot stays held until the
@@ -395,8 +460,8 @@ class ExecutionEngine:
         effect until it is observed (docs/execution.md#the-reconciler). Idempotent; runs every
         reconcile interval (a minute in AWS)."""
         at = self._clock()
-        counts = {"resent": 0, "finalised": 0, "timedout": 0, "stopped": 0, "released": 0, "recounted": 0,
-                  "announced": 0}
+        counts = {"resent": 0, "finalised": 0, "timedout": 0, "checks": 0, "stopped": 0, "released": 0,
+                  "recounted": 0, "announced": 0}
         settings = self._settings
         limit = 500
         waiting = [e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)]
@@ -410,7 +475,10 @@ class ExecutionEngine:
                 continue
             if self._renew(execution, 0.0, attempt=0, due_at=at, resent=True):
                 counts["resent"] += 1
-        launched = [e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, limit)]
+        # Every launched execution, not a first page: the reconciler enforces the timeouts of
+        # those that run long, and follows their containers.
+        launched = [e for status in sorted(LAUNCHED)
+                    for e in self._executions.active_executions(status, LAUNCHED_LIMIT)]
         held = self._executions.held_executions(limit)
         arns = [e.task_arn for e in [*launched, *held] if e.task_arn]
         states = self._runner.describe(arns) if arns else {}
@@ -419,7 +487,8 @@ class ExecutionEngine:
             self._reconcile_launched(execution, states.get(execution.task_arn or ""), at, jobs, counts)
         for execution in held:
             self._reconcile_held(execution, states, at, counts)
-        if len(waiting) < limit * len(LAUNCHABLE) and len(launched) < limit * len(LAUNCHED) and len(held) < limit:
+        if (len(waiting) < limit * len(LAUNCHABLE) and len(launched) < LAUNCHED_LIMIT * len(LAUNCHED)
+                and len(held) < limit):
             self._recount([*waiting, *launched, *held], counts)
         return counts
 
@@ -442,11 +511,18 @@ class ExecutionEngine:
             execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
         if execution.status in TIMEABLE and execution.started_at is not None:
             job = None
-            if not execution.timeout:
+            if not execution.timeout and not execution.frozen:
                 job = jobs.setdefault(execution.job_id, self._jobs.get_job(execution.job_id))
-            if at > execution.started_at + self.timeout_of(execution, job) + 1:
+            deadline = execution.started_at + self.timeout_of(execution, job)
+            interval = self._settings.reconcile_interval
+            if at > deadline + 1:
                 self.enforce_timeout(execution, job)
                 counts["timedout"] += 1
+            elif interval < deadline - at <= 2 * interval:
+                # The last pass before the deadline: its check, to the second (one pass falls in
+                # each interval; a pass that is skipped leaves the next one to enforce it late).
+                self._send_timeout_check(execution, round(deadline, 3))
+                counts["checks"] += 1
 
     def _reconcile_held(self, execution: Execution, states: dict[str, TaskState | None], at: float,
                         counts: dict[str, int]) -> None:

@@ -82,7 +82,7 @@ class JobService:
         job = self._scheduling.plan(job)
         execution = None if spec.scheduled else new_execution(job, at, request_ip=request_ip)
         if existing is None:
-            job, execution = self._jobs.save_new_job(job, execution)
+            job, execution = self._jobs.save_new_job(job, execution, known_absent=True)  # a new id, or just read
         else:
             job, execution = self._jobs.replace_job(job, execution)
         logger.append_keys(task_id=task_id, job_id=job.job_id,

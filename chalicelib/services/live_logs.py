@@ -220,6 +220,10 @@ class LiveLogs:
         # Registered before the catch-up is read, so no chunk falls between the two: chunks that
         # arrive meanwhile wait in the subscriber's item (pending) until the catch-up is sent.
         self._connections.put_subscriber(subscriber)
+        if not execution.watched:
+            # Before the stream opens: the monitor's ending of the execution conditions on this
+            # flag, so a container that stops from now on ends this subscriber's stream.
+            self._executions.update_execution(execution, None, watched=True)
         self._connections.open_stream(ecs_task_id, execution.execution_id)
         writer = FrameWriter(send, subscription.after)
         self._catch_up(writer, ecs_task_id, subscription.after)
@@ -352,11 +356,17 @@ class LiveLogs:
 
     # the end ------------------------------------------------------------------------------------
 
-    def task_stopped(self, execution_id: str, task_arn: str) -> None:
-        """An ECS task of ours stopped (its output is complete): end the streams of its execution."""
-        if self._connections.get_stream(ecs_task_of(task_arn)) is None:
+    def task_stopped(self, execution_id: str, task_arn: str, execution: Execution | None = None) -> None:
+        """An ECS task of ours stopped (its output is complete): end the streams of its execution.
+        Given the execution as the monitor left it, one nobody watched costs nothing; else (or
+        for one made before subscribers marked it) the stream's record says."""
+        if execution is not None and execution.frozen:
+            if not execution.watched:
+                return  # nobody watched it: no read at all
+        elif self._connections.get_stream(ecs_task_of(task_arn)) is None:
             return  # nobody ever watched it: one read, and nothing else
-        execution = self._executions.find_execution(execution_id)
+        else:
+            execution = self._executions.find_execution(execution_id)
         if execution is not None and execution.status.is_final and execution.task_arn:
             self.end(execution)
 

@@ -149,7 +149,7 @@ class Scheduling:
         skip = bool(running) and job.spec.overlap == "forbid"
         make = None if skip else (lambda current: self._new_execution(current, scheduled_at))
         taken = self._schedules.take_schedule(job.job_id, tick.version, make, tick_at=scheduled_at,
-                                              next_run_at=next_run, skipped=skip)
+                                              next_run_at=next_run, skipped=skip, job=job)
         if taken is None:
             return  # a tick taken already
         if tick.per_tick and next_run is not None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain.ecs import CONTAINER, TaskState, ecs_task_id
+from chalicelib.domain.ecs import CONTAINER, TaskState, ecs_task_id, started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.limits import ECS_MAX_REASON_CHARS
 from chalicelib.domain.model import Execution, JobSpec
@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
     version INTEGER NOT NULL DEFAULT 1,
     pid INTEGER,
     pid_started TEXT,
-    directory TEXT
+    directory TEXT,
+    job_id TEXT
 );
 CREATE INDEX IF NOT EXISTS ecs_tasks_by_status ON ecs_tasks (last_status);
 """
@@ -123,6 +124,7 @@ class LocalRunner:
         self._account = account
         self._clock = clock
         self._db.ensure_schema(SCHEMA)
+        self._db.add_columns("ecs_tasks", {"job_id": "TEXT"})  # a state file from before tasks named their job
         self._lock = threading.Lock()
         self._supervised: dict[str, _Supervised] = {}
         self._closing = False
@@ -155,9 +157,9 @@ class LocalRunner:
                 if row is not None:
                     return str(row[0])  # the same client token: the task it started
                 connection.execute(
-                    "INSERT INTO ecs_tasks (ecs_task_id, arn, execution_id, image, last_status, desired_status,"
-                    " created_at) VALUES (?, ?, ?, ?, 'PENDING', 'RUNNING', ?)",
-                    (task_id, arn, execution.execution_id, execution.image, self._clock()))
+                    "INSERT INTO ecs_tasks (ecs_task_id, arn, execution_id, job_id, image, last_status,"
+                    " desired_status, created_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 'RUNNING', ?)",
+                    (task_id, arn, execution.execution_id, execution.job_id, execution.image, self._clock()))
             supervised = _Supervised(task_id, arn, argv, env, execution.image)
             self._supervised[task_id] = supervised
         supervised.thread = threading.Thread(target=self._supervise, args=(supervised,), name=f"ecs-task-{task_id[:8]}",
@@ -353,12 +355,14 @@ class LocalRunner:
         if row["container_reason"]:
             container["reason"] = row["container_reason"]
         cluster = row["arn"].split("/")[-2]
+        # A task recorded before tasks named their job carries the execution id alone.
+        named = started_by(row["job_id"], row["execution_id"]) if row["job_id"] else row["execution_id"]
         detail: dict[str, Any] = {
             "taskArn": row["arn"],
             "clusterArn": f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
             "taskDefinitionArn": f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",
             "lastStatus": row["last_status"], "desiredStatus": row["desired_status"], "launchType": "FARGATE",
-            "group": f"family:{cluster}-local", "startedBy": row["execution_id"], "containers": [container],
+            "group": f"family:{cluster}-local", "startedBy": named, "containers": [container],
             "createdAt": _iso_ms(row["created_at"]), "updatedAt": _iso_ms(self._clock()), "version": row["version"],
         }
         for key, column in (("stopCode", "stop_code"), ("stoppedReason", "stopped_reason")):

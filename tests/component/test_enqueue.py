@@ -1,9 +1,11 @@
 """POST /tasks/{taskId} and PUT /tasks/{taskId}/jobs/{jobId} through the Chalice app on moto."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import boto3
+import pytest
 
 from tests.conftest import REGION, queued_messages
 
@@ -18,8 +20,11 @@ def test_enqueue_creates_task_job_and_execution_and_sends_one_launch(api, sqs, a
     assert body["taskUrl"] == "http://fastlane.test/tasks/test-wrkng"
     assert body["jobUrl"] == f"http://fastlane.test/tasks/test-wrkng/jobs/{body['jobId']}"
     assert body["executionUrl"] == f"{body['jobUrl']}/executions/{body['executionId']}"
+    # The launch carries what the execution froze, so the dispatcher reads nothing before it launches.
     assert queued_messages(sqs, aws["JOBS_QUEUE_URL"]) == [
-        {"taskId": "test-wrkng", "jobId": body["jobId"], "executionId": body["executionId"]}]
+        {"taskId": "test-wrkng", "jobId": body["jobId"], "executionId": body["executionId"],
+         "execution": {"image": "ubuntu", "command": "echo 'it works'", "envs": {}, "notifies": False, "jobRetries": 0,
+                       "createdAt": pytest.approx(time.time(), abs=60), "requestIp": "127.0.0.1"}}]
 
     execution = api.get(f"/tasks/test-wrkng/jobs/{body['jobId']}/executions/{body['executionId']}").json
     assert execution["execution"]["status"] == "enqueued"

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.ecs import parse_task_event
+from chalicelib.domain.ecs import parse_task_event, started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
 from chalicelib.domain.pools import Pool
@@ -36,13 +36,15 @@ POOL = Pool("default", ".*", "fastlane")
 ARN = re.compile(r"arn:aws:ecs:us-east-1:123456789012:task/fastlane/[0-9a-f]{32}")
 DETAIL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
+JOB_ID = "7f3c1d2e-5a6b-4c8d-9e0f-112233445566"  # job ids are UUIDs: the tasks' `startedBy` names it
+
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     return polling.wait_until(predicate, timeout=timeout, interval=0.01, what=what)
 
 
 def execution(command: str) -> Execution:
-    return Execution("task", "job", str(uuid.uuid4()), "ubuntu", command, ExecutionStatus.ENQUEUED, time.time())
+    return Execution("task", JOB_ID, str(uuid.uuid4()), "ubuntu", command, ExecutionStatus.ENQUEUED, time.time())
 
 
 class Local:
@@ -117,7 +119,7 @@ def test_an_execution_runs_with_its_environment_and_reports_running_then_stopped
         "version": "0", "detail-type": "ECS Task State Change", "source": "aws.ecs", "account": "123456789012",
         "region": "us-east-1", "resources": [arn]}
     detail = stopped["detail"]
-    assert (detail["taskArn"], detail["startedBy"], detail["stopCode"]) == (arn, launched.execution_id,
+    assert (detail["taskArn"], detail["startedBy"], detail["stopCode"]) == (arn, started_by(launched.job_id, launched.execution_id),
                                                                             "EssentialContainerExited")
     assert detail["containers"][0]["name"] == "job" and detail["containers"][0]["exitCode"] == 0
     assert all(DETAIL_TIME.fullmatch(detail[k]) for k in ("createdAt", "startedAt", "stoppedAt"))
@@ -267,7 +269,7 @@ CRASHING_RUNTIME = textwrap.dedent("""
     create_queues(queues)
     logs = LocalLogStore(db)
     runner = LocalRunner(db, queues, logs)
-    execution = Execution("task", "job", sys.argv[2], "ubuntu", "bash -c 'echo $$; exec sleep 60'",
+    execution = Execution("task", "7f3c1d2e-5a6b-4c8d-9e0f-112233445566", sys.argv[2], "ubuntu", "bash -c 'echo $$; exec sleep 60'",
                           ExecutionStatus.ENQUEUED, time.time())
     arn = runner.run(execution, JobSpec("ubuntu", execution.command), Pool("default", ".*", "fastlane"))
     stream = arn.rsplit("/", 1)[1] + "/stdout"
@@ -297,7 +299,7 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
         assert local.runner.recover() == 1
         wait_until(lambda: not alive(pid), timeout=3, what="the process left behind to be killed")  # ...until now
         detail = local.wait_event(arn, "STOPPED")["detail"]
-        assert detail["startedBy"] == execution_id and detail["stoppedReason"] == RESTARTED
+        assert detail["startedBy"] == started_by(JOB_ID, execution_id) and detail["stoppedReason"] == RESTARTED
         assert "exitCode" not in detail["containers"][0]
         assert local.runner.describe([arn])[arn].reason == RESTARTED  # type: ignore[union-attr]
         assert local.runner.recover() == 0  # once
@@ -307,7 +309,7 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
 
 
 def run_image(local: Local, image: str, command: str, envs: dict[str, str]) -> str:
-    launched = Execution("task", "job", str(uuid.uuid4()), image, command, ExecutionStatus.ENQUEUED, time.time())
+    launched = Execution("task", JOB_ID, str(uuid.uuid4()), image, command, ExecutionStatus.ENQUEUED, time.time())
     return local.runner.run(launched, JobSpec(image, command, envs=envs), POOL)
 
 

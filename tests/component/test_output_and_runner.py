@@ -6,7 +6,7 @@ import time
 import boto3
 import pytest
 
-from chalicelib.domain.ecs import log_streams
+from chalicelib.domain.ecs import log_streams, started_by
 from infra.local.event_sources import deliver_once
 from tests.component.engine_support import REGION, FakeRunner, install_engine, send_events, task_event
 
@@ -133,7 +133,7 @@ def test_the_runner_registers_one_task_definition_per_image_and_launches_on_farg
             execution = Execution(task_id="t", job_id=new_id(), execution_id=new_id(), image=spec.image,
                                   command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=time.time())
             arns.append(runner.run(execution, spec, pool))
-            ids.append(execution.execution_id)
+            ids.append(started_by(execution.job_id, execution.execution_id))
         definitions = ecs.list_task_definitions()["taskDefinitionArns"]
         assert len(definitions) == 1
         wiring.reset()

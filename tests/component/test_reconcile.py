@@ -3,6 +3,7 @@ throttle, fail, lose events and answer MISSING: every side effect is repeated un
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -228,3 +229,46 @@ def test_a_running_event_for_a_job_stopped_meanwhile_stops_its_container(api, ru
     drive("events")
     assert execution(api, created)["status"] == "stopped" and runner.stopped[0][0] == arn
 
+
+
+def delayed_checks(sqs, aws) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["JOBS_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"]) + int(attributes["ApproximateNumberOfMessages"])
+
+
+def iso(moment: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_a_long_timeout_gets_its_check_from_the_reconcilers_last_pass_before_it(api, runner, drive, sqs, aws, tune):
+    tune(SWEEP_INTERVAL="60", MISSING_GRACE_SECONDS="600")
+    created = api.post("/tasks/t", {**SLEEPER, "timeout": 600}).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    started = time.time() - 300  # 300 s before its deadline: more than two intervals
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING", started_at=iso(started)))
+    drive("events")
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=started)
+    assert execution(api, created)["status"] == "running"
+    assert delayed_checks(sqs, aws) == 0  # no message at the start: most executions end well before
+
+    assert sweep()["checks"] == 0  # still more than two intervals away
+    # As if it had started 510 s ago: the deadline is 90 s away, within this pass's window.
+    from chalicelib import wiring
+
+    wiring.backend().executions.update_execution(stored(created), None, started_at=started - 210)
+    assert sweep()["checks"] == 1
+    assert delayed_checks(sqs, aws) == 1  # the check, due at the deadline to the second
+
+
+def test_a_short_timeout_gets_its_check_when_the_execution_starts(api, runner, drive, sqs, aws, tune):
+    tune(SWEEP_INTERVAL="60")
+    created = api.post("/tasks/t", {**SLEEPER, "timeout": 90}).json
+    drive("jobs")
+    arn = runner.tasks[created["executionId"]]
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING",
+                                                         started_at=iso(time.time())))
+    drive("events")
+    assert delayed_checks(sqs, aws) == 1

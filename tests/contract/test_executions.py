@@ -305,3 +305,77 @@ def test_a_store_out_of_reach_is_a_dependency_down(backend: Ports) -> None:
         gone.executions.transition(execution, S.RUNNING)
     with pytest.raises(DependencyDown):
         gone.executions.active_executions(S.ENQUEUED)
+
+
+def test_an_ending_that_releases_the_slot_gives_it_back_in_the_same_write(backend: Ports) -> None:
+    _, execution = post(backend)
+    assert backend.pools.take_slot(execution, "ending", 1).value == "taken"
+    holder = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert holder is not None
+    running = backend.executions.transition(holder, S.RUNNING)
+    assert running is not None
+
+    moved = backend.executions.transition(running[0], S.DONE, exit_code=0, release_slot=True)
+
+    assert moved is not None and moved[0].pool is None
+    assert backend.pools.pool_running(["ending"]) == {"ending": 0}
+    stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert stored is not None and (stored.status, stored.pool) == (S.DONE, None)
+    assert backend.executions.held_executions() == []  # nothing left for the reconciler
+    assert backend.pools.release_slot(stored) is False  # given back once
+
+
+def test_an_ending_that_releases_no_slot_keeps_it_held(backend: Ports) -> None:
+    _, execution = post(backend)
+    backend.pools.take_slot(execution, "kept", 1)
+    holder = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert holder is not None
+
+    moved = backend.executions.transition(holder, S.STOPPED, error="stopped by a client")
+
+    assert moved is not None and moved[0].pool == "kept"
+    assert backend.pools.pool_running(["kept"]) == {"kept": 1}
+    assert [e.execution_id for e in backend.executions.held_executions()] == [execution.execution_id]
+
+
+def test_a_start_conditional_on_the_job_is_refused_once_the_job_is_stopped(backend: Ports) -> None:
+    job, execution = post(backend, status=S.PULLING)
+    before = counts(backend)
+    backend.jobs.set_job_stopped(job.job_id, True)
+
+    assert backend.executions.transition(execution, S.RUNNING, unless_job_stopped=True) is None
+    stored = backend.executions.get_execution(job.job_id, execution.execution_id)
+    assert stored == execution and counts(backend) == before
+
+    backend.jobs.set_job_stopped(job.job_id, False)
+    moved = backend.executions.transition(execution, S.RUNNING, unless_job_stopped=True, started_at=5.0)
+    assert moved is not None and moved[0].status is S.RUNNING
+
+
+def test_a_transition_answers_the_watched_flag_as_stored(backend: Ports) -> None:
+    job, execution = post(backend, status=S.RUNNING)
+    assert execution.watched is False
+    assert backend.executions.update_execution(execution, None, watched=True)
+
+    # The caller's snapshot predates the subscriber: the moved execution says it is watched.
+    moved = backend.executions.transition(execution, S.DONE, exit_code=0)
+
+    assert moved is not None and moved[0].watched is True
+    stored = backend.executions.get_execution(job.job_id, execution.execution_id)
+    assert stored is not None and stored.watched is True and stored.status is S.DONE
+
+
+def test_a_retry_made_from_the_callers_job_is_still_conditional_on_the_stored_job(backend: Ports) -> None:
+    job, execution = post(backend, status=S.RUNNING)
+    stale = job
+    # Another execution was added since the caller read the job: its snapshot is stale.
+    _, second = backend.jobs.add_execution(job.job_id, maker())
+    make = maker()
+
+    moved = backend.executions.transition(execution, S.FAILED, follow_up=make, job=stale)
+
+    assert moved is not None and moved[1] is not None
+    stored = backend.jobs.get_job(job.job_id)
+    assert stored is not None and stored.execution_count == 3 and moved[1].seq == 3
+    assert stored.active == {second.execution_id, moved[1].execution_id}
+    assert make.seen[-1].execution_count == 2  # the retry kept is built from the stored job

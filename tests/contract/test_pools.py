@@ -126,3 +126,13 @@ def test_a_store_out_of_reach_is_a_dependency_down(backend: Ports) -> None:
         gone.pools.take_slot(execution, "p", 1)
     with pytest.raises(DependencyDown):
         gone.pools.pool_running(["p"])
+
+
+def test_a_launch_message_of_an_older_generation_takes_no_slot(backend: Ports) -> None:
+    _, execution = post(backend)  # generation 0, as the first launch message says
+    renewed = backend.executions.renew_launch(execution, due_at=1.0)
+    assert renewed is not None and renewed.launches == 1
+
+    assert backend.pools.take_slot(execution, "gen", 0) is Slot.MOVED  # the older message's snapshot
+    assert backend.pools.pool_running(["gen"]) == {"gen": 0}
+    assert backend.pools.take_slot(renewed, "gen", 0) is Slot.TAKEN

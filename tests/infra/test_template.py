@@ -160,6 +160,7 @@ def test_only_ecs_task_state_changes_of_our_clusters_reach_the_events_queue(temp
     rule = resources["EcsTaskStateRule"]["Properties"]
     assert rule["EventPattern"]["source"] == ["aws.ecs"]
     assert rule["EventPattern"]["detail-type"] == ["ECS Task State Change"]
+    assert rule["EventPattern"]["detail"]["lastStatus"] == ["RUNNING", "STOPPED"]  # only what the monitor records
     clusters = rule["EventPattern"]["detail"]["clusterArn"]["Fn::If"]
     assert clusters[2] == [{"Fn::GetAtt": ["Cluster", "Arn"]}]
     assert references(clusters[1]) == {"Cluster", "PoolClusterArns"}

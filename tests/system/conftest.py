@@ -52,7 +52,9 @@ class Runtime:
 
     def wait_for_execution(self, execution_url: str, statuses: set[str], timeout: float = 30.0) -> dict:
         def ended():
-            execution = self.get(self.path(execution_url)).json()["execution"]
+            response = self.get(self.path(execution_url))
+            assert response.status_code == 200, f"GET {execution_url}: {response.status_code} {response.text}"
+            execution = response.json()["execution"]
             return execution if execution["status"] in statuses else None
 
         return wait_until(ended, timeout=timeout, interval=0.1, what=f"execution to reach {statuses}")

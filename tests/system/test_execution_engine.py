@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from chalicelib.domain.ecs import started_by
 from tests.system.conftest import POOLS, Runtime, running_runtime, wait_until
 
 pytestmark = pytest.mark.system
@@ -173,10 +174,10 @@ class JobsQueue:
 
         return self.queues.depth(JOBS)["visible"]
 
-    def ecs_tasks(self, execution_id: str) -> int:
+    def ecs_tasks(self, job_id: str, execution_id: str) -> int:
         if self.runtime.backend == "aws":
             return len([arn for status in ("RUNNING", "STOPPED")
-                        for arn in self.ecs.list_tasks(cluster="fastlane", startedBy=execution_id,
+                        for arn in self.ecs.list_tasks(cluster="fastlane", startedBy=started_by(job_id, execution_id),
                                                        desiredStatus=status)["taskArns"]])
         with sqlite3.connect(f"file:{self.runtime.state}?mode=ro", uri=True) as connection:
             return int(connection.execute("SELECT COUNT(*) FROM ecs_tasks WHERE execution_id = ?",
@@ -195,7 +196,7 @@ def test_a_duplicate_launch_message_starts_one_container(runtime):
         jobs.send(body)
         jobs.send(body)
         wait_until(lambda: jobs.visible() == 0, timeout=10, what="the duplicates to be consumed")
-        assert jobs.ecs_tasks(created["executionId"]) == 1
+        assert jobs.ecs_tasks(created["jobId"], created["executionId"]) == 1
     finally:
         jobs.close()
     job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]

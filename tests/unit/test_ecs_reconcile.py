@@ -1,6 +1,7 @@
 """The ECS runner's answers to a reconciling engine, against botocore's stubbed ECS client: a
 ConflictException for our own client token adopts the task it names, and a launch whose answer
-was lost is found by its execution id."""
+was lost is found by its `startedBy` (the execution's key; the execution id alone for a task
+launched before tasks named their job)."""
 from __future__ import annotations
 
 import boto3
@@ -9,14 +10,17 @@ from botocore.stub import Stubber
 
 from chalicelib.adapters.ecs import EcsRunner
 from chalicelib.config import Settings
+from chalicelib.domain.ecs import started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, ExecutionStatus
 from chalicelib.domain.pools import Pool
 
 EXECUTION_ID = "01a23395-093b-7025-9fb1-471bfd914a07"
+JOB_ID = "7f3c1d2e-5a6b-4c8d-9e0f-112233445566"
+STARTED_BY = started_by(JOB_ID, EXECUTION_ID)
 ARN = "arn:aws:ecs:us-east-1:123456789012:task/c/0123456789abcdef0123456789abcdef"
 POOL = Pool(name="p", match=".*", cluster="c", cpu="256", memory="512")
-EXECUTION = Execution(task_id="t", job_id="j", execution_id=EXECUTION_ID, image="ubuntu", command="sleep 9",
+EXECUTION = Execution(task_id="t", job_id=JOB_ID, execution_id=EXECUTION_ID, image="ubuntu", command="sleep 9",
                       status=ExecutionStatus.ENQUEUED, created_at=0, envs={})
 
 
@@ -36,7 +40,12 @@ def runner(client) -> EcsRunner:
 
 
 def task(status: str) -> dict:
-    return {"taskArn": ARN, "lastStatus": status, "startedBy": EXECUTION_ID, "containers": []}
+    return {"taskArn": ARN, "lastStatus": status, "startedBy": STARTED_BY, "containers": []}
+
+
+def listed(stubber, name: str, running: list[str], stopped: list[str]) -> None:
+    for desired, arns in (("RUNNING", running), ("STOPPED", stopped)):
+        stubber.add_response("list_tasks", {"taskArns": arns}, {"cluster": "c", "startedBy": name, "desiredStatus": desired})
 
 
 def test_a_conflict_for_our_own_token_adopts_the_task_it_names(ecs):
@@ -47,14 +56,11 @@ def test_a_conflict_for_our_own_token_adopts_the_task_it_names(ecs):
     assert runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL) == ARN
 
 
-def test_a_conflict_that_names_no_task_looks_it_up_by_execution_id(ecs):
+def test_a_conflict_that_names_no_task_looks_it_up_by_its_started_by(ecs):
     client, stubber = ecs
     stubber.add_client_error("run_task", service_error_code="ConflictException", service_message="in use",
                              http_status_code=400)
-    stubber.add_response("list_tasks", {"taskArns": [ARN]},
-                         {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": "RUNNING"})
-    stubber.add_response("list_tasks", {"taskArns": []},
-                         {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": "STOPPED"})
+    listed(stubber, STARTED_BY, [ARN], [])
     stubber.add_response("describe_tasks", {"tasks": [task("RUNNING")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
     assert runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL) == ARN
 
@@ -63,9 +69,8 @@ def test_a_conflict_with_no_task_to_adopt_is_a_permanent_failure(ecs):
     client, stubber = ecs
     stubber.add_client_error("run_task", service_error_code="ConflictException", service_message="in use",
                              http_status_code=400)
-    for desired in ("RUNNING", "STOPPED"):
-        stubber.add_response("list_tasks", {"taskArns": []},
-                             {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": desired})
+    listed(stubber, STARTED_BY, [], [])
+    listed(stubber, EXECUTION_ID, [], [])
     with pytest.raises(LaunchFailed) as failure:
         runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL)
     assert not failure.value.retryable and "ConflictException" in failure.value.reason
@@ -82,14 +87,10 @@ def test_throttled_run_task_is_retryable(ecs):
 
 def test_find_prefers_a_running_task_and_answers_none_when_there_is_none(ecs):
     client, stubber = ecs
-    stubber.add_response("list_tasks", {"taskArns": []},
-                         {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": "RUNNING"})
-    stubber.add_response("list_tasks", {"taskArns": [ARN]},
-                         {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": "STOPPED"})
+    listed(stubber, STARTED_BY, [], [ARN])
     stubber.add_response("describe_tasks", {"tasks": [task("STOPPED")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
-    for desired in ("RUNNING", "STOPPED"):
-        stubber.add_response("list_tasks", {"taskArns": []},
-                             {"cluster": "c", "startedBy": EXECUTION_ID, "desiredStatus": desired})
+    listed(stubber, STARTED_BY, [], [])
+    listed(stubber, EXECUTION_ID, [], [])
     found = runner(client).find(EXECUTION, POOL)
     assert found is not None and (found.arn, found.last_status) == (ARN, "STOPPED")
     assert runner(client).find(EXECUTION, POOL) is None
@@ -102,3 +103,12 @@ def test_stop_task_throttled_raises_so_the_reconciler_asks_again(ecs):
     with pytest.raises(Exception) as error:
         runner(client).stop(ARN, "stopped by a client")
     assert "Throttling" in str(error.value)
+
+
+def test_a_task_launched_before_tasks_named_their_job_is_found_by_the_execution_id(ecs):
+    client, stubber = ecs
+    listed(stubber, STARTED_BY, [], [])
+    listed(stubber, EXECUTION_ID, [ARN], [])
+    stubber.add_response("describe_tasks", {"tasks": [task("RUNNING")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
+    found = runner(client).find(EXECUTION, POOL)
+    assert found is not None and found.last_status == "RUNNING"

@@ -10,12 +10,12 @@ from pynamodb.exceptions import TransactWriteError
 
 from ...domain.errors import DependencyDown
 from ...domain.lifecycle import LAUNCHABLE, sources
-from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
+from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
 from ...ports import ExecutionChanges, MakeExecution
 from .jobs import set_is
 from .mapping import HELD, execution_from_item, execution_to_item, job_from_item, sweep_key
 from .statistics import DynamoStatistics
-from .tables import Tables, get_or_none
+from .tables import POOL_PREFIX, Tables, get_or_none
 from .transactions import CONTENTION_ATTEMPTS, contention, refused_item, update_if
 
 
@@ -70,46 +70,77 @@ class DynamoExecutions:
         return self._t.guard(lambda: [execution_from_item(i) for i in ExecM.by_active.query(status.value, limit=limit)])
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
+                   release_slot: bool = False, unless_job_stopped: bool = False, job: Job | None = None,
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
         """A compare-and-set on the exact status the write starts from: first the caller's
         snapshot (no read when it is current, the usual case), then, if the item has moved on,
         its stored status when the lifecycle still allows the move. The counters move in the same
         transaction, from the status it conditions on, and the follow-up is built only for a move
-        that happens."""
-        ExecM, JobM = self._t.Execution, self._t.Job
+        that happens. The write conditions on the snapshot's slot and `watched` too, so what the
+        caller does next with the moved execution rests on what the store held. A refused write
+        answers the item as it is (ReturnValuesOnConditionCheckFailure), so looking again costs
+        no read; `job`, the caller's read of the job, saves the follow-up's first one."""
+        if follow_up is not None and unless_job_stopped:
+            raise TypeError("a transition that adds a retry cannot also check that its job is not stopped")
+        ExecM, JobM, TaskM = self._t.Execution, self._t.Job, self._t.Task
         allowed = sources(target)
         changes = _actions(ExecM, dict(fields))
 
+        jobs = [job]  # the caller's snapshot serves the first attempt only
+
         def attempt(current: Execution) -> tuple[Execution, Execution | None]:
-            job = get_or_none(JobM, current.job_id) if follow_up else None
+            stored = None
+            if follow_up is not None:
+                stored = jobs.pop() if jobs and jobs[0] is not None else None
+                if stored is None:
+                    item = get_or_none(JobM, current.job_id)
+                    stored = job_from_item(item) if item is not None else None
+            jobs.clear()
             added = None
+            freed = current.pool if release_slot else None
             # The worklist key depends on the slot the execution holds: the write conditions on
             # the snapshot's slot too, so a slot taken meanwhile is never left off the worklist.
-            key = sweep_key(target, current.pool, bool(fields.get("announcing", current.announcing)))
+            key = sweep_key(target, None if freed else current.pool,
+                            bool(fields.get("announcing", current.announcing)))
             actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
+            if freed:
+                actions.append(ExecM.pool.remove())
             slot = ExecM.pool == current.pool if current.pool is not None else ExecM.pool.does_not_exist()
-            with self._t.transact() as tx:
-                tx.update(ExecM(current.job_id, current.execution_id), actions=actions + changes,
-                          condition=(ExecM.status == current.status.value) & slot)
-                if follow_up is not None and job is not None and not job.stopped:
-                    count = int(job.execution_count or 0)
-                    active = frozenset(job.active or ())
-                    added = follow_up(job_from_item(job)).with_changes(seq=count + 1)
-                    ended = {current.execution_id} if target in FINAL_STATUSES else set()
-                    remaining = (active - ended) | {added.execution_id}
-                    tx.update(JobM(job_id=current.job_id),
-                              actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
-                                       JobM.retry_count.add(1)],
-                              condition=(JobM.execution_count == count) & set_is(JobM.active, active)
-                              & (JobM.stopped.does_not_exist() | (JobM.stopped == False)))  # noqa: E712
-                    tx.save(execution_to_item(ExecM, added, count + 1))
-                elif target in FINAL_STATUSES:
-                    tx.update(JobM(job_id=current.job_id), actions=[JobM.active.delete({current.execution_id})])
-                deltas = {current.status.value: -1, target.value: 1}  # from the status the write conditions on
-                if added is not None:
-                    deltas[added.status.value] = deltas.get(added.status.value, 0) + 1
-                self._statistics.count(tx, deltas)
-            return current.with_changes(status=target, **fields), added
+            watched = (ExecM.watched == True) if current.watched else ExecM.watched.does_not_exist()  # noqa: E712
+            tx = self._t.transact()
+            if unless_job_stopped:  # condition checks come first in the transaction: item 0
+                tx.condition_check(JobM, current.job_id,
+                                   condition=JobM.stopped.does_not_exist() | (JobM.stopped == False))  # noqa: E712
+            tx.update(ExecM(current.job_id, current.execution_id), actions=actions + changes,
+                      condition=(ExecM.status == current.status.value) & slot & watched, return_values="ALL_OLD")
+            if freed:
+                tx.update(TaskM(task_id=POOL_PREFIX + freed), actions=[TaskM.running.add(-1)])
+            if follow_up is not None and stored is not None and not stored.stopped:
+                count = stored.execution_count
+                active = stored.active
+                added = follow_up(stored).with_changes(seq=count + 1)
+                ended = {current.execution_id} if target in FINAL_STATUSES else set()
+                remaining = (active - ended) | {added.execution_id}
+                tx.update(JobM(job_id=current.job_id),
+                          actions=[JobM.execution_count.set(count + 1), JobM.active.set(remaining),
+                                   JobM.retry_count.add(1)],
+                          condition=(JobM.execution_count == count) & set_is(JobM.active, active)
+                          & (JobM.stopped.does_not_exist() | (JobM.stopped == False)))  # noqa: E712
+                tx.save(execution_to_item(ExecM, added, count + 1))
+            elif target in FINAL_STATUSES:
+                tx.update(JobM(job_id=current.job_id), actions=[JobM.active.delete({current.execution_id})])
+            deltas = {current.status.value: -1, target.value: 1}  # from the status the write conditions on
+            if added is not None:
+                deltas[added.status.value] = deltas.get(added.status.value, 0) + 1
+            self._statistics.count(tx, deltas)
+            try:
+                tx._commit()  # what leaving `with` does
+            except TransactWriteError as error:
+                # Items are sent condition checks first, then puts, then updates.
+                error.execution_index = int(unless_job_stopped) + int(added is not None)  # type: ignore[attr-defined]
+                raise
+            moved = current.with_changes(status=target, **fields)
+            return (moved.with_changes(pool=None) if freed else moved), added
 
         def move() -> tuple[Execution, Execution | None] | None:
             current: Execution | None = execution
@@ -126,14 +157,27 @@ class DynamoExecutions:
                     return attempt(current)
                 except TransactWriteError as error:
                     refused = refused_item(error)  # 0: the execution moved; 1: its job changed meanwhile
+                    if unless_job_stopped and refused == 0:
+                        return None  # its job is stopped (the caller reads it to see why)
                     if refused is None:
                         if not contention(error):
                             raise
                         time.sleep(random.uniform(0, 0.01))
-                    current, fresh = self._read(execution), True  # look again
+                    current, fresh = self._refused(error) or self._read(execution), True  # look again
             raise DependencyDown("DynamoDB: too much contention on the same execution, try again")
 
         return self._t.guard(move)
+
+    def _refused(self, error: TransactWriteError) -> Execution | None:
+        """The execution as the refused transaction found it, when DynamoDB answered it."""
+        index = getattr(error, "execution_index", None)
+        reasons = error.cancellation_reasons or []
+        if index is None or index >= len(reasons) or reasons[index] is None:
+            return None
+        raw = reasons[index].raw_item
+        if not raw:
+            return None
+        return execution_from_item(self._t.Execution.from_raw_data(raw))
 
     def _read(self, execution: Execution) -> Execution | None:
         item = get_or_none(self._t.Execution, execution.job_id, execution.execution_id)

@@ -32,7 +32,8 @@ class DynamoJobs:
         self._t = tables
         self._statistics = statistics
 
-    def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def save_new_job(self, job: Job, execution: Execution | None, *,
+                     known_absent: bool = False) -> tuple[Job, Execution | None]:
         """The job's number is taken first, with an atomic ADD on its task, so writers of one task
         never refuse one another; then the job, its first execution and their counts are written
         in one transaction with that number, made again with the same number while it meets other
@@ -41,7 +42,8 @@ class DynamoJobs:
 
         def create() -> tuple[Job, Execution | None]:
             # Refused before a number is taken: a number taken and never used is a hole in the list.
-            if get_or_none(JobM, job.job_id) is not None:
+            # A caller that knows no job has the id (it made it, or just read) saves the read.
+            if not known_absent and get_or_none(JobM, job.job_id) is not None:
                 raise _exists(job)
             number = take_job_number(self._t, job.task_id, job.created_at)
             task_seq = take_task_number(self._t) if number.lists_task(job.created_at) else None

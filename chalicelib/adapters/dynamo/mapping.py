@@ -53,7 +53,9 @@ def execution_from_item(item: Any) -> Execution:
                   metadata=values["metadata"] or {}, notified=frozenset(values["notified"] or ()),
                   notifications=tuple(values["notifications"] or ()), timeout=_number(values["timeout"]),
                   expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
-                  resends=int(values["resends"] or 0), announcing=bool(values["announcing"]))
+                  resends=int(values["resends"] or 0), announcing=bool(values["announcing"]),
+                  job_retries=None if values["job_retries"] is None else int(values["job_retries"]),
+                  watched=bool(values["watched"]))
     return Execution(**values)
 
 
@@ -61,7 +63,7 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
     values: dict[str, Any] = {name: getattr(execution, name) for name in _EXECUTION_FIELDS}
     values.update(seq=seq, status=execution.status.value, metadata=execution.metadata or None,
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
-                  announcing=execution.announcing or None,
+                  announcing=execution.announcing or None, watched=execution.watched or None,
                   sweep=sweep_key(execution.status, execution.pool, execution.announcing))
     return model(**values)
 

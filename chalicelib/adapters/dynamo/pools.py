@@ -23,13 +23,17 @@ class DynamoPools:
         if max_running > 0:
             pool_condition = TaskM.running.does_not_exist() | (TaskM.running < max_running)
 
+        generation = (ExecM.launches == execution.launches) if execution.launches else (
+            ExecM.launches.does_not_exist() | (ExecM.launches == 0))
+
         def attempt() -> Slot:
             try:
                 with self._t.transact() as tx:
                     tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(1)],
                               condition=pool_condition)
                     tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.set(pool)],
-                              condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist())
+                              condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist()
+                              & generation)
                 return Slot.TAKEN
             except TransactWriteError as error:
                 reasons = cancellation_reasons(error)

@@ -18,14 +18,18 @@ class DynamoSchedules:
         self._statistics = statistics
 
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False) -> tuple[Job, Execution | None] | None:
+                      next_run_at: float | None, skipped: bool = False,
+                      job: Job | None = None) -> tuple[Job, Execution | None] | None:
         JobM = self._t.Job
+        snapshots = [job] if job is not None and job.job_id == job_id else []  # for the first attempt
 
         def attempt() -> tuple[Job, Execution | None] | None:
-            item = get_or_none(JobM, job_id)
-            if item is None or item.schedule_version != version:
+            job = snapshots.pop() if snapshots else None
+            if job is None:
+                item = get_or_none(JobM, job_id)
+                job = job_from_item(item) if item is not None else None
+            if job is None or job.schedule_version != version:
                 return None
-            job = job_from_item(item)
             if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
                 return None
             count = job.execution_count

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Unpack
 
 from chalicelib.domain.lifecycle import LAUNCHABLE, sources
-from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Page, seq_range
+from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
 from chalicelib.ports import ExecutionChanges, MakeExecution
 
 from . import rows
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS executions (
     launches INTEGER NOT NULL DEFAULT 0,
     resends INTEGER NOT NULL DEFAULT 0,
     announcing INTEGER NOT NULL DEFAULT 0,
+    notifies INTEGER,
+    job_retries INTEGER,
+    watched INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job_id, seq)
 ) STRICT;
 
@@ -60,7 +63,8 @@ CREATE INDEX IF NOT EXISTS executions_reconciled ON executions (created_at) WHER
 # Columns added since the first state files were written (Database.add_columns).
 ADDED_COLUMNS = {"envs": "TEXT", "timeout": "REAL", "expiration": "REAL",
                  "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0",
-                 "announcing": "INTEGER NOT NULL DEFAULT 0"}
+                 "announcing": "INTEGER NOT NULL DEFAULT 0", "notifies": "INTEGER", "job_retries": "INTEGER",
+                 "watched": "INTEGER NOT NULL DEFAULT 0"}
 
 
 _SOURCES = {status: sources(status) for status in ExecutionStatus}
@@ -109,7 +113,10 @@ class SqliteExecutions:
     # writes ---------------------------------------------------------------------------------------
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
+                   release_slot: bool = False, unless_job_stopped: bool = False, job: Job | None = None,
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
+        if follow_up is not None and unless_job_stopped:
+            raise TypeError("a transition that adds a retry cannot also check that its job is not stopped")
         columns, model = rows.changes(fields)
         allowed = _SOURCES[target]
         with self._db.write() as connection:
@@ -118,6 +125,14 @@ class SqliteExecutions:
                                      (execution.execution_id, execution.job_id)).fetchone()
             if row is None or ExecutionStatus(row["status"]) not in allowed:
                 return None
+            if unless_job_stopped:
+                job = connection.execute("SELECT stopped FROM jobs WHERE job_id = ?", (execution.job_id,)).fetchone()
+                if job is not None and job["stopped"]:
+                    return None
+            freed = row["pool"] if release_slot else None
+            if freed is not None:
+                columns, model = {**columns, "pool": None}, {**model, "pool": None}
+                connection.execute("UPDATE pools SET running = running - 1 WHERE name = ?", (freed,))
             moved = rows.execution_of(row, status=target, **model)
             assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in columns)])
             connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ?",

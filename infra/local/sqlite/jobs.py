@@ -48,7 +48,9 @@ class SqliteJobs:
 
     # writes ---------------------------------------------------------------------------------------
 
-    def save_new_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def save_new_job(self, job: Job, execution: Execution | None, *,
+                     known_absent: bool = False) -> tuple[Job, Execution | None]:
+        # One transaction: the existence check costs nothing here, whatever the caller knows.
         with self._db.write() as connection:
             if connection.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone() is not None:
                 raise Conflict(f"job {job.job_id} exists already", field="jobId")

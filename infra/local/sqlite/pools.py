@@ -24,9 +24,10 @@ class SqlitePools:
 
     def take_slot(self, execution: Execution, pool: str, max_running: int) -> Slot:
         with self._db.write() as connection:
-            holder = connection.execute("SELECT status, pool FROM executions WHERE execution_id = ? AND job_id = ?",
-                                        (execution.execution_id, execution.job_id)).fetchone()
-            if holder is None or ExecutionStatus(holder["status"]) not in LAUNCHABLE or holder["pool"] is not None:
+            holder = connection.execute("SELECT status, pool, launches FROM executions WHERE execution_id = ? "
+                                        "AND job_id = ?", (execution.execution_id, execution.job_id)).fetchone()
+            if (holder is None or ExecutionStatus(holder["status"]) not in LAUNCHABLE or holder["pool"] is not None
+                    or holder["launches"] != execution.launches):
                 return Slot.MOVED
             row = connection.execute("SELECT running FROM pools WHERE name = ?", (pool,)).fetchone()
             if max_running > 0 and row is not None and row["running"] >= max_running:

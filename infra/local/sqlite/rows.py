@@ -20,7 +20,7 @@ ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sor
 # Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
 # names are put into SQL, so nothing else passes.
 _CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified",
-               "resends", "announcing"}
+               "resends", "announcing", "watched"}
 
 
 def _json(value: Any) -> str:
@@ -114,7 +114,7 @@ def jobs_of(connection: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Job
 EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "image", "command", "created_at",
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
                      "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
-                     "launches", "resends", "announcing")
+                     "launches", "resends", "announcing", "notifies", "job_retries", "watched")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -134,6 +134,8 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "envs": None if execution.envs is None else _json(execution.envs), "timeout": execution.timeout,
         "expiration": execution.expiration, "launches": execution.launches, "resends": execution.resends,
         "announcing": int(execution.announcing),
+        "notifies": None if execution.notifies is None else int(execution.notifies),
+        "job_retries": execution.job_retries, "watched": int(execution.watched),
     }
 
 
@@ -150,6 +152,8 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "envs": None if row["envs"] is None else _loads(row["envs"]), "timeout": row["timeout"],
         "expiration": row["expiration"], "launches": row["launches"], "resends": row["resends"],
         "announcing": bool(row["announcing"]),
+        "notifies": None if row["notifies"] is None else bool(row["notifies"]), "job_retries": row["job_retries"],
+        "watched": bool(row["watched"]),
     }
     fields.update(overrides)
     return Execution(**fields)

@@ -24,8 +24,9 @@ class SqliteSchedules:
         self._db = db
 
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False) -> tuple[Job, Execution | None] | None:
-        with self._db.write() as connection:
+                      next_run_at: float | None, skipped: bool = False,
+                      job: Job | None = None) -> tuple[Job, Execution | None] | None:
+        with self._db.write() as connection:  # read inside the write: the caller's `job` saves nothing here
             job = rows.load_job(connection, job_id)
             if job is None or job.schedule_version != version:
                 return None

@@ -1,0 +1,58 @@
+"""What an execution freezes travels with its launch message and its ECS task: the message
+carries the launch snapshot (so the dispatcher reads nothing first) and the task's `startedBy`
+names the execution by its key (so the monitor reads it with one GetItem)."""
+from __future__ import annotations
+
+from chalicelib.domain.ecs import parse_started_by, parse_task_event, started_by
+from chalicelib.domain.messages import Launch, decode_job_message, encode
+from chalicelib.domain.model import ExecutionStatus, Hook, Job, JobSpec, new_execution, new_id
+
+
+def a_job(**spec: object) -> Job:
+    fields: dict = {"image": "ubuntu", "command": "echo hi", "envs": {"A": "1"}, **spec}
+    return Job(task_id="t", job_id=new_id(), spec=JobSpec(**fields), created_at=10.0, last_modified_at=10.0)
+
+
+def test_an_execution_freezes_its_jobs_policy() -> None:
+    plain = new_execution(a_job(), 11.0)
+    noisy = new_execution(a_job(retries=2, webhooks={"fails": [Hook(url="http://127.0.0.1/x")]}), 11.0)
+
+    assert (plain.notifies, plain.job_retries, plain.frozen) == (False, 0, True)
+    assert (noisy.notifies, noisy.job_retries) == (True, 2)
+    assert not plain.needs_job(retrying=True, notifier=True)  # no retries, no notifications: no read
+    assert noisy.needs_job(retrying=False, notifier=True) and noisy.needs_job(retrying=True, notifier=False)
+    assert plain.with_changes(notifies=None).needs_job(retrying=False, notifier=False)  # made before: read
+
+
+def test_the_launch_message_carries_the_snapshot_the_dispatcher_acts_on() -> None:
+    execution = new_execution(a_job(timeout=30, expiration=99.0), 11.0, request_ip="127.0.0.1",
+                              due_at=12.5).with_changes(launches=3)
+
+    decoded = decode_job_message(encode(Launch.of(execution, attempt=2)))
+
+    assert isinstance(decoded, Launch) and (decoded.generation, decoded.attempt) == (3, 2)
+    snapshot = decoded.snapshot()
+    assert snapshot is not None
+    assert snapshot == execution.with_changes(metadata={}, seq=0)
+    assert snapshot.status is ExecutionStatus.ENQUEUED and snapshot.launch_spec(None) == execution.launch_spec(None)
+
+
+def test_a_launch_message_without_a_valid_snapshot_makes_the_dispatcher_read() -> None:
+    old = decode_job_message('{"taskId": "t", "jobId": "j", "executionId": "e"}')
+    bad = decode_job_message('{"taskId": "t", "jobId": "j", "executionId": "e", "execution": {"image": 3}}')
+    assert isinstance(old, Launch) and old.snapshot() is None
+    assert isinstance(bad, Launch) and bad.snapshot() is None
+    unfrozen = new_execution(a_job(), 11.0).with_changes(envs=None)
+    assert Launch.of(unfrozen).frozen is None
+
+
+def test_started_by_names_the_execution_by_its_key_and_reads_the_older_form() -> None:
+    job_id, execution_id = new_id(), new_id()
+    name = started_by(job_id, execution_id)
+
+    assert len(name) <= 128 and parse_started_by(name) == (job_id, execution_id)
+    assert parse_started_by(execution_id) == (None, execution_id)  # a task launched before
+    assert parse_started_by("ecs-svc/1234") is None  # another service's task
+    event = {"detail": {"startedBy": name, "taskArn": "arn:aws:ecs:r:1:task/c/abc", "lastStatus": "RUNNING"}}
+    change = parse_task_event(event)
+    assert change is not None and (change.job_id, change.execution_id) == (job_id, execution_id)
