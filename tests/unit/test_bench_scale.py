@@ -134,10 +134,9 @@ def test_the_event_source_starts_five_batches_of_ten_and_deletes_what_succeeded(
     assert len(queue.messages) == 100 - 5 * 9  # a failed record stays, in flight
 
 
-def test_a_burst_of_120_jobs_beyond_the_launch_burst_ends_with_every_job_done_and_no_duplicate_launch():
-    result = simulate(120)  # past the burst of 100: some launches are throttled and retried
+def test_a_burst_of_120_jobs_ends_with_every_job_done_and_no_duplicate_launch():
+    result = simulate(120)  # past the launch burst of 100
     assert result["lost"] == 0
     assert result["duplicates"] == 0
     assert result["statuses"] == {"done": 120}
     assert result["launches"] == 120
-    assert result["throttles"] > 0
