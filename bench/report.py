@@ -45,9 +45,9 @@ class Row:
     """One line of the table. `met` is True/False against the target, None when there is none
     or the figure could not be measured."""
 
-    key: str
+    number: str  # the figure's number in the table's `#` column ("4a")
     figure: str
-    value: str
+    text: str  # the value as the table shows it
     unit: str = ""
     samples: str = ""
     target: str = ""
@@ -56,22 +56,38 @@ class Row:
     reference: str = ""
     ratio: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    # A stable dotted name for comparing runs ("cost.single_run.calls"), and the figure as a number
+    # (p50 of a latency summary, calls, a rate), None when it was not measured.
+    key: str = ""
+    value: float | None = None
+    printed: bool = True  # False: in the JSON only (the second number of a row that shows two)
 
     @property
     def verdict(self) -> str:
         if self.met is None:
-            return "n/a" if self.value.startswith("n/a") else ""
+            return "n/a" if self.text.startswith("n/a") else ""
         return "ok" if self.met else "MISS"
 
 
-def not_measured(key: str, figure: str, why: str, target: str = "") -> Row:
-    return Row(key, figure, f"n/a: {why}", target=target, data={"measured": False, "reason": why})
+def not_measured(number: str, figure: str, why: str, target: str = "", key: str = "") -> Row:
+    return Row(number, figure, f"n/a: {why}", target=target, data={"measured": False, "reason": why}, key=key)
 
 
-def failed(key: str, figure: str, error: BaseException, target: str = "") -> Row:
+def failed(number: str, figure: str, error: BaseException, target: str = "", key: str = "") -> Row:
     """A figure whose measurement broke: printed as such (and a miss), never left out."""
     why = f"error: {type(error).__name__}: {error}"[:160]
-    return Row(key, figure, why, target=target, met=False if target else None, data={"error": why})
+    return Row(number, figure, why, target=target, met=False if target else None, data={"error": why}, key=key)
+
+
+def unique_keys(rows: Sequence[Row]) -> None:
+    """Every row gets a key, unique within the run: a row without one is named after its figure
+    number, and a repeated key gets a numbered suffix (so one never hides another in the JSON)."""
+    seen: dict[str, int] = {}
+    for row in rows:
+        base = row.key or f"figure.{row.number}"
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        row.key = base if count == 0 else f"{base}.{count + 1}"
 
 
 def ratio(ours: float, reference: float, digits: int = 2) -> str:
@@ -81,9 +97,9 @@ def ratio(ours: float, reference: float, digits: int = 2) -> str:
 
 
 COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
-    ("#", lambda r: r.key),
+    ("#", lambda r: r.number),
     ("figure", lambda r: r.figure),
-    ("value", lambda r: r.value),
+    ("value", lambda r: r.text),
     ("unit", lambda r: r.unit),
     ("n", lambda r: r.samples),
     ("target", lambda r: r.target),
@@ -96,7 +112,8 @@ COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
 
 def table(rows: Sequence[Row]) -> str:
     """A Markdown table (readable as plain text too): misses say MISS in the `met` column."""
-    cells = [[name for name, _ in COLUMNS]] + [[get(row).replace("|", "/") for _, get in COLUMNS] for row in rows]
+    cells = [[name for name, _ in COLUMNS]] + [[get(row).replace("|", "/") for _, get in COLUMNS]
+                                                for row in rows if row.printed]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
 
     def render(line: list[str]) -> str:
@@ -110,6 +127,7 @@ def write_json(rows: Sequence[Row], results_dir: Path, meta: dict[str, Any]) -> 
     """bench/results/<UTC timestamp>.json and latest.json, for comparing runs."""
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    unique_keys(rows)
     document = {**meta, "rows": [{**asdict(row), "met": row.met, "verdict": row.verdict} for row in rows]}
     text = json.dumps(document, indent=2, default=str) + "\n"
     path = results_dir / f"{stamp}.json"

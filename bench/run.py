@@ -3,6 +3,7 @@ results into the rows of one table."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -19,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, control_plane, cost, logs, reads, rq_reference, scheduling
+from . import cold_start, control_plane, cost, logs, reads, rq_reference, scale, scheduling
 from .processes import ROOT, Runtime, start_redis, start_runtime
 from .report import Row, Summary, failed, not_measured, ratio, table, write_json
 
@@ -49,29 +50,30 @@ class Plan:
     aws_latency_samples: int = 60
     aws_throughput_jobs: int = 150
     aws_throughput_cap_seconds: float = 60
+    scale_jobs: int = 10_000  # the scale simulation's burst (figure 8)
 
     @classmethod
     def quick(cls) -> Plan:
         return cls(import_runs=3, latency_samples=20, throughput_jobs=80, throughput_cap_seconds=60, cost_samples=1,
                    seed_tasks=1_000, seed_executions=100, read_samples=5, schedule_samples=5,
                    log_bytes=5 * 1024 * 1024, aws_latency_samples=10, aws_throughput_jobs=40,
-                   aws_throughput_cap_seconds=30)
+                   aws_throughput_cap_seconds=30, scale_jobs=2_000)
 
 
 def say(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def guarded(key: str, figure: str, target: str, measure: Callable[[], list[Row]]) -> list[Row]:
-    """A figure that breaks becomes a row saying so; the other figures still run."""
+def guarded(number: str, figure: str, target: str, measure: Callable[[], list[Row]], key: str) -> list[Row]:
+    """A figure that breaks becomes a row saying so (named `key`); the other figures still run."""
     started = time.monotonic()
     try:
         return measure()
     except Exception as error:  # noqa: BLE001 - printed in the table, with the log directory
-        say(f"figure {key} failed: {type(error).__name__}: {error}")
-        return [failed(key, figure, error, target)]
+        say(f"figure {number} failed: {type(error).__name__}: {error}")
+        return [failed(number, figure, error, target, key=key)]
     finally:
-        say(f"figure {key}: {time.monotonic() - started:.0f} s")
+        say(f"figure {number}: {time.monotonic() - started:.0f} s")
 
 
 @contextmanager
@@ -95,17 +97,19 @@ def figure_cold_start(plan: Plan) -> list[Row]:
     over = imports["appOverBareMs"]
     rows = [
         Row("1a", "cold start: `import app` in a fresh interpreter, minus a bare one (median)", f"{over:.0f}", "ms",
-            runs, "≤ 300 ms", over <= 300, data=imports),
+            runs, "≤ 300 ms", over <= 300, data=imports, key="cold_start.import_ms", value=over),
         Row("1b", "  same, with the first request's imports (boto3, PynamoDB store, engine)",
-            f"{imports['appFirstUseOverBareMs']:.0f}", "ms", runs),
+            f"{imports['appFirstUseOverBareMs']:.0f}", "ms", runs, key="cold_start.first_request_import_ms",
+            value=imports["appFirstUseOverBareMs"]),
     ]
     if package.get("packagedImportOverBareMs") is not None:
         rows.append(Row("1c", "  `import app` from the built package, no bytecode (as on Lambda)",
-                        f"{package['packagedImportOverBareMs']:.0f}", "ms", f"{package['importRuns']} runs"))
+                        f"{package['packagedImportOverBareMs']:.0f}", "ms", f"{package['importRuns']} runs",
+                        key="cold_start.packaged_import_ms", value=package["packagedImportOverBareMs"]))
     largest = ", ".join(f"{name} {size:.1f}" for name, size in list(package["largest"].items())[:3])
     rows.append(Row("1d", f"Lambda package unzipped, without boto3/botocore (largest: {largest})",
                     f"{package['shippedMB']:.1f}", "MB", "1 build", "≤ 15 MB", package["shippedMB"] <= 15,
-                    data=package))
+                    data=package, key="cold_start.package_mb", value=package["shippedMB"]))
     return rows
 
 
@@ -175,20 +179,21 @@ def _latency_text(name: str, data: dict[str, Any]) -> str:
 def latency_rows(local: dict[str, Any], aws: dict[str, Any], plan: Plan, reference: dict[str, Any]) -> list[Row]:
     rows = []
     first = f"accepted → running (createdAt → startedAt), trivial job, {plan.latency_streams} clients"
-    for key, name, label, target in (
-            ("2a", "acceptedToRunningMs", first, "p50 ≤ 30 ms, ≤ 2x RQ"),
-            ("2b", "exitToDoneVisibleMs", "container exit → `done` seen by polling the API", "p50 ≤ 30 ms")):
+    for number, key, name, label, target in (
+            ("2a", "latency.accepted_to_running", "acceptedToRunningMs", first, "p50 ≤ 30 ms, ≤ 2x RQ"),
+            ("2b", "latency.exit_to_done_visible", "exitToDoneVisibleMs",
+             "container exit → `done` seen by polling the API", "p50 ≤ 30 ms")):
         if "error" in local:
-            row = Row(key, label, local["error"], target=target, met=False, data=local)
+            row = Row(number, label, local["error"], target=target, met=False, data=local, key=key)
         else:
             summary = Summary.of(local[name])
-            row = Row(key, label, summary.text(), "ms", str(summary.n), target, summary.p50 <= 30,
-                      data={"ours": local[name], "notDone": local["notDone"]})
+            row = Row(number, label, summary.text(), "ms", str(summary.n), target, summary.p50 <= 30,
+                      data={"ours": local[name], "notDone": local["notDone"]}, key=key, value=summary.p50)
             if "latency" in reference:
                 theirs = Summary.of(reference["latency"][name])
                 row.reference, row.ratio = theirs.text(), f"{ratio(summary.p50, theirs.p50)} (p50)"
                 row.data["rq"] = reference["latency"][name]
-                if key == "2a":
+                if number == "2a":
                     row.met = summary.p50 <= 30 and summary.p50 <= 2 * theirs.p50
             else:
                 row.reference = f"n/a: {reference.get('error')}"
@@ -205,14 +210,15 @@ def latency_rows(local: dict[str, Any], aws: dict[str, Any], plan: Plan, referen
         slowest = max((row["maxSeconds"] for row in calls), default=0) * 1000
         rows.append(Row("2c", f"  aws backend: one emulated AWS call made by the app during 2 (moto, in the runtime): "
                               f"mean (max {slowest:.0f})", "", "ms", str(count), aws=f"{mean_ms:.1f}",
-                        data={"calls": calls}))
+                        data={"calls": calls}, key="latency.aws_call_ms", value=mean_ms))
         window = counts["at"] - counts["since"]
         local_count = sum(row["calls"] for row in local_calls)
         busiest = sorted(local_calls, key=lambda row: -row["calls"])[:3]
         named = ", ".join(f"{row['service']}:{row['operation']} {row['calls'] / window:.1f}" for row in busiest)
         rows.append(Row("2d", f"  aws backend: the local stand-ins' own calls to moto meanwhile ({named})", "",
                         "calls/s", str(local_count), aws=f"{local_count / window:.1f}",
-                        data={"calls": local_calls, "seconds": window}))
+                        data={"calls": local_calls, "seconds": window}, key="latency.aws_stand_in_calls_per_second",
+                        value=local_count / window))
     return rows
 
 
@@ -230,14 +236,16 @@ def throughput_rows(ours: dict[str, Any], aws: dict[str, Any], plan: Plan, refer
     enqueue_label = f"enqueue rate: {plan.throughput_jobs} trivial jobs posted by {plan.throughput_clients} concurrent clients"
     complete_label = "completion rate, pool maxRunning 16: first post → last job ended"
     if "error" in ours:
-        enqueue = Row("3a", enqueue_label, ours["error"], target="≥ 1.0x RQ", met=False)
-        complete = Row("3b", complete_label, ours["error"], target="≥ 1.0x RQ", met=False)
+        enqueue = Row("3a", enqueue_label, ours["error"], target="≥ 1.0x RQ", met=False, key="throughput.enqueue_rate")
+        complete = Row("3b", complete_label, ours["error"], target="≥ 1.0x RQ", met=False,
+                       key="throughput.completion_rate")
     else:
         refused = f", {ours['postErrorCount']} posts failed" if ours["postErrorCount"] else ""
         enqueue = Row("3a", enqueue_label + refused, f"{ours['enqueuesPerSecond']:.1f}", "requests/s",
-                      str(ours["accepted"]), "≥ 1.0x RQ", data=ours)
+                      str(ours["accepted"]), "≥ 1.0x RQ", data=ours, key="throughput.enqueue_rate",
+                      value=ours["enqueuesPerSecond"])
         complete = Row("3b", complete_label, f"{ours['jobsPerSecond']:.1f}{_capped(ours)}", "jobs/s",
-                       str(ours["ended"]), "≥ 1.0x RQ")
+                       str(ours["ended"]), "≥ 1.0x RQ", key="throughput.completion_rate", value=ours["jobsPerSecond"])
         if theirs:
             enqueue.reference = f"{theirs['enqueuesPerSecond']:.0f}"
             enqueue.ratio = ratio(ours["enqueuesPerSecond"], theirs["enqueuesPerSecond"])
@@ -259,46 +267,66 @@ def throughput_rows(ours: dict[str, Any], aws: dict[str, Any], plan: Plan, refer
 # 4 ----------------------------------------------------------------------------------------------
 
 
-def _cost_rows(key: str, label: str, counted: list[dict[str, Any]], target: int | None,
+def _cost_rows(number: str, key: str, label: str, counted: list[dict[str, Any]], target: int | None,
                per: str = "job") -> list[Row]:
+    """The rows of one cost figure, named `cost.<key>.*`: the total, then by service, by entry
+    point, and DynamoDB's items (and capacity units, where bench/cost.py counts them)."""
     totals = [c["calls"] for c in counted]
     median = statistics.median(totals)
     shown = min(counted, key=lambda c: abs(c["calls"] - median))
     spread = f" (min {min(totals)}, max {max(totals)})" if min(totals) != max(totals) else ""
     n = f"{len(counted)} {per}" + ("s" if len(counted) > 1 else "")
-    rows = [Row(key, label + spread, f"{median:g}", f"calls/{per}", n, f"≤ {target}" if target else "",
-                (median <= target) if target else None, data={"jobs": counted})]
+    rows = [Row(number, label + spread, f"{median:g}", f"calls/{per}", n, f"≤ {target}" if target else "",
+                (median <= target) if target else None, data={"jobs": counted}, key=f"cost.{key}.calls", value=median)]
     by_service: dict[str, list[tuple[str, int]]] = {}
     for name, calls in shown["byOperation"].items():
         service, operation = name.split(":", 1)
         by_service.setdefault(service, []).append((operation, calls))
     for service, operations in by_service.items():
         detail = ", ".join(f"{op} {calls}" for op, calls in operations)
-        rows.append(Row(key, f"  {SERVICES.get(service, service)}: {detail}",
-                        str(sum(calls for _, calls in operations)), "calls", n))
+        total = sum(calls for _, calls in operations)
+        rows.append(Row(number, f"  {SERVICES.get(service, service)}: {detail}", str(total), "calls", n,
+                        key=f"cost.{key}.{service}", value=total))
     entries = ", ".join(f"{entry} {calls}" for entry, calls in shown["byEntry"].items())
-    rows.append(Row(key, f"  by entry point of app.py: {entries}", str(shown["calls"]), "calls", n))
-    rows.append(Row(key, "  DynamoDB items read / written", f"{shown['itemsRead']} / {shown['itemsWritten']}",
-                    f"items/{per}", n))
+    rows.append(Row(number, f"  by entry point of app.py: {entries}", str(shown["calls"]), "calls", n,
+                    key=f"cost.{key}.by_entry", value=shown["calls"]))
+    rows.append(Row(number, "  DynamoDB items read / written", f"{shown['itemsRead']} / {shown['itemsWritten']}",
+                    f"items/{per}", n, key=f"cost.{key}.items", value=shown["itemsRead"] + shown["itemsWritten"],
+                    data={"read": shown["itemsRead"], "written": shown["itemsWritten"]}))
+    if "readUnits" in shown and "writeUnits" in shown:
+        rows.append(Row(number, "  DynamoDB capacity units read / written",
+                        f"{shown['readUnits']:g} / {shown['writeUnits']:g}", f"units/{per}", n,
+                        key=f"cost.{key}.read_units", value=shown["readUnits"]))
+        rows.append(Row(number, "  DynamoDB capacity units written", f"{shown['writeUnits']:g}", f"units/{per}", n,
+                        key=f"cost.{key}.write_units", value=shown["writeUnits"], printed=False))
     return rows
+
+
+# The issue's budget: at most 10 AWS calls per job, per retry and per cron tick. The retry figure
+# counts a job that runs 3 times (fails, retries twice): 10 for each run.
+COST_PER_RUN = 10
+RETRY_RUNS = 3
 
 
 def figure_cost(runtime: Runtime, plan: Plan) -> list[Row]:
     say("4: AWS calls per job, counted in the runtime (aws backend)")
-    rows = guarded("4a", "AWS calls by the app: a job that runs once", "≤ 12", lambda: _cost_rows(
-        "4a", "AWS calls by the app (aws backend): a job that runs once (`true`, no notifications)",
-        cost.job_runs_once(runtime, plan.cost_samples), 12))
-    rows += guarded("4b", "AWS calls by the app: a job that fails and retries twice", "", lambda: _cost_rows(
-        "4b", "AWS calls by the app: a job that fails and retries twice (3 runs of `false`)",
-        [cost.job_retries_twice(runtime)], None))
+    once, retries = f"≤ {COST_PER_RUN}", f"≤ {COST_PER_RUN * RETRY_RUNS}"
+    rows = guarded("4a", "AWS calls by the app: a job that runs once", once, lambda: _cost_rows(
+        "4a", "single_run", "AWS calls by the app (aws backend): a job that runs once (`true`, no notifications)",
+        cost.job_runs_once(runtime, plan.cost_samples), COST_PER_RUN), key="cost.single_run.calls")
+    rows += guarded("4b", "AWS calls by the app: a job that fails and retries twice", retries, lambda: _cost_rows(
+        "4b", "retry", "AWS calls by the app: a job that fails and retries twice (3 runs of `false`)",
+        [cost.job_retries_twice(runtime)], COST_PER_RUN * RETRY_RUNS), key="cost.retry.calls")
 
     def cron() -> list[Row]:
         tick = cost.cron_tick(runtime)
         if not tick.get("implemented"):
-            return [not_measured("4c", "AWS calls by the app: one cron tick", tick["reason"])]
-        return _cost_rows("4c", "AWS calls by the app: one cron tick and the run it starts", [tick], None, "tick")
+            return [not_measured("4c", "AWS calls by the app: one cron tick", tick["reason"], once,
+                                 key="cost.cron_tick.calls")]
+        return _cost_rows("4c", "cron_tick", "AWS calls by the app: one cron tick and the run it starts", [tick],
+                          COST_PER_RUN, "tick")
 
-    rows += guarded("4c", "AWS calls by the app: one cron tick", "", cron)
+    rows += guarded("4c", "AWS calls by the app: one cron tick", once, cron, key="cost.cron_tick.calls")
     return rows
 
 
@@ -319,7 +347,8 @@ def figure_reads(runtime: Runtime, plan: Plan) -> list[Row]:
             summary = Summary.of(result["latencyMs"])
             items[where] = max(result["itemsRead"])
             rows.append(Row(key, f"{label}: {where} page ({result['page']} of {result['pages']})",
-                            summary.text(1), "ms", str(summary.n), data=result))
+                            summary.text(1), "ms", str(summary.n), data=result, key=f"reads.{kind}.{where}_page_ms",
+                            value=summary.p50))
         if runtime.backend == "local":
             # Steps are counted 10 at a time and include the counter read: a page's work is
             # constant when it stays within a quarter of the first page's.
@@ -331,7 +360,8 @@ def figure_reads(runtime: Runtime, plan: Plan) -> list[Row]:
         rows.append(Row(key, f"  {what} per request, first / middle / last page ({kind})",
                         " / ".join(str(items[w]) for w in ("first", "middle", "last")), unit,
                         f"{plan.read_samples} each", "constant in N", constant,
-                        data={"seed": seeded if kind == "tasks" else None}))
+                        data={"seed": seeded if kind == "tasks" else None, "items": items},
+                        key=f"reads.{kind}.work_per_request", value=max(items["middle"], items["last"])))
     return rows
 
 
@@ -357,19 +387,22 @@ def _schedule_text(data: dict[str, Any], *, delay: str) -> str:
 def scheduling_rows(ours: dict[str, Any], aws: dict[str, Any], plan: Plan) -> list[Row]:
     target = "error p95 ≤ 100 ms"  # of the absolute error: early counts as much as late
     if "notMeasured" in ours:
-        return [not_measured("6", "startIn 2 s and 10 s: actual start − due time", ours["notMeasured"], target)]
+        return [not_measured("6", "startIn 2 s and 10 s: actual start − due time", ours["notMeasured"], target,
+                             key="scheduling.start_in")]
     rows = []
     for key, delay in (("6a", "2s"), ("6b", "10s")):
         label = (f"startIn {delay}: actual start − due time (createdAt + startIn), {plan.schedule_samples} jobs "
                  f"each of {SCHEDULE_DELAYS[0]} s and {SCHEDULE_DELAYS[1]} s, interleaved")
+        name = f"scheduling.start_in_{delay}"
         if "error" in ours:
-            row = Row(key, label, ours["error"], target=target, met=False)
+            row = Row(key, label, ours["error"], target=target, met=False, key=name)
         else:
             late = ours["lateMs"][delay]
             errors = Summary.of([abs(value) for value in late])
             missing = ours["notStarted"][delay]
             row = Row(key, label, _schedule_text(ours, delay=delay), "ms", str(len(late)), target,
-                      errors.p95 <= 100 and not missing, data={"lateMs": late, "notStarted": missing})
+                      errors.p95 <= 100 and not missing, data={"lateMs": late, "notStarted": missing}, key=name,
+                      value=Summary.of(late).p50)
         row.aws = ("n/a: " + aws["notMeasured"]) if "notMeasured" in aws else _aws_text(
             aws, partial(_schedule_text, delay=delay))
         if aws and "lateMs" in aws:
@@ -390,12 +423,12 @@ def figure_logs(runtime: Runtime, plan: Plan) -> list[Row]:
     seconds = result["totalMs"] / 1000
     return [
         Row("7a", f"GET .../stdout of a job that wrote {mib:g} MiB: time to first byte",
-            f"{result['firstByteMs']:.0f}", "ms", "1", data=result),
+            f"{result['firstByteMs']:.0f}", "ms", "1", data=result, key="logs.first_byte_ms", value=result["firstByteMs"]),
         Row("7b", f"  all pages, following rel=\"next\" ({result['pages']} pages, {intact}, "
-                  f"{mib / seconds:.1f} MiB/s)", f"{seconds:.1f}", "s", "1"),
+                  f"{mib / seconds:.1f} MiB/s)", f"{seconds:.1f}", "s", "1", key="logs.all_pages_seconds", value=seconds),
         Row("7c", f"  runtime process memory growth while serving it (RSS {result['rssBeforeMiB']:.0f} → peak "
                   f"{result['rssPeakMiB']:.0f} MiB)", f"{result['growthMiB']:.0f}", "MiB", "1", "≤ 64 MiB",
-            result["growthMiB"] <= 64),
+            result["growthMiB"] <= 64, key="logs.memory_growth_mib", value=result["growthMiB"]),
     ]
 
 
@@ -437,63 +470,115 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+GROUPS = ("cold_start", "latency", "throughput", "cost", "reads", "scheduling", "logs", "scale")
+
+
+def selected_groups(only: str | None) -> frozenset[str]:
+    """The figure groups `--only a,b` names (all of them without it); an unknown name is refused."""
+    if not only:
+        return frozenset(GROUPS)
+    names = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = sorted(names - set(GROUPS))
+    if unknown:
+        raise SystemExit(f"python -m bench: unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    return frozenset(names)
+
+
+def figure_scale(jobs: int) -> list[Row]:
+    say(f"8: scale simulation, {jobs:,} jobs posted at once (virtual time, in this process)")
+    return scale.rows(scale.simulate(jobs))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmarks of the local runtime.")
     parser.add_argument("--quick", action="store_true", help="few samples, to try the bench (not figures of record)")
+    parser.add_argument("--only", metavar="GROUPS", help=f"comma-separated figure groups to run: {', '.join(GROUPS)}")
+    parser.add_argument("--scale-jobs", type=int, metavar="N",
+                        help="jobs in the scale simulation (default 10,000; 2,000 with --quick)")
     args = parser.parse_args(argv)
+    groups = selected_groups(args.only)
     plan = Plan.quick() if args.quick else Plan()
+    if args.scale_jobs:
+        plan = dataclasses.replace(plan, scale_jobs=args.scale_jobs)
     _stop_on_sigterm()
     started = time.time()
     # Other work on the machine skews every figure: the load average is kept with the results.
     load_at_start = os.getloadavg()
     log_dir = Path(tempfile.mkdtemp(prefix="fastlane-bench-"))
-    say(f"process logs in {log_dir}")
+    say(f"process logs in {log_dir}" + (f"; only {', '.join(g for g in GROUPS if g in groups)}" if args.only else ""))
     rows: list[Row] = []
-    rows += guarded("1", "cold start and package", "≤ 300 ms; ≤ 15 MB", lambda: figure_cold_start(plan))
-    reference_started = time.monotonic()
-    reference = rq_figures(plan, log_dir)
-    say(f"reference: {time.monotonic() - reference_started:.0f} s")
+    if "cold_start" in groups:
+        rows += guarded("1", "cold start and package", "≤ 300 ms; ≤ 15 MB", lambda: figure_cold_start(plan),
+                        key="cold_start.error")
+    reference: dict[str, Any] = {"error": "not run"}
+    if groups & {"latency", "throughput"}:
+        reference_started = time.monotonic()
+        reference = rq_figures(plan, log_dir)
+        say(f"reference: {time.monotonic() - reference_started:.0f} s")
     later: list[Row] = []
     local: dict[str, dict[str, Any]] = {}
     aws: dict[str, dict[str, Any]] = {}
     # One fresh runtime per group, so that what one figure leaves behind (hundreds of delayed
     # timeout checks, 10,000 tasks) does not slow the next. The local backend first (the figures
     # of the targets), then the aws backend on moto (the emulator's cost, and figure 4's calls).
+    # A runtime starts only for the groups that need it.
     try:
-        with runtime_process(log_dir, "local-a") as runtime:
-            _warm_up(runtime)
-            local["2"] = measured("2", lambda: measure_latency(runtime, plan.latency_samples, plan.latency_streams))
-            local["6"] = measured("6", lambda: measure_scheduling(runtime, plan))
-        with runtime_process(log_dir, "local-b") as runtime:
-            local["3"] = measured("3", lambda: measure_throughput(
-                runtime, plan.throughput_jobs, plan.throughput_clients, plan.throughput_cap_seconds))
-        with runtime_process(log_dir, "local-c") as runtime:
-            later += guarded("7", "logs", "≤ 64 MiB", lambda: figure_logs(runtime, plan))
-        # Counting SQLite's steps slows every statement: only in the runtime of figure 5.
-        with runtime_process(log_dir, "local-d", count_sqlite=True) as runtime:
-            later += guarded("5", "reads at scale", "constant in N", lambda: figure_reads(runtime, plan))
+        if groups & {"latency", "scheduling"}:
+            with runtime_process(log_dir, "local-a") as runtime:
+                _warm_up(runtime)
+                if "latency" in groups:
+                    local["2"] = measured("2", lambda: measure_latency(runtime, plan.latency_samples,
+                                                                       plan.latency_streams))
+                if "scheduling" in groups:
+                    local["6"] = measured("6", lambda: measure_scheduling(runtime, plan))
+        if "throughput" in groups:
+            with runtime_process(log_dir, "local-b") as runtime:
+                local["3"] = measured("3", lambda: measure_throughput(
+                    runtime, plan.throughput_jobs, plan.throughput_clients, plan.throughput_cap_seconds))
+        if "logs" in groups:
+            with runtime_process(log_dir, "local-c") as runtime:
+                later += guarded("7", "logs", "≤ 64 MiB", lambda: figure_logs(runtime, plan), key="logs.error")
+        if "reads" in groups:
+            # Counting SQLite's steps slows every statement: only in the runtime of figure 5.
+            with runtime_process(log_dir, "local-d", count_sqlite=True) as runtime:
+                later += guarded("5", "reads at scale", "constant in N", lambda: figure_reads(runtime, plan),
+                                 key="reads.error")
     except Exception as error:  # noqa: BLE001 - a runtime that does not start: the table says so
         say(f"the local runtime failed: {error}")
-        later.append(failed("rt", "the local runtime (local backend)", error))
+        later.append(failed("rt", "the local runtime (local backend)", error, key="runtime.local.error"))
     try:
-        with runtime_process(log_dir, "aws-a", "aws") as runtime:
-            _warm_up(runtime)
-            later += figure_cost(runtime, plan)
-            aws["2"] = measured("2 aws", lambda: measure_latency(runtime, plan.aws_latency_samples,
-                                                                 plan.latency_streams))
-            aws["6"] = measured("6 aws", lambda: measure_scheduling(runtime, plan))
-        with runtime_process(log_dir, "aws-b", "aws") as runtime:
-            aws["3"] = measured("3 aws", lambda: measure_throughput(
-                runtime, plan.aws_throughput_jobs, plan.throughput_clients, plan.aws_throughput_cap_seconds))
+        if groups & {"cost", "latency", "scheduling"}:
+            with runtime_process(log_dir, "aws-a", "aws") as runtime:
+                _warm_up(runtime)
+                if "cost" in groups:
+                    later += figure_cost(runtime, plan)
+                if "latency" in groups:
+                    aws["2"] = measured("2 aws", lambda: measure_latency(runtime, plan.aws_latency_samples,
+                                                                         plan.latency_streams))
+                if "scheduling" in groups:
+                    aws["6"] = measured("6 aws", lambda: measure_scheduling(runtime, plan))
+        if "throughput" in groups:
+            with runtime_process(log_dir, "aws-b", "aws") as runtime:
+                aws["3"] = measured("3 aws", lambda: measure_throughput(
+                    runtime, plan.aws_throughput_jobs, plan.throughput_clients, plan.aws_throughput_cap_seconds))
     except Exception as error:  # noqa: BLE001 - as above
         say(f"the local runtime on the aws backend failed: {error}")
-        later.append(failed("rt", "the local runtime (aws backend)", error))
-    rows += latency_rows(local.get("2", {"error": "not run"}), aws.get("2", {}), plan, reference)
-    rows += throughput_rows(local.get("3", {"error": "not run"}), aws.get("3", {}), plan, reference)
-    later += scheduling_rows(local.get("6", {"error": "not run"}), aws.get("6", {}), plan)
+        later.append(failed("rt", "the local runtime (aws backend)", error, key="runtime.aws.error"))
+    if "scale" in groups:
+        # In this process, after every runtime has stopped: it sets (and then restores) the environment.
+        later += guarded("8", "scale simulation", "≥ 19 launches/s; 0 lost; 0 duplicates",
+                         lambda: figure_scale(plan.scale_jobs), key="scale.error")
+    if "latency" in groups:
+        rows += latency_rows(local.get("2", {"error": "not run"}), aws.get("2", {}), plan, reference)
+    if "throughput" in groups:
+        rows += throughput_rows(local.get("3", {"error": "not run"}), aws.get("3", {}), plan, reference)
+    if "scheduling" in groups:
+        later += scheduling_rows(local.get("6", {"error": "not run"}), aws.get("6", {}), plan)
     rows += later
-    rows.sort(key=lambda row: row.key[:1])  # by figure number; the order within a figure is kept
-    path = write_json(rows, RESULTS, _meta(plan, started, load_at_start))
+    rows.sort(key=lambda row: row.number[:1])  # by figure number; the order within a figure is kept
+    meta = _meta(plan, started, load_at_start)
+    meta["groups"] = [g for g in GROUPS if g in groups]
+    path = write_json(rows, RESULTS, meta)
     print(table(rows))
     print(f"\n{len(rows)} rows, {sum(1 for r in rows if r.met is False)} MISS; JSON: {path.relative_to(ROOT)} "
           f"(and latest.json); {time.time() - started:.0f} s{' (--quick)' if args.quick else ''}")
