@@ -16,6 +16,10 @@ SETTLE_SECONDS = 2.0
 # intervals gets its check when the job starts (one SQS message, one read when it is due): the
 # short-timeout figure counts those two calls, with this timeout.
 SHORT_TIMEOUT = 3
+# The counted jobs run a second: on Fargate a task's RUNNING and STOPPED events are seconds apart
+# even for a command that exits at once, where the local stand-in of ECS sends both within a few
+# milliseconds; handled at the same moment, they cost a refused transaction and a read more.
+ONE_SECOND = "sleep 1"
 
 
 def app_calls(counts: dict[str, Any]) -> dict[str, Any]:
@@ -80,21 +84,21 @@ def _task_listed(api: Api, task_id: str) -> None:
 def job_runs_once(runtime: Runtime, samples: int) -> list[dict[str, Any]]:
     api = Api(runtime.api)
     _task_listed(api, "cost-once")
-    payload = {"image": "ubuntu", "command": "true"}
+    payload = {"image": "ubuntu", "command": ONE_SECOND}
     return [count_job(runtime, api, "cost-once", payload, executions=1) for _ in range(samples)]
 
 
 def job_with_short_timeout(runtime: Runtime) -> dict[str, Any]:
     api = Api(runtime.api)
     _task_listed(api, "cost-short")
-    payload = {"image": "ubuntu", "command": "true", "timeout": SHORT_TIMEOUT}
+    payload = {"image": "ubuntu", "command": ONE_SECOND, "timeout": SHORT_TIMEOUT}
     return count_job(runtime, api, "cost-short", payload, executions=1)
 
 
 def job_retries_twice(runtime: Runtime) -> dict[str, Any]:
     api = Api(runtime.api)
     _task_listed(api, "cost-retries")
-    payload = {"image": "ubuntu", "command": "false", "retries": 2}
+    payload = {"image": "ubuntu", "command": f"bash -c '{ONE_SECOND}; exit 1'", "retries": 2}
     # Backoffs of 2 s and 4 s (RETRY_BACKOFF_MIN/FACTOR defaults) before the two retries.
     return count_job(runtime, api, "cost-retries", payload, executions=3, timeout=90)
 
@@ -109,7 +113,7 @@ def cron_tick(runtime: Runtime, wait_for_tick: float = 75) -> dict[str, Any]:
     """The calls of one tick of a cron job (`* * * * *`): from the tick to the end of the run it
     starts. Measured only if posting the job creates an EventBridge schedule."""
     api = Api(runtime.api)
-    payload = {"image": "ubuntu", "command": "true", "cron": "* * * * *"}
+    payload = {"image": "ubuntu", "command": ONE_SECOND, "cron": "* * * * *"}
     runtime.reset_counts()
     try:
         accepted = api.post_job("cost-cron", payload)

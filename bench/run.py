@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import cold_start, control_plane, cost, logs, reads, rq_reference, scale, scheduling
+from . import cold_start, control_plane, cost, logs, prices, reads, rq_reference, scale, scheduling
 from .processes import ROOT, Runtime, start_redis, start_runtime
 from .report import Row, Summary, failed, not_measured, ratio, table, write_json
 
@@ -312,10 +312,10 @@ def figure_cost(runtime: Runtime, plan: Plan) -> list[Row]:
     say("4: AWS calls per job, counted in the runtime (aws backend)")
     once, retries = f"≤ {COST_PER_RUN}", f"≤ {COST_PER_RUN * RETRY_RUNS}"
     rows = guarded("4a", "AWS calls by the app: a job that runs once", once, lambda: _cost_rows(
-        "4a", "single_run", "AWS calls by the app (aws backend): a job that runs once (`true`, no notifications)",
+        "4a", "single_run", "AWS calls by the app (aws backend): a job that runs once (`sleep 1`, no notifications)",
         cost.job_runs_once(runtime, plan.cost_samples), COST_PER_RUN), key="cost.single_run.calls")
     rows += guarded("4b", "AWS calls by the app: a job that fails and retries twice", retries, lambda: _cost_rows(
-        "4b", "retry", "AWS calls by the app: a job that fails and retries twice (3 runs of `false`)",
+        "4b", "retry", "AWS calls by the app: a job that fails and retries twice (3 runs of `sleep 1; exit 1`)",
         [cost.job_retries_twice(runtime)], COST_PER_RUN * RETRY_RUNS), key="cost.retry.calls")
 
     def cron() -> list[Row]:
@@ -327,7 +327,33 @@ def figure_cost(runtime: Runtime, plan: Plan) -> list[Row]:
                           COST_PER_RUN, "tick")
 
     rows += guarded("4c", "AWS calls by the app: one cron tick", once, cron, key="cost.cron_tick.calls")
+    rows += guarded("4d", "AWS calls by the app: a job with a short timeout", "", lambda: _cost_rows(
+        "4d", "short_timeout", f"AWS calls by the app: a job with a timeout of {cost.SHORT_TIMEOUT} s (at most two "
+                               "reconcile intervals: its timeout check is sent when it starts)",
+        [cost.job_with_short_timeout(runtime)], None)[:1], key="cost.short_timeout.calls")
+    rows += _dollar_rows(rows)
     return rows
+
+
+def _dollar_rows(rows: list[Row]) -> list[Row]:
+    """Figure 4e: the single run's counts in dollars per million jobs (bench/prices.py)."""
+    single = next((row for row in rows if row.key == "cost.single_run.calls" and "jobs" in row.data), None)
+    if single is None:
+        return []  # the figure failed: its row says why
+    counted = single.data["jobs"]
+    median = statistics.median(c["calls"] for c in counted)
+    shown = min(counted, key=lambda c: abs(c["calls"] - median))
+    if "readUnits" not in shown:
+        return []
+    dollars = prices.per_million(shown)
+    control = round(sum(v for name, v in dollars.items() if name != "fargate"), 2)
+    detail = ", ".join(f"{name} {value:g}" for name, value in dollars.items() if name != "fargate")
+    return [Row("4e", f"AWS list price of a million such jobs, control plane ({detail}; model in bench/prices.py)",
+                f"{control:g}", "$/million jobs", "1 job", data=dollars, key="cost.single_run.usd_per_million",
+                value=control),
+            Row("4e", "  Fargate compute for the same jobs (0.25 vCPU, 0.5 GB, the one-minute minimum): the same "
+                      "under AWS Batch, which charges nothing of its own", f"{dollars['fargate']:g}", "$/million jobs",
+                "1 job", key="cost.single_run.fargate_usd_per_million", value=dollars["fargate"])]
 
 
 # 5 ----------------------------------------------------------------------------------------------

@@ -282,6 +282,11 @@ class JobQueue(Protocol):
         """The message id."""
         ...
 
+    def pending(self) -> int:
+        """About how many messages wait in the queue (visible, delayed and in flight): the
+        backlog a throttled launch spreads its next attempt over."""
+        ...
+
     def ping(self) -> None: ...
 
 

@@ -18,6 +18,10 @@ def whole_delay(delay_seconds: float) -> int:
     return max(0, min(SQS_MAX_DELAY_SECONDS, int(round(delay_seconds))))
 
 
+PENDING_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                      "ApproximateNumberOfMessagesDelayed"]
+
+
 class SqsQueue:
     """One SQS queue of JSON messages."""
 
@@ -43,6 +47,13 @@ class SqsQueue:
 class SqsJobQueue(SqsQueue):
     def send(self, message: JobMessage, delay_seconds: float = 0) -> str:
         return self._send(encode(message), delay_seconds)
+
+    def pending(self) -> int:
+        try:
+            attributes = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=PENDING_ATTRIBUTES)
+        except (BotoCoreError, ClientError) as error:
+            raise DependencyDown(f"SQS: {error}") from error
+        return sum(int(attributes["Attributes"].get(name, 0)) for name in PENDING_ATTRIBUTES)
 
 
 class SqsNotifyQueue(SqsQueue):

@@ -23,9 +23,10 @@ class MalformedMessage(ValueError):
 
 @dataclass(frozen=True)
 class Frozen:
-    """What an execution froze when it was made (launch parameters, its job's policy), carried
-    by its launch message so the dispatcher launches it without reading it first: the writes it
-    makes are conditional on the execution being as the message says."""
+    """What an execution froze when it was made (launch parameters, its job's policy) and the
+    pool slot it holds, carried by its launch message so the dispatcher launches it without
+    reading it first: the writes it makes are conditional on the execution being as the message
+    says."""
 
     image: str
     command: str
@@ -37,6 +38,7 @@ class Frozen:
     expiration: float | None = None
     due_at: float | None = None
     request_ip: str | None = None
+    pool: str | None = None
 
     @classmethod
     def of(cls, execution: Execution) -> Frozen | None:
@@ -44,13 +46,13 @@ class Frozen:
             return None  # made before they were frozen: the dispatcher reads it
         return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
                    execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
-                   execution.due_at, execution.request_ip)
+                   execution.due_at, execution.request_ip, execution.pool)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"image": self.image, "command": self.command, "envs": self.envs,
                                 "createdAt": self.created_at, "notifies": self.notifies, "jobRetries": self.job_retries}
         for key, value in (("timeout", self.timeout), ("expiration", self.expiration), ("dueAt", self.due_at),
-                           ("requestIp", self.request_ip)):
+                           ("requestIp", self.request_ip), ("pool", self.pool)):
             if value is not None:
                 body[key] = value
         return body
@@ -72,7 +74,8 @@ class Frozen:
             return cls(body["image"], body["command"], {str(k): v for k, v in envs.items()},
                        float(body["createdAt"]), bool(body["notifies"]), int(body["jobRetries"]),
                        optional["timeout"], optional["expiration"], optional["dueAt"],
-                       body.get("requestIp") if isinstance(body.get("requestIp"), str) else None)
+                       body.get("requestIp") if isinstance(body.get("requestIp"), str) else None,
+                       body.get("pool") if isinstance(body.get("pool"), str) else None)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -106,7 +109,8 @@ class Launch:
                          image=frozen.image, command=frozen.command, status=ExecutionStatus.ENQUEUED,
                          created_at=frozen.created_at, request_ip=frozen.request_ip, due_at=frozen.due_at,
                          envs=dict(frozen.envs), timeout=frozen.timeout, expiration=frozen.expiration,
-                         launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries)
+                         launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries,
+                         pool=frozen.pool)
 
 
 @dataclass(frozen=True)

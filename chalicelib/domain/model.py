@@ -212,7 +212,9 @@ class Execution:
         `notifier`) needs its job read."""
         if not self.frozen:
             return True
-        return bool((notifier and self.notifies) or (retrying and self.job_retries))
+        # A retry made by the engine says which it is: the last one allowed has no retry after it.
+        retries_left = bool(self.job_retries) and int(self.metadata.get("retry") or 0) < (self.job_retries or 0)
+        return bool((notifier and self.notifies) or (retrying and retries_left))
 
     def launch_spec(self, job: Job | None) -> JobSpec:
         """What its container runs: the parameters frozen on it, or (for an execution made

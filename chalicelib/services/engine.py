@@ -2,6 +2,7 @@
 retry failures, stop executions, and repair what lost events left behind (the sweeper)."""
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,13 @@ PREPARE_EARLY_SECONDS = 3.0  # with a wait: prepared (slot taken) this early, la
 # Launched executions one reconciler pass follows (DescribeTasks takes 100 a call): well above
 # the running tasks of an account's Fargate quota.
 LAUNCHED_LIMIT = 10_000
+# A throttled RunTask: the launches this process makes in the next half second are sent back
+# without asking (the bucket is empty; a batch would spend its calls for nothing), and each
+# throttled launch comes back at a random moment over the time the queue's backlog takes at
+# Fargate's launch rate, a little faster so the bucket stays in use (LAUNCH_OVERDRIVE).
+THROTTLE_PAUSE_SECONDS = 0.5
+LAUNCH_OVERDRIVE = 1.25
+BACKLOG_READ_SECONDS = 5.0  # how long one reading of the backlog serves this process
 
 
 class ExecutionEngine:
@@ -57,6 +65,9 @@ class ExecutionEngine:
         self._clock = clock
         self.pools: tuple[Pool, ...] = load_pools(settings)
         self._drifts: dict[str, tuple[int, int]] = {}  # pool -> (count, holders) seen by the last pass
+        self._paused_until = 0.0  # after a throttled RunTask: launches are sent back until then
+        self._backlog: tuple[float, int] | None = None  # (read at, messages pending on the jobs queue)
+        self._random = random.Random()
 
     # helpers --------------------------------------------------------------------------------
 
@@ -246,6 +257,20 @@ class ExecutionEngine:
                 return
         self._launch(execution, job, pool, launch, fresh_slot)
 
+    def _throttle_delay(self) -> float:
+        """When a throttled launch tries again: uniformly over the time the backlog takes at
+        the launch rate (at least a second or two), so attempts arrive as evenly as the bucket
+        refills instead of in waves, and most launches are throttled once at most."""
+        at = self._clock()
+        if self._backlog is None or at - self._backlog[0] > BACKLOG_READ_SECONDS:
+            try:
+                self._backlog = (at, self._queue.pending())
+            except Exception:  # noqa: BLE001 - without a reading, the last one (or a small window) serves
+                logger.exception("the jobs queue's backlog could not be read")
+                self._backlog = (at, self._backlog[1] if self._backlog else 0)
+        window = self._backlog[1] / (self._settings.launch_rate * LAUNCH_OVERDRIVE)
+        return self._random.uniform(1.0, min(float(SQS_MAX_DELAY_SECONDS), max(2.0, window)))
+
     def _current(self, launch: Launch) -> Execution | None:
         """The stored execution a launch message names, if that message may still act on it."""
         execution = self._executions.get_execution(launch.job_id, launch.execution_id)
@@ -263,14 +288,19 @@ class ExecutionEngine:
             metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
     def _launch(self, execution: Execution, job: Job | None, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
+        if self._clock() < self._paused_until:
+            metrics.add_metric(name="LaunchesPaced", unit=MetricUnit.Count, value=1)
+            self._renew(execution, self._throttle_delay(), attempt=launch.attempt + 1)  # it keeps its slot
+            return
         try:
             task_arn = self._runner.run(execution, execution.launch_spec(job), pool)
         except LaunchFailed as failure:
             if failure.retryable:
-                attempt = launch.attempt + 1
-                delay = backoff(attempt, 1.0, 2.0, 60.0, jitter=0.2)
+                self._paused_until = self._clock() + THROTTLE_PAUSE_SECONDS
+                delay = self._throttle_delay()
                 logger.warning("launch throttled; trying again", extra={"reason": failure.reason, "delay": delay})
-                self._renew(execution, delay, attempt=attempt)
+                metrics.add_metric(name="LaunchesThrottled", unit=MetricUnit.Count, value=1)
+                self._renew(execution, delay, attempt=launch.attempt + 1)
                 return
             ended = self.finish(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
             if ended is not None and fresh_slot:

@@ -270,3 +270,47 @@ def test_a_late_running_event_of_a_finished_execution_stops_nothing(api, runner,
            task_event(created["executionId"], arn, "RUNNING"))
     drive("events")
     assert runner.stopped == [] and execution(api, created)["status"] == "done"
+
+
+class CountingThrottle:
+    """RunTask throttled every time, counting how often it was asked."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, execution, spec, pool):
+        self.calls += 1
+        raise LaunchFailed("ThrottlingException: Rate exceeded", retryable=True)
+
+
+def test_after_a_throttle_the_launches_of_the_next_moment_are_sent_back_without_asking(
+        api, runner, drive, sqs, aws, monkeypatch):
+    from chalicelib.services import engine
+
+    monkeypatch.setattr(engine, "THROTTLE_PAUSE_SECONDS", 600.0)  # "the next moment" spans the whole batch
+    throttled = CountingThrottle()
+    monkeypatch.setattr(runner, "run", throttled)
+    created = [api.post("/tasks/t", JOB).json for _ in range(6)]
+
+    drive("jobs")  # one batch: the first launch is throttled, the five after it are paced
+
+    assert throttled.calls == 1
+    assert {execution(api, c)["status"] for c in created} == {"enqueued"}
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["JOBS_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) == 6  # each comes back later, none is lost
+
+
+def test_a_throttled_launch_comes_back_within_the_time_its_backlog_takes():
+    from chalicelib.config import Settings
+    from chalicelib.services.engine import LAUNCH_OVERDRIVE, ExecutionEngine
+
+    class Backlog:
+        def pending(self) -> int:
+            return 1000
+
+    settings = Settings(region="us-east-1", tasks_table="t", jobs_table="j", executions_table="e", jobs_queue_url="q")
+    engine = ExecutionEngine(None, None, None, None, Backlog(), None, settings, clock=lambda: 100.0)  # type: ignore[arg-type]
+    delays = [engine._throttle_delay() for _ in range(500)]
+    window = 1000 / (settings.launch_rate * LAUNCH_OVERDRIVE)  # 40 s for 1,000 waiting at 20 a second
+    assert 1.0 <= min(delays) and max(delays) <= window
+    assert sum(d > window / 2 for d in delays) > 150  # spread over the window, not bunched at its start

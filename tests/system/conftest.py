@@ -53,6 +53,8 @@ class Runtime:
     def wait_for_execution(self, execution_url: str, statuses: set[str], timeout: float = 30.0) -> dict:
         def ended():
             response = self.get(self.path(execution_url))
+            if response.status_code == 503:
+                return None  # a dependency down for a moment (moto's server under load): a client asks again
             assert response.status_code == 200, f"GET {execution_url}: {response.status_code} {response.text}"
             execution = response.json()["execution"]
             return execution if execution["status"] in statuses else None

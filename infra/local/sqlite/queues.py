@@ -326,6 +326,10 @@ class LocalJobQueue:
     def send(self, message: JobMessage, delay_seconds: float = 0) -> str:
         return self._queues.send(self._name, encode(message), delay_seconds)
 
+    def pending(self) -> int:
+        depth = self._queues.depth(self._name)
+        return depth.visible + depth.inFlight + depth.delayed
+
     def ping(self) -> None:
         self._queues.ping()
 
