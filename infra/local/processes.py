@@ -491,3 +491,27 @@ def kill_session(session: int, started: str) -> int:
         except (OSError, IndexError, ValueError):
             continue
     return killed
+
+
+def kill_by_environment(entry: str) -> int:
+    """SIGKILL every process whose environment holds `entry` (`NAME=value`, exactly): a task's
+    process started by a runtime killed before it recorded the pid carries its execution's id in
+    its environment and nothing else names it. Returns how many were killed."""
+    wanted = entry.encode()
+    killed = 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if wanted not in environ.read().split(b"\0"):
+                    continue
+            os.kill(int(name), signal.SIGKILL)
+            killed += 1
+        except OSError:
+            continue
+    return killed

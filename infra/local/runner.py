@@ -41,6 +41,7 @@ from .processes import (
     Sandbox,
     docker_command,
     docker_quietly,
+    kill_by_environment,
     kill_session,
     killpg,
     process_start_time,
@@ -209,7 +210,7 @@ class LocalRunner:
         """Put a STOPPED event for every ECS task a previous process of the runtime left
         unfinished (and kill what may be left of its process); returns how many."""
         with self._db.read() as connection:
-            rows = connection.execute("SELECT ecs_task_id, pid, pid_started, directory FROM ecs_tasks"
+            rows = connection.execute("SELECT ecs_task_id, execution_id, pid, pid_started, directory FROM ecs_tasks"
                                       " WHERE last_status != 'STOPPED'").fetchall()
         with self._lock:
             left = [row for row in rows if row["ecs_task_id"] not in self._supervised]
@@ -218,6 +219,8 @@ class LocalRunner:
                 if process_start_time(row["pid"]) == row["pid_started"]:
                     killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
                 kill_session(row["pid"], row["pid_started"])  # and what its session left behind
+            # A process started just before the previous runtime died, its pid not yet recorded.
+            kill_by_environment(f"FASTLANE_EXECUTION_ID={row['execution_id']}")
             if self._engine == "docker":
                 docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
             if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):

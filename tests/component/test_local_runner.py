@@ -446,3 +446,18 @@ def test_sandbox_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Sandbox.choose("auto").kind == "none" and "bwrap is not on PATH" in Sandbox.choose("auto").description
     with pytest.raises(RuntimeError):
         Sandbox.choose("bwrap")
+
+
+def test_a_process_whose_pid_was_never_recorded_is_found_by_its_execution_id_and_killed() -> None:
+    from infra.local.processes import kill_by_environment
+
+    execution_id = str(uuid.uuid4())
+    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, "FASTLANE_EXECUTION_ID": execution_id},
+                              start_new_session=True)
+    try:
+        assert kill_by_environment(f"FASTLANE_EXECUTION_ID={execution_id}") == 1
+        assert orphan.wait(timeout=10) == -9
+        assert kill_by_environment(f"FASTLANE_EXECUTION_ID={execution_id}") == 0
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
