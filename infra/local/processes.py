@@ -467,6 +467,14 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
+def _pids() -> list[str]:
+    """The ids of the processes running now, as /proc names them."""
+    try:
+        return [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
 def kill_session(session: int, started: str) -> int:
     """SIGKILL every process left of a task's session (its processes were started in a session
     of their own, led by the recorded pid): the leader may be gone already, e.g. bubblewrap
@@ -474,13 +482,7 @@ def kill_session(session: int, started: str) -> int:
     started no earlier than the leader are taken, so a pid reused long before is not. Returns
     how many were killed."""
     killed = 0
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return 0
-    for name in names:
-        if not name.isdigit():
-            continue
+    for name in _pids():
         try:
             with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
@@ -499,12 +501,8 @@ def kill_by_environment(entry: str) -> int:
     its environment and nothing else names it. Returns how many were killed."""
     wanted = entry.encode()
     killed = 0
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return 0
-    for name in names:
-        if not name.isdigit() or int(name) == os.getpid():
+    for name in _pids():
+        if int(name) == os.getpid():
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as environ:
