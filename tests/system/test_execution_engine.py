@@ -64,12 +64,18 @@ def test_an_unknown_command(runtime):
 def test_retries_with_backoff(runtime):
     created = runtime.post("/tasks/engine-retries", {"image": "ubuntu", "command": "false", "retries": 2}).json()
 
+    seen: list[dict] = []
+
     def three_ended():
         job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
+        seen[:] = [job]
         executions = job["executions"]
         return job if len(executions) == 3 and all(e["status"] == "failed" for e in executions) else None
 
-    job = wait_until(three_ended, timeout=40, what="three failed executions")
+    try:
+        job = wait_until(three_ended, timeout=40, what="three failed executions")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the job as last seen: {seen}") from None
     assert job["metadata"]["retry_count"] == 2
     starts = sorted(e["startedAt"] for e in job["executions"])
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
