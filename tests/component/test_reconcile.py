@@ -87,14 +87,19 @@ def test_a_stop_that_failed_is_repeated_until_the_task_is_seen_stopped(api, runn
     assert sweep()["stopped"] == 0 and flaky.calls == 3  # nothing left to do
 
 
-def test_a_timed_out_container_whose_stopped_event_is_lost_frees_its_slot(api, runner, drive, sqs, aws, tune):
-    tune(MISSING_GRACE_SECONDS="600")
-    created = api.post("/tasks/t", {**SLEEPER, "timeout": 1}).json
+def started(api, runner, drive, sqs, aws, timeout: float, started_at: str) -> tuple[dict, str]:
+    """A sleeper with `timeout`, launched and seen RUNNING since `started_at`: its job and task ARN."""
+    created = api.post("/tasks/t", {**SLEEPER, "timeout": timeout}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING",
-                                                         started_at="2020-01-01T00:00:00.000Z"))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING", started_at=started_at))
     drive("events")
+    return created, arn
+
+
+def test_a_timed_out_container_whose_stopped_event_is_lost_frees_its_slot(api, runner, drive, sqs, aws, tune):
+    tune(MISSING_GRACE_SECONDS="600")
+    created, arn = started(api, runner, drive, sqs, aws, 1, "2020-01-01T00:00:00.000Z")
     runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1577836800.0)
     assert sweep()["timedout"] == 1
     assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn
@@ -244,13 +249,9 @@ def iso(moment: float) -> str:
 
 def test_a_long_timeout_gets_its_check_from_the_reconcilers_last_pass_before_it(api, runner, drive, sqs, aws, tune):
     tune(SWEEP_INTERVAL="60", MISSING_GRACE_SECONDS="600")
-    created = api.post("/tasks/t", {**SLEEPER, "timeout": 600}).json
-    drive("jobs")
-    arn = runner.tasks[created["executionId"]]
-    started = time.time() - 300  # 300 s before its deadline: more than two intervals
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING", started_at=iso(started)))
-    drive("events")
-    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=started)
+    since = time.time() - 300  # 300 s before its deadline: more than two intervals
+    created, arn = started(api, runner, drive, sqs, aws, 600, iso(since))
+    runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=since)
     assert execution(api, created)["status"] == "running"
     assert delayed_checks(sqs, aws) == 0  # no message at the start: most executions end well before
 
@@ -258,17 +259,12 @@ def test_a_long_timeout_gets_its_check_from_the_reconcilers_last_pass_before_it(
     # As if it had started 510 s ago: the deadline is 90 s away, within this pass's window.
     from chalicelib import wiring
 
-    wiring.backend().executions.update_execution(stored(created), None, started_at=started - 210)
+    wiring.backend().executions.update_execution(stored(created), None, started_at=since - 210)
     assert sweep()["checks"] == 1
     assert delayed_checks(sqs, aws) == 1  # the check, due at the deadline to the second
 
 
 def test_a_short_timeout_gets_its_check_when_the_execution_starts(api, runner, drive, sqs, aws, tune):
     tune(SWEEP_INTERVAL="60")
-    created = api.post("/tasks/t", {**SLEEPER, "timeout": 90}).json
-    drive("jobs")
-    arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING",
-                                                         started_at=iso(time.time())))
-    drive("events")
+    started(api, runner, drive, sqs, aws, 90, iso(time.time()))
     assert delayed_checks(sqs, aws) == 1

@@ -86,16 +86,14 @@ class DynamoExecutions:
         allowed = sources(target)
         changes = _actions(ExecM, dict(fields))
 
-        jobs = [job]  # the caller's snapshot serves the first attempt only
+        snapshot = job  # the caller's read of the job serves the first attempt only
 
         def attempt(current: Execution) -> tuple[Execution, Execution | None]:
+            nonlocal snapshot
             stored = None
             if follow_up is not None:
-                stored = jobs.pop() if jobs and jobs[0] is not None else None
-                if stored is None:
-                    item = get_or_none(JobM, current.job_id)
-                    stored = job_from_item(item) if item is not None else None
-            jobs.clear()
+                stored = snapshot or self._job(current.job_id)
+            snapshot = None
             added = None
             freed = current.pool if release_slot else None
             # The worklist key depends on the slot the execution holds: the write conditions on
@@ -178,6 +176,10 @@ class DynamoExecutions:
         if not raw:
             return None
         return execution_from_item(self._t.Execution.from_raw_data(raw))
+
+    def _job(self, job_id: str) -> Job | None:
+        item = get_or_none(self._t.Job, job_id)
+        return job_from_item(item) if item is not None else None
 
     def _read(self, execution: Execution) -> Execution | None:
         item = get_or_none(self._t.Execution, execution.job_id, execution.execution_id)

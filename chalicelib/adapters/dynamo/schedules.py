@@ -21,10 +21,11 @@ class DynamoSchedules:
                       next_run_at: float | None, skipped: bool = False,
                       job: Job | None = None) -> tuple[Job, Execution | None] | None:
         JobM = self._t.Job
-        snapshots = [job] if job is not None and job.job_id == job_id else []  # for the first attempt
+        snapshot = job if job is not None and job.job_id == job_id else None  # serves the first attempt only
 
         def attempt() -> tuple[Job, Execution | None] | None:
-            job = snapshots.pop() if snapshots else None
+            nonlocal snapshot
+            job, snapshot = snapshot, None
             if job is None:
                 item = get_or_none(JobM, job_id)
                 job = job_from_item(item) if item is not None else None
