@@ -25,8 +25,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "1")
     from chalicelib import wiring
+    from infra.local.moto_server import serialize_dynamodb
     from infra.local.provision import local_environment, provision
 
+    serialize_dynamodb()  # some component tests write from several threads at once
     with mock_aws():
         for key, value in local_environment("test").items():
             monkeypatch.setenv(key, value)
