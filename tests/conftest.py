@@ -9,7 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from infra.local.botocore_models import share_botocore_models
+
 REGION = "us-east-1"
+
+
+share_botocore_models()  # each test's fresh emulated account then costs a tenth of what it did
 
 
 @pytest.fixture

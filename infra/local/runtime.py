@@ -182,6 +182,9 @@ class LocalRuntime:
 
         from chalicelib import wiring
 
+        from .botocore_models import share_botocore_models
+
+        share_botocore_models()  # its many threads each make their own sessions
         given = os.environ.get("AWS_ENDPOINT_URL", "")
         if given:
             self.aws_endpoint = given
