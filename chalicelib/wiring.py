@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from .adapters import aws_session
 from .config import Settings, get_settings
 from .domain.model import now
 from .ports import Backend
@@ -32,11 +33,10 @@ _sleep: Callable[[float], None] = time.sleep
 
 @cache
 def client(service: str) -> Any:
-    import boto3
     from botocore.config import Config
 
     settings = get_settings()
-    return boto3.session.Session().client(
+    return aws_session.create_client(
         service,
         region_name=settings.region,
         config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20),
@@ -61,7 +61,6 @@ def lazy_client(service: str) -> Any:
 def build_aws_backend(settings: Settings) -> Backend:
     """Every port on AWS: DynamoDB, SQS, ECS, Scheduler, CloudWatch Logs, API Gateway's
     management API, Lambda and SES."""
-    import boto3
     from botocore.config import Config
 
     from .adapters import webhooks
@@ -87,7 +86,7 @@ def build_aws_backend(settings: Settings) -> Backend:
     sqs = lazy_client("sqs")
 
     def management_client(endpoint: str) -> Any:
-        return boto3.session.Session().client(
+        return aws_session.create_client(
             "apigatewaymanagementapi", region_name=settings.region, endpoint_url=endpoint,
             config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10))
 
@@ -230,4 +229,5 @@ def reset() -> None:
     _clock, _sleep = now, time.sleep
     _clear()
     client.cache_clear()
+    aws_session.reset()
     get_settings.cache_clear()

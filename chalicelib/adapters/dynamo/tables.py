@@ -21,6 +21,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from ...config import Settings
+from .. import aws_session
 from .transactions import T, guard
 
 TASKS_COUNTER_ID = "#tasks"  # never a valid task id, so it cannot clash with one
@@ -43,7 +44,7 @@ class Tables:
         one per model class, each costing ~100 ms of a cold start."""
         if self._connection is None:
             self._connection = Connection(region=self.settings.region)
-            client = self._connection.client
+            client = aws_session.pynamodb_client(self._connection)
             for model in (self.Task, self.Job, self.Execution):
                 model._get_connection().connection._client = client  # pinned pynamodb 6.1
         return self._connection
