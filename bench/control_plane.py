@@ -105,3 +105,30 @@ def throughput(runtime: Runtime, jobs: int, clients: int, cap_seconds: float) ->
             "enqueueSeconds": enqueued - started, "completeSeconds": done - started,
             "enqueuesPerSecond": accepted / (enqueued - started), "jobsPerSecond": ended / (done - started),
             "postMs": post_ms, "executionsAfter": watcher.status()["executions"]}
+
+
+def bounds(runtime: Runtime, requests: int, clients: int) -> dict[str, Any]:
+    """What bounds the enqueue rate, measured the same way from the same `clients` threads: a GET
+    of a path no route has (the HTTP stand-in, the app's router, the 404: no store touched), and
+    posts of jobs that start in two hours (the post's durable write and schedule, with no job
+    launched meanwhile). Each a rate over its whole batch."""
+
+    def rate(call: Callable[[Api, int], None]) -> float:
+        def work(count: int) -> None:
+            api = Api(runtime.api)
+            for n in range(count):
+                call(api, n)
+
+        started = time.monotonic()
+        run_streams(work, requests, clients)
+        return requests / (time.monotonic() - started)
+
+    def unknown(api: Api, n: int) -> None:
+        response = api.get(f"/no-such-route-{n % 10}")
+        if response.status_code != 404:
+            raise RuntimeError(f"GET of an unknown path: {response.status_code}")
+
+    later = {**TRIVIAL, "startIn": "2h"}
+    return {"requests": requests, "clients": clients,
+            "notFoundPerSecond": rate(unknown),
+            "laterPostsPerSecond": rate(lambda api, n: api.post_job(f"bench-later-{n % clients}", later))}

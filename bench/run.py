@@ -224,7 +224,10 @@ def latency_rows(local: dict[str, Any], aws: dict[str, Any], plan: Plan, referen
 
 def measure_throughput(runtime: Runtime, jobs: int, clients: int, cap_seconds: float) -> dict[str, Any]:
     say(f"3 ({runtime.backend}): throughput, {jobs} jobs from {clients} clients (waiting at most {cap_seconds:g} s)")
-    return control_plane.throughput(runtime, jobs, clients, cap_seconds)
+    measured = control_plane.throughput(runtime, jobs, clients, cap_seconds)
+    if runtime.backend == "local":
+        measured["bounds"] = control_plane.bounds(runtime, 4 * jobs, clients)
+    return measured
 
 
 def _capped(data: dict[str, Any]) -> str:
@@ -261,7 +264,27 @@ def throughput_rows(ours: dict[str, Any], aws: dict[str, Any], plan: Plan, refer
     complete.aws = _aws_text(aws, lambda d: f"{d['jobsPerSecond']:.1f}{_capped(d)}")
     if aws and "error" not in aws:
         complete.data["aws"] = aws
-    return [enqueue, complete]
+    return [enqueue, complete, *_bound_rows(ours.get("bounds"), theirs)]
+
+
+def _bound_rows(bounds: dict[str, Any] | None, theirs: dict[str, Any] | None) -> list[Row]:
+    """3c, 3d: what bounds 3a on this machine, next to RQ's enqueue rate."""
+    if not bounds:
+        return []
+    n = f"{bounds['requests']} requests"
+    rows = [
+        Row("3c", f"  bound of 3a: GET of a path no route has (HTTP stand-in, router, 404; no store), "
+                  f"{bounds['clients']} clients", f"{bounds['notFoundPerSecond']:.0f}", "requests/s", n,
+            key="throughput.http_floor", value=bounds["notFoundPerSecond"]),
+        Row("3d", "  bound of 3a: posts of jobs starting in 2 h (the durable write, no job launched meanwhile)",
+            f"{bounds['laterPostsPerSecond']:.0f}", "requests/s", n,
+            key="throughput.posts_alone", value=bounds["laterPostsPerSecond"]),
+    ]
+    if theirs:
+        for row, value in zip(rows, (bounds["notFoundPerSecond"], bounds["laterPostsPerSecond"]), strict=True):
+            row.reference = f"{theirs['enqueuesPerSecond']:.0f}"
+            row.ratio = ratio(value, theirs["enqueuesPerSecond"])
+    return rows
 
 
 # 4 ----------------------------------------------------------------------------------------------

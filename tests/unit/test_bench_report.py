@@ -30,3 +30,13 @@ def test_only_selects_the_named_groups_and_refuses_unknown_ones():
     assert selected_groups(None) == set(GROUPS)
     with pytest.raises(SystemExit):
         selected_groups("cost,speed")
+
+
+def test_the_bounds_of_the_enqueue_rate_are_printed_next_to_rqs_enqueue_rate():
+    from bench.run import _bound_rows
+
+    bounds = {"requests": 2000, "clients": 8, "notFoundPerSecond": 850.0, "laterPostsPerSecond": 570.0}
+    floor, alone = _bound_rows(bounds, {"enqueuesPerSecond": 1000.0})
+    assert (floor.key, floor.value, floor.reference, floor.ratio) == ("throughput.http_floor", 850.0, "1000", "0.85x")
+    assert (alone.key, alone.value, alone.ratio) == ("throughput.posts_alone", 570.0, "0.57x")
+    assert _bound_rows(None, None) == []  # the aws backend, or a run that broke before measuring them
