@@ -22,6 +22,7 @@ from pynamodb.models import Model
 from ..config import Settings
 from ..domain.errors import DependencyDown
 from ..domain.live import Cursor, Position, StreamRecord, Subscriber
+from . import aws_session
 
 STREAM_PREFIX = "#stream:"  # never an API Gateway connection id, so the kinds cannot clash
 STREAM_RECORD_SECONDS = 24 * 3600
@@ -34,9 +35,10 @@ def _reachable(method: F) -> F:
     """A table that cannot be reached is a DependencyDown (503), as for every store."""
 
     @functools.wraps(method)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(*args, **kwargs)
+            self._share_session()
+            return method(self, *args, **kwargs)
         except (PynamoDBException, BotoCoreError, ClientError) as error:
             raise DependencyDown(f"DynamoDB: {error}") from error
 
@@ -116,6 +118,15 @@ class DynamoConnectionStore:
 
     def __init__(self, settings: Settings, model: Any = None) -> None:
         self.model = model or build_model(settings)
+        self._shared = False
+
+    def _share_session(self) -> None:
+        """The model's client from the process's one botocore session (aws_session.py), for
+        every thread, as the other tables' (PynamoDB would make a session per thread)."""
+        if not self._shared:
+            connection = self.model._get_connection().connection
+            connection._client = aws_session.pynamodb_client(connection)  # pinned pynamodb 6.1
+            self._shared = True
 
     # subscribers ------------------------------------------------------------------------------
 
