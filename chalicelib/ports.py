@@ -351,12 +351,17 @@ class Runner(Protocol):
 class LogChunk(NamedTuple):
     lines: list[str]
     next_token: str | None
-    at_end: bool  # the end of the stream was reached
+    at_end: bool  # the end of the reading was reached: the stream's end (read), its start (read_back)
 
 
 class LogReader(Protocol):
     def read(self, stream: str, token: str | None) -> LogChunk:
         """One page of a stream's lines (at most about 1 MB) from `token`, oldest first."""
+        ...
+
+    def read_back(self, stream: str, token: str | None) -> LogChunk:
+        """One page of the lines that come before `token` (the stream's newest with None), at
+        most about 1 MB, oldest first within the page; its token goes on further back."""
         ...
 
 

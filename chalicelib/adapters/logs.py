@@ -16,7 +16,16 @@ class CloudWatchLogReader:
     def read(self, stream: str, token: str | None) -> LogChunk:
         """One GetLogEvents call (at most 1 MB): the lines, the token to go on from, and whether
         the end of the stream was reached (CloudWatch then gives back the token it was given)."""
-        request: dict[str, Any] = {"logGroupName": self._group, "logStreamName": stream, "startFromHead": True}
+        return self._call(stream, token, forward=True)
+
+    def read_back(self, stream: str, token: str | None) -> LogChunk:
+        """One GetLogEvents call from the stream's end backwards (`startFromHead` false: the
+        newest events, at most 1 MB), then on with its backward token; at the stream's start
+        CloudWatch gives back the token it was given."""
+        return self._call(stream, token, forward=False)
+
+    def _call(self, stream: str, token: str | None, forward: bool) -> LogChunk:
+        request: dict[str, Any] = {"logGroupName": self._group, "logStreamName": stream, "startFromHead": forward}
         if token:
             request["nextToken"] = token
         try:
@@ -26,5 +35,7 @@ class CloudWatchLogReader:
                 return LogChunk([], token, True)  # nothing written yet (or ever)
             raise
         lines = [event["message"] for event in response.get("events", [])]
-        next_token = response.get("nextForwardToken")
-        return LogChunk(lines, next_token, (not lines and next_token == token) or next_token is None)
+        next_token = response.get("nextForwardToken" if forward else "nextBackwardToken")
+        if forward:
+            return LogChunk(lines, next_token, (not lines and next_token == token) or next_token is None)
+        return LogChunk(lines, next_token, next_token is None or next_token == token)

@@ -13,12 +13,24 @@ from ..ports import LogReader
 
 SEPARATOR = "-=-"
 MAX_CALLS_PER_PAGE = 50
+# Calls a tail may take reading back from a stream's end (each up to 1 MB); past them the tail is
+# the stream's true end, shorter than asked, flagged as cut (only events of a few bytes each,
+# 10,000 to a call, would need more than one or two).
+MAX_TAIL_CALLS = 16
 
 
 @dataclass(frozen=True)
 class OutputPage:
     text: str
     next_token: str | None
+
+
+def keep_tail(text: str, limit: int) -> tuple[str, bool]:
+    """The last `limit` UTF-8 bytes of `text`, cut at a character boundary; and whether it was cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text, False
+    return data[-limit:].decode("utf-8", "ignore"), True  # a continuation byte alone would not decode
 
 
 def _encode(index: int, token: str | None) -> str:
@@ -70,3 +82,25 @@ class OutputReader:
             if size >= self._fill:
                 break
         return OutputPage("".join(parts), _encode(index, inner))
+
+    def tail(self, execution: Execution, which: str, limit_bytes: int) -> tuple[str, bool]:
+        """The last `limit_bytes` of stdout or stderr, read from the stream's end backwards (one
+        or two calls, whatever the stream's size); and whether anything before them was left out."""
+        if not execution.task_arn:
+            return "", False
+        stdout, stderr = log_streams(execution.task_arn)
+        stream = {"stdout": stdout, "stderr": stderr}[which]
+        pages: list[list[str]] = []
+        size, token, whole = 0, None, False
+        for _ in range(MAX_TAIL_CALLS):
+            chunk = self._reader.read_back(stream, token)
+            pages.append(chunk.lines)
+            size += sum(len(line.encode("utf-8")) + 1 for line in chunk.lines)
+            if chunk.at_end:
+                whole = True
+                break
+            if size > limit_bytes:
+                break  # more than enough: what is left out before is certain
+            token = chunk.next_token
+        text, cut = keep_tail("".join(line + "\n" for page in reversed(pages) for line in page), limit_bytes)
+        return text, cut or not whole

@@ -95,6 +95,32 @@ def test_large_output_is_paged_never_cut(api, finished, logs, monkeypatch):
     assert pages > 1
 
 
+def test_the_details_of_a_long_output_hold_its_true_end_read_back_in_one_call(api, finished, logs, monkeypatch):
+    """Read from the head, the details would have had to page through the whole stream (and, past
+    16 pages, held the end of what they had read); read back from the end, one call finds the tail."""
+    from chalicelib import wiring
+
+    created, arn = finished
+    lines = [f"line {i:06d} " + "x" * 80 for i in range(30_000)]  # 2.8 MB, 28 pages of 100 KB
+    write(logs, log_streams(arn)[0], lines)
+    monkeypatch.setenv("LOG_PAGE_BYTES", "100000")
+    wiring.reset()
+    install_engine(monkeypatch, FakeRunner())
+    calls = []
+    wiring.client("logs").meta.events.register("before-parameter-build.*.GetLogEvents", lambda params, **_: calls.append(params))
+
+    execution = api.get(created["executionUrl"].replace("http://fastlane.test", "")).json["execution"]
+
+    assert execution["log"].endswith(lines[-1] + "\n") and execution["logTruncated"] is True
+    assert len(execution["log"].encode()) <= execution["outputLimitBytes"] == 64 * 1024
+    assert execution["log"].splitlines()[-2] == lines[-2]
+    assert execution["error"].startswith("bash: warning\n") and execution["errorTruncated"] is False
+    by_stream = [call["logStreamName"] for call in calls]
+    assert by_stream.count(log_streams(arn)[0]) == 1  # more than 64 KiB in the first call back
+    assert by_stream.count(log_streams(arn)[1]) == 2  # a short stream: the second call finds its start
+    assert all(call["startFromHead"] is False for call in calls)
+
+
 def test_output_of_an_execution_that_never_ran_is_empty_and_unknown_jobs_404(api, logs):
     created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
     response = api.request("GET", f"/tasks/t/jobs/{created['jobId']}/stdout")

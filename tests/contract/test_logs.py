@@ -159,6 +159,42 @@ def test_a_large_stream_is_read_with_nothing_lost(probe: Probe) -> None:
     assert [text[:5] for page in pages for text in page] == [f"{i:05d}" for i in range(300)]
 
 
+def read_all_back(probe: Probe, stream: str) -> list[list[str]]:
+    """Every page read back from the stream's end to its start, newest page first."""
+    pages, token = [], None
+    for _ in range(100):
+        chunk = probe.reader.read_back(stream, token)
+        pages.append(chunk.lines)
+        token = chunk.next_token
+        if chunk.at_end:
+            return pages
+    raise AssertionError("the start of the stream was never reached")
+
+
+def test_a_stream_read_back_gives_its_newest_lines_first_each_page_oldest_first(probe: Probe) -> None:
+    stream = f"{task_id()}/stdout"
+    at = now_ms()
+    probe.write(stream, [(at + i, f"line {i}") for i in range(5)])
+    first = probe.reader.read_back(stream, None)
+    assert first.lines == [f"line {i}" for i in range(5)]  # all of it fits one page
+    pages = read_all_back(probe, stream)
+    assert [line for page in reversed(pages) for line in page] == [f"line {i}" for i in range(5)]
+
+
+def test_a_stream_never_written_read_back_is_empty_and_at_its_start(probe: Probe) -> None:
+    chunk = probe.reader.read_back(f"{task_id()}/stderr", None)
+    assert chunk.lines == [] and chunk.at_end
+
+
+def test_a_large_stream_read_back_loses_nothing_and_starts_with_its_end(probe: Probe) -> None:
+    stream = f"{task_id()}/stdout"
+    write_large(probe, stream)
+    newest = probe.reader.read_back(stream, None).lines
+    assert newest and newest[-1][:5] == "00299"
+    pages = read_all_back(probe, stream)
+    assert [text[:5] for page in reversed(pages) for text in page] == [f"{i:05d}" for i in range(300)]
+
+
 def test_a_large_local_stream_comes_in_pages_of_at_most_a_megabyte(tmp_path: Any) -> None:
     """As GetLogEvents answers (moto answers everything at once, so this is the local one only)."""
     local = LocalProbe(str(tmp_path / "state.db"))
@@ -166,10 +202,12 @@ def test_a_large_local_stream_comes_in_pages_of_at_most_a_megabyte(tmp_path: Any
         stream = f"{task_id()}/stdout"
         write_large(local, stream)
         pages, _ = read_all(local, stream)
+        back = read_all_back(local, stream)
     finally:
         local.db.close()
-    assert len([p for p in pages if p]) >= 3
-    assert all(sum(len(text) + 26 for text in page) <= 1024 * 1024 for page in pages)
+    for read in (pages, back):
+        assert len([p for p in read if p]) >= 3
+        assert all(sum(len(text) + 26 for text in page) <= 1024 * 1024 for page in read)
 
 
 def test_events_of_both_streams_come_interleaved_by_time_with_ordered_ids(probe: Probe) -> None:

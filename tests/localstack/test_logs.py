@@ -47,6 +47,15 @@ def test_the_reader_pages_through_a_stream_to_its_end(endpoints) -> None:
     assert at_end or reader.read(f"{task_id}/stderr", token) == ([], token, True)
     assert reader.read(f"{uuid.uuid4().hex}/stdout", None) == ([], None, True)  # no stream yet
 
+    # read back from the end (execution details' tails): newest page first, to the start
+    pages, token, calls, at_end = [], None, 0, False
+    while not at_end and calls < 10:
+        page, token, at_end = reader.read_back(f"{task_id}/stdout", token)
+        pages.append(page)
+        calls += 1
+    assert pages[0] and pages[0][-1] == f"line {LINES - 1}"
+    assert [line for page in reversed(pages) for line in page] == [f"line {i}" for i in range(LINES)]
+
 
 def test_live_logs_read_both_streams_in_time_order_with_event_ids(endpoints) -> None:
     from chalicelib.adapters.log_events import CloudWatchLogEvents

@@ -38,6 +38,7 @@ EVENT_OVERHEAD_BYTES = 26  # what CloudWatch counts per event on top of its mess
 # One FilterLogEvents-like page of live-log events; each stream is read in pieces this size.
 EVENTS_PAGE = 1_000
 TOKEN_PREFIX = "f/"
+BACK_TOKEN_PREFIX = "b/"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,25 @@ class LocalLogStore:
             page.append((int(seq), message))
         return page, len(rows) <= limit_events
 
+    def page_back(self, stream: str, before_seq: int | None, limit_events: int = PAGE_EVENTS,
+                  limit_bytes: int = PAGE_BYTES) -> tuple[list[tuple[int, str]], bool]:
+        """(seq, message) of one stream before `before_seq` (from its newest with None), at most
+        one page, oldest first; and whether the page reaches the stream's first event."""
+        bound = before_seq if before_seq is not None else 2 ** 62
+        with self._db.read() as connection:
+            rows = connection.execute("SELECT seq, message FROM log_events WHERE stream = ? AND seq < ?"
+                                      " ORDER BY seq DESC LIMIT ?", (stream, bound, limit_events + 1)).fetchall()
+        page: list[tuple[int, str]] = []
+        size = 0
+        for seq, message in rows[:limit_events]:
+            size += len(message.encode("utf-8")) + EVENT_OVERHEAD_BYTES
+            if page and size > limit_bytes:
+                page.reverse()
+                return page, False
+            page.append((int(seq), message))
+        page.reverse()
+        return page, len(rows) <= limit_events
+
     def by_time(self, stream: str, start_ms: int, after: tuple[int, int] | None,
                 limit: int) -> list[tuple[int, int, str]]:
         """(timestamp, seq, message) of one stream from `start_ms`, after the key `after`."""
@@ -141,11 +161,18 @@ class LocalLogReader:
         last = page[-1][0] if page else after
         return LogChunk(lines=[message for _, message in page], next_token=f"{TOKEN_PREFIX}{last}", at_end=at_end)
 
+    def read_back(self, stream: str, token: str | None) -> LogChunk:
+        before = _parse_token(token, BACK_TOKEN_PREFIX) if token else None
+        page, at_start = self._store.page_back(stream, before)
+        first = page[0][0] if page else (before if before is not None else 0)
+        return LogChunk(lines=[message for _, message in page], next_token=f"{BACK_TOKEN_PREFIX}{first}",
+                        at_end=at_start)
 
-def _parse_token(token: str | None) -> int:
+
+def _parse_token(token: str | None, prefix: str = TOKEN_PREFIX) -> int:
     if not token:
         return 0
-    digits = token[len(TOKEN_PREFIX):] if token.startswith(TOKEN_PREFIX) else ""
+    digits = token[len(prefix):] if token.startswith(prefix) else ""
     if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
         raise ValidationError("token is not a page token this service gave out.", field="token")
     return int(digits)
