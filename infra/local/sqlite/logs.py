@@ -99,14 +99,7 @@ class LocalLogStore:
         with self._db.read() as connection:
             rows = connection.execute("SELECT seq, message FROM log_events WHERE stream = ? AND seq > ?"
                                       " ORDER BY seq LIMIT ?", (stream, after_seq, limit_events + 1)).fetchall()
-        page: list[tuple[int, str]] = []
-        size = 0
-        for seq, message in rows[:limit_events]:
-            size += len(message.encode("utf-8")) + EVENT_OVERHEAD_BYTES
-            if page and size > limit_bytes:
-                return page, False
-            page.append((int(seq), message))
-        return page, len(rows) <= limit_events
+        return _fill(rows, limit_events, limit_bytes)
 
     def page_back(self, stream: str, before_seq: int | None, limit_events: int = PAGE_EVENTS,
                   limit_bytes: int = PAGE_BYTES) -> tuple[list[tuple[int, str]], bool]:
@@ -116,16 +109,9 @@ class LocalLogStore:
         with self._db.read() as connection:
             rows = connection.execute("SELECT seq, message FROM log_events WHERE stream = ? AND seq < ?"
                                       " ORDER BY seq DESC LIMIT ?", (stream, bound, limit_events + 1)).fetchall()
-        page: list[tuple[int, str]] = []
-        size = 0
-        for seq, message in rows[:limit_events]:
-            size += len(message.encode("utf-8")) + EVENT_OVERHEAD_BYTES
-            if page and size > limit_bytes:
-                page.reverse()
-                return page, False
-            page.append((int(seq), message))
+        page, whole = _fill(rows, limit_events, limit_bytes)
         page.reverse()
-        return page, len(rows) <= limit_events
+        return page, whole
 
     def by_time(self, stream: str, start_ms: int, after: tuple[int, int] | None,
                 limit: int) -> list[tuple[int, int, str]]:
@@ -146,6 +132,19 @@ class LocalLogStore:
                                       " ORDER BY timestamp, seq LIMIT ?",
                                       (stream, after[0], after[0], after[1], limit)).fetchall()
         return [(int(r[0]), int(r[1]), r[2]) for r in rows]
+
+
+def _fill(rows: list[sqlite3.Row], limit_events: int, limit_bytes: int) -> tuple[list[tuple[int, str]], bool]:
+    """The rows (in reading order, one more than a page asked for) that fit one page as
+    GetLogEvents counts it; and whether they were all of them (the reading reached its end)."""
+    page: list[tuple[int, str]] = []
+    size = 0
+    for seq, message in rows[:limit_events]:
+        size += len(message.encode("utf-8")) + EVENT_OVERHEAD_BYTES
+        if page and size > limit_bytes:
+            return page, False
+        page.append((int(seq), message))
+    return page, len(rows) <= limit_events
 
 
 class LocalLogReader:
