@@ -98,6 +98,8 @@ EXECUTION = _object({
     "logTruncated": {"type": "boolean"},
     "errorTruncated": {"type": "boolean"},
     "outputLimitBytes": {"type": ["integer", "null"]},
+    "outputError": {**NULLABLE_STRING, "description": "execution details only: why `log` and `error` hold no "
+                                                      "output this time (the log store could not be read)"},
     "stdoutUrl": URL,
     "stderrUrl": URL,
     "notifications": {"type": "array", "items": {"type": "object"}},

@@ -9,7 +9,7 @@ from chalice.app import Request, Response
 from .. import wiring
 from ..config import get_settings
 from ..domain import contract as shapes
-from ..domain.errors import NotFound
+from ..domain.errors import DependencyDown, NotFound
 from ..domain.model import Execution
 from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import logger, metrics
@@ -100,8 +100,14 @@ def _execution(task_id: str, job_id: str, execution_id: str) -> tuple[Any, Execu
 @operation("get_execution")
 def get_execution(request: Request, task_id: str, job_id: str, execution_id: str) -> Response:
     job, execution = _execution(task_id, job_id, execution_id)
-    output = output_tail(wiring.get_output_reader(), execution)
-    return json_response(shapes.execution_details(_urls(request), job, execution, output))
+    try:
+        output, unread = output_tail(wiring.get_output_reader(), execution), None
+    except DependencyDown as error:
+        # The status is what pollers come for: the store answered it, so it is answered, with
+        # the output left out and why, rather than a 503 for the whole execution.
+        logger.warning("execution details without output", extra={"reason": str(error)})
+        output, unread = None, f"The output could not be read just now ({error}); ask again in a moment."
+    return json_response(shapes.execution_details(_urls(request), job, execution, output, unread))
 
 
 def _check(name: str, probe: Callable[[], Any], checks: dict[str, str], errors: list[dict[str, str]]) -> None:

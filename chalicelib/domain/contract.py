@@ -149,10 +149,12 @@ def _error_text(item: Execution, output: OutputTail | None) -> str | None:
     return "".join(parts)
 
 
-def execution(urls: Urls, item: Execution, output: OutputTail | None = None) -> dict[str, Any]:
+def execution(urls: Urls, item: Execution, output: OutputTail | None = None,
+              output_error: str | None = None) -> dict[str, Any]:
     """An execution. With `output` (execution details) `log` is its stdout and `error` its stderr
     then the platform's reason, both bounded; without (job details, webhooks) `log` is null and
-    `error` only the reason. The reason is always in `reason` too."""
+    `error` only the reason. The reason is always in `reason` too. `output_error`: why execution
+    details hold no output this time (the log store could not be read)."""
     url = urls.execution(item.task_id, item.job_id, item.execution_id)
     shape = {
         "executionId": item.execution_id,
@@ -171,6 +173,7 @@ def execution(urls: Urls, item: Execution, output: OutputTail | None = None) -> 
         "logTruncated": bool(output and output.stdout_truncated),
         "errorTruncated": bool(output and output.stderr_truncated),
         "outputLimitBytes": output.limit_bytes if output is not None else None,
+        "outputError": output_error,
         "stdoutUrl": f"{url}/stdout",
         "stderrUrl": f"{url}/stderr",
         "notifications": list(item.notifications),
@@ -201,11 +204,12 @@ def job_details(urls: Urls, job: Job, executions: Page, secret_patterns: tuple[s
     }
 
 
-def execution_details(urls: Urls, job: Job, item: Execution, output: OutputTail | None = None) -> dict[str, Any]:
+def execution_details(urls: Urls, job: Job, item: Execution, output: OutputTail | None = None,
+                      output_error: str | None = None) -> dict[str, Any]:
     return {
         "task": {"id": job.task_id, "url": urls.task(job.task_id)},
         "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
-        "execution": execution(urls, item, output),
+        "execution": execution(urls, item, output, output_error),
     }
 
 

@@ -121,6 +121,29 @@ def test_the_details_of_a_long_output_hold_its_true_end_read_back_in_one_call(ap
     assert all(call["startFromHead"] is False for call in calls)
 
 
+def test_a_throttled_log_store_leaves_the_output_out_of_the_details_and_makes_a_read_503(api, finished):
+    """What a poller comes for is the status, which the executions table answered: the details
+    say the output could not be read this time instead of failing whole; the output's own route,
+    which has nothing else to give, is a 503 (AWS's fault), never a 500."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib import wiring
+
+    created, _ = finished
+
+    def throttled(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetLogEvents")
+
+    wiring.client("logs").meta.events.register("before-call.*.GetLogEvents", throttled)
+    body = api.get(created["executionUrl"].replace("http://fastlane.test", "")).json
+    execution = body["execution"]
+    assert (execution["status"], execution["exitCode"]) == ("failed", 123)
+    assert execution["log"] is None and "could not be read" in execution["outputError"]
+    assert "Rate exceeded" in execution["outputError"]
+    stdout = api.request("GET", f"/tasks/t/jobs/{created['jobId']}/stdout")
+    assert stdout.status_code == 503, stdout.body
+
+
 def test_output_of_an_execution_that_never_ran_is_empty_and_unknown_jobs_404(api, logs):
     created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
     response = api.request("GET", f"/tasks/t/jobs/{created['jobId']}/stdout")

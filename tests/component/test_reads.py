@@ -77,7 +77,8 @@ def test_execution_details_shape(api):
     assert body["execution"]["url"] == created["executionUrl"]
     assert set(body["execution"]) == {"executionId", "createdAt", "startedAt", "finishedAt", "image", "command",
                                       "status", "exitCode", "requestIPAddress", "metadata", "log", "error", "notifications", "url",
-                                      "reason", "logTruncated", "errorTruncated", "outputLimitBytes", "stdoutUrl", "stderrUrl"}
+                                      "reason", "logTruncated", "errorTruncated", "outputLimitBytes", "outputError",
+                                      "stdoutUrl", "stderrUrl"}
 
 
 def test_unknown_things_are_404_with_the_operation(api):
