@@ -143,7 +143,7 @@ class LocalLogSubscription:
         while not self._stop.is_set():
             try:
                 if not self.deliver_new():
-                    self._store.wait_after(self._after, self.IDLE_SECONDS)
+                    self._store.wait_after(self._after, self.IDLE_SECONDS, until=self._stop)
             except Exception:  # noqa: BLE001 - the subscription must outlive a passing error
                 if not self._stop.is_set():
                     logger.exception("local log subscription: a round failed")

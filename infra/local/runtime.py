@@ -270,8 +270,12 @@ class LocalRuntime:
             self._http.stop()
         if self._handles is not None:
             self._handles.queues.close()  # wakes the pollers waiting for messages
-        for source in self._sources:
-            source.stop()
+        # Together: each may be waiting out a receive (a second on SQS) before it sees the flag.
+        stopping = [threading.Thread(target=source.stop) for source in self._sources]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
         if self._handles is not None:
             self._handles.close()  # the running processes are killed; their STOPPED events stay queued
         if self._websocket is not None:

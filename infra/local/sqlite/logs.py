@@ -75,13 +75,15 @@ class LocalLogStore:
             row = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM log_events").fetchone()
         return int(row[0])
 
-    def wait_after(self, seq: int, timeout: float) -> bool:
-        """Wait until an event later than `seq` was written in this process (or `timeout`)."""
+    def wait_after(self, seq: int, timeout: float, until: threading.Event | None = None) -> bool:
+        """Wait until an event later than `seq` was written in this process, or `timeout`, or
+        `until` is set (and the store woken)."""
         with self._written:
-            return self._written.wait_for(lambda: self._last_seq > seq, timeout)
+            return self._written.wait_for(
+                lambda: self._last_seq > seq or (until is not None and until.is_set()), timeout)
 
     def wake(self) -> None:
-        """Wake waiters (at shutdown)."""
+        """Wake waiters (at shutdown), to look at what they wait until."""
         with self._written:
             self._written.notify_all()
 
