@@ -1,4 +1,4 @@
-"""Scheduling acceptance over HTTP against the local runtime. Cron schedules fire every 5 s here
+"""Scheduling acceptance over HTTP against the local runtime. Cron schedules fire every 3 s here
 (LOCAL_CRON_TICK_SECONDS, a setting of the local Scheduler stand-in only: the app's path for a
 tick is the same as for a real one)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tests.system.conftest import Runtime, running_runtime, wait_until
 
 pytestmark = pytest.mark.system
 FINAL = {"done", "failed", "timedout", "expired", "stopped"}
-TICK = 5.0
+TICK = 3.0
 
 
 @pytest.fixture(scope="module")
