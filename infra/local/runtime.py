@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,11 +330,18 @@ def main(argv: list[str] | None = None) -> int:
             runtime.stop()
             return 2
         raise
+    # The handlers only note the request: the main thread stops the runtime itself. A handler
+    # runs in the main thread between two of its bytecodes, where starting a thread or taking a
+    # lock can meet a lock the interrupted code holds.
+    requested: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: threading.Thread(target=runtime.stop, daemon=True).start())
+        signal.signal(sig, lambda number, _frame: requested.append(number))
     for line in runtime.describe():
         print(line, file=sys.stderr, flush=True)
-    runtime.stopped.wait()
+    while not requested and not runtime.stopped.is_set():
+        time.sleep(0.2)
+    if not runtime.stopped.is_set():
+        runtime.stop()
     return 0
 
 
