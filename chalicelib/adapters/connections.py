@@ -40,7 +40,7 @@ def _reachable(method: F) -> F:
             self._share_session()
             return method(self, *args, **kwargs)
         except (PynamoDBException, BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"DynamoDB: {error}") from error
+            raise DependencyDown.of("DynamoDB", error) from error
 
     return cast(F, guarded)
 

@@ -50,9 +50,9 @@ class DeliveryLog:
                 )
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise DependencyDown(f"DynamoDB: {error}") from error
+                    raise DependencyDown.of("DynamoDB", error) from error
             except BotoCoreError as error:
-                raise DependencyDown(f"DynamoDB: {error}") from error
+                raise DependencyDown.of("DynamoDB", error) from error
             else:
                 old = response.get("Attributes") or {}
                 if old.get("state", {}).get("S") == SENT:
@@ -70,14 +70,14 @@ class DeliveryLog:
                                                              ConsistentRead=True).get("Item")
             return item
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"DynamoDB: {error}") from error
+            raise DependencyDown.of("DynamoDB", error) from error
 
     def _set(self, key: str, expression: str, values: dict[str, Any]) -> None:
         try:
             self._ddb.update_item(TableName=self._table, Key=self._key(key), UpdateExpression=expression,
                                   ExpressionAttributeNames={"#state": "state"}, ExpressionAttributeValues=values)
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"DynamoDB: {error}") from error
+            raise DependencyDown.of("DynamoDB", error) from error
 
     def mark_sent(self, key: str, outcome: dict[str, Any], lease_seconds: float) -> None:
         """The attempt was made: keep its outcome, so a worker that takes over never sends again."""
@@ -97,9 +97,9 @@ class DeliveryLog:
                                   ExpressionAttributeValues={":sending": {"S": _SENDING}})
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise DependencyDown(f"DynamoDB: {error}") from error
+                raise DependencyDown.of("DynamoDB", error) from error
         except BotoCoreError as error:
-            raise DependencyDown(f"DynamoDB: {error}") from error
+            raise DependencyDown.of("DynamoDB", error) from error
 
     def ping(self) -> None:
         self._ddb.describe_table(TableName=self._table)

@@ -114,7 +114,7 @@ class PowertoolsIdempotencyKeys:
             # times over; a request with the key is moving it, so it is in progress.
             return KeyOutcome(KeyState.IN_PROGRESS)
         except IdempotencyPersistenceLayerError as error:
-            raise DependencyDown(f"DynamoDB (idempotency keys): {error}") from error
+            raise DependencyDown.of("DynamoDB (idempotency keys)", error) from error
         if isinstance(result, _Replayed):
             return KeyOutcome(KeyState.REPLAYED, Answer.from_json(result.kept))
         return KeyOutcome(KeyState.RAN, Answer.from_json(result))

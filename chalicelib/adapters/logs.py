@@ -34,9 +34,9 @@ class CloudWatchLogReader:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 return LogChunk([], token, True)  # nothing written yet (or ever)
-            raise DependencyDown(f"CloudWatch Logs: {error}") from error  # throttled, denied, down: 503
+            raise DependencyDown.of("CloudWatch Logs", error) from error  # throttled, denied, down: 503
         except BotoCoreError as error:
-            raise DependencyDown(f"CloudWatch Logs: {error}") from error
+            raise DependencyDown.of("CloudWatch Logs", error) from error
         lines = [event["message"] for event in response.get("events", [])]
         next_token = response.get("nextForwardToken" if forward else "nextBackwardToken")
         if forward:

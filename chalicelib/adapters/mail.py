@@ -34,7 +34,7 @@ class SesMailer:
             message = error.response.get("Error", {}).get("Message", str(error))
             if code in PERMANENT_SES_ERRORS:
                 raise MailRejected(f"SES {code}: {message}") from error
-            raise DependencyDown(f"SES: {code} {message}") from error
+            raise DependencyDown.of("SES", f"{code} {message}") from error
         except BotoCoreError as error:
-            raise DependencyDown(f"SES: {error}") from error
+            raise DependencyDown.of("SES", error) from error
         return str(response["MessageId"])

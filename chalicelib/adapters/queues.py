@@ -34,14 +34,14 @@ class SqsQueue:
             response = self._sqs.send_message(QueueUrl=self._url, MessageBody=body,
                                               DelaySeconds=whole_delay(delay_seconds))
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"SQS: {error}") from error
+            raise DependencyDown.of("SQS", error) from error
         return str(response["MessageId"])
 
     def ping(self) -> None:
         try:
             self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"SQS: {error}") from error
+            raise DependencyDown.of("SQS", error) from error
 
 
 class SqsJobQueue(SqsQueue):
@@ -52,7 +52,7 @@ class SqsJobQueue(SqsQueue):
         try:
             attributes = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=PENDING_ATTRIBUTES)
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"SQS: {error}") from error
+            raise DependencyDown.of("SQS", error) from error
         return sum(int(attributes["Attributes"].get(name, 0)) for name in PENDING_ATTRIBUTES)
 
 
@@ -68,10 +68,10 @@ class SqsNotifyQueue(SqsQueue):
             try:
                 response = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
             except (BotoCoreError, ClientError) as error:
-                raise DependencyDown(f"SQS: {error}") from error
+                raise DependencyDown.of("SQS", error) from error
             failed = response.get("Failed") or []
             if failed:
-                raise DependencyDown(f"SQS refused {len(failed)} notification message(s): {failed[0].get('Message')}")
+                raise DependencyDown.of("SQS", f"refused {len(failed)} notification message(s): {failed[0].get('Message')}")
 
 
 class SqsQueueDepths:
@@ -91,7 +91,7 @@ class SqsQueueDepths:
                                     "ApproximateNumberOfMessagesDelayed"],
                 )["Attributes"]
             except (BotoCoreError, ClientError) as error:
-                raise DependencyDown(f"SQS: {error}") from error
+                raise DependencyDown.of("SQS", error) from error
             result[role] = {
                 "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
                 "inFlight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),

@@ -54,7 +54,7 @@ class EventBridgeScheduler:
                     raise
                 return str(self._scheduler.update_schedule(**request)["ScheduleArn"])
         except (BotoCoreError, ClientError) as error:
-            raise DependencyDown(f"EventBridge Scheduler: {error}") from error
+            raise DependencyDown.of("EventBridge Scheduler", error) from error
 
     def put_one_time(self, name: str, moment: float, message: ScheduleFiring | CronTick) -> str:
         return self._put(name, at_expression(moment), "UTC", message, one_time=True)
@@ -67,6 +67,6 @@ class EventBridgeScheduler:
             self._scheduler.delete_schedule(Name=name, GroupName=self._settings.schedule_group)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise DependencyDown(f"EventBridge Scheduler: {error}") from error
+                raise DependencyDown.of("EventBridge Scheduler", error) from error
         except BotoCoreError as error:
-            raise DependencyDown(f"EventBridge Scheduler: {error}") from error
+            raise DependencyDown.of("EventBridge Scheduler", error) from error

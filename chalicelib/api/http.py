@@ -42,7 +42,8 @@ def operation(name: str) -> Callable[[Callable[..., Response]], Callable[..., Re
                 return view(*args, **kwargs)
             except FastlaneError as error:
                 if error.status >= 500:
-                    logger.exception("dependency failed", extra={"operation": name})
+                    logger.exception("dependency failed", extra={"operation": name,
+                                                                 "detail": getattr(error, "detail", None)})
                 return error_response(error.status, error.message, name, error.field, error.headers or None)
             except Exception:  # noqa: BLE001 - the contract says every error is JSON
                 logger.exception("unexpected error", extra={"operation": name})

@@ -105,8 +105,8 @@ def get_execution(request: Request, task_id: str, job_id: str, execution_id: str
     except DependencyDown as error:
         # The status is what pollers come for: the store answered it, so it is answered, with
         # the output left out and why, rather than a 503 for the whole execution.
-        logger.warning("execution details without output", extra={"reason": str(error)})
-        output, unread = None, f"The output could not be read just now ({error}); ask again in a moment."
+        logger.warning("execution details without output", extra={"reason": error.detail or error.message})
+        output, unread = None, f"The output could not be read: {error.message}"
     return json_response(shapes.execution_details(_urls(request), job, execution, output, unread))
 
 

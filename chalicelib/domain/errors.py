@@ -38,6 +38,16 @@ class DependencyDown(FastlaneError):
     """An AWS service we depend on failed after retries (503)."""
 
     status = 503
+    detail: str | None = None  # what the service said, for the log only
+
+    @classmethod
+    def of(cls, service: str, error: object) -> DependencyDown:
+        """`service` failed with `error`. Clients read that the service is unavailable; what it
+        said (which can name the account, the function's role, tables and queues) goes to the
+        log only."""
+        down = cls(f"{service} is unavailable just now; try again in a moment.")
+        down.detail = f"{service}: {error}"
+        return down
 
 
 class LaunchFailed(Exception):

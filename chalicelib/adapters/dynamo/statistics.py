@@ -60,6 +60,6 @@ class DynamoStatistics:
             try:
                 return read()
             except (BotoCoreError, ClientError) as error:  # the raw client's, not PynamoDB's
-                raise DependencyDown(f"DynamoDB: {error}") from error
+                raise DependencyDown.of("DynamoDB", error) from error
 
         return self._tables.guard(guarded)

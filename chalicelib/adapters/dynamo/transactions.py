@@ -56,7 +56,7 @@ def retry_on_contention(attempt: Callable[[], T]) -> T:
         except TransactWriteError as error:
             reasons = cancellation_reasons(error)
             if CONDITION_FAILED not in reasons and "TransactionConflict" not in reasons:
-                raise DependencyDown(f"DynamoDB refused the write: {error.cause_response_message}") from error
+                raise DependencyDown.of("DynamoDB", f"refused the write: {error.cause_response_message}") from error
             time.sleep(random.uniform(0, 0.01 * (n + 1)))
     raise DependencyDown("DynamoDB: too much contention on the same task, try again")
 
@@ -109,4 +109,4 @@ def guard(call: Callable[[], T]) -> T:
     except (Conflict, DependencyDown):
         raise
     except PynamoDBException as error:
-        raise DependencyDown(f"DynamoDB: {error.msg}") from error
+        raise DependencyDown.of("DynamoDB", error.msg) from error
