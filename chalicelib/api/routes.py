@@ -9,7 +9,7 @@ from chalice.app import Request, Response
 from .. import wiring
 from ..config import get_settings
 from ..domain import contract as shapes
-from ..domain.errors import DependencyDown, NotFound
+from ..domain.errors import DependencyDown, FastlaneError, NotFound
 from ..domain.model import Execution
 from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import logger, metrics
@@ -116,7 +116,10 @@ def _check(name: str, probe: Callable[[], Any], checks: dict[str, str], errors: 
         checks[name] = "ok"
     except Exception as error:  # noqa: BLE001 - any failure of a dependency is reported, not raised
         checks[name] = "failed"
-        errors.append({"source": name, "message": str(error) or type(error).__name__})
+        # As in a 503: the service's own words (account, role, table names) go to the log only.
+        public = error.message if isinstance(error, FastlaneError) else f"{name} check failed ({type(error).__name__})"
+        logger.warning("healthcheck: a dependency failed", extra={"source": name, "detail": str(error)})
+        errors.append({"source": name, "message": public})
 
 
 @operation("healthcheck")

@@ -28,6 +28,8 @@ def test_healthcheck_names_dynamodb_when_a_table_is_gone(api):
     boto3.client("dynamodb", region_name=REGION).delete_table(TableName="test-jobs")
     response = api.get("/healthcheck")
     assert response.status_code == 503 and response.json["errors"][0]["source"] == "dynamodb"
+    # the service's own words (here the table's name) stay in the log
+    assert "test-jobs" not in response.body.decode() and "DynamoDB" in response.json["errors"][0]["message"]
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
