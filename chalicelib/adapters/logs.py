@@ -16,13 +16,13 @@ class CloudWatchLogReader:
 
     def read(self, stream: str, token: str | None) -> LogChunk:
         """One GetLogEvents call (at most 1 MB): the lines, the token to go on from, and whether
-        the end of the stream was reached (CloudWatch then gives back the token it was given)."""
+        the end of the reading was reached (CloudWatch then answers no lines and gives back the
+        token it was given, in either direction)."""
         return self._call(stream, token, forward=True)
 
     def read_back(self, stream: str, token: str | None) -> LogChunk:
         """One GetLogEvents call from the stream's end backwards (`startFromHead` false: the
-        newest events, at most 1 MB), then on with its backward token; at the stream's start
-        CloudWatch gives back the token it was given."""
+        newest events, at most 1 MB), then on with its backward token."""
         return self._call(stream, token, forward=False)
 
     def _call(self, stream: str, token: str | None, forward: bool) -> LogChunk:
@@ -39,6 +39,4 @@ class CloudWatchLogReader:
             raise DependencyDown.of("CloudWatch Logs", error) from error
         lines = [event["message"] for event in response.get("events", [])]
         next_token = response.get("nextForwardToken" if forward else "nextBackwardToken")
-        if forward:
-            return LogChunk(lines, next_token, (not lines and next_token == token) or next_token is None)
-        return LogChunk(lines, next_token, next_token is None or next_token == token)
+        return LogChunk(lines, next_token, (not lines and next_token == token) or next_token is None)

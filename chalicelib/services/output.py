@@ -25,7 +25,7 @@ class OutputPage:
     next_token: str | None
 
 
-def keep_tail(text: str, limit: int) -> tuple[str, bool]:
+def _keep_tail(text: str, limit: int) -> tuple[str, bool]:
     """The last `limit` UTF-8 bytes of `text`, cut at a character boundary; and whether it was cut."""
     data = text.encode("utf-8")
     if len(data) <= limit:
@@ -102,5 +102,5 @@ class OutputReader:
             if size > limit_bytes:
                 break  # more than enough: what is left out before is certain
             token = chunk.next_token
-        text, cut = keep_tail("".join(line + "\n" for page in reversed(pages) for line in page), limit_bytes)
+        text, cut = _keep_tail("".join(line + "\n" for page in reversed(pages) for line in page), limit_bytes)
         return text, cut or not whole
