@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
 
-from .model import Execution, ExecutionStatus, Hook
+from .model import Execution, ExecutionStatus, Hook, Placement
 
 LAUNCH, TIMEOUT, SCHEDULE, TICK = "launch", "timeout", "schedule", "tick"
 WEBHOOK, EMAIL = "webhook", "email"
@@ -39,6 +39,7 @@ class Frozen:
     due_at: float | None = None
     request_ip: str | None = None
     pool: str | None = None
+    placement: Placement | None = None
 
     @classmethod
     def of(cls, execution: Execution) -> Frozen | None:
@@ -46,7 +47,7 @@ class Frozen:
             return None  # made before they were frozen: the dispatcher reads it
         return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
                    execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
-                   execution.due_at, execution.request_ip, execution.pool)
+                   execution.due_at, execution.request_ip, execution.pool, execution.placement)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"image": self.image, "command": self.command, "envs": self.envs,
@@ -55,6 +56,8 @@ class Frozen:
                            ("requestIp", self.request_ip), ("pool", self.pool)):
             if value is not None:
                 body[key] = value
+        if self.placement is not None:
+            body["placement"] = self.placement.to_dict()
         return body
 
     @classmethod
@@ -75,7 +78,8 @@ class Frozen:
                        float(body["createdAt"]), bool(body["notifies"]), int(body["jobRetries"]),
                        optional["timeout"], optional["expiration"], optional["dueAt"],
                        body.get("requestIp") if isinstance(body.get("requestIp"), str) else None,
-                       body.get("pool") if isinstance(body.get("pool"), str) else None)
+                       body.get("pool") if isinstance(body.get("pool"), str) else None,
+                       Placement.from_dict(body.get("placement")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -110,7 +114,7 @@ class Launch:
                          created_at=frozen.created_at, request_ip=frozen.request_ip, due_at=frozen.due_at,
                          envs=dict(frozen.envs), timeout=frozen.timeout, expiration=frozen.expiration,
                          launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries,
-                         pool=frozen.pool)
+                         pool=frozen.pool, placement=frozen.placement)
 
 
 @dataclass(frozen=True)

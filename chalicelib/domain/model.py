@@ -156,6 +156,26 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where its container runs and how large it is: the cluster and task size of the pool the
+    execution's task matched when it was made, frozen on it with its launch parameters."""
+
+    cluster: str
+    cpu: str
+    memory: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"cluster": self.cluster, "cpu": self.cpu, "memory": self.memory}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Placement | None:
+        """None for what is not a placement (absent, or stored by an older version)."""
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("cluster", "cpu", "memory")):
+            return None
+        return cls(value["cluster"], value["cpu"], value["memory"])
+
+
+@dataclass(frozen=True)
 class Execution:
     task_id: str
     job_id: str
@@ -184,6 +204,8 @@ class Execution:
     envs: dict[str, str] | None = None
     timeout: float | None = None
     expiration: float | None = None
+    # The cluster and size it launches with (None: made before they were frozen; its pool's apply).
+    placement: Placement | None = None
     # The generation of the one launch message that may act on this execution: every launch
     # message carries the generation it was sent with, each resend takes the next one, and a
     # message of an older generation (a duplicate, a copy that came back late) does nothing.
@@ -257,13 +279,13 @@ def seq_range(page: int, per_page: int, total: int, newest_first: bool = False) 
     return low, min(total, low + per_page - 1)
 
 
-def new_execution(job: Job, at: float, *, request_ip: str | None = None, due_at: float | None = None,
-                  metadata: dict[str, Any] | None = None) -> Execution:
+def new_execution(job: Job, at: float, *, placement: Placement, request_ip: str | None = None,
+                  due_at: float | None = None, metadata: dict[str, Any] | None = None) -> Execution:
     """The one way a new execution is made: enqueued, with the job's launch parameters as they
-    are now frozen on it."""
+    are now and the `placement` of its pool frozen on it."""
     spec = job.spec
     return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=spec.image,
                      command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
                      due_at=due_at, metadata=dict(metadata or {}), envs=dict(spec.envs),
                      timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration,
-                     notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retries)
+                     placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retries)

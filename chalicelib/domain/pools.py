@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import Settings
+from .model import Placement
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,19 @@ class Pool:
 
     def matches(self, task_id: str) -> bool:
         return re.fullmatch(self.match, task_id) is not None
+
+    @property
+    def placement(self) -> Placement:
+        """What an execution made now freezes of this pool: its cluster and task size."""
+        return Placement(self.cluster, self.cpu, self.memory)
+
+    def placed(self, placement: Placement | None) -> Pool:
+        """This pool as an execution frozen with `placement` launches in it: the pool's slots and
+        network, the frozen cluster and size (a redeploy that changed them changes only later
+        executions, and a RunTask sent again under the same client token is the same request)."""
+        if placement is None or placement == self.placement:
+            return self
+        return replace(self, cluster=placement.cluster, cpu=placement.cpu, memory=placement.memory)
 
 
 def load_pools(settings: Settings) -> tuple[Pool, ...]:

@@ -26,7 +26,7 @@ from ..domain.lifecycle import (
 )
 from ..domain.limits import MAX_ERROR_CHARS, SQS_MAX_DELAY_SECONDS
 from ..domain.messages import Launch, TimeoutCheck
-from ..domain.model import Execution, Job, new_execution, now
+from ..domain.model import Execution, Job, Placement, new_execution, now
 from ..domain.model import ExecutionStatus as S
 from ..domain.pools import Pool, load_pools, pool_for
 from ..observability import MetricUnit, logger, metrics
@@ -86,13 +86,18 @@ class ExecutionEngine:
             return None
         return self._jobs.get_job(execution.job_id)
 
+    def placement(self, task_id: str) -> Placement:
+        """The cluster and size a new execution of a task freezes: its pool's, as configured now."""
+        return pool_for(self.pools, task_id).placement
+
     def _pool_of(self, execution: Execution) -> Pool:
-        """The pool whose slot the execution holds (named on it), else the one its task matches."""
+        """The pool whose slot the execution holds (named on it), else the one its task matches,
+        with the cluster and size frozen on the execution."""
         if execution.pool is not None:
             for pool in self.pools:
                 if pool.name == execution.pool:
-                    return pool
-        return pool_for(self.pools, execution.task_id)
+                    return pool.placed(execution.placement)
+        return pool_for(self.pools, execution.task_id).placed(execution.placement)
 
     def _stop_task(self, task_arn: str, reason: str) -> bool:
         """Ask for a task to stop; a failure is left to the reconciler, which asks again until
@@ -129,7 +134,8 @@ class ExecutionEngine:
             delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
                             settings.retry_backoff_max)
             at = self._clock()
-            return new_execution(current, at, request_ip=ended.request_ip, due_at=round(at + delay, 3),
+            return new_execution(current, at, placement=self.placement(current.task_id), request_ip=ended.request_ip,
+                                 due_at=round(at + delay, 3),
                                  metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1})
 
         return make

@@ -80,7 +80,8 @@ class JobService:
             request_ip=request_ip,
         )
         job = self._scheduling.plan(job)
-        execution = None if spec.scheduled else new_execution(job, at, request_ip=request_ip)
+        execution = None if spec.scheduled else new_execution(job, at, placement=self._engine.placement(task_id),
+                                                               request_ip=request_ip)
         if existing is None:
             job, execution = self._jobs.save_new_job(job, execution, known_absent=True)  # a new id, or just read
         else:
@@ -169,9 +170,11 @@ class JobService:
         """A new execution of the job now, on a client's request: the job is no longer stopped."""
         if job.execution_count == 0:
             raise ValidationError("The job has never run, so it cannot be retried.", field="jobId")
-        _, execution = self._jobs.add_execution(
-            job.job_id, lambda current: new_execution(current, self._clock(), metadata={"retriedByClient": True}),
-            require_idle=True, clear_stopped=True)
+        def make(current: Job) -> Execution:
+            return new_execution(current, self._clock(), placement=self._engine.placement(current.task_id),
+                                 metadata={"retriedByClient": True})
+
+        _, execution = self._jobs.add_execution(job.job_id, make, require_idle=True, clear_stopped=True)
         return execution, self._engine.send_launch(execution)
 
 

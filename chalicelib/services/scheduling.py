@@ -106,7 +106,8 @@ class Scheduling:
     # firings ------------------------------------------------------------------------------------
 
     def _new_execution(self, job: Job, scheduled_at: float) -> Execution:
-        return new_execution(job, self._clock(), request_ip=job.request_ip, due_at=round(scheduled_at, 3),
+        return new_execution(job, self._clock(), placement=self._engine.placement(job.task_id),
+                             request_ip=job.request_ip, due_at=round(scheduled_at, 3),
                              metadata={"scheduledAt": round(scheduled_at, 3)})
 
     def handle(self, message: ScheduleFiring | CronTick) -> None:

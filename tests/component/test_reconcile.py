@@ -166,6 +166,28 @@ def test_a_put_while_enqueued_launches_the_parameters_the_execution_was_made_wit
     assert by_execution[put.json["executionId"]] == ["ubuntu:24.04", "echo new", {"A": "new"}]
 
 
+def test_a_redeploy_that_changed_the_pool_launches_earlier_executions_as_they_were_made(api, runner, drive, tune):
+    """The cluster and size are frozen on the execution with its launch parameters: a RunTask
+    sent again under the same client token is the same request, and a task is looked for where
+    it was launched."""
+    tune(POOLS=json.dumps([{"name": "gpu", "match": ".*", "cluster": "blue", "cpu": "256", "memory": "512"}]))
+    created = api.post("/tasks/t", SLEEPER).json
+    tune(POOLS=json.dumps([{"name": "gpu", "match": ".*", "cluster": "green", "cpu": "1024", "memory": "2048"}]))
+    later = api.post("/tasks/t", SLEEPER).json
+    seen = {}
+    original = runner.run
+
+    def run(execution, spec, pool):
+        seen[execution.execution_id] = (pool.name, pool.cluster, pool.cpu, pool.memory)
+        return original(execution, spec, pool)
+
+    runner.run = run
+    drive("jobs")
+    assert seen == {created["executionId"]: ("gpu", "blue", "256", "512"),
+                    later["executionId"]: ("gpu", "green", "1024", "2048")}
+    assert ":task/blue/" in runner.tasks[created["executionId"]]
+
+
 def test_copies_of_a_replaced_launch_message_do_nothing(api, runner, drive, sqs, aws):
     """Under throttling each attempt replaces the launch message; a copy of an earlier one (a
     redelivery) must not start a second chain of attempts."""

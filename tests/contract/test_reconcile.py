@@ -4,8 +4,10 @@ job."""
 from __future__ import annotations
 
 from chalicelib.domain.model import ExecutionStatus as S
-from chalicelib.domain.model import new_execution
+from chalicelib.domain.model import Placement, new_execution
 from tests.contract.support import Ports, at_once, post
+
+PLACEMENT = Placement(cluster="jobs-b", cpu="1024", memory="2048")
 
 
 def test_a_launch_generation_is_taken_once_from_the_snapshot(backend: Ports) -> None:
@@ -84,19 +86,23 @@ def test_no_retry_is_added_to_a_job_stopped_meanwhile(backend: Ports) -> None:
     backend.jobs.set_job_stopped(job.job_id, True)
 
     moved = backend.executions.transition(execution, S.FAILED,
-                                          follow_up=lambda current: new_execution(current, backend.clock()))
+                                          follow_up=lambda current: new_execution(current, backend.clock(), placement=PLACEMENT))
     assert moved is not None and moved[1] is None
     stored = backend.jobs.get_job(job.job_id)
     assert stored is not None and stored.execution_count == 1 and stored.active == frozenset()
 
 
 def test_frozen_launch_parameters_are_stored_with_the_execution(backend: Ports) -> None:
-    job, execution = post(backend)
+    job, execution = post(backend, placement=PLACEMENT)
     stored = backend.executions.get_execution(execution.job_id, execution.execution_id)
     assert stored is not None
     assert (stored.envs, stored.timeout, stored.expiration) == (execution.envs, execution.timeout,
                                                                 execution.expiration)
     assert stored.launch_spec(None).image == job.spec.image
+    assert stored.placement == PLACEMENT
+    _, older = post(backend)  # made before placements were frozen: none, and its pool's apply
+    again = backend.executions.get_execution(older.job_id, older.execution_id)
+    assert again is not None and again.placement is None
 
 
 def test_an_ending_to_announce_is_on_the_worklist_until_it_is_announced(backend: Ports) -> None:

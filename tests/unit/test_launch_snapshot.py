@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from chalicelib.domain.ecs import parse_started_by, parse_task_event, started_by
 from chalicelib.domain.messages import Launch, decode_job_message, encode
-from chalicelib.domain.model import ExecutionStatus, Hook, Job, JobSpec, new_execution, new_id
+from chalicelib.domain.model import ExecutionStatus, Hook, Job, JobSpec, Placement, new_execution, new_id
+from chalicelib.domain.pools import Pool
+
+PLACEMENT = Placement(cluster="fastlane", cpu="256", memory="512")
 
 
 def a_job(**spec: object) -> Job:
@@ -14,8 +17,9 @@ def a_job(**spec: object) -> Job:
 
 
 def test_an_execution_freezes_its_jobs_policy() -> None:
-    plain = new_execution(a_job(), 11.0)
-    noisy = new_execution(a_job(retries=2, webhooks={"fails": [Hook(url="http://127.0.0.1/x")]}), 11.0)
+    plain = new_execution(a_job(), 11.0, placement=PLACEMENT)
+    noisy = new_execution(a_job(retries=2, webhooks={"fails": [Hook(url="http://127.0.0.1/x")]}), 11.0,
+                          placement=PLACEMENT)
 
     assert (plain.notifies, plain.job_retries, plain.frozen) == (False, 0, True)
     assert (noisy.notifies, noisy.job_retries) == (True, 2)
@@ -25,8 +29,8 @@ def test_an_execution_freezes_its_jobs_policy() -> None:
 
 
 def test_the_launch_message_carries_the_snapshot_the_dispatcher_acts_on() -> None:
-    execution = new_execution(a_job(timeout=30, expiration=99.0), 11.0, request_ip="127.0.0.1",
-                              due_at=12.5).with_changes(launches=3)
+    execution = new_execution(a_job(timeout=30, expiration=99.0), 11.0, request_ip="127.0.0.1", due_at=12.5,
+                              placement=Placement(cluster="gpu", cpu="4096", memory="8192")).with_changes(launches=3)
 
     decoded = decode_job_message(encode(Launch.of(execution, attempt=2)))
 
@@ -35,6 +39,14 @@ def test_the_launch_message_carries_the_snapshot_the_dispatcher_acts_on() -> Non
     assert snapshot is not None
     assert snapshot == execution.with_changes(metadata={}, seq=0)
     assert snapshot.status is ExecutionStatus.ENQUEUED and snapshot.launch_spec(None) == execution.launch_spec(None)
+    assert snapshot.placement == Placement(cluster="gpu", cpu="4096", memory="8192")
+
+
+def test_an_execution_launches_with_the_cluster_and_size_it_was_made_with() -> None:
+    now = Pool(name="p", match=".*", cluster="moved", cpu="1024", memory="2048")
+    assert now.placed(PLACEMENT).cluster == "fastlane" and now.placed(PLACEMENT).cpu == "256"
+    assert now.placed(PLACEMENT).memory == "512" and now.placed(PLACEMENT).name == "p"
+    assert now.placed(None) is now  # made before placements were frozen: the pool as it is
 
 
 def test_a_launch_message_without_a_valid_snapshot_makes_the_dispatcher_read() -> None:
@@ -42,7 +54,7 @@ def test_a_launch_message_without_a_valid_snapshot_makes_the_dispatcher_read() -
     bad = decode_job_message('{"taskId": "t", "jobId": "j", "executionId": "e", "execution": {"image": 3}}')
     assert isinstance(old, Launch) and old.snapshot() is None
     assert isinstance(bad, Launch) and bad.snapshot() is None
-    unfrozen = new_execution(a_job(), 11.0).with_changes(envs=None)
+    unfrozen = new_execution(a_job(), 11.0, placement=PLACEMENT).with_changes(envs=None)
     assert Launch.of(unfrozen).frozen is None
 
 

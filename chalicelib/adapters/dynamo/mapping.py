@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from ...domain.lifecycle import ACTIVE_STATUSES
-from ...domain.model import Execution, ExecutionStatus, Job, JobSpec, Task
+from ...domain.model import Execution, ExecutionStatus, Job, JobSpec, Placement, Task
 from .tables import SCHEDULE_BUCKET
 
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
@@ -55,7 +55,7 @@ def execution_from_item(item: Any) -> Execution:
                   expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
                   resends=int(values["resends"] or 0), announcing=bool(values["announcing"]),
                   job_retries=None if values["job_retries"] is None else int(values["job_retries"]),
-                  watched=bool(values["watched"]))
+                  watched=bool(values["watched"]), placement=Placement.from_dict(values["placement"]))
     return Execution(**values)
 
 
@@ -64,6 +64,7 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
     values.update(seq=seq, status=execution.status.value, metadata=execution.metadata or None,
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
                   announcing=execution.announcing or None, watched=execution.watched or None,
+                  placement=None if execution.placement is None else execution.placement.to_dict(),
                   sweep=sweep_key(execution.status, execution.pool, execution.announcing))
     return model(**values)
 

@@ -205,6 +205,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         envs = JSONAttribute(null=True)
         timeout = NumberAttribute(null=True)
         expiration = NumberAttribute(null=True)
+        placement = JSONAttribute(null=True)
         launches = NumberAttribute(default=0)
         resends = NumberAttribute(default=0)
         announcing = BooleanAttribute(null=True)

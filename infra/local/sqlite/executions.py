@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS executions (
     envs TEXT,
     timeout REAL,
     expiration REAL,
+    placement TEXT,
     launches INTEGER NOT NULL DEFAULT 0,
     resends INTEGER NOT NULL DEFAULT 0,
     announcing INTEGER NOT NULL DEFAULT 0,
@@ -64,7 +65,7 @@ CREATE INDEX IF NOT EXISTS executions_reconciled ON executions (created_at) WHER
 ADDED_COLUMNS = {"envs": "TEXT", "timeout": "REAL", "expiration": "REAL",
                  "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0",
                  "announcing": "INTEGER NOT NULL DEFAULT 0", "notifies": "INTEGER", "job_retries": "INTEGER",
-                 "watched": "INTEGER NOT NULL DEFAULT 0"}
+                 "watched": "INTEGER NOT NULL DEFAULT 0", "placement": "TEXT"}
 
 
 _SOURCES = {status: sources(status) for status in ExecutionStatus}

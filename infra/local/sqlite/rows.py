@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from chalicelib.domain.model import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, JobSpec, Task
+from chalicelib.domain.model import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, JobSpec, Placement, Task
 
 from .statistics import bump
 
@@ -114,7 +114,7 @@ def jobs_of(connection: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Job
 EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "image", "command", "created_at",
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
                      "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
-                     "launches", "resends", "announcing", "notifies", "job_retries", "watched")
+                     "launches", "resends", "announcing", "notifies", "job_retries", "watched", "placement")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -136,6 +136,7 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "announcing": int(execution.announcing),
         "notifies": None if execution.notifies is None else int(execution.notifies),
         "job_retries": execution.job_retries, "watched": int(execution.watched),
+        "placement": None if execution.placement is None else _json(execution.placement.to_dict()),
     }
 
 
@@ -154,6 +155,7 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "announcing": bool(row["announcing"]),
         "notifies": None if row["notifies"] is None else bool(row["notifies"]), "job_retries": row["job_retries"],
         "watched": bool(row["watched"]),
+        "placement": None if row["placement"] is None else Placement.from_dict(_loads(row["placement"])),
     }
     fields.update(overrides)
     return Execution(**fields)
