@@ -39,10 +39,11 @@ SHUTDOWN_JOIN_SECONDS = 5.0
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **fields: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.fields = fields  # more members of the error's body, as ECS sends (resourceIds)
 
 
 def _iso_ms(moment: float) -> str:
@@ -51,6 +52,10 @@ def _iso_ms(moment: float) -> str:
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _request_key(request: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in request.items() if k != "clientToken"}, sort_keys=True)
 
 
 def _cluster_name(ref: str | None) -> str:
@@ -77,6 +82,7 @@ class _Task:
     cpu: str | None
     memory: str | None
     client_token: str | None
+    request: str  # the RunTask request but its client token, canonical: a token reused with another is refused
     created_at: float
     updated_at: float
     last_status: str = "PENDING"
@@ -310,7 +316,7 @@ class LocalFargate:
                 raise ApiError(INVALID_PARAMETER, "The request body must be a JSON object.")
             return 200, handler(request)
         except ApiError as error:
-            return 400, {"__type": error.code, "message": error.message}
+            return 400, {"__type": error.code, "message": error.message, **error.fields}
         except Exception as error:  # a bug here must answer, not kill the connection
             log.exception("local Fargate failed on %s", operation)
             return 500, {"__type": "ServerException", "message": f"{type(error).__name__}: {error}"}
@@ -380,7 +386,7 @@ class LocalFargate:
         if token is not None:
             existing = self._task_for_token(cluster, token)
             if existing is not None:
-                return {"tasks": [self._snapshot(existing)], "failures": []}
+                return self._same_request(existing, request)
         task = self._new_task(cluster, request)
         with self._lock:
             if token is not None and (cluster, token) in self._tokens:
@@ -393,7 +399,7 @@ class LocalFargate:
                 if token is not None:
                     self._tokens[(cluster, token)] = task.id
         if task is None:
-            return {"tasks": [self._snapshot(existing)], "failures": []}
+            return self._same_request(existing, request)
         # PENDING goes out before the supervisor starts, so the events of a task are in order.
         with task.lock:
             pending = task.describe(for_event=True)
@@ -402,6 +408,14 @@ class LocalFargate:
         task.thread = threading.Thread(target=self._supervise, args=(task,), name=f"task-{task.id[:8]}", daemon=True)
         task.thread.start()
         return {"tasks": [answer], "failures": []}
+
+    def _same_request(self, existing: _Task, request: dict[str, Any]) -> dict[str, Any]:
+        """A client token already used in the cluster: ECS answers the task it started when the
+        request is the same, and refuses another, naming the task (`resourceIds`)."""
+        if _request_key(request) != existing.request:
+            raise ApiError("ConflictException", "The clientToken is already in use with different RunTask "
+                           "parameters.", resourceIds=[existing.arn])
+        return {"tasks": [self._snapshot(existing)], "failures": []}
 
     def _task_for_token(self, cluster: str, token: str) -> _Task | None:
         with self._lock:
@@ -449,6 +463,7 @@ class LocalFargate:
             cpu=overrides.get("cpu") or definition.get("cpu"),
             memory=overrides.get("memory") or definition.get("memory"),
             client_token=request.get("clientToken"),
+            request=_request_key(request),
             created_at=now,
             updated_at=now,
         )

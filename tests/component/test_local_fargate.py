@@ -281,6 +281,18 @@ def test_the_same_client_token_runs_one_task(local):
     assert [e["detail"]["lastStatus"] for e in local.poll()] == ["PENDING", "RUNNING", "STOPPED"]
 
 
+def test_the_same_client_token_with_other_parameters_is_refused_naming_its_task(local):
+    definition = local.register()
+    first = local.run(["sleep", "30"], definition=definition, clientToken="execution-2")
+    with pytest.raises(ClientError) as refused:
+        local.run(["sleep", "31"], definition=definition, clientToken="execution-2")
+    error = refused.value.response
+    assert error["Error"]["Code"] == "ConflictException" and error["resourceIds"] == [first["taskArn"]]
+    assert local.fargate.running_count() == 1
+    local.ecs.stop_task(cluster="default", task=first["taskArn"])
+    local.wait_event(first["taskArn"], "STOPPED")
+
+
 def test_the_environment_is_the_definitions_with_the_overrides(local, monkeypatch):
     monkeypatch.setenv("FASTLANE_HOST_ONLY", "must not leak")
     definition = local.register(env={"FROM_DEFINITION": "d", "SHARED": "from definition"})
