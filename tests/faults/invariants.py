@@ -2,7 +2,8 @@
 returns its violations with the details needed to understand them.
 
 Safety properties (at most one container per execution, pool limits, notifications recorded
-once and in order, retries as asked, stopped jobs never run again, frozen launch parameters)
+once and in order, retries as asked, stopped jobs never run again, frozen launch parameters,
+`/status` counts equal to what is stored)
 must hold whatever the faults did. Liveness properties (every job ends final, every due
 notification delivered, containers stop within STOP_BOUND) are promised once dependencies are
 healthy again: a deadline that falls while faults are on is counted from the moment they stop."""
@@ -232,6 +233,20 @@ def stopped_jobs_never_run_again(sim: Simulation) -> Iterator[Violation]:
                                              else f"ran until {ended - stop:.0f} s after it"))
 
 
+def status_counts_are_the_truth(sim: Simulation) -> Iterator[Violation]:
+    """What `/status` counts (the statistics the writes add to in their transactions) equals what
+    is stored once the service is quiet, whatever was cancelled, refused or made again."""
+    jobs = list(sim.report["jobs"].values())
+    truth = Counter({"tasks": len({job.task_id for job in jobs}), "jobs": len(jobs),
+                     "scheduled": sum(1 for job in jobs if job.spec.scheduled)})
+    truth.update(execution.status.value for _, execution in _executions(sim))
+    counted = sim.report["stats"]
+    for name in sorted({*truth, *counted}):
+        if counted.get(name, 0) != truth.get(name, 0):
+            yield Violation("/status counts equal the truth",
+                            f"{name} is counted {counted.get(name, 0)}, {truth.get(name, 0)} are stored")
+
+
 def launches_use_frozen_parameters(sim: Simulation) -> Iterator[Violation]:
     executions = {execution.execution_id: execution for _, execution in _executions(sim)}
     for container in sim.runner.containers:
@@ -250,7 +265,8 @@ def launches_use_frozen_parameters(sim: Simulation) -> Iterator[Violation]:
 CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
     every_job_ends_final, one_container_per_execution, containers_stop_in_time, pools_count_their_holders,
     pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
-    outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters)
+    outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters,
+    status_counts_are_the_truth)
 
 
 def check(sim: Simulation) -> list[Violation]:

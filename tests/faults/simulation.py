@@ -446,4 +446,5 @@ class Simulation:
         names = [pool.name for pool in wiring.get_engine().pools]
         return {"jobs": jobs, "executions": executions, "pool_running": stores.pools.pool_running(names),
                 "pool_limits": {pool.name: pool.max_running for pool in wiring.get_engine().pools},
+                "stats": stores.statistics.stats(),
                 "dead_letters": {name: self.queues.depth(name + "-dlq")["visible"] for name in (JOBS, EVENTS, NOTIFY)}}
