@@ -170,6 +170,7 @@ class JobService:
         """A new execution of the job now, on a client's request: the job is no longer stopped."""
         if job.execution_count == 0:
             raise ValidationError("The job has never run, so it cannot be retried.", field="jobId")
+
         def make(current: Job) -> Execution:
             return new_execution(current, self._clock(), placement=self._engine.placement(current.task_id),
                                  metadata={"retriedByClient": True})

@@ -7,6 +7,7 @@ import uuid
 import boto3
 import pytest
 
+from chalicelib.config import get_settings
 from tests.conftest import REGION, queued_messages
 
 JOB = {"image": "ubuntu", "command": "echo 'it works'"}
@@ -24,7 +25,8 @@ def test_enqueue_creates_task_job_and_execution_and_sends_one_launch(api, sqs, a
     assert queued_messages(sqs, aws["JOBS_QUEUE_URL"]) == [
         {"taskId": "test-wrkng", "jobId": body["jobId"], "executionId": body["executionId"],
          "execution": {"image": "ubuntu", "command": "echo 'it works'", "envs": {}, "notifies": False, "jobRetries": 0,
-                       "createdAt": pytest.approx(time.time(), abs=60), "requestIp": "127.0.0.1"}}]
+                       "createdAt": pytest.approx(time.time(), abs=60), "requestIp": "127.0.0.1",
+                       "placement": {"cluster": get_settings().ecs_cluster, "cpu": "256", "memory": "512"}}}]
 
     execution = api.get(f"/tasks/test-wrkng/jobs/{body['jobId']}/executions/{body['executionId']}").json
     assert execution["execution"]["status"] == "enqueued"
