@@ -162,8 +162,10 @@ class Periodic:
     logged (and followed by `pause` seconds of rest) and the next one runs: the local stand-ins
     must outlive a passing error, as the AWS services they stand in for do."""
 
-    def __init__(self, tick: Callable[[], Any], interval: float, name: str, pause: float = 0.0) -> None:
+    def __init__(self, tick: Callable[[], Any], interval: float, name: str, pause: float = 0.0,
+                 at_start: bool = False) -> None:
         self._tick, self._interval, self._name, self._pause = tick, interval, name, pause
+        self._at_start = at_start  # the first tick comes at once, not after an interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -171,7 +173,9 @@ class Periodic:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        wait = 0.0 if self._at_start else self._interval
+        while not self._stop.wait(wait):
+            wait = self._interval
             try:
                 self._tick()
             except Exception:  # noqa: BLE001 - the next tick tries again

@@ -30,6 +30,21 @@ from .provision import local_environment, provision
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE = ROOT / ".fastlane" / "local.db"
 BACKENDS = ("local", "aws")
+# Job output is kept this many days, as the deployment's job log group keeps it (JobLogRetentionDays).
+DEFAULT_RETENTION_DAYS = 30.0
+RETENTION_CHECK_SECONDS = 3600.0
+
+
+def retention_days() -> float | None:
+    """LOG_RETENTION_DAYS: how long the local backend keeps job output; None (0) keeps it for ever."""
+    raw = os.environ.get("LOG_RETENTION_DAYS", "").strip()
+    try:
+        days = float(raw) if raw else DEFAULT_RETENTION_DAYS
+    except ValueError:
+        days = -1.0
+    if not days >= 0 or days == float("inf"):
+        raise ValueError(f"LOG_RETENTION_DAYS must be a number of days, 0 to keep job output for ever; not {raw!r}")
+    return days or None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,6 +56,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     return default if not raw else raw in ("1", "true", "yes", "on")
+
+
+def expire_output(store: Any, days: float | None) -> int:
+    """Forget job output older than `days`, as a log group's retention does; returns how many lines."""
+    if days is None:
+        return 0
+    removed = int(store.expire(int((time.time() - days * 86400) * 1000)))
+    if removed:
+        print(f"fastlane local runtime: {removed} line(s) of job output older than {days:g} days forgotten "
+              "(LOG_RETENTION_DAYS).", flush=True)
+    return removed
 
 
 class LocalRuntime:
@@ -58,6 +84,7 @@ class LocalRuntime:
         self.aws_endpoint = ""  # the aws backend's endpoint
         self.isolation = ""
         self.recovered = 0  # ECS tasks a previous run left, stopped on start
+        self.retention: float | None = None  # days job output is kept on the local backend; None: for ever
         self._moto: Any = None
         self._http: Any = None
         self._fargate: Any = None
@@ -127,7 +154,7 @@ class LocalRuntime:
         from chalicelib import wiring
         from chalicelib.config import Settings
 
-        from .event_sources import QueuePoller, Timer
+        from .event_sources import Periodic, QueuePoller, Timer
         from .log_subscription import LocalLogSubscription
         from .processes import Sandbox
         from .sqlite.backend import handles_of, open_local_backend
@@ -141,6 +168,7 @@ class LocalRuntime:
         wiring.reset()
         settings = Settings.from_environment()
         engine = "docker" if os.environ.get("DOCKER_HOST") else None
+        self.retention = retention_days()
         sandbox = None
         if engine is None:
             # Jobs may read the host, but not the runtime's own state.
@@ -169,6 +197,9 @@ class LocalRuntime:
         ]
         subscription = LocalLogSubscription(handles.log_store, settings.log_group, app_module.app.handler_map["logs"])
         self._sources.append(subscription)
+        if self.retention is not None:
+            self._sources.append(Periodic(lambda: expire_output(handles.log_store, self.retention), RETENTION_CHECK_SECONDS,
+                                          name="retention", pause=60.0, at_start=True))
         # Log reads for live logs, counted at GET <management endpoint>/_local/calls: the app's
         # catch-ups and ends, and the one subscription.
         gateway.counters.update({"AppFilterLogEvents": lambda: handles.log_events.reads,
@@ -295,6 +326,9 @@ class LocalRuntime:
             lines.append(f"fastlane local runtime: state in {self.state} (kept across restarts; --fresh or "
                          f"`make reset` starts empty)" + (f"; {self.recovered} ECS task(s) left running by the "
                                                           "previous run were stopped" if self.recovered else "") + ".")
+            kept = "for ever" if self.retention is None else f"{self.retention:g} days"
+            lines.append(f"fastlane local runtime: job output is kept {kept} (LOG_RETENTION_DAYS), as the job log "
+                         f"group keeps it in AWS.")
         else:
             emulated = "moto, in memory: lost on exit" if self._moto is not None else "the given endpoint"
             lines.append(f"fastlane local runtime: AWS at {self.aws_endpoint} ({emulated}); ECS stood in for by "

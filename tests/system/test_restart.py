@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -109,3 +110,28 @@ def test_fresh_starts_with_an_empty_state(tmp_path: Path) -> None:
         assert again.get("/tasks").json()["total"] == 0
     finally:
         stop_runtime(again)
+
+
+def test_output_older_than_the_retention_is_forgotten_and_its_execution_kept(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "local.db"
+    first = start_runtime(tmp_path, state=state, log_name="first.log")
+    try:
+        assert "job output is kept 30 days (LOG_RETENTION_DAYS)" in first.log.read_text()
+        created = first.post("/tasks/kept", {"image": "ubuntu", "command": "echo forgotten soon"}).json()
+        first.wait_for_execution(created["executionUrl"], {"done"})
+        assert first.get(path(created["jobUrl"]) + "/stdout").text == "forgotten soon\n"
+    finally:
+        stop_runtime(first)
+    stopped_at = time.time()
+
+    # 0.00002 days is 1.7 s: the output, written before the first runtime stopped, is older by then.
+    wait_until(lambda: time.time() > stopped_at + 2, timeout=10, what="the output to age past the retention")
+    second = start_runtime(tmp_path, {"LOG_RETENTION_DAYS": "0.00002"}, state=state, log_name="second.log")
+    try:
+        wait_until(lambda: "line(s) of job output older than 2e-05 days forgotten" in second.log.read_text(),
+                   timeout=20, what="the retention pass")
+        assert second.get(path(created["jobUrl"]) + "/stdout").text == ""
+        details = second.get(path(created["executionUrl"])).json()["execution"]
+        assert details["status"] == "done" and details["exitCode"] == 0 and not details["log"]
+    finally:
+        stop_runtime(second)

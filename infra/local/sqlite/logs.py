@@ -31,6 +31,8 @@ CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (stream, seq);
 CREATE INDEX IF NOT EXISTS log_events_by_time ON log_events (stream, timestamp, seq);
 """
 
+# Rows one transaction of `expire` deletes at most.
+EXPIRY_BATCH = 5_000
 # What one GetLogEvents or FilterLogEvents call answers at most, as in CloudWatch.
 PAGE_BYTES = 1024 * 1024
 PAGE_EVENTS = 10_000
@@ -81,6 +83,23 @@ class LocalLogStore:
         with self._written:
             return self._written.wait_for(
                 lambda: self._last_seq > seq or (until is not None and until.is_set()), timeout)
+
+    def expire(self, before_ms: int, batch: int = EXPIRY_BATCH) -> int:
+        """Forget the events older than `before_ms` (ms since the epoch), as a log group's retention
+        does; returns how many. The oldest written go first, `batch` rows a transaction (writers
+        wait for one batch at most), until a batch holds an event to keep: events are stored as
+        they are produced, so one with an older timestamp than an event written before it (by
+        seconds at most) can outlive its retention by as much. Sequence numbers are never reused
+        (AUTOINCREMENT), so tokens and live-log positions stay valid."""
+        removed = 0
+        while True:
+            with self._db.write() as connection:
+                gone = connection.execute(
+                    "DELETE FROM log_events WHERE seq IN (SELECT seq FROM log_events ORDER BY seq LIMIT ?) "
+                    "AND timestamp < ?", (batch, before_ms)).rowcount
+            removed += gone
+            if gone < batch:
+                return removed
 
     def wake(self) -> None:
         """Wake waiters (at shutdown), to look at what they wait until."""
