@@ -60,16 +60,36 @@ class OriginPolicy:
 
     def refusal(self, headers: dict[str, str]) -> str | None:
         """Why a request is refused, or None; `headers` have lower-case names."""
-        host = headers.get("host")
-        if host is None or _host_name(host) not in self.names:
-            return (f"Host '{(host or '')[:100]}' is not one this runtime answers to ({', '.join(sorted(self.names))}; "
-                    "ALLOWED_HOSTS adds names).")
+        refused = self._foreign_host(headers)
+        if refused is not None:
+            return refused
         site = headers.get("sec-fetch-site")
         if site is not None and site.lower() not in OWN_SITE:
             return f"Cross-site request refused (Sec-Fetch-Site: {site[:40]}): this runtime answers its own pages only."
         origin = headers.get("origin")
         if origin is not None and not self._own_origin(origin):
             return f"Cross-origin request refused (Origin: {origin[:100]}): this runtime answers its own pages only."
+        return None
+
+    def websocket_refusal(self, headers: dict[str, str]) -> str | None:
+        """Why a websocket handshake is refused, or None. Browsers send no CORS preflight for a
+        websocket, so any page could open one: only this runtime's own pages (the stream pages,
+        whose origin is the HTTP port, not the websocket's) and clients that send no Origin (not
+        a browser) are let in. Sec-Fetch-Site is not asked: the websocket's other port makes even
+        the runtime's own pages `same-site`."""
+        refused = self._foreign_host(headers)
+        if refused is not None:
+            return refused
+        origin = headers.get("origin")
+        if origin is not None and not self._own_origin(origin):
+            return f"Cross-origin websocket refused (Origin: {origin[:100]}): this runtime answers its own pages only."
+        return None
+
+    def _foreign_host(self, headers: dict[str, str]) -> str | None:
+        host = headers.get("host")
+        if host is None or _host_name(host) not in self.names:
+            return (f"Host '{(host or '')[:100]}' is not one this runtime answers to ({', '.join(sorted(self.names))}; "
+                    "ALLOWED_HOSTS adds names).")
         return None
 
     def _own_origin(self, origin: str) -> bool:
@@ -180,8 +200,8 @@ class LocalHttpServer:
         # The standard backlog of 5 resets connections of a burst of clients.
         server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
         self.httpd = server((host, port), _Handler)
-        policy = OriginPolicy(host, self.httpd.server_address[1])
-        self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {"gateway": RestGateway(app, policy)})
+        self.policy = OriginPolicy(host, self.httpd.server_address[1])
+        self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {"gateway": RestGateway(app, self.policy)})
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 

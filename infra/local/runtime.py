@@ -130,11 +130,11 @@ class LocalRuntime:
 
         from .gateway import LocalHttpServer
 
-        self._websocket.start(app_module.app, {"logs": app_module.app.handler_map["logs"]})
+        self._http = LocalHttpServer(app_module.app, self.host, self.port)  # bound, not yet serving
+        self._websocket.start(app_module.app, {"logs": app_module.app.handler_map["logs"]}, self._http.policy)
         wiring.get_live_logs().warm()  # as a warm Lambda container: the first subscriber does not wait
         for source in self._sources:
             source.start()
-        self._http = LocalHttpServer(app_module.app, self.host, self.port)
         # http.server writes a response's headers and body in two sends; with Nagle's algorithm
         # the body then waits for the client's delayed ACK, 40 ms a request on Linux.
         self._http.httpd.RequestHandlerClass.disable_nagle_algorithm = True

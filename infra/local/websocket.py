@@ -27,10 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalice.local import LambdaContext
+
+if TYPE_CHECKING:
+    from .gateway import OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class LocalWebsocketGateway:
         # Handlers run in threads, as concurrent Lambda invocations would.
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ws-lambda")
         self._routes: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
+        self._policy: OriginPolicy | None = None
         self._functions: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self.calls = {"PostToConnection": 0, "DeleteConnection": 0, "GetConnection": 0, "Invoke": 0}
         # Counts kept elsewhere (the runtime's log reads), served with the calls at /_local/calls.
@@ -113,9 +117,12 @@ class LocalWebsocketGateway:
 
     # lifecycle ----------------------------------------------------------------------------------
 
-    def start(self, app: Any, functions: dict[str, Callable[[dict[str, Any], Any], Any]]) -> None:
+    def start(self, app: Any, functions: dict[str, Callable[[dict[str, Any], Any], Any]],
+              policy: OriginPolicy | None = None) -> None:
         """Serve the app's websocket handlers, and `functions` (by the last part of their
-        name: `fastlane-local-logs` -> `logs`) to Lambda's Invoke."""
+        name: `fastlane-local-logs` -> `logs`) to Lambda's Invoke; a `policy` refuses handshakes
+        from foreign pages and Host names (403) before $connect sees them."""
+        self._policy = policy
         self._routes = {route: app.handler_map[config.name] for route, config in app.websocket_handlers.items()}
         self._functions = functions
         self._http_thread.start()
@@ -193,6 +200,9 @@ class LocalWebsocketGateway:
         parts = urlsplit(request.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         headers = {name: value for name, value in request.headers.raw_items()}
+        refused = self._policy.websocket_refusal({k.lower(): v for k, v in headers.items()}) if self._policy else None
+        if refused is not None:
+            return connection.respond(403, refused)
         event = {
             "headers": headers, "multiValueHeaders": {k: request.headers.get_all(k) for k in headers},
             "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,

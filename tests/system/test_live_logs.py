@@ -146,6 +146,29 @@ def test_a_subscriber_on_an_unknown_job_gets_an_error_frame_and_a_close(runtime:
     assert result.close_reason == "error"
 
 
+def test_only_the_runtimes_own_pages_and_clients_without_an_origin_may_open_a_websocket(runtime: Runtime) -> None:
+    """Browsers send no preflight for a websocket: a foreign page the developer visits could
+    otherwise open one to the runtime (or reach it by DNS rebinding, under a foreign Host)."""
+    from websockets.exceptions import InvalidStatus
+
+    job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": "echo mine"}).json()
+    runtime.wait_for_execution(job["executionUrl"], {"done"})
+    url = websocket_url(runtime) + query(taskId="live", jobId=job["jobId"])
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "http://127.0.0.1:1"},
+                    {"Origin": "null"}, {"Host": "evil.example"}):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=10, origin=headers.get("Origin"),
+                    additional_headers={"Host": headers["Host"]} if "Host" in headers else None)
+        assert refused.value.response.status_code == 403, headers
+        assert b"this runtime answers" in refused.value.response.body, headers
+
+    own = Session()
+    with connect(url, open_timeout=10, origin=runtime.url) as ws:  # a stream page's own origin
+        own.frames += [(time.time(), json.loads(ws.recv(timeout=10)))]
+    assert own.of("subscribed")
+    assert session(url).lines() == ["mine"]  # a client that sends no Origin (not a browser)
+
+
 def test_a_job_that_has_not_run_yet_closes_with_retry(runtime: Runtime) -> None:
     job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": "true", "startIn": "1h"}).json()
     result = session(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))
