@@ -67,7 +67,9 @@ class ExecutionEngine:
         self._drifts: dict[str, tuple[int, int]] = {}  # pool -> (count, holders) seen by the last pass
         self._paused_until = 0.0  # after a throttled RunTask: launches are sent back until then
         self._backlog: tuple[float, int] | None = None  # (read at, messages pending on the jobs queue)
-        self._random = random.Random()
+        # Drawn from the process's generator, so a process that seeds it (the fault harness)
+        # replays the same spread of throttled launches; one a Lambda starts is seeded by the OS.
+        self._random = random.Random(random.getrandbits(64))
 
     # helpers --------------------------------------------------------------------------------
 

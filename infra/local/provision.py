@@ -43,14 +43,17 @@ def provision(sqs: Any, prefix: str = "fastlane", max_receive_count: int = 5, lo
     create_deliveries_table(dynamodb, settings.deliveries_table)
     create_idempotency_table(dynamodb, settings.idempotency_table)  # Idempotency-Key
     env: dict[str, str] = {}
+    from .sqlite.queues import max_receives
+
     for name in QUEUES:
+        receives = max_receives(name, max_receive_count)
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         url = sqs.create_queue(
             QueueName=f"{prefix}-{name}",
             Attributes={
                 "VisibilityTimeout": str(visibility_timeout),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(receives)}),
             },
         )["QueueUrl"]
         env[f"{name.upper()}_QUEUE_URL"] = url

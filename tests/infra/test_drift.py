@@ -186,6 +186,40 @@ def test_every_queue_has_a_dead_letter_queue_and_redrive_as_provisioned(template
     assert len(queues) == len(provisioned["requests"]["CreateQueue"])
 
 
+def test_notification_messages_get_more_receives_than_launches_and_events_in_both(template, provisioned) -> None:
+    """Launches and task events lost to a dead-letter queue are made good by the reconciler;
+    notification messages only by their redeliveries, so their queue redrives later."""
+    from infra.local.sqlite.queues import NOTIFY_MAX_RECEIVE_COUNT
+
+    parameters = template["Parameters"]
+    assert parameters["NotifyMaxReceiveCount"]["Default"] == NOTIFY_MAX_RECEIVE_COUNT
+    assert NOTIFY_MAX_RECEIVE_COUNT > parameters["MaxReceiveCount"]["Default"]
+    redrives = {name: template["Resources"][name]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+                for name in ("JobsQueue", "EventsQueue", "NotifyQueue")}
+    assert redrives == {"JobsQueue": {"Ref": "MaxReceiveCount"}, "EventsQueue": {"Ref": "MaxReceiveCount"},
+                        "NotifyQueue": {"Ref": "NotifyMaxReceiveCount"}}
+    local = {request["QueueName"][len("drift-"):]: json.loads(request["Attributes"]["RedrivePolicy"])["maxReceiveCount"]
+             for request in provisioned["requests"]["CreateQueue"] if "RedrivePolicy" in request.get("Attributes", {})}
+    assert local == {"jobs": "5", "events": "5", "notify": str(NOTIFY_MAX_RECEIVE_COUNT)}
+
+
+def test_the_local_queues_redrive_as_the_template_says(tmp_path) -> None:
+    from infra.local.sqlite.db import Database
+    from infra.local.sqlite.queues import DEAD_LETTER_SUFFIX, NOTIFY_MAX_RECEIVE_COUNT, ROLES, LocalQueues, create_queues
+
+    queues = LocalQueues(Database(str(tmp_path / "local.db")))
+    create_queues(queues, visibility_timeout=30, max_receive_count=5)
+    receives = {}
+    for role, name in ROLES.items():
+        queues.send(name, "{}")
+        count = 0
+        while queues.receive(name, visibility_timeout=0):
+            count += 1
+        assert queues.depth(name + DEAD_LETTER_SUFFIX)["visible"] == 1
+        receives[role] = count
+    assert receives == {"jobs": 5, "events": 5, "notify": NOTIFY_MAX_RECEIVE_COUNT}
+
+
 def test_every_resource_the_local_deployment_names_is_named_by_the_template_too(template, provisioned) -> None:
     """The variables provision() sets locally (tables, queues, group, roles) that the app reads
     are all set in AWS."""

@@ -307,13 +307,24 @@ class LocalQueues:
 JOBS, EVENTS, NOTIFY = "fastlane-jobs", "fastlane-events", "fastlane-notify"
 DEAD_LETTER_SUFFIX = "-dlq"
 ROLES = {"jobs": JOBS, "events": EVENTS, "notify": NOTIFY}
+# At 360 s of visibility in AWS, ten receives are an hour of AWS failing (docs/notifications.md).
+NOTIFY_MAX_RECEIVE_COUNT = 10
+
+
+def max_receives(role: str, max_receive_count: int) -> int:
+    """Deliveries of a message of the `role` queue (jobs, events, notify) before its dead-letter
+    queue, in both backends: `max_receive_count`,
+    and at least NOTIFY_MAX_RECEIVE_COUNT for the notify queue (the template's
+    NotifyMaxReceiveCount): a lost launch or task event is made good by the reconciler, a
+    notification message only by its redeliveries."""
+    return max(max_receive_count, NOTIFY_MAX_RECEIVE_COUNT) if role == "notify" else max_receive_count
 
 
 def create_queues(queues: LocalQueues, visibility_timeout: float = 30.0, max_receive_count: int = 5) -> None:
     """The jobs, events and notify queues and their dead-letter queues."""
-    for name in ROLES.values():
+    for role, name in ROLES.items():
         queues.create(name + DEAD_LETTER_SUFFIX, visibility_timeout)
-        queues.create(name, visibility_timeout, name + DEAD_LETTER_SUFFIX, max_receive_count)
+        queues.create(name, visibility_timeout, name + DEAD_LETTER_SUFFIX, max_receives(role, max_receive_count))
 
 
 class LocalJobQueue:
