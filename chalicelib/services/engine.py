@@ -169,8 +169,8 @@ class ExecutionEngine:
             fields["error"] = error[:MAX_ERROR_CHARS]
         if started_at is not None and execution.started_at is None:
             fields["started_at"] = started_at
-        if self._notifier is not None and job is not None and self._notifier.owes(
-                ENDED, job, execution.with_changes(status=status)):
+        ending = execution.with_changes(status=status, started_at=execution.started_at or started_at)
+        if job is not None and self._owes_on_ending(job, ending):
             # On the reconciler's worklist until announced: a function that dies between this
             # write and publishing loses no notification.
             fields["announcing"] = True
@@ -199,7 +199,8 @@ class ExecutionEngine:
         if self._notifier.publish(event, job, execution):
             # Recorded only when something was published: a job without notifications pays nothing.
             notified = execution.notified | {event}
-            if event == ENDED and execution.announcing:
+            if execution.announcing and (event == ENDED or not self._notifier.owes(ENDED, job, execution)):
+                # The ending owes nothing more (its `started` was all it had to publish).
                 self._executions.update_execution(execution, None, notified=notified, announcing=False)
                 return execution.with_changes(notified=notified, announcing=False)
             self._executions.update_execution(execution, None, notified=notified)
@@ -416,11 +417,21 @@ class ExecutionEngine:
         """Publish the ending (and the start before it) that an attempt which died left owed;
         one that is announced already, or no longer owed anything, leaves the worklist."""
         job = self._jobs.get_job(execution.job_id)
-        if (ENDED in execution.notified or job is None or self._notifier is None
-                or not self._notifier.owes(ENDED, job, execution)):
+        if job is None or not self._owes_on_ending(job, execution):
             self._executions.update_execution(execution, None, announcing=False)
             return
         self._announce_missed(execution, ENDED, job)
+
+    def _owes_on_ending(self, job: Job, ending: Execution) -> bool:
+        """Whether the ending of an execution has anything to publish: its `ended`, or the
+        `started` that goes out before it when its RUNNING event was late or lost (a job with
+        `starts` notifications only)."""
+        if self._notifier is None or ENDED in ending.notified:
+            return False
+        if self._notifier.owes(ENDED, job, ending):
+            return True
+        return (ending.started_at is not None and STARTED not in ending.notified
+                and self._notifier.owes(STARTED, job, ending))
 
     def _announce_missed(self, current: Execution, event: str, job: Job | None = None) -> None:
         """A redelivered event found the execution moved already: publish what a failed earlier

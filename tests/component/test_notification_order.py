@@ -158,3 +158,38 @@ def test_an_ending_whose_function_died_before_announcing_it_is_announced_by_the_
     assert engine.sweep()["announced"] == 1
     assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "stopped")]
     assert engine.sweep()["announced"] == 0 and len(queue.sent) == 1
+
+
+def test_a_start_seen_only_at_the_end_is_announced_by_the_reconciler_when_publishing_it_failed(
+        stores: Stores) -> None:
+    """A job with a `starts` webhook only, whose RUNNING event was lost: the STOPPED state is what
+    says it started, its ending owes that `starts`, and a failed publish leaves it to the
+    reconciler (it once left the ending owing nothing, and the `starts` was never sent)."""
+    from chalicelib.domain.ecs import TaskState
+
+    clock, queue = FakeClock(1_800_000_000.0), Queue()
+    job = a_job(spec=JobSpec(image="ubuntu", command="true", webhooks={"starts": [START]}))
+    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), envs={}, notifies=True, job_retries=0))
+    assert first is not None
+    moved = stores.executions.transition(first, S.PULLING, task_arn="arn:aws:ecs:r:1:task/c/t", launched_at=clock())
+    assert moved is not None
+    stopped = TaskState(arn="arn:aws:ecs:r:1:task/c/t", last_status="STOPPED", exit_code=0,
+                        started_at=clock() - 5, stopped_at=clock())
+
+    class Ecs:  # the task is gone as it said
+        def describe(self, arns):
+            return {arn: stopped for arn in arns}
+
+    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, Ecs(),
+                             SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
+    queue.failures = 1
+    with pytest.raises(DependencyDown):
+        engine.apply_task_state(moved[0], stopped)
+    ended = stores.executions.get_execution(job.job_id, first.execution_id)
+    assert ended.status is S.DONE and ended.announcing and queue.sent == []
+
+    assert engine.sweep()["announced"] == 1
+    assert [(m.event, m.status) for m, _ in queue.sent] == [("starts", "done")]
+    again = stores.executions.get_execution(job.job_id, first.execution_id)
+    assert not again.announcing and again.notified == frozenset({"started"})
+    assert engine.sweep()["announced"] == 0 and len(queue.sent) == 1
