@@ -476,7 +476,27 @@ class ExecutionEngine:
             self._queue.send(check, delay_seconds=remaining)
             return
         frozen = execution.timeout or execution.frozen
-        self.enforce_timeout(execution, None if frozen else self._jobs.get_job(execution.job_id))
+        job = None if frozen else self._jobs.get_job(execution.job_id)
+        if self._ended_in_time(execution, check.due_at):
+            return
+        self.enforce_timeout(execution, job)
+
+    def _ended_in_time(self, execution: Execution, deadline: float) -> bool:
+        """Whether the container of an execution still recorded as running at its deadline had in
+        fact stopped before it (its STOPPED event late or lost, the reconciler's pass not yet
+        come): then its own ending is recorded, not a timeout. One DescribeTasks, for the rare
+        execution that reaches its deadline; with ECS out of reach the limit is enforced."""
+        if not execution.task_arn:
+            return False
+        try:
+            state = self._runner.describe([execution.task_arn]).get(execution.task_arn)
+        except Exception:  # noqa: BLE001 - not knowing, the limit holds
+            logger.exception("the task could not be described; its timeout is enforced")
+            return False
+        if state is None or state.last_status != ECS_STOPPED or (state.stopped_at or deadline) > deadline:
+            return False
+        self.apply_task_state(execution, state)
+        return True
 
     def enforce_timeout(self, execution: Execution, job: Job | None) -> None:
         """Time the execution out, then stop its container; the slot stays held until the

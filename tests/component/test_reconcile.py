@@ -97,6 +97,22 @@ def started(api, runner, drive, sqs, aws, timeout: float, started_at: str) -> tu
     return created, arn
 
 
+@pytest.mark.parametrize(("stopped_after", "status", "stopped"), [(0.5, "done", False), (5.0, "timedout", True)])
+def test_a_timeout_check_asks_ecs_first_when_the_stopped_event_may_have_been_lost(
+        api, runner, drive, sqs, aws, stopped_after, status, stopped):
+    """A container that exited 0 before its deadline, its STOPPED event lost and the reconciler's
+    pass not come yet: the check records its own ending, not a timeout (and no retry follows).
+    One that ran past its deadline is timed out as before."""
+    created, arn = started(api, runner, drive, sqs, aws, 1, "2020-01-01T00:00:00.000Z")  # deadline: 1 s later
+    runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=0, started_at=1577836800.0,
+                                   stopped_at=1577836800.0 + stopped_after)
+    drive("jobs")  # the timeout check, due long ago
+    ended = execution(api, created)
+    assert ended["status"] == status and bool(runner.stopped) is stopped
+    if status == "done":
+        assert ended["exitCode"] == 0 and running_in_pool() == 0
+
+
 def test_a_timed_out_container_whose_stopped_event_is_lost_frees_its_slot(api, runner, drive, sqs, aws, tune):
     tune(MISSING_GRACE_SECONDS="600")
     created, arn = started(api, runner, drive, sqs, aws, 1, "2020-01-01T00:00:00.000Z")
