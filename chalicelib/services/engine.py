@@ -475,11 +475,10 @@ class ExecutionEngine:
         if remaining > 0.5:
             self._queue.send(check, delay_seconds=remaining)
             return
-        frozen = execution.timeout or execution.frozen
-        job = None if frozen else self._jobs.get_job(execution.job_id)
         if self._ended_in_time(execution, check.due_at):
             return
-        self.enforce_timeout(execution, job)
+        frozen = execution.timeout or execution.frozen
+        self.enforce_timeout(execution, None if frozen else self._jobs.get_job(execution.job_id))
 
     def _ended_in_time(self, execution: Execution, deadline: float) -> bool:
         """Whether the container of an execution still recorded as running at its deadline had in

@@ -66,10 +66,7 @@ class OriginPolicy:
         site = headers.get("sec-fetch-site")
         if site is not None and site.lower() not in OWN_SITE:
             return f"Cross-site request refused (Sec-Fetch-Site: {site[:40]}): this runtime answers its own pages only."
-        origin = headers.get("origin")
-        if origin is not None and not self._own_origin(origin):
-            return f"Cross-origin request refused (Origin: {origin[:100]}): this runtime answers its own pages only."
-        return None
+        return self._foreign_origin(headers, "request")
 
     def websocket_refusal(self, headers: dict[str, str]) -> str | None:
         """Why a websocket handshake is refused, or None. Browsers send no CORS preflight for a
@@ -77,12 +74,12 @@ class OriginPolicy:
         whose origin is the HTTP port, not the websocket's) and clients that send no Origin (not
         a browser) are let in. Sec-Fetch-Site is not asked: the websocket's other port makes even
         the runtime's own pages `same-site`."""
-        refused = self._foreign_host(headers)
-        if refused is not None:
-            return refused
+        return self._foreign_host(headers) or self._foreign_origin(headers, "websocket")
+
+    def _foreign_origin(self, headers: dict[str, str], what: str) -> str | None:
         origin = headers.get("origin")
         if origin is not None and not self._own_origin(origin):
-            return f"Cross-origin websocket refused (Origin: {origin[:100]}): this runtime answers its own pages only."
+            return f"Cross-origin {what} refused (Origin: {origin[:100]}): this runtime answers its own pages only."
         return None
 
     def _foreign_host(self, headers: dict[str, str]) -> str | None:

@@ -313,10 +313,9 @@ NOTIFY_MAX_RECEIVE_COUNT = 10
 
 def max_receives(role: str, max_receive_count: int) -> int:
     """Deliveries of a message of the `role` queue (jobs, events, notify) before its dead-letter
-    queue, in both backends: `max_receive_count`,
-    and at least NOTIFY_MAX_RECEIVE_COUNT for the notify queue (the template's
-    NotifyMaxReceiveCount): a lost launch or task event is made good by the reconciler, a
-    notification message only by its redeliveries."""
+    queue, in both backends: `max_receive_count`, and at least NOTIFY_MAX_RECEIVE_COUNT for the
+    notify queue (the template's NotifyMaxReceiveCount): a lost launch or task event is made
+    good by the reconciler, a notification message only by its redeliveries."""
     return max(max_receive_count, NOTIFY_MAX_RECEIVE_COUNT) if role == "notify" else max_receive_count
 
 
