@@ -174,7 +174,9 @@ class Scheduling:
 
     def sweep(self) -> int:
         """Schedules whose next run is overdue (a lost firing, a schedule that failed to be
-        written): fire them now and arm them again. Duplicates are harmless: a firing is taken once."""
+        written): their firing is sent to the jobs queue, where the dispatcher takes it as it
+        takes any other (the reconciler launches nothing itself: its role may not run tasks),
+        and a cron schedule is armed again. Duplicates are harmless: a firing is taken once."""
         grace = self._settings.sweep_grace_seconds
         repaired = 0
         for job in self._schedules.scheduled_jobs(limit=100, due_before=self._clock() - grace):
@@ -182,12 +184,11 @@ class Scheduling:
                 continue
             if job.spec.cron:
                 per_tick = to_scheduler_cron(job.spec.cron) is None
-                self._tick(self._tick_of(job, job.next_run_at, per_tick=per_tick))
-                current = self._jobs.get_job(job.job_id)
-                if current is not None and current.schedule_version and not per_tick:
-                    self.arm(current)
+                self._queue.send(self._tick_of(job, job.next_run_at, per_tick=per_tick))
+                if not per_tick:
+                    self.arm(job)  # a tick-by-tick schedule is armed by the tick it fires
             else:
-                self._fire_once(self._once(job))
+                self._queue.send(self._once(job))
             repaired += 1
         return repaired
 
