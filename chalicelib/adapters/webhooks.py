@@ -131,12 +131,12 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
     the result says what happened. A redirect is a result (3xx), not followed."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
     try:
+        parts = urlsplit(url)
         host, port = parts.hostname, parts.port
-    except ValueError as error:  # a port that is not a number
+    except ValueError as error:  # a port that is not a number, a bracketed host that is not an address
         return HookResult(error=f"malformed URL: {error}", permanent=True)
+    scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
         return HookResult(error="the URL must be http:// or https:// with a host", permanent=True)
     port = port or (443 if scheme == "https" else 80)
@@ -185,12 +185,17 @@ def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str]
         status = response.status
         error_text = None
         if 300 <= status < 400:
-            error_text = f"redirects are not followed (Location: {response.getheader('Location', '')})"
+            from ..domain.payload import redact_url
+
+            # A redirect often names the hook's own URL again (http to https), credential and all.
+            error_text = f"redirects are not followed (Location: {redact_url(response.getheader('Location', ''))})"
         elif not 200 <= status < 300:
             error_text = f"the receiver answered {status} {response.reason}".rstrip()
         return HookResult(status_code=status, error=error_text, address=address)
-    except ValueError as error:  # http.client refuses header names or values it cannot send
-        return HookResult(error=f"invalid header: {error}", permanent=True, address=address)
+    except ValueError:  # http.client refuses a header or a URL it cannot send
+        # Not its words: they quote the header's value or the URL, which are credentials.
+        return HookResult(error="invalid header or URL: the request could not be sent", permanent=True,
+                          address=address)
     except Exception as error:  # noqa: BLE001 - any failure of the exchange is an attempt's result
         if cut.is_set():
             return HookResult(error=f"no complete answer within {timeout * 2:g} s", address=address)

@@ -102,7 +102,8 @@ EXECUTION = _object({
                                                       "output this time (the log store could not be read)"},
     "stdoutUrl": URL,
     "stderrUrl": URL,
-    "notifications": {"type": "array", "items": {"type": "object"}},
+    "notifications": {"type": "array", "items": {"type": "object"},
+                      "description": "every notification attempt; a webhook's `url` is shown redacted"},
     "url": URL,
 })
 
@@ -130,7 +131,9 @@ SCHEMAS: dict[str, Any] = {
         "taskId": {"type": "string"}, "scheduled": {"type": "boolean"}, "schedule": {"type": ["object", "null"]},
         "executionCount": {"type": "integer", "minimum": 0}, "requestIPAddress": NULLABLE_STRING,
         "metadata": _object({"retries": {"type": "integer"}, "retry_count": {"type": "integer"},
-                             "notify": {"type": "object"}, "webhooks": {"type": "object"},
+                             "notify": {"type": "object"},
+                             "webhooks": {"type": "object", "description": "the hooks, each `url` redacted "
+                                          "(scheme, host, first path segment, then `…`) and header values `***`"},
                              "expiration": NULLABLE_NUMBER, "timeout": NULLABLE_NUMBER,
                              "envs": {"type": "object", "additionalProperties": {"type": "string"}},
                              "custom": {"type": "object"}}),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Execution, Job, Page, Task
-from .payload import redact_envs, redact_headers
+from .payload import redact_envs, redact_headers, redact_url, redact_urls
 
 
 class Urls:
@@ -92,7 +92,7 @@ def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
         "retries": spec.retries,
         "retry_count": job.retry_count,
         "notify": spec.notify,
-        "webhooks": {k: [{**h.to_dict(), "headers": redact_headers(h.headers)} for h in v]
+        "webhooks": {k: [{**h.to_dict(), "url": redact_url(h.url), "headers": redact_headers(h.headers)} for h in v]
                      for k, v in spec.webhooks.items()},
         "expiration": spec.expiration,
         "timeout": spec.timeout,
@@ -124,6 +124,17 @@ def schedule(job: Job) -> dict[str, Any] | None:
     else:
         shape["startIn"] = spec.start_in
     return shape
+
+
+def notification_attempt(entry: dict[str, Any]) -> dict[str, Any]:
+    """One recorded notification attempt as shown: its webhook URL, and any URL its error quotes,
+    redacted (entries recorded before URLs were redacted when written hold them whole)."""
+    shown = dict(entry)
+    if isinstance(shown.get("url"), str):
+        shown["url"] = redact_url(shown["url"])
+    if isinstance(shown.get("error"), str):
+        shown["error"] = redact_urls(shown["error"])
+    return shown
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ def execution(urls: Urls, item: Execution, output: OutputTail | None = None,
         "outputError": output_error,
         "stdoutUrl": f"{url}/stdout",
         "stderrUrl": f"{url}/stderr",
-        "notifications": list(item.notifications),
+        "notifications": [notification_attempt(entry) for entry in item.notifications],
         "url": url,
     }
     return shape

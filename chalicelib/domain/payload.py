@@ -8,6 +8,7 @@ import re
 import shlex
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import TooLarge, ValidationError
 from .limits import ECS_MAX_OVERRIDE_BYTES
@@ -396,3 +397,30 @@ def redact_envs(envs: dict[str, str], patterns: tuple[str, ...]) -> dict[str, st
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:
     """A webhook's headers as shown anywhere: every value is *** (they carry credentials)."""
     return {name: "***" for name in headers}
+
+
+HIDDEN = "\u2026"  # …: what stands for the hidden part of a URL
+_URL_IN_TEXT = re.compile(r"https?://[^\s()<>\"']+", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL as shown anywhere but in its own request: many carry their credential in the
+    path (Slack's /services/T…/B…/<secret>, Discord's /api/webhooks/<id>/<token>, one-segment
+    /<uuid> receivers) or the query. Scheme, host and port are kept, and the first path segment
+    when another follows it; the rest of the path, the query, the fragment and any user info are
+    replaced by one `…`. docs/decisions.md#webhook-urls-are-shown-redacted."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bracketed host that is not an address
+        return HIDDEN
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.scheme and parts.netloc else ""
+    segments = [segment for segment in parts.path.split("/") if segment]
+    if not segments and not parts.query and not parts.fragment:
+        return origin + ("/" if parts.path else "")
+    first = f"/{segments[0]}" if len(segments) > 1 else ""
+    return f"{origin}{first}/{HIDDEN}"
+
+
+def redact_urls(text: str) -> str:
+    """Text with every http(s) URL in it redacted (a receiver's Location, an error that quotes one)."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)

@@ -18,6 +18,7 @@ from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import EMAIL, WEBHOOK, Notification
 from ..domain.model import Execution, Hook, Job
 from ..domain.model import ExecutionStatus as S
+from ..domain.payload import redact_url, redact_urls
 from ..domain.webhooks import request_headers
 from ..observability import MetricUnit, logger, metrics
 from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueue, WebhookPoster
@@ -273,11 +274,15 @@ class NotificationSender:
         metrics.add_metric(name="WebhookAttempts", unit=MetricUnit.Count, value=1)
         if not result.ok:
             metrics.add_metric(name="WebhookFailures", unit=MetricUnit.Count, value=1)
+        # The URL's path or query is often the hook's credential: only its redacted form is
+        # recorded or logged; the message on the queue and the job keep it whole, to deliver to.
+        url = redact_url(hook.url)
+        error = redact_urls(result.error) if result.error else result.error
         log = logger.info if result.ok else logger.warning
-        log("webhook attempted", extra={"delivery": key, "url": hook.url, "status_code": result.status_code,
-                                        "error": result.error, "retry_in": retry_in})
+        log("webhook attempted", extra={"delivery": key, "url": url, "status_code": result.status_code,
+                                        "error": error, "retry_in": retry_in})
         return {"at": round(self._clock(), 3), "kind": WEBHOOK, "event": event, "attempt": attempt,
-                "url": hook.url, "statusCode": result.status_code, "ok": result.ok, "error": result.error,
+                "url": url, "statusCode": result.status_code, "ok": result.ok, "error": error,
                 "retryIn": retry_in, "delivery": key}
 
     def _email(self, message: Notification, key: str, job: Job, execution: Execution) -> dict[str, Any]:

@@ -206,11 +206,11 @@ def test_a_hook_to_the_instance_metadata_address_is_refused_and_recorded(api, sq
                                          {"url": f"{receiver.url}/local"}]}}
     created = run(api, sqs, aws, runner, payload)
     assert receiver.received() == []
-    recorded = {n["url"]: n for n in execution(api, created)["notifications"]}
-    metadata = recorded["http://169.254.169.254/latest/meta-data/iam/"]
+    recorded = {n["url"]: n for n in execution(api, created)["notifications"]}  # URLs as shown: redacted
+    metadata = recorded["http://169.254.169.254/latest/\u2026"]
     assert metadata["ok"] is False and metadata["statusCode"] is None and metadata["retryIn"] is None
     assert "169.254.169.254, a link-local (instance metadata) address; webhooks may not reach it" in metadata["error"]
-    assert "127.0.0.1, a loopback address" in recorded[f"{receiver.url}/local"]["error"]
+    assert "127.0.0.1, a loopback address" in recorded[f"{receiver.url}/\u2026"]["error"]
     assert drive(sqs, aws, "notify") == 0  # refused hooks are not retried
 
 
@@ -222,6 +222,56 @@ def test_a_redirect_is_recorded_not_followed(api, sqs, aws, runner, receiver):
     [attempt] = execution(api, created)["notifications"]
     assert attempt["statusCode"] == 302 and not attempt["ok"]
     assert "redirects are not followed" in attempt["error"]
+
+
+# webhook URLs are secrets ---------------------------------------------------------------------------
+
+SECRET_PATH = "/services/T0001/B0002/s3cretT0ken"
+SECRET_QUERY = "key=qu3ryS3cret"
+
+
+def secret_hook(receiver, **options) -> dict:
+    """A Slack-style hook: its credential is the end of its path and its query."""
+    return {"url": f"{receiver.url}{SECRET_PATH}?{SECRET_QUERY}", **options}
+
+
+def test_a_client_sees_webhook_urls_redacted_and_the_receiver_gets_the_whole_url(api, sqs, aws, runner, receiver):
+    payload = {"image": "ubuntu", "command": "true", "webhooks": {"finishes": [secret_hook(receiver)]}}
+    created = run(api, sqs, aws, runner, payload)
+    assert [r.path for r in receiver.received()] == [f"{SECRET_PATH}?{SECRET_QUERY}"]  # delivered to all of it
+    assert b"s3cretT0ken" not in receiver.received()[0].body  # a body never holds hooks
+
+    shown = f"{receiver.url}/services/\u2026"
+    job = api.get(_path(created["jobUrl"])).json["job"]
+    assert job["metadata"]["webhooks"] == {"finishes": [{"url": shown, "headers": {}, "retries": 0}]}
+    [attempt] = execution(api, created)["notifications"]
+    assert attempt["url"] == shown and attempt["ok"]
+    assert [n["url"] for n in job["executions"][0]["notifications"]] == [shown]
+    for answer in (api.get(_path(created["jobUrl"])), api.get(_path(created["executionUrl"]))):
+        assert "s3cretT0ken" not in answer.body.decode() and "qu3ryS3cret" not in answer.body.decode()
+
+
+def test_a_redirect_to_the_hooks_own_url_is_recorded_redacted(api, sqs, aws, runner, receiver):
+    receiver.answer(f"{SECRET_PATH}?{SECRET_QUERY}", 301,
+                    headers={"Location": f"https://hooks.example{SECRET_PATH}?{SECRET_QUERY}"})
+    payload = {"image": "ubuntu", "command": "true", "webhooks": {"finishes": [secret_hook(receiver)]}}
+    created = run(api, sqs, aws, runner, payload)
+    [attempt] = execution(api, created)["notifications"]
+    assert attempt["error"] == "redirects are not followed (Location: https://hooks.example/services/\u2026)"
+
+
+def test_an_attempt_is_logged_with_the_url_redacted(api, sqs, aws, runner, receiver, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="fastlane")
+    receiver.answer(f"{SECRET_PATH}?{SECRET_QUERY}", 302, headers={"Location": f"https://hooks.example{SECRET_PATH}"})
+    payload = {"image": "ubuntu", "command": "true", "webhooks": {"finishes": [secret_hook(receiver, retries=1)]}}
+    run(api, sqs, aws, runner, payload)
+    attempts = [r for r in caplog.records if r.getMessage() == "webhook attempted"]
+    shown = f"{receiver.url}/services/\u2026"
+    assert [(r.levelname, r.url) for r in attempts] == [("WARNING", shown), ("INFO", shown)]  # failed, then sent
+    logged = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "s3cretT0ken" not in logged and "qu3ryS3cret" not in logged
 
 
 def test_the_connection_goes_to_the_address_that_was_checked(receiver):

@@ -178,3 +178,28 @@ def test_retries_back_off_exponentially_up_to_the_longest_sqs_delay():
 ])
 def test_what_a_subject_says_happened(event, status, exit_code, said):
     assert outcome(event, _execution(status, exit_code)) == said
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("https://hooks.slack.com/services/T0001/B0002/s3cret", "https://hooks.slack.com/services/\u2026"),
+    ("https://discord.com/api/webhooks/123/t0ken", "https://discord.com/api/\u2026"),
+    ("https://webhook.example/0b6ee6c2-8f0e-4bd5-a1a5-6a4c2b1d9e3f", "https://webhook.example/\u2026"),
+    ("https://ci.example.com/done?key=s3cret", "https://ci.example.com/\u2026"),
+    ("http://hooks.example:8080/a/b#frag", "http://hooks.example:8080/a/\u2026"),
+    ("https://hooks.example", "https://hooks.example"),
+    ("https://hooks.example/", "https://hooks.example/"),
+    ("https://hooks.example/?token=s3cret", "https://hooks.example/\u2026"),
+    ("http://[2001:db8::1]:8443/x/y/z", "http://[2001:db8::1]:8443/x/\u2026"),
+])
+def test_a_webhook_url_is_shown_with_scheme_host_and_first_segment_only(url, shown):
+    from chalicelib.domain.payload import redact_url
+
+    assert redact_url(url) == shown
+    assert redact_url(shown) == shown  # what is shown is shown again as it is
+
+
+def test_urls_quoted_in_an_error_are_redacted():
+    from chalicelib.domain.payload import redact_urls
+
+    assert redact_urls("redirects are not followed (Location: https://hooks.example/services/T/B/s3cret)") == \
+        "redirects are not followed (Location: https://hooks.example/services/\u2026)"
