@@ -288,6 +288,11 @@ def test_the_same_client_token_with_other_parameters_is_refused_naming_its_task(
         local.run(["sleep", "31"], definition=definition, clientToken="execution-2")
     error = refused.value.response
     assert error["Error"]["Code"] == "ConflictException" and error["resourceIds"] == [first["taskArn"]]
+    # The refused request started nothing: the one task is listed (a PENDING task's desired status
+    # is RUNNING), and once it runs, its process is the only one. Its process starts after RunTask
+    # answered, as an ECS task's container does: counting processes before RUNNING finds none.
+    assert local.ecs.list_tasks(cluster="default", desiredStatus="RUNNING")["taskArns"] == [first["taskArn"]]
+    local.wait_event(first["taskArn"], "RUNNING")
     assert local.fargate.running_count() == 1
     local.ecs.stop_task(cluster="default", task=first["taskArn"])
     local.wait_event(first["taskArn"], "STOPPED")
@@ -444,3 +449,4 @@ def test_docker_engine_stops_a_task_with_docker_stop(make_local, fake_docker):
     assert detail["stopCode"] == "UserInitiated" and detail["stoppedReason"] == "cancelled"
     assert detail["containers"][0]["exitCode"] == 143
     assert fake_docker()[1] == ["stop", "-t", "1", f"fastlane-{task_id(arn)}"]
+
