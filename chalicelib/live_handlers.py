@@ -48,12 +48,11 @@ def _subscribe_refused(body: dict[str, Any] | None) -> bool:
 
 
 def _renewal(body: dict[str, Any]) -> str:
-    """{"action": "renew", "token": ...}: a stream page's fresh token for what its token opens."""
+    """{"action": "renew", "token": ...}: a stream page's fresh token for what its token opens, or
+    an error frame (not genuine, expired, or past its page's lifetime)."""
     from .api.auth import renewal_frame
 
-    frame = renewal_frame(wiring.get_basic_auth().signing_key(), body.get("token"))
-    return frame or error_frame("token is not a live-log token this service gave out, or it has expired; "
-                                "reload the page.", "token")
+    return renewal_frame(wiring.get_basic_auth().signing_key(), body.get("token"))
 
 
 def ws_connect(event: dict[str, Any]) -> dict[str, Any]:

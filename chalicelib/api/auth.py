@@ -1,6 +1,6 @@
 """Who may call the API and watch live logs, in one place: HTTP Basic auth, the stream pages'
-tokens (bound to what they were issued for, minutes long, renewed by the page), and the
-websocket's authorisation. docs/live-logs.md#authorisation, docs/deploy.md#access."""
+tokens (bound to what they were issued for, minutes long, renewed by the page for at most 12
+hours), and the websocket's authorisation. docs/live-logs.md#authorisation, docs/deploy.md#access."""
 from __future__ import annotations
 
 import base64
@@ -17,9 +17,17 @@ from chalice.app import Response
 
 from ..config import Settings
 from ..domain import contract
+from ..domain.errors import FastlaneError
 
 # A token opens the live logs of what it was issued for, for this long; the page renews its own.
 TOKEN_SECONDS = 10 * 60
+# Renewals carry the first token's issue time, and none reaches past this long after it: a token
+# that leaks (a shared screen, a proxy's log of the websocket URL) is not renewed for ever.
+MAX_TOKEN_LIFETIME = 12 * 3600
+NOT_RENEWABLE = ("token is not a live-log token this service gave out for this page, or it has expired; "
+                 "reload the page.")
+LIFETIME_OVER = (f"token reached the {MAX_TOKEN_LIFETIME // 3600}-hour limit of a stream page's live-log "
+                 "tokens and is not renewed again; reload the page for a new one.")
 _TOKEN = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{1,1400})\.([0-9a-f]{40})")
 
 SecretReader = Callable[[str], dict[str, str]]
@@ -119,10 +127,19 @@ def guard(auth: BasicAuth, authorization: str | None) -> Response | None:
 
 # stream page tokens ---------------------------------------------------------------------------
 #
-# `<expiry>.<target>.<mac>`: the epoch second it expires, base64url of "task\njob\nexecution"
-# (execution empty for a job's page), and an HMAC of both under a key only the deployment knows.
-# The target travels in the token so that a connection that names no subscription yet can be
-# checked too; what it may subscribe to is still only that target.
+# `<expiry>.<target>.<mac>`: the epoch second it expires, base64url of
+# "task\njob\nexecution\nissued" (execution empty for a job's page; issued: the epoch second the
+# page's first token was issued, which renewals keep), and an HMAC of both under a key only the
+# deployment knows. The target travels in the token so that a connection that names no
+# subscription yet can be checked too; what it may subscribe to is still only that target.
+
+Target = tuple[str, str, str | None]  # task, job, execution (None: any of the job's)
+
+
+class TokenRefused(FastlaneError):
+    """A stream page's token that is not renewed; the message says why, for the page's reader."""
+
+    status = 403
 
 
 def _mac(key: bytes, expiry: str, target: str) -> str:
@@ -130,17 +147,20 @@ def _mac(key: bytes, expiry: str, target: str) -> str:
 
 
 def issue_token(key: bytes, task_id: str, job_id: str, execution_id: str | None = None,
-                now: float | None = None) -> tuple[str, int]:
+                now: float | None = None, issued_at: float | None = None) -> tuple[str, int]:
     """A token that opens the live logs of one job (any of its executions) or, with an
     execution id, of that execution only; and when it expires (epoch seconds). Proof that the
-    page was served to an authorized client (browsers cannot send Authorization on a websocket)."""
-    expiry = str(int((now if now is not None else time.time()) + TOKEN_SECONDS))
-    target = base64.urlsafe_b64encode("\n".join((task_id, job_id, execution_id or "")).encode()).decode().rstrip("=")
+    page was served to an authorized client (browsers cannot send Authorization on a websocket).
+    `issued_at`: when the page's first token was issued (a renewal's), else now."""
+    at = now if now is not None else time.time()
+    expiry = str(int(at + TOKEN_SECONDS))
+    fields = (task_id, job_id, execution_id or "", str(int(at if issued_at is None else issued_at)))
+    target = base64.urlsafe_b64encode("\n".join(fields).encode()).decode().rstrip("=")
     return f"{expiry}.{target}.{_mac(key, expiry, target)}", int(expiry)
 
 
-def token_target(key: bytes, token: Any, now: float | None = None) -> tuple[str, str, str | None] | None:
-    """The task, job and execution (None: any of the job's) a genuine, unexpired token opens."""
+def _read(key: bytes, token: Any, now: float | None) -> tuple[Target, int] | None:
+    """What a genuine, unexpired token opens, and when its page's first token was issued."""
     match = _TOKEN.fullmatch(token) if isinstance(token, str) else None
     if match is None:
         return None
@@ -148,10 +168,21 @@ def token_target(key: bytes, token: Any, now: float | None = None) -> tuple[str,
     if int(expiry) < (now if now is not None else time.time()) or not hmac.compare_digest(mac, _mac(key, expiry, target)):
         return None
     try:
-        task_id, job_id, execution_id = base64.urlsafe_b64decode(target + "=" * (-len(target) % 4)).decode().split("\n")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        fields = base64.urlsafe_b64decode(target + "=" * (-len(target) % 4)).decode().split("\n")
+    except (binascii.Error, UnicodeDecodeError):
         return None
-    return task_id, job_id, execution_id or None
+    if len(fields) == 3:  # given out before tokens carried their issue time: as if issued fresh
+        fields.append(str(int(expiry) - TOKEN_SECONDS))
+    if len(fields) != 4 or not fields[3].isascii() or not fields[3].isdigit():
+        return None
+    task_id, job_id, execution_id, issued = fields
+    return (task_id, job_id, execution_id or None), int(issued)
+
+
+def token_target(key: bytes, token: Any, now: float | None = None) -> Target | None:
+    """The task, job and execution (None: any of the job's) a genuine, unexpired token opens."""
+    read = _read(key, token, now)
+    return None if read is None else read[0]
 
 
 def token_valid(key: bytes, token: Any, task_id: Any, job_id: Any, execution_id: Any = None,
@@ -167,14 +198,30 @@ def token_valid(key: bytes, token: Any, task_id: Any, job_id: Any, execution_id:
     return granted_execution is None or execution_id == granted_execution
 
 
-def renewal_frame(key: bytes, token: Any) -> str | None:
-    """The websocket frame that gives a page a fresh token for what its current one opens, or
-    None when the current one is not genuine or has expired."""
-    target = token_target(key, token)
-    if target is None:
-        return None
-    fresh, expires = issue_token(key, *target)
-    return json.dumps({"type": "token", "token": fresh, "expiresAt": expires})
+def renew_token(key: bytes, token: Any, now: float | None = None, target: Target | None = None) -> tuple[str, int]:
+    """A fresh token for what `token` opens (which must be `target`, when given), and when it
+    expires. It keeps the issue time of the page's first token, and none is given that would
+    outlive MAX_TOKEN_LIFETIME from then. Raises TokenRefused."""
+    at = now if now is not None else time.time()
+    read = _read(key, token, at)
+    if read is None or (target is not None and read[0] != target):
+        raise TokenRefused(NOT_RENEWABLE, field="token")
+    granted, issued = read
+    if at + TOKEN_SECONDS > issued + MAX_TOKEN_LIFETIME:
+        raise TokenRefused(LIFETIME_OVER, field="token")
+    return issue_token(key, *granted, now=at, issued_at=issued)
+
+
+def renewal_frame(key: bytes, token: Any, now: float | None = None) -> str:
+    """The websocket frame that answers a page's renewal: a fresh token for what its current one
+    opens, or an error frame saying why there is none."""
+    from ..domain.live import error_frame, token_frame
+
+    try:
+        fresh, expires = renew_token(key, token, now)
+    except TokenRefused as refused:
+        return error_frame(refused.message, refused.field)
+    return token_frame(fresh, expires)
 
 
 # the websocket --------------------------------------------------------------------------------

@@ -162,7 +162,8 @@ SCHEMAS: dict[str, Any] = {
 ERRORS = {
     "400": "bad input: the error names the field and the rule",
     "401": "Basic auth is on and the credentials are missing or wrong",
-    "403": "refused by the local runtime: a cross-site browser request or a foreign Host",
+    "403": "refused by the local runtime: a cross-site browser request or a foreign Host; or a live-log token "
+           "that is not renewed (not this page's, expired, or past its page's lifetime limit)",
     "404": "unknown task, job, execution, page or route",
     "409": "the state of the job or execution does not allow it; or the Idempotency-Key was used with another "
            "body, or its first request is still in progress (then with Retry-After)",
@@ -200,6 +201,16 @@ def _operation(operation_id: str, summary: str, ok: dict[str, Any], errors: tupl
     if body:
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": _ref("JobPayload")}}}
+    return operation
+
+
+def _renewal(operation_id: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """POST .../stream/token: a body with the page's token renews it; none asks for a new one."""
+    operation = _operation(operation_id, "a live-log token for the page: the presented `token` renewed (it keeps "
+                           "its page's issue time and lifetime limit), or a new one", _json("StreamToken"),
+                           ("400", "404"), parameters)
+    operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": _object(
+        {"token": {"type": "string", "description": "the page's current token"}}, required=[])}}}
     return operation
 
 
@@ -248,8 +259,7 @@ def _paths() -> dict[str, Any]:
                                             ("400", "404", "409"), [*JOB_PARAMETERS, IDEMPOTENCY_KEY])},
         f"{JOB}/stream": {"get": _operation("get_job_stream", "live log page of the job", HTML, ("400", "404"),
                                             JOB_PARAMETERS)},
-        f"{JOB}/stream/token": {"post": _operation("renew_job_stream_token", "a new live-log token for the page",
-                                                   _json("StreamToken"), ("400", "404"), JOB_PARAMETERS)},
+        f"{JOB}/stream/token": {"post": _renewal("renew_job_stream_token", JOB_PARAMETERS)},
         EXECUTION_PATH: {"get": _operation("get_execution", "execution details, with stdout in log and stderr in "
                                            "error", _json("ExecutionDetails"), ("400", "404"), EXECUTION_PARAMETERS)},
         f"{EXECUTION_PATH}/stop": {"post": _operation("stop_execution", "stop this execution only",
@@ -257,10 +267,7 @@ def _paths() -> dict[str, Any]:
                                                       EXECUTION_PARAMETERS)},
         f"{EXECUTION_PATH}/stream": {"get": _operation("get_execution_stream", "live log page of the execution",
                                                        HTML, ("400", "404"), EXECUTION_PARAMETERS)},
-        f"{EXECUTION_PATH}/stream/token": {"post": _operation("renew_execution_stream_token",
-                                                              "a new live-log token for the page",
-                                                              _json("StreamToken"), ("400", "404"),
-                                                              EXECUTION_PARAMETERS)},
+        f"{EXECUTION_PATH}/stream/token": {"post": _renewal("renew_execution_stream_token", EXECUTION_PARAMETERS)},
     }
     for which, what in (("stdout", "stdout"), ("stderr", "stderr"), ("logs", "stdout, a line -=-, then stderr")):
         paths[f"{JOB}/{which}"] = {"get": _operation(f"get_job_{which}", f"{what} of the latest execution", TEXT,

@@ -9,7 +9,7 @@ from chalice.app import Request, Response
 from .. import wiring
 from ..config import get_settings
 from ..domain import contract as shapes
-from ..domain.errors import DependencyDown, FastlaneError, NotFound
+from ..domain.errors import DependencyDown, FastlaneError, NotFound, ValidationError
 from ..domain.model import Execution
 from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import logger, metrics
@@ -204,9 +204,21 @@ def execution_output(which: str) -> Callable[..., Response]:
     return view
 
 
+def _presented_token(request: Request) -> str | None:
+    """The `token` a renewal's body presents, if any (no body: a new token is asked for)."""
+    if not (request.raw_body or b"").strip():
+        return None
+    presented = json_body(request, get_settings()).get("token")
+    if presented is not None and not isinstance(presented, str):
+        raise ValidationError("token must be the string a stream page was given.", field="token")
+    return presented
+
+
 @operation("renew_stream_token")
 def renew_stream_token(request: Request, task_id: str, job_id: str, execution_id: str | None = None) -> Response:
-    """A fresh live-log token for a stream page (it renews its own before it expires)."""
+    """A live-log token for a stream page. With {"token": ...} it renews that token, keeping its
+    page's issue time and lifetime limit (403 once reached); without, a new one, as serving the
+    page again would (the caller passed the REST API's auth, which a leaked token does not)."""
     if execution_id is None:
         job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
         execution = None
@@ -214,8 +226,13 @@ def renew_stream_token(request: Request, task_id: str, job_id: str, execution_id
         job, found = _execution(task_id, job_id, execution_id)
         execution = found.execution_id
     basic = wiring.get_basic_auth()
-    token, expires = auth.issue_token(basic.signing_key(), job.task_id, job.job_id, execution) \
-        if basic.tokens_required else (None, None)
+    token: str | None = None
+    expires: int | None = None
+    if basic.tokens_required:
+        presented = _presented_token(request)
+        key = basic.signing_key()
+        token, expires = auth.issue_token(key, job.task_id, job.job_id, execution) if presented is None else \
+            auth.renew_token(key, presented, target=(job.task_id, job.job_id, execution))
     return json_response(shapes.stream_token(job.task_id, job.job_id, execution, token, expires),
                          headers={"Cache-Control": "no-store"})
 

@@ -57,7 +57,7 @@ SCRIPT = r"""
   var out = document.getElementById("out"), state = document.getElementById("state");
   var exitBox = document.getElementById("exit"), execBox = document.getElementById("execution");
   var current = config.executionId, after = "", partial = {}, gotEnd = false, backoff = 1000, socket = null;
-  var token = config.token, expiresAt = config.expiresAt || 0;
+  var token = config.token, expiresAt = config.expiresAt || 0, renewable = true;
 
   function show(text) { state.textContent = text; }
   function atBottom() { return window.innerHeight + window.scrollY >= document.body.scrollHeight - 48; }
@@ -99,7 +99,7 @@ SCRIPT = r"""
   function expired() { return token && Date.now() / 1000 >= expiresAt; }
   function renew() {
     // The token opens the websocket for minutes; the page asks for a new one over it in time.
-    if (token && socket && socket.readyState === 1 && Date.now() / 1000 >= expiresAt - config.renewBefore) {
+    if (renewable && token && socket && socket.readyState === 1 && Date.now() / 1000 >= expiresAt - config.renewBefore) {
       socket.send(JSON.stringify({action: "renew", token: token}));
     }
   }
@@ -133,6 +133,7 @@ SCRIPT = r"""
       } else if (frame.type === "token") {
         token = frame.token; expiresAt = frame.expiresAt;
       } else if (frame.type === "error") {
+        if (frame.field === "token") { renewable = false; }  // refused: asking again each minute would not help
         note("error: " + frame.error);
       } else if (frame.type === "close") {
         closing = frame.reason;

@@ -224,6 +224,11 @@ def pong_frame() -> str:
     return encode({"type": "pong"})
 
 
+def token_frame(token: str, expires_at: int) -> str:
+    """A stream page's renewed live-log token (the answer to {"action": "renew"})."""
+    return encode({"type": "token", "token": token, "expiresAt": expires_at})
+
+
 def _pieces(line: str, budget: int) -> list[str]:
     """Cut a line whose JSON does not fit a frame into pieces that do."""
     pieces = []

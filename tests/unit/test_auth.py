@@ -8,10 +8,15 @@ import json
 import pytest
 
 from chalicelib.api.auth import (
+    LIFETIME_OVER,
+    MAX_TOKEN_LIFETIME,
+    NOT_RENEWABLE,
     TOKEN_SECONDS,
     BasicAuth,
+    TokenRefused,
     guard,
     issue_token,
+    renew_token,
     renewal_frame,
     token_target,
     token_valid,
@@ -88,10 +93,61 @@ def test_tokens_expire_within_minutes_and_cannot_be_forged():
 
 def test_a_page_renews_its_token_for_the_same_target_only_while_it_is_valid():
     token, _ = issue_token(KEY, "t", JOB, EXECUTION)
-    frame = json.loads(renewal_frame(KEY, token) or "{}")
+    frame = json.loads(renewal_frame(KEY, token))
     assert frame["type"] == "token" and token_target(KEY, frame["token"]) == ("t", JOB, EXECUTION)
     expired, _ = issue_token(KEY, "t", JOB, now=1000.0)
-    assert renewal_frame(KEY, expired) is None and renewal_frame(KEY, "junk") is None
+    for refused in (expired, "junk", None):
+        assert json.loads(renewal_frame(KEY, refused)) == {"type": "error", "error": NOT_RENEWABLE, "field": "token"}
+
+
+def renewed_until_refused(token: str, expires: int) -> tuple[str, int, float]:
+    """Renew as the stream page does, two minutes before each expiry, until refused; the last
+    token, its expiry and when the refusal came."""
+    target = token_target(KEY, token, now=expires - 1)
+    for _ in range(MAX_TOKEN_LIFETIME // 60):  # bounded: never renewed for ever
+        now = expires - 120
+        try:
+            token, expires = renew_token(KEY, token, now=now)
+        except TokenRefused as refused:
+            assert (refused.status, refused.message, refused.field) == (403, LIFETIME_OVER, "token")
+            return token, expires, now
+        assert token_target(KEY, token, now=now) == target
+    raise AssertionError("renewed for ever")
+
+
+def test_renewals_keep_the_first_issue_time_and_stop_at_the_lifetime_limit():
+    """A page that renews its token every few minutes, as the stream page does, holds tokens for
+    at most MAX_TOKEN_LIFETIME after its first: then it is told, and must be served again."""
+    first = 1_800_000_000.0
+    token, expires = issue_token(KEY, "t", JOB, EXECUTION, now=first)
+    token, expires, now = renewed_until_refused(token, expires)
+    assert expires <= first + MAX_TOKEN_LIFETIME < now + TOKEN_SECONDS
+    assert token_valid(KEY, token, "t", JOB, EXECUTION, now=now)  # the last one lives out its minutes
+    frame = json.loads(renewal_frame(KEY, token, now=now))
+    assert frame == {"type": "error", "error": LIFETIME_OVER, "field": "token"}
+    assert "12-hour" in LIFETIME_OVER and "reload the page" in LIFETIME_OVER
+
+
+def test_a_renewal_is_for_the_target_the_token_opens_only():
+    token, _ = issue_token(KEY, "t", JOB, now=1000.0)
+    assert token_target(KEY, renew_token(KEY, token, now=1001.0, target=("t", JOB, None))[0], now=1001.0) == \
+        ("t", JOB, None)
+    with pytest.raises(TokenRefused, match="not a live-log token"):
+        renew_token(KEY, token, now=1001.0, target=("t", JOB, EXECUTION))
+
+
+def test_a_token_given_out_before_tokens_carried_their_issue_time_counts_from_then():
+    import base64
+    import hashlib
+    import hmac
+
+    expiry = "1000600"  # issued at 1000000, in the earlier form: no issue time in the target
+    target = base64.urlsafe_b64encode(f"t\n{JOB}\n".encode()).decode().rstrip("=")
+    mac = hmac.new(KEY, f"{expiry}.{target}".encode(), hashlib.sha256).hexdigest()[:40]
+    token = f"{expiry}.{target}.{mac}"
+    assert token_valid(KEY, token, "t", JOB, now=1000001.0)
+    _, _, refused_at = renewed_until_refused(token, int(expiry))
+    assert 1000000 + MAX_TOKEN_LIFETIME - TOKEN_SECONDS < refused_at <= 1000000 + MAX_TOKEN_LIFETIME
 
 
 def connect_event(query: dict | None = None, headers: dict | None = None) -> dict:
