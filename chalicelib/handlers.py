@@ -17,7 +17,7 @@ from .domain.messages import (
     decode_job_message,
     decode_notification,
 )
-from .observability import logger, metrics
+from .observability import MetricUnit, logger, metrics
 
 
 def _batch(event: dict[str, Any], handle: Callable[[str], None]) -> dict[str, Any]:
@@ -96,8 +96,20 @@ def send_notifications(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def sweep() -> dict[str, int]:
-    counts = wiring.get_engine().sweep()
-    counts["schedules"] = wiring.get_scheduling().sweep()
-    if any(counts.values()):
-        logger.info("sweep repaired executions", extra=counts)
-    return counts
+    """The reconciler's pass: executions, then overdue schedules, each repaired on its own. A
+    pass some of whose repairs failed still ends; `errors` counts them (each is logged with its
+    ids), and the `ReconcileErrors` metric lets an alarm see a pass that keeps failing."""
+    try:
+        counts = wiring.get_engine().sweep()
+        schedules = wiring.get_scheduling().sweep()
+        counts["schedules"] = schedules["schedules"]
+        counts["errors"] += schedules["errors"]
+        if any(counts.values()):
+            logger.info("sweep repaired executions", extra=counts)
+        if counts["errors"]:
+            logger.error("the reconciler's pass left repairs undone; the next pass tries them again", extra=counts)
+            metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=counts["errors"])
+        return counts
+    finally:
+        if metrics.metric_set:
+            metrics.flush_metrics()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..config import Settings
-from ..domain.ecs import TaskState, TaskStateChange
+from ..domain.ecs import TaskState, TaskStateChange, cluster_of
 from ..domain.errors import LaunchFailed
 from ..domain.lifecycle import (
     ECS_RUNNING,
@@ -24,7 +25,7 @@ from ..domain.lifecycle import (
     sources,
     status_of_stopped_task,
 )
-from ..domain.limits import MAX_ERROR_CHARS, SQS_MAX_DELAY_SECONDS
+from ..domain.limits import ECS_DESCRIBE_BATCH, MAX_ERROR_CHARS, SQS_MAX_DELAY_SECONDS
 from ..domain.messages import Launch, TimeoutCheck
 from ..domain.model import Execution, Job, Placement, new_execution, now
 from ..domain.model import ExecutionStatus as S
@@ -526,57 +527,114 @@ class ExecutionEngine:
     def sweep(self) -> dict[str, int]:
         """Drive every execution's observed state to its desired state, repeating each side
         effect until it is observed (docs/execution.md#the-reconciler). Idempotent; runs every
-        reconcile interval (a minute in AWS)."""
+        reconcile interval (a minute in AWS). Each execution is repaired on its own: one that
+        fails (a dependency refuses it, a record it cannot handle) is logged with its ids and
+        counted in `errors`, and the pass goes on with the others; the next pass tries again."""
         at = self._clock()
         counts = {"resent": 0, "finalised": 0, "timedout": 0, "checks": 0, "stopped": 0, "released": 0,
-                  "recounted": 0, "announced": 0}
-        settings = self._settings
+                  "recounted": 0, "announced": 0, "errors": 0}
         limit = 500
-        waiting = [e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)]
-        for execution in waiting:
-            if (execution.due_at or execution.created_at) + settings.sweep_grace_seconds >= at:
-                continue  # its launch message is not overdue
-            if execution.resends >= settings.launch_resends:
-                if self.finish(execution, S.FAILED, error=(
-                        f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
-                    counts["finalised"] += 1
-                continue
-            if self._renew(execution, 0.0, attempt=0, due_at=at, resent=True):
-                counts["resent"] += 1
+        waiting = self._listed(counts, "enqueued", lambda: [
+            e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)])
+        for execution in waiting or []:
+            self._isolated(counts, "resend a lost launch", partial(self._resend_if_lost, execution, at, counts),
+                           execution)
         # Every launched execution, not a first page: the reconciler enforces the timeouts of
         # those that run long, and follows their containers.
-        launched = [e for status in sorted(LAUNCHED)
-                    for e in self._executions.active_executions(status, LAUNCHED_LIMIT)]
-        held = self._executions.held_executions(limit)
-        arns = [e.task_arn for e in [*launched, *held] if e.task_arn]
-        states = self._runner.describe(arns) if arns else {}
+        launched = self._listed(counts, "launched", lambda: [
+            e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, LAUNCHED_LIMIT)])
+        held = self._listed(counts, "held", lambda: self._executions.held_executions(limit))
+        states = self._describe([e.task_arn for e in [*(launched or []), *(held or [])] if e.task_arn], counts)
         jobs: dict[str, Job | None] = {}
-        for execution in launched:
-            self._reconcile_launched(execution, states.get(execution.task_arn or ""), at, jobs, counts)
-        for execution in held:
-            self._reconcile_held(execution, states, at, counts)
-        if (len(waiting) < limit * len(LAUNCHABLE) and len(launched) < LAUNCHED_LIMIT * len(LAUNCHED)
-                and len(held) < limit):
-            self._recount([*waiting, *launched, *held], counts)
+        for execution in launched or []:
+            self._isolated(counts, "follow a launched execution",
+                           partial(self._reconcile_launched, execution, states, at, jobs, counts), execution)
+        for execution in held or []:
+            self._isolated(counts, "finish an ended execution", partial(self._reconcile_held, execution, states, at,
+                                                                          counts), execution)
+        if (waiting is not None and launched is not None and held is not None and len(waiting) < limit * len(LAUNCHABLE)
+                and len(launched) < LAUNCHED_LIMIT * len(LAUNCHED) and len(held) < limit):
+            self._isolated(counts, "recount pools", partial(self._recount, [*waiting, *launched, *held], counts))
         return counts
 
-    def _reconcile_launched(self, execution: Execution, state: TaskState | None, at: float,
+    def _isolated(self, counts: dict[str, int], step: str, repair: Callable[[], None],
+                  execution: Execution | None = None) -> bool:
+        """One repair of the pass, on its own: a failure is logged with what it concerns and
+        counted, and the pass goes on (the next one tries again). False when it failed."""
+        try:
+            repair()
+            return True
+        except Exception:  # noqa: BLE001 - one bad item must not stop the repairs of the others
+            counts["errors"] += 1
+            about: dict[str, Any] = {"step": step}
+            if execution is not None:
+                about.update(job_id=execution.job_id, execution_id=execution.execution_id,
+                             status=execution.status.value)
+            logger.exception("the reconciler could not repair this; the next pass tries again", extra=about)
+            return False
+
+    def _listed(self, counts: dict[str, int], worklist: str,
+                read: Callable[[], list[Execution]]) -> list[Execution] | None:
+        """A worklist of the pass; None when it could not be read (counted: the pass goes on
+        with the others, and pools are not recounted without every holder)."""
+        found: list[list[Execution]] = []
+        self._isolated(counts, f"list the {worklist} executions", lambda: found.append(read()))
+        return found[0] if found else None
+
+    def _describe(self, arns: list[str], counts: dict[str, int]) -> dict[str, TaskState | None]:
+        """The state of each task (None: ECS no longer knows it), asked per cluster and batch;
+        the tasks of a batch ECS would not describe (throttled, refused) are left out, and
+        their executions get only what needs no state on this pass."""
+        by_cluster: dict[str, list[str]] = {}
+        for arn in dict.fromkeys(arns):
+            by_cluster.setdefault(cluster_of(arn), []).append(arn)
+        states: dict[str, TaskState | None] = {}
+        for cluster, group in by_cluster.items():
+            for start in range(0, len(group), ECS_DESCRIBE_BATCH):
+                batch = group[start:start + ECS_DESCRIBE_BATCH]
+                self._isolated(counts, f"describe tasks of cluster {cluster}",
+                               partial(self._describe_batch, batch, states))
+        return states
+
+    def _describe_batch(self, arns: list[str], states: dict[str, TaskState | None]) -> None:
+        states.update(self._runner.describe(arns))
+
+    def _resend_if_lost(self, execution: Execution, at: float, counts: dict[str, int]) -> None:
+        """An enqueued execution whose launch message is overdue has lost it: it is sent again,
+        a bounded number of times, then the execution fails saying why."""
+        settings = self._settings
+        if (execution.due_at or execution.created_at) + settings.sweep_grace_seconds >= at:
+            return  # its launch message is not overdue
+        if execution.resends >= settings.launch_resends:
+            if self.finish(execution, S.FAILED, error=(
+                    f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
+                counts["finalised"] += 1
+            return
+        if self._renew(execution, 0.0, attempt=0, due_at=at, resent=True):
+            counts["resent"] += 1
+
+    def _reconcile_launched(self, execution: Execution, states: dict[str, TaskState | None], at: float,
                             jobs: dict[str, Job | None], counts: dict[str, int]) -> None:
-        if state is None:
-            # ECS may not know a task just after RunTask: it is gone only after the grace.
-            if (execution.launched_at or execution.created_at) + self._settings.missing_grace_seconds < at:
-                ended = self.finish(execution, S.FAILED, error=LOST_TASK)
-                if ended is not None:
-                    self._pools.release_slot(ended)
-                    counts["finalised"] += 1
-            return
-        if state.last_status == ECS_STOPPED:
-            self.apply_task_state(execution, state)
-            counts["finalised"] += 1
-            return
-        if state.last_status == ECS_RUNNING and execution.status is not S.RUNNING:
-            self.apply_task_state(execution, state)
-            execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
+        """A launched execution against its task. A task ECS could not be asked about on this
+        pass (absent from `states`) still has its timeout enforced."""
+        arn = execution.task_arn
+        if arn is None or arn in states:
+            state = states.get(arn) if arn else None
+            if state is None:
+                # ECS may not know a task just after RunTask: it is gone only after the grace.
+                if (execution.launched_at or execution.created_at) + self._settings.missing_grace_seconds < at:
+                    ended = self.finish(execution, S.FAILED, error=LOST_TASK)
+                    if ended is not None:
+                        self._pools.release_slot(ended)
+                        counts["finalised"] += 1
+                return
+            if state.last_status == ECS_STOPPED:
+                self.apply_task_state(execution, state)
+                counts["finalised"] += 1
+                return
+            if state.last_status == ECS_RUNNING and execution.status is not S.RUNNING:
+                self.apply_task_state(execution, state)
+                execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
         if execution.status in TIMEABLE and execution.started_at is not None:
             job = None
             if not execution.timeout and not execution.frozen:
@@ -606,7 +664,9 @@ class ExecutionEngine:
         since = execution.finished_at or execution.launched_at or execution.created_at
         state: TaskState | None
         if execution.task_arn:
-            state = states.get(execution.task_arn)
+            if execution.task_arn not in states:
+                return  # ECS could not be asked about it on this pass
+            state = states[execution.task_arn]
         elif since + grace < at:
             # Ended before its task was recorded: a launch may have been in flight; look it up.
             state = self._runner.find(execution, self._pool_of(execution))

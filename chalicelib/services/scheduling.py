@@ -172,25 +172,41 @@ class Scheduling:
 
     # repair -------------------------------------------------------------------------------------
 
-    def sweep(self) -> int:
+    def sweep(self) -> dict[str, int]:
         """Schedules whose next run is overdue (a lost firing, a schedule that failed to be
         written): their firing is sent to the jobs queue, where the dispatcher takes it as it
         takes any other (the reconciler launches nothing itself: its role may not run tasks),
-        and a cron schedule is armed again. Duplicates are harmless: a firing is taken once."""
-        grace = self._settings.sweep_grace_seconds
-        repaired = 0
-        for job in self._schedules.scheduled_jobs(limit=100, due_before=self._clock() - grace):
-            if job.next_run_at is None or job.schedule_version is None:
-                continue
-            if job.spec.cron:
-                per_tick = to_scheduler_cron(job.spec.cron) is None
-                self._queue.send(self._tick_of(job, job.next_run_at, per_tick=per_tick))
-                if not per_tick:
-                    self.arm(job)  # a tick-by-tick schedule is armed by the tick it fires
-            else:
-                self._queue.send(self._once(job))
-            repaired += 1
-        return repaired
+        and a cron schedule is armed again. Duplicates are harmless: a firing is taken once.
+        Each schedule is repaired on its own: one that fails (Scheduler refuses its time zone,
+        a record it cannot handle) is logged with its ids and counted in `errors`."""
+        counts = {"schedules": 0, "errors": 0}
+        try:
+            overdue = self._schedules.scheduled_jobs(limit=100,
+                                                     due_before=self._clock() - self._settings.sweep_grace_seconds)
+        except Exception:  # noqa: BLE001 - the executions' repairs of the pass go on
+            logger.exception("the overdue schedules could not be listed; the next pass tries again")
+            counts["errors"] += 1
+            return counts
+        for job in overdue:
+            try:
+                self._repair(job)
+                counts["schedules"] += 1
+            except Exception:  # noqa: BLE001 - one bad schedule must not stop the repairs of the others
+                logger.exception("an overdue schedule could not be repaired; the next pass tries again",
+                                 extra={"task_id": job.task_id, "job_id": job.job_id, "next_run_at": job.next_run_at})
+                counts["errors"] += 1
+        return counts
+
+    def _repair(self, job: Job) -> None:
+        if job.next_run_at is None or job.schedule_version is None:
+            return
+        if job.spec.cron:
+            per_tick = to_scheduler_cron(job.spec.cron) is None
+            self._queue.send(self._tick_of(job, job.next_run_at, per_tick=per_tick))
+            if not per_tick:
+                self.arm(job)  # a tick-by-tick schedule is armed by the tick it fires
+        else:
+            self._queue.send(self._once(job))
 
     def upcoming(self, limit: int = 50) -> list[Job]:
         return self._schedules.scheduled_jobs(limit=limit)

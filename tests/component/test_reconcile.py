@@ -306,3 +306,48 @@ def test_a_short_timeout_gets_its_check_when_the_execution_starts(api, runner, d
     tune(SWEEP_INTERVAL="60")
     started(api, runner, drive, sqs, aws, 90, iso(time.time()))
     assert delayed_checks(sqs, aws) == 1
+
+
+def test_an_execution_that_cannot_be_repaired_leaves_the_rest_of_the_pass_to_go_on(api, runner, drive, sqs, aws,
+                                                                                     monkeypatch):
+    """One execution whose every write is refused (a poison record, a refused write): the
+    others are still timed out, the pool is still recounted, and the pass says it failed in part."""
+    from chalicelib import wiring
+    from chalicelib.domain.errors import DependencyDown
+
+    # long timeouts: their checks are the reconciler's, not messages of their own
+    jobs = [started(api, runner, drive, sqs, aws, 600, "2020-01-01T00:00:00.000Z") for _ in range(3)]
+    for _, arn in jobs:
+        runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1577836800.0)
+    poison = jobs[1][0]["executionId"]
+    executions = wiring.backend().executions
+    transition = executions.transition
+
+    def refused(execution, *args, **kwargs):
+        if execution.execution_id == poison:
+            raise DependencyDown("DynamoDB: AccessDeniedException")
+        return transition(execution, *args, **kwargs)
+
+    monkeypatch.setattr(executions, "transition", refused)
+    assert wiring.backend().pools.recount("default", 3, 7)  # a count that no longer matches its holders
+
+    first = sweep()
+    assert (first["timedout"], first["errors"]) == (2, 1)
+    assert [execution(api, created)["status"] for created, _ in jobs] == ["timedout", "running", "timedout"]
+    second = sweep()  # the poison fails again; the drift seen twice is repaired all the same
+    assert (second["errors"], second["recounted"]) == (1, 1) and running_in_pool() == 3
+
+
+def test_a_batch_of_tasks_ecs_will_not_describe_still_has_its_timeouts_enforced(api, runner, drive, sqs, aws,
+                                                                                 monkeypatch):
+    from chalicelib.domain.errors import DependencyDown
+
+    created, arn = started(api, runner, drive, sqs, aws, 600, "2020-01-01T00:00:00.000Z")
+
+    def refused(arns):
+        raise DependencyDown("ECS: AccessDeniedException")
+
+    monkeypatch.setattr(runner, "describe", refused)
+    counts = sweep()
+    assert (counts["timedout"], counts["finalised"], counts["errors"]) == (1, 0, 1)
+    assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn

@@ -232,6 +232,32 @@ def test_the_reconciler_hands_an_overdue_firing_to_the_jobs_queue_and_launches_n
     assert len(runner.runs) == 1 and job(api, created)["executionCount"] == 1
 
 
+def test_a_schedule_that_cannot_be_repaired_leaves_the_others_repaired(api, runner, sqs, aws, monkeypatch):
+    """Scheduler refuses to arm one job's schedule again (its time zone, say): the other overdue
+    schedule is handed over all the same, and the pass counts the failure."""
+    import app as app_module
+    from chalicelib import wiring
+    from chalicelib.domain.errors import DependencyDown
+
+    refused, repaired = (api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json for _ in range(2))
+    JobM = wiring.backend().extras["tables"].Job
+    for created, late in ((refused, 900), (repaired, 600)):  # the refused one comes first
+        JobM(job_id=created["jobId"]).update(actions=[JobM.next_run_at.set(time.time() - late)])
+    scheduler = wiring.backend().scheduler
+    put_cron = scheduler.put_cron
+
+    def refuse_one(name, *args, **kwargs):
+        if name.endswith(refused["jobId"]):
+            raise DependencyDown("Scheduler: ValidationException: invalid time zone")
+        return put_cron(name, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "put_cron", refuse_one)
+    counts = app_module.sweep(scheduled_event("sweeper"), None)
+    assert (counts["schedules"], counts["errors"]) == (1, 1)
+    handed = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0)
+    assert {json.loads(m["Body"])["jobId"] for m in handed["Messages"]} >= {repaired["jobId"]}
+
+
 def test_status_lists_pending_schedules(api, runner):
     created = api.post("/tasks/t", {**JOB, "cron": "0 * * * *"}).json
     scheduled = api.get("/status").json["scheduled"]
