@@ -6,6 +6,10 @@ The app's ECS client is pointed at it with AWS_ENDPOINT_URL_ECS, so the app code
 in AWS. Only what the app uses is implemented; unknown operations are a 400 naming them. It
 serves the runtime's aws backend; the local backend runs processes through infra/local/runner.py
 without an ECS API. Both start and stop processes with infra/local/processes.py.
+
+RunTask runs any command on the developer's machine, so the port answers its own clients only,
+as the local API Gateway does: a request a browser marks as cross-site, or one naming a foreign
+Host (DNS rebinding), is refused with 403 before it is read as an operation.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .gateway import OriginPolicy
 from .processes import CannotStart, Command, OutputShipper, ProcessRun, Sandbox, docker_command
 
 log = logging.getLogger(__name__)
@@ -195,8 +200,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's naming
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, payload = self.fargate._dispatch(self.headers.get("X-Amz-Target", ""), body)
+        body = self.rfile.read(length) if length else b""  # read even when refused: the connection is kept
+        refusal = self.fargate.policy.refusal({name.lower(): value for name, value in self.headers.items()})
+        if refusal is not None:
+            status, payload = 403, {"__type": "AccessDeniedException", "message": refusal}
+        else:
+            status, payload = self.fargate._dispatch(self.headers.get("X-Amz-Target", ""), body)
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
@@ -248,6 +257,7 @@ class LocalFargate:
         handler = type("Handler", (_Handler,), {"fargate": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
+        self.policy = OriginPolicy(host, self.port)
         # A short poll interval makes stop() quick; the server is idle otherwise.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="local-fargate", daemon=True)
@@ -267,7 +277,9 @@ class LocalFargate:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self._httpd.server_address[0]}:{self.port}"
+        # Bound to every address, it is reached on loopback: a Host of 0.0.0.0 names no one.
+        host = self._httpd.server_address[0]
+        return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{self.port}"
 
     def start(self) -> None:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from infra.local.fargate import LocalFargate
@@ -450,3 +451,37 @@ def test_docker_engine_stops_a_task_with_docker_stop(make_local, fake_docker):
     assert detail["containers"][0]["exitCode"] == 143
     assert fake_docker()[1] == ["stop", "-t", "1", f"fastlane-{task_id(arn)}"]
 
+
+def raw_run_task(local: Local, **headers: str) -> requests.Response:
+    """A RunTask as a page in a browser could send it: a plain POST with the headers given."""
+    definition = local.register()
+    body = json.dumps({"cluster": "default", "taskDefinition": definition, "overrides": {
+        "containerOverrides": [{"name": "job", "command": ["sleep", "30"]}]}})
+    return requests.post(local.fargate.endpoint, data=body, timeout=10, headers={
+        "X-Amz-Target": "AmazonEC2ContainerServiceV20141113.RunTask",
+        "Content-Type": "application/x-amz-json-1.1", **headers})
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "http://127.0.0.1:1"},  # another port of this machine is another origin
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Host": "evil.example"},  # a name rebound to 127.0.0.1 by a page's own DNS
+], ids=["foreign-origin", "other-port", "cross-site", "same-site", "foreign-host"])
+def test_a_request_a_browser_marks_as_foreign_is_refused_and_runs_nothing(local, headers):
+    refused = raw_run_task(local, **headers)
+    assert refused.status_code == 403
+    (value,) = headers.values()
+    assert refused.json()["__type"] == "AccessDeniedException" and value in refused.json()["message"]
+    assert local.ecs.list_tasks(cluster="default", desiredStatus="RUNNING")["taskArns"] == []
+    assert local.ecs.list_tasks(cluster="default", desiredStatus="STOPPED")["taskArns"] == []
+
+
+def test_a_request_of_its_own_origin_or_of_no_browser_is_served(local):
+    own = raw_run_task(local, Origin=local.fargate.endpoint, **{"Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 200
+    arn = own.json()["tasks"][0]["taskArn"]
+    assert raw_run_task(local, Host=f"localhost:{local.fargate.port}").status_code == 200  # no Origin: not a page
+    local.ecs.stop_task(cluster="default", task=arn)
+    local.wait_event(arn, "STOPPED")
