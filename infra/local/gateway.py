@@ -1,14 +1,19 @@
 """The local stand-in for API Gateway: serves the Chalice app over HTTP, building the same
 proxy events that API Gateway sends to the Lambda function. It answers only its own origin:
 jobs run on the developer's machine, so a request a browser marks as cross-site, or one naming
-a foreign Host (DNS rebinding), is refused with 403 before the app sees it."""
+a foreign Host (DNS rebinding), is refused with 403 before the app sees it. A body is sized by
+its declared length, against the app's MAX_BODY_BYTES, before a byte of it is read."""
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
+import socket
 import threading
+import time
 import uuid
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,12 +31,50 @@ def make_thread_safe(app: Chalice) -> None:
         app.__class__ = type("LocalFastlane", (LocalChalice, app.__class__), {})
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
+def _error(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message, "operation": "route"}
+    if field is not None:
+        body["field"] = field
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": message, "operation": "route"}),
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
     }
+
+
+class BodyRefused(Exception):
+    """A request refused on its framing alone: its body is never read."""
+
+    def __init__(self, status: int, message: str, field: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, message, field)
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def declared_length(headers: Message, limit: int, rule: str = "MAX_BODY_BYTES") -> int:
+    """The size of a request's body as its headers declare it, checked against `limit` (the app's
+    MAX_BODY_BYTES, named `rule` in answers) before a byte of it is read; raises BodyRefused. No
+    Content-Length is an empty body, as HTTP/1.1 defines it for a request without Transfer-Encoding."""
+    if headers.get("Transfer-Encoding") is not None:
+        # A chunked body's size is known only once it is read: API Gateway's limit could not be kept.
+        raise BodyRefused(411, "Content-Length is required: a body sent with Transfer-Encoding is not accepted here; "
+                               f"send it with its size in Content-Length (at most {limit} bytes, {rule}).",
+                          "Content-Length")
+    values = [part.strip() for value in headers.get_all("Content-Length") or () for part in str(value).split(",")]
+    if not values:
+        return 0
+    if not all(_DIGITS.fullmatch(value) for value in values) or len(set(values)) > 1:
+        shown = ", ".join(values)[:60]
+        raise BodyRefused(400, f"Content-Length must be one number of bytes, ASCII digits only, got '{shown}'.",
+                          "Content-Length")
+    digits = values[0].lstrip("0") or "0"
+    # Compared as text first: a header of thousands of digits is not turned into an int.
+    if len(digits) > len(str(limit)) or int(digits) > limit:
+        raise BodyRefused(413, f"Content-Length says the body is {digits[:40]} bytes; at most {limit} are accepted "
+                               f"({rule}).", "body")
+    return int(digits)
 
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -151,12 +194,68 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "fastlane-local"
     protocol_version = "HTTP/1.1"
     gateway: RestGateway
+    max_body_bytes = 256 * 1024  # the app's MAX_BODY_BYTES, set by LocalHttpServer
+    body_timeout = 10.0  # seconds a declared body may take to arrive
+    # After a refusal the unread body is let run out, within these bounds, before the socket is
+    # closed: a socket closed with unread bytes is reset, and the reset can destroy the answer
+    # before the client has read it.
+    linger_seconds = 2.0
+    linger_bytes = 16 * 1024 * 1024
+
+    def handle_expect_100(self) -> bool:
+        """A body that will be refused is not asked for."""
+        try:
+            declared_length(self.headers, self.max_body_bytes)
+        except BodyRefused as refused:
+            self._refuse(refused.response)
+            return False
+        return super().handle_expect_100()
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        try:
+            body = self._body()
+        except BodyRefused as refused:
+            self._refuse(refused.response)
+            return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.gateway.handle(self.command, self.path, headers, body, self.client_address[0])
+        self._respond(self.gateway.handle(self.command, self.path, headers, body, self.client_address[0]))
+
+    def _body(self) -> bytes:
+        length = declared_length(self.headers, self.max_body_bytes)
+        if not length:
+            return b""
+        self.connection.settimeout(self.body_timeout)  # a client that never sends it does not hold a thread
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise BodyRefused(408, f"The body did not arrive within {self.body_timeout:g} seconds "
+                                   f"(Content-Length: {length}).", "body") from None
+        finally:
+            self.connection.settimeout(None)
+        if len(body) < length:
+            raise BodyRefused(400, f"The body ended after {len(body)} of the {length} bytes Content-Length declared.",
+                              "Content-Length")
+        return body
+
+    def _refuse(self, response: dict[str, Any]) -> None:
+        """Answer without reading the body, then close: what is left of the request cannot be told
+        from the next one."""
+        self._respond(response, close=True)
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + self.linger_seconds
+            left = self.linger_bytes
+            while left > 0 and (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                chunk = self.connection.recv(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass  # the client went first
+
+    def _respond(self, response: dict[str, Any], close: bool = False) -> None:
         payload = response.get("body") or b""
         if response.get("isBase64Encoded"):
             payload = base64.b64decode(payload)
@@ -170,6 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             for value in values:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
+        if close:
+            self.send_header("Connection", "close")  # and close_connection is set
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
@@ -198,7 +299,10 @@ class LocalHttpServer:
         server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
         self.httpd = server((host, port), _Handler)
         self.policy = OriginPolicy(host, self.httpd.server_address[1])
-        self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {"gateway": RestGateway(app, self.policy)})
+        from chalicelib.config import get_settings
+
+        self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {
+            "gateway": RestGateway(app, self.policy), "max_body_bytes": get_settings().max_body_bytes})
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 STAGE = "api"
 API_ID = "local"
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's limit on a websocket message
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit on a synchronous invocation's payload
 SEND_TIMEOUT_SECONDS = 10.0
 
 
@@ -364,12 +365,23 @@ class _ManagementHandler(BaseHTTPRequestHandler):
             return "function", path[len("/2015-03-31/functions/"):-len("/invocations")]
         return None
 
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _body(self) -> bytes | None:
+        """The request's body, or None once it is refused unread (a length that is not a number of
+        bytes, or over Lambda's payload limit)."""
+        from .gateway import BodyRefused, declared_length
+
+        try:
+            length = declared_length(self.headers, MAX_PAYLOAD_BYTES, "Lambda's payload limit")
+        except BodyRefused as refused:
+            self.close_connection = True
+            self._reply(refused.response["statusCode"], {"__type": "BadRequestException", "message": str(refused)})
+            return None
         return self.rfile.read(length) if length else b""
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's naming
         route, body = self._route(), self._body()
+        if body is None:
+            return
         if route and route[0] == "connection":
             self._reply(*self.gateway.post(route[1], body))
         elif route and route[0] == "function":
@@ -379,7 +391,8 @@ class _ManagementHandler(BaseHTTPRequestHandler):
             self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
 
     def do_DELETE(self) -> None:  # noqa: N802
-        self._body()
+        if self._body() is None:
+            return
         route = self._route()
         if route and route[0] == "connection":
             self._reply(*self.gateway.delete(route[1]))

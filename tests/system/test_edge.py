@@ -1,12 +1,16 @@
 """Hostile input over real HTTP against the local runtime: every case answers a 4xx JSON error
-naming the field and leaves nothing behind; the runtime answers only its own origin; secrets are
-shown as *** in answers and webhook bodies; webhooks are signed with a timestamp."""
+naming the field and leaves nothing behind; bodies are sized from their headers before they are
+read; the runtime answers only its own origin; secrets are shown as *** in answers and webhook bodies; webhooks are
+signed with a timestamp."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -116,6 +120,97 @@ def test_page_tokens_that_are_not_ours_are_400(runtime, token):
     runtime.wait_for_execution(created["executionUrl"], {"done"})
     answer = runtime.get(runtime.path(created["executionUrl"]) + "/stdout", params={"token": token})
     assert answer.status_code == 400 and answer.json()["field"] == "token"
+
+
+# framing: a body is sized from its headers before a byte of it is read ---------------------------
+
+
+class Raw:
+    """An answer read off a socket that sent exactly the given bytes."""
+
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes, elapsed: float) -> None:
+        self.status, self.headers, self.body, self.elapsed = status, headers, body, elapsed
+
+    def json(self) -> dict:
+        assert self.headers["Content-Type"] == "application/json", (self.status, self.body[:300])
+        return json.loads(self.body)
+
+
+def raw_request(runtime: Runtime, head: str, body: bytes = b"", half_close: bool = False) -> Raw:
+    """Send `head` (request line and headers, CRLF added) and `body` as they are, then read one answer
+    within a deadline: a server that waits for bytes that never come fails the test, not hangs it."""
+    address = urlsplit(runtime.url)
+    started = time.monotonic()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = http.client.HTTPResponse(sock, method=head.split(" ", 1)[0])
+        answer.begin()
+        return Raw(answer.status, answer.headers, answer.read(), time.monotonic() - started)
+
+
+def post_head(runtime: Runtime, path: str, *headers: str) -> str:
+    return "\n".join((f"POST {path} HTTP/1.1", f"Host: {urlsplit(runtime.url).netloc}",
+                       "Content-Type: application/json", *headers))
+
+
+JOB_BYTES = json.dumps(JOB).encode()
+
+
+@pytest.mark.parametrize("value", ["-1", "-100000", "abc", "1e3", "12, 13"])
+def test_a_content_length_that_is_not_a_size_is_400_naming_it_without_reading_the_body(runtime, value):
+    """A negative length once read the body to the end of the stream: the client waited for ever."""
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length", f"Content-Length: {value}"), JOB_BYTES)
+    assert answer.status == 400 and answer.elapsed < 5
+    error = answer.json()
+    assert error["field"] == "Content-Length" and "Content-Length must be one number of bytes" in error["error"]
+    assert answer.headers["Connection"] == "close"
+    nothing_left(runtime, "edge-length")
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body_is_sent(runtime):
+    """The length is checked, not the body: a client that declares a gigabyte and sends nothing is
+    answered at once."""
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length", f"Content-Length: {10 ** 9}"))
+    assert answer.status == 413 and answer.elapsed < 5
+    error = answer.json()
+    assert error["field"] == "body" and "Content-Length" in error["error"]
+    assert "at most 262144" in error["error"] and "MAX_BODY_BYTES" in error["error"]
+    nothing_left(runtime, "edge-length")
+
+
+def test_a_body_too_large_for_its_expect_100_continue_is_not_asked_for(runtime):
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length", "Content-Length: 300000",
+                                            "Expect: 100-continue"))
+    assert answer.status == 413  # http.client would have read a 100 Continue as the answer
+    assert answer.json()["field"] == "body"
+
+
+def test_a_chunked_body_is_411_naming_content_length(runtime):
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length", "Transfer-Encoding: chunked"),
+                         b"%x\r\n%s\r\n0\r\n\r\n" % (len(JOB_BYTES), JOB_BYTES))
+    assert answer.status == 411 and answer.json()["field"] == "Content-Length"
+    nothing_left(runtime, "edge-length")
+
+
+def test_no_content_length_is_an_empty_body(runtime):
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length"))
+    assert answer.status == 400 and answer.json()["field"] == "body"  # the app's answer to an empty body
+    nothing_left(runtime, "edge-length")
+
+
+def test_a_body_shorter_than_its_length_is_400_once_the_client_stops_sending(runtime):
+    answer = raw_request(runtime, post_head(runtime, "/tasks/edge-length", "Content-Length: 1000"), JOB_BYTES,
+                         half_close=True)
+    assert answer.status == 400 and answer.json()["field"] == "Content-Length"
+    nothing_left(runtime, "edge-length")
+
+
+def test_a_refused_body_sent_whole_still_gets_its_answer(runtime):
+    """requests sends the whole body before it reads: the answer must survive the unread bytes."""
+    answer = raw_post(runtime, "/tasks/edge-length", b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    assert answer.status_code == 413 and answer.json()["field"] == "body"
 
 
 # the front door ---------------------------------------------------------------------------------
