@@ -2,7 +2,8 @@
 proxy events that API Gateway sends to the Lambda function. It answers only its own origin:
 jobs run on the developer's machine, so a request a browser marks as cross-site, or one naming
 a foreign Host (DNS rebinding), is refused with 403 before the app sees it. A body is sized by
-its declared length, against the app's MAX_BODY_BYTES, before a byte of it is read."""
+its declared length, against the app's MAX_BODY_BYTES, before a byte of it is read, and every
+method, served or not, is answered with JSON."""
 from __future__ import annotations
 
 import base64
@@ -40,6 +41,12 @@ def _error(status: int, message: str, field: str | None = None, headers: dict[st
         "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": json.dumps(body),
     }
+
+
+def _not_allowed(method: str, path: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """405 with the Allow header HTTP requires of it: the methods served on `path`."""
+    listed = ", ".join(sorted(allowed))
+    return _error(405, f"{method[:20]} is not allowed on {path[:200]}; allowed: {listed}.", headers={"Allow": listed})
 
 
 class BodyRefused(Exception):
@@ -149,6 +156,8 @@ class RestGateway:
         self.app = app
         self.matcher = RouteMatcher(list(app.routes))
         self.policy = policy
+        # Every method some route serves; any other (TRACE, CONNECT, made-up ones) is 405 wherever it is sent.
+        self.served = frozenset(method for methods in app.routes.values() for method in methods)
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, source_ip: str) -> dict[str, Any]:
         refusal = self.policy.refusal(headers) if self.policy is not None else None
@@ -159,10 +168,12 @@ class RestGateway:
         try:
             match = self.matcher.match_route(path)
         except ValueError:
+            if method not in self.served:  # CONNECT's host:port names no route either
+                return _not_allowed(method, target, self.served)
             return _error(404, f"No route matches {path}.")
         methods = self.app.routes[match.route]
         if method not in methods:
-            return _error(405, f"{method} is not allowed on {path}; allowed: {', '.join(sorted(methods))}.")
+            return _not_allowed(method, path, frozenset(methods))
         query = parse_qs(parts.query, keep_blank_values=True)
         request_id = str(uuid.uuid4())
         event = {
@@ -201,6 +212,13 @@ class _Handler(BaseHTTPRequestHandler):
     # before the client has read it.
     linger_seconds = 2.0
     linger_bytes = 16 * 1024 * 1024
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method with no do_<METHOD> 501 with an HTML page: the gateway
+        # answers every method itself (405 with Allow when no route serves it).
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def handle_expect_100(self) -> bool:
         """A body that will be refused is not asked for."""
@@ -274,8 +292,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass

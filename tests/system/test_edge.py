@@ -1,7 +1,7 @@
 """Hostile input over real HTTP against the local runtime: every case answers a 4xx JSON error
 naming the field and leaves nothing behind; bodies are sized from their headers before they are
-read; the runtime answers only its own origin; secrets are shown as *** in answers and webhook bodies; webhooks are
-signed with a timestamp."""
+read; every method is answered in JSON; the runtime answers only its own origin; secrets are
+shown as *** in answers and webhook bodies; webhooks are signed with a timestamp."""
 from __future__ import annotations
 
 import base64
@@ -211,6 +211,36 @@ def test_a_refused_body_sent_whole_still_gets_its_answer(runtime):
     """requests sends the whole body before it reads: the answer must survive the unread bytes."""
     answer = raw_post(runtime, "/tasks/edge-length", b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}')
     assert answer.status_code == 413 and answer.json()["field"] == "body"
+
+
+# methods: every one is answered in JSON; one no route serves is 405 with Allow ----------------------
+
+
+def test_a_wrong_method_on_a_route_is_405_with_allow(runtime):
+    answer = requests.delete(runtime.url + "/tasks", timeout=10)
+    assert answer.status_code == 405 and answer.headers["Allow"] == "GET"
+    assert answer.json() == {"error": "DELETE is not allowed on /tasks; allowed: GET.", "operation": "route"}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "QUERY", "PROPFIND", "BREW"])
+def test_a_method_no_route_serves_is_405_json_with_allow_like_any_wrong_method(runtime, method):
+    """http.server answered these 501 with an HTML page."""
+    answer = requests.request(method, runtime.url + "/tasks/edge-methods", timeout=10)
+    assert answer.status_code == 405 and answer.headers["Allow"] == "GET, POST"
+    assert answer.json() == {"error": f"{method} is not allowed on /tasks/edge-methods; allowed: GET, POST.",
+                             "operation": "route"}
+
+
+def test_connect_to_an_authority_is_405_with_allow(runtime):
+    answer = raw_request(runtime, f"CONNECT 127.0.0.1:443 HTTP/1.1\nHost: {urlsplit(runtime.url).netloc}")
+    assert answer.status == 405 and answer.headers["Allow"] == "GET, POST, PUT"
+    assert answer.json()["operation"] == "route"
+
+
+def test_a_method_no_route_serves_keeps_the_connection_for_the_next_request(runtime):
+    session = requests.Session()
+    assert session.request("TRACE", runtime.url + "/tasks", timeout=10).status_code == 405
+    assert session.get(runtime.url + "/tasks", timeout=10).status_code == 200
 
 
 # the front door ---------------------------------------------------------------------------------

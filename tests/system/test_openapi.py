@@ -1,6 +1,7 @@
 """GET /openapi.json describes every route, and the running local runtime keeps to it: schemathesis
 sends generated requests, valid and invalid, to every operation and checks that no answer is a
-server error and none breaks the description (status codes, content types, bodies, headers).
+server error and none breaks the description (status codes, content types, bodies, headers), and
+sends every path the methods it does not list (TRACE among them), which must be 405 with Allow.
 Bounded examples keep it to CI time."""
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.meta import CoverageScenario
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from tests.system.conftest import Runtime, running_runtime
@@ -81,4 +84,31 @@ def test_the_service_keeps_to_its_description(runtime: Runtime) -> None:
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             _fuzz(operation, mode, failures)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_methods_the_description_does_not_list_are_405_with_allow(runtime: Runtime) -> None:
+    """schemathesis's coverage phase sends each path the methods its description does not list
+    (GET, PUT, POST, DELETE, OPTIONS, PATCH, TRACE, QUERY, less the listed ones): none may be a
+    server error, and each is 405 with the Allow header HTTP requires."""
+    schema = schemathesis.openapi.from_url(f"{runtime.url}/openapi.json")
+    failures: list[str] = []
+    sent: set[str] = set()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        config = schema.config.generation_for(operation=operation, phase="coverage")
+        for case in schema.iter_coverage_cases(operation, generation_modes=[GenerationMode.NEGATIVE],
+                                               generation_config=config):
+            if case.meta is None or getattr(case.meta.phase.data, "scenario", None) != CoverageScenario.UNSPECIFIED_HTTP_METHOD:
+                continue
+            sent.add(case.method)
+            try:
+                response = case.call_and_validate(checks=[not_a_server_error, unsupported_method])
+            except AssertionError as failure:
+                failures.append(f"{case.method} {operation.path}: {str(failure)[:500]}")
+                continue
+            content_type = response.headers.get("content-type")  # schemathesis keeps each header's values
+            if content_type != ["application/json"]:
+                failures.append(f"{case.method} {operation.path}: answered {response.status_code} {content_type}")
+    assert {"TRACE", "QUERY", "DELETE", "PATCH"} <= sent
     assert not failures, "\n\n".join(failures)
