@@ -118,17 +118,19 @@ class OriginPolicy:
             return f"Cross-site request refused (Sec-Fetch-Site: {site[:40]}): this runtime answers its own pages only."
         return self._foreign_origin(headers, "request")
 
-    def websocket_refusal(self, headers: dict[str, str]) -> str | None:
-        """Why a websocket handshake is refused, or None. Browsers send no CORS preflight for a
-        websocket, so any page could open one: only this runtime's own pages (the stream pages,
-        whose origin is the HTTP port, not the websocket's) and clients that send no Origin (not
-        a browser) are let in. Sec-Fetch-Site is not asked: the websocket's other port makes even
-        the runtime's own pages `same-site`."""
-        return self._foreign_host(headers) or self._foreign_origin(headers, "websocket")
+    def websocket_refusal(self, headers: dict[str, str], socket_port: int) -> str | None:
+        """Why a handshake with the websocket on `socket_port` is refused, or None. Browsers send no
+        CORS preflight for a websocket, so any page could open one: only this runtime's own pages
+        (the stream pages, whose origin is the HTTP port, not the websocket's), clients that send
+        no Origin (not a browser) and clients that send the websocket's own origin, http or https
+        (websocket-client does by default; no page is ever served from that port) are let in.
+        Sec-Fetch-Site is not asked: the websocket's other port makes even the runtime's own pages
+        `same-site`."""
+        return self._foreign_host(headers) or self._foreign_origin(headers, "websocket", socket_port)
 
-    def _foreign_origin(self, headers: dict[str, str], what: str) -> str | None:
+    def _foreign_origin(self, headers: dict[str, str], what: str, socket_port: int | None = None) -> str | None:
         origin = headers.get("origin")
-        if origin is not None and not self._own_origin(origin):
+        if origin is not None and not self._own_origin(origin, socket_port):
             return f"Cross-origin {what} refused (Origin: {origin[:100]}): this runtime answers its own pages only."
         return None
 
@@ -139,13 +141,17 @@ class OriginPolicy:
                     "ALLOWED_HOSTS adds names).")
         return None
 
-    def _own_origin(self, origin: str) -> bool:
+    def _own_origin(self, origin: str, socket_port: int | None = None) -> bool:
         parts = urlsplit(origin.strip())
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             return False
-        return parts.scheme == "http" and _host_name(parts.netloc) in self.names and port == self.port
+        if _host_name(parts.netloc) not in self.names:
+            return False
+        if parts.scheme == "http" and port == self.port:
+            return True
+        return socket_port is not None and parts.scheme in ("http", "https") and port == socket_port
 
 
 class RestGateway:

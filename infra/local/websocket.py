@@ -201,7 +201,8 @@ class LocalWebsocketGateway:
         parts = urlsplit(request.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         headers = {name: value for name, value in request.headers.raw_items()}
-        refused = self._policy.websocket_refusal({k.lower(): v for k, v in headers.items()}) if self._policy else None
+        refused = (self._policy.websocket_refusal({k.lower(): v for k, v in headers.items()}, self.port)
+                   if self._policy else None)
         if refused is not None:
             return connection.respond(403, refused)
         event = {

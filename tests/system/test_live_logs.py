@@ -169,6 +169,53 @@ def test_only_the_runtimes_own_pages_and_clients_without_an_origin_may_open_a_we
     assert session(url).lines() == ["mine"]  # a client that sends no Origin (not a browser)
 
 
+def follow_with_websocket_client(url: str) -> tuple[list[dict[str, Any]], int, str]:
+    """Frames, close code and reason of the session that ended the stream, as websocket-client reads
+    them with its defaults, which send the websocket URL's own origin (`Origin: http://<host>:<port>`)."""
+    import websocket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frames: list[dict[str, Any]] = []
+        ws = websocket.create_connection(url, timeout=10)
+        try:
+            while True:
+                opcode, frame = ws.recv_data_frame(True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    code, reason = int.from_bytes(frame.data[:2], "big"), frame.data[2:].decode()
+                    break
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    frames.append(json.loads(frame.data))
+        finally:
+            ws.close()
+        if reason != "retry":
+            return frames, code, reason
+        time.sleep(min(float(frames[-1].get("retryAfter") or 1), 1.0))  # as the server tells
+    raise AssertionError("the stream never ended")
+
+
+def test_websocket_client_with_its_defaults_follows_a_job_to_its_end(runtime: Runtime) -> None:
+    """The most common Python client sends the websocket's own origin unless told not to: no page is
+    served from that origin, so it is let in as a client that sends none."""
+    job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": "bash -c 'echo one; sleep 0.3; echo two'"}).json()
+    frames, code, reason = follow_with_websocket_client(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))
+    assert (code, reason) == (1000, "done")
+    assert [line for f in frames if f["type"] == "output" for line in f["lines"]] == ["one", "two"]
+    assert [f for f in frames if f["type"] == "end"] == [{"type": "end", "executionId": job["executionId"],
+                                                          "status": "done", "exitCode": 0, "error": None}]
+
+
+def test_websocket_client_from_a_foreign_page_is_refused(runtime: Runtime) -> None:
+    import websocket
+
+    url = websocket_url(runtime) + query(taskId="live", jobId="01234567-89ab-7def-8123-456789abcdef")
+    port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    for origin in ("http://evil.example", f"http://evil.example:{port}", runtime.url.replace("http:", "https:")):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url, timeout=10, origin=origin)
+        assert refused.value.status_code == 403, origin
+
+
 def test_a_job_that_has_not_run_yet_closes_with_retry(runtime: Runtime) -> None:
     job = runtime.post("/tasks/live", json={"image": "ubuntu", "command": "true", "startIn": "1h"}).json()
     result = session(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))

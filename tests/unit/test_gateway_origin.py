@@ -38,3 +38,34 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
     policy = OriginPolicy("0.0.0.0", 8080)
     assert policy.refusal({"host": "jobs.internal:8080"}) is None
     assert policy.refusal({"host": "0.0.0.0:8080"}) is not None
+
+
+# the websocket: its own origin (websocket-client's default) and the runtime's pages --------------
+
+SOCKET_PORT = 10001
+
+
+@pytest.mark.parametrize("origin", [
+    None,  # not a browser
+    "http://127.0.0.1:10000",  # a stream page
+    "http://127.0.0.1:10001",  # websocket-client's default: the websocket URL's own origin
+    "https://127.0.0.1:10001",  # the same for a wss:// URL
+    "http://localhost:10001",
+    "http://devbox.lan:10001",
+])
+def test_a_websocket_lets_in_the_runtimes_pages_and_its_own_origin(origin):
+    headers = {"host": "127.0.0.1:10001", **({"origin": origin} if origin else {})}
+    assert POLICY.websocket_refusal(headers, SOCKET_PORT) is None
+
+
+@pytest.mark.parametrize("origin", [
+    "http://evil.example:10001",  # a foreign page on the websocket's port number
+    "http://127.0.0.1:10002",
+    "https://127.0.0.1:10000",  # the HTTP port is plain http only
+    "ws://127.0.0.1:10001",
+    "http://127.0.0.1",
+    "null",
+])
+def test_a_websocket_refuses_every_other_origin(origin):
+    refusal = POLICY.websocket_refusal({"host": "127.0.0.1:10001", "origin": origin}, SOCKET_PORT)
+    assert refusal is not None and "Origin" in refusal
