@@ -15,6 +15,7 @@ Two backends (docs/local-runtime.md):
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -45,6 +46,43 @@ def retention_days() -> float | None:
     if not days >= 0 or days == float("inf"):
         raise ValueError(f"LOG_RETENTION_DAYS must be a number of days, 0 to keep job output for ever; not {raw!r}")
     return days or None
+
+
+REMOTE_OPT_IN = "ALLOW_UNAUTHENTICATED_REMOTE"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the runtime on this machine ("" and 0.0.0.0 are every address)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to, others may reach it
+
+
+def check_listen_address(host: str, backend: str = "local") -> str | None:
+    """The runtime runs any command posted to it: on an address other machines reach, it starts only
+    behind Basic auth (on the aws backend not even then: its moto server and ECS stand-in take no
+    auth), or when ALLOW_UNAUTHENTICATED_REMOTE=true says so, and then with the warning this
+    returns. Raises ValueError otherwise, before anything listens."""
+    from chalicelib.config import Settings
+
+    if is_loopback(host):
+        return None
+    where = host or "every address"
+    if backend == "local" and Settings.from_environment().basic_auth_enabled:
+        return None
+    if _flag(REMOTE_OPT_IN, False):
+        return (f"WARNING: listening on {where} with no auth ({REMOTE_OPT_IN}=true): anyone who can reach this "
+                "machine can run any command on it.")
+    if backend == "local":
+        raise ValueError(f"listening on {where} (HOST) lets other machines reach the API, which runs any command "
+                         f"posted to it: set BASIC_AUTH_USERNAME and BASIC_AUTH_PASSWORD, or {REMOTE_OPT_IN}=true to "
+                         "run it open anyway.")
+    raise ValueError(f"listening on {where} (HOST) with the {backend} backend lets other machines reach its moto server "
+                     f"and ECS stand-in, which take no auth and run any command: keep HOST on loopback, or set "
+                     f"{REMOTE_OPT_IN}=true to run it open anyway.")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,6 +123,7 @@ class LocalRuntime:
         self.isolation = ""
         self.recovered = 0  # ECS tasks a previous run left, stopped on start
         self.retention: float | None = None  # days job output is kept on the local backend; None: for ever
+        self.warning: str | None = None  # said first when the runtime has started
         self._moto: Any = None
         self._http: Any = None
         self._fargate: Any = None
@@ -142,6 +181,7 @@ class LocalRuntime:
         self._http.start()
 
     def start(self) -> None:
+        self.warning = check_listen_address(self.host, self.backend_name)
         self._common_environment()
         if self.backend_name == "local":
             self._start_local()
@@ -321,7 +361,8 @@ class LocalRuntime:
     def describe(self) -> list[str]:
         """What the runtime says when it has started."""
         host = self._public_host()
-        lines = [f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend). Ctrl-C stops it."]
+        lines = [f"fastlane local runtime: {self.warning}"] if self.warning else []
+        lines.append(f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend). Ctrl-C stops it.")
         if self.backend_name == "local":
             lines.append(f"fastlane local runtime: state in {self.state} (kept across restarts; --fresh or "
                          f"`make reset` starts empty)" + (f"; {self.recovered} ECS task(s) left running by the "

@@ -86,7 +86,9 @@ class LocalWebsocketGateway:
         self._listener = _bind(host, port)
         self.port = self._listener.getsockname()[1]
         handler = type("Handler", (_ManagementHandler,), {"gateway": self})
-        self._http = ThreadingHTTPServer((host, 0), handler)
+        # Loopback whatever `host` is: only the app, in this process, calls the management API,
+        # which posts to any connection and invokes the app's functions without auth.
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._http.daemon_threads = True
         self._http_thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
                                              name="ws-management", daemon=True)

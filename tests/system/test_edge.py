@@ -1,7 +1,8 @@
 """Hostile input over real HTTP against the local runtime: every case answers a 4xx JSON error
 naming the field and leaves nothing behind; bodies are sized from their headers before they are
-read; every method is answered in JSON; the runtime answers only its own origin; secrets are
-shown as *** in answers and webhook bodies; webhooks are signed with a timestamp."""
+read; every method is answered in JSON; the runtime answers only its own origin and does not
+start open to the network; secrets are shown as *** in answers and webhook bodies; webhooks are
+signed with a timestamp."""
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from chalicelib.domain.webhooks import signature_matches
-from tests.system.conftest import Runtime, running_runtime, start_runtime, wait_until
+from tests.system.conftest import Runtime, running_runtime, start_runtime, stop_runtime, wait_until
 
 pytestmark = pytest.mark.system
 SECRET = "edge-hook-secret"
@@ -295,6 +296,23 @@ def test_secret_looking_envs_and_every_hook_header_are_redacted_in_answers_and_w
     assert header.startswith("t=") and abs(int(header[2:header.index(",")]) - time.time()) < 60
     assert signature_matches(SECRET, delivered.body, header)
     assert not signature_matches(SECRET, delivered.body, header, now=time.time() + 3600)  # a replay an hour on
+
+
+def test_an_open_runtime_on_every_address_does_not_start(tmp_path):
+    """It runs any command posted to it: reachable from other machines, it needs Basic auth or an
+    explicit opt-in. (It is refused before it listens; were it not, it would answer on loopback.)"""
+    open_to_all = {"HOST": "0.0.0.0", "BASIC_AUTH_USERNAME": "", "BASIC_AUTH_PASSWORD": "", "BASIC_AUTH_SECRET_ID": "",
+                   "ALLOW_UNAUTHENTICATED_REMOTE": ""}
+    try:
+        started = start_runtime(tmp_path, open_to_all)
+    except AssertionError as refused:
+        said = str(refused)
+    else:
+        stop_runtime(started)
+        pytest.fail("the runtime started on 0.0.0.0 with no auth")
+    assert ("fastlane local runtime: cannot start: listening on 0.0.0.0 (HOST) lets other machines reach the API, "
+            "which runs any command posted to it: set BASIC_AUTH_USERNAME and BASIC_AUTH_PASSWORD, or "
+            "ALLOW_UNAUTHENTICATED_REMOTE=true to run it open anyway.") in said
 
 
 def test_half_a_basic_auth_pair_does_not_start(tmp_path):
