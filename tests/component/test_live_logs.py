@@ -16,10 +16,18 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from tests import iam
 from tests.conftest import REGION
 
 API_ID = "abc123"
 GROUP = "/test/jobs"
+
+
+@pytest.fixture(autouse=True)
+def _websocket_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment's websocket API is the one the events come from: its functions may post to
+    that API's connections only."""
+    monkeypatch.setenv("WEBSOCKET_URL", f"wss://{API_ID}.execute-api.{REGION}.amazonaws.com/api")
 
 
 def ws_event(route: str, connection_id: str, *, body: Any = None, query: dict[str, str] | None = None,
@@ -134,9 +142,10 @@ class Harness:
         """Put lines in the task's stream; returns the subscription event that delivers them."""
         name = f"{arn.rsplit('/', 1)[-1]}/{stream}"
         at = int(time.time() * 1000)
-        self.logs.put_log_events(logGroupName=GROUP, logStreamName=name,
-                                 logEvents=[{"timestamp": at, "message": line} for line in lines])
-        found = self.logs.filter_log_events(logGroupName=GROUP, logStreamNames=[name])["events"]
+        with iam.as_test():  # the container writes (with the task role), whichever handler runs meanwhile
+            self.logs.put_log_events(logGroupName=GROUP, logStreamName=name,
+                                     logEvents=[{"timestamp": at, "message": line} for line in lines])
+            found = self.logs.filter_log_events(logGroupName=GROUP, logStreamNames=[name])["events"]
         return subscription_event(GROUP, name, found[-len(lines):])
 
     def stop(self, execution_id: str, arn: str, exit_code: int = 0) -> None:

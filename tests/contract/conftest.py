@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.errors import DependencyDown
+from tests import iam
 from tests.contract.support import AFTER, BEFORE, CONFLICT, PART_WAY, FakeClock, Faults, Ports, Rounds
 
 
@@ -139,6 +140,24 @@ def _aws_built(absent: bool) -> tuple[Any, Any, Any]:
     return settings, build_aws_backend(settings), boto3.client("dynamodb", region_name=REGION)
 
 
+class _Unchecked:
+    """A port whose AWS calls the IAM check leaves alone."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._port, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with iam.as_test():
+                return found(*args, **kwargs)
+
+        return call
+
+
 def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -165,18 +184,23 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
         settings, backend, dynamodb = _aws_built(absent)
         # The backend's delivery log, measuring leases on the test's clock.
         deliveries = DeliveryLog(dynamodb, settings.deliveries_table, clock=clock)
-        return Ports(name="aws", jobs=backend.jobs, executions=backend.executions, pools=backend.pools,
-                     schedules=backend.schedules, statistics=backend.statistics, deliveries=deliveries,
-                     connections=backend.connections, idempotency_keys=backend.idempotency_keys, clock=clock,
-                     unreachable=lambda: ports(True), faulty=faulty, rounds=rounds)
+        # Tables that do not exist are no deployment's: what the test sees is the store's answer, not IAM's.
+        seen = _Unchecked if absent else (lambda port: port)
+        return Ports(name="aws", jobs=seen(backend.jobs), executions=seen(backend.executions), pools=seen(backend.pools),
+                     schedules=seen(backend.schedules), statistics=seen(backend.statistics), deliveries=seen(deliveries),
+                     connections=seen(backend.connections), idempotency_keys=seen(backend.idempotency_keys),
+                     clock=clock, unreachable=lambda: ports(True), faulty=faulty, rounds=rounds)
 
     follow_clock(monkeypatch, clock)  # the idempotency keys' leases and expiry, read by powertools
+    # The deployment's tables, as its functions' settings name them: the IAM check resolves grants on them.
+    monkeypatch.setenv("FASTLANE_PREFIX", "contract")
     with mock_aws():
         settings, backend, dynamodb = _aws_built(False)
-        backend.extras["tables"].create()  # as infra/local/provision.py does
-        backend.connections.create_table()
-        create_deliveries_table(dynamodb, settings.deliveries_table)
-        create_idempotency_table(dynamodb, settings.idempotency_table)
+        with iam.as_test():  # what the template creates in AWS
+            backend.extras["tables"].create()  # as infra/local/provision.py does
+            backend.connections.create_table()
+            create_deliveries_table(dynamodb, settings.deliveries_table)
+            create_idempotency_table(dynamodb, settings.idempotency_table)
         yield ports(False)
 
 

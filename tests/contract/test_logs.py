@@ -100,6 +100,7 @@ def probe(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.Mon
                         ("AWS_SECRET_ACCESS_KEY", "testing")):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("LOG_GROUP", GROUP)  # the deployment's job log group: the IAM check resolves grants on it
     with mock_aws():
         yield CloudWatchProbe()
 

@@ -155,7 +155,12 @@ def probe(request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.Mon
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        yield SqsProbe()
+        probe = SqsProbe()
+        # The deployment's queues, as its functions' settings name them: the IAM check resolves grants on them.
+        for role, variable in (("jobs", "JOBS"), ("events", "EVENTS"), ("notify", "NOTIFY")):
+            monkeypatch.setenv(f"{variable}_QUEUE_URL", probe.urls[role])
+            monkeypatch.setenv(f"{variable}_DLQ_URL", probe.urls[role + "DeadLetter"])
+        yield probe
 
 
 def receive_within(probe: Probe, role: str, timeout: float, count: int = 1, **kw: Any) -> list[Received]:
