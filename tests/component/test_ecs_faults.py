@@ -237,3 +237,17 @@ def test_missing_just_after_the_launch_and_lost_events_converge_on_what_ecs_know
     sweep()  # no event came: DescribeTasks says it stopped, and the monitor's ending is applied
     ended = execution(api, created)
     assert (ended["status"], ended["exitCode"]) == ("done", 0) and slots_held() == 0
+
+
+def test_a_task_that_starts_for_a_job_stopped_meanwhile_is_stopped_by_the_monitor(api, drive, ecs, sqs, aws):
+    """The job's stop raced its launch: the RUNNING event finds it stopped, and the monitor
+    function (under its own role) stops the container at once, not a reconciler pass later."""
+    from chalicelib import wiring
+
+    created = api.post("/tasks/t", {"image": "ubuntu", "command": "sleep 600"}).json
+    drive("jobs")
+    polling.wait_until(lambda: ecs.running_count() == 1, timeout=10, interval=0.05, what="the task to start")
+    wiring.backend().jobs.set_job_stopped(created["jobId"], True)
+    settle(drive, lambda: status_of(api, created) == "stopped", "the RUNNING event to stop the execution")
+    polling.wait_until(lambda: ecs.running_count() == 0, timeout=10, interval=0.05, what="the container to stop")
+    settle(drive, lambda: slots_held() == 0, "the STOPPED event to free the slot")

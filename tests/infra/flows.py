@@ -102,7 +102,7 @@ class Recorder:
 # IAM checks a transaction item by item, and names a few actions differently from the operation.
 TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                          "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
-RENAMED = {("lambda", "Invoke"): "lambda:InvokeFunction",
+RENAMED = {("lambda", "Invoke"): "lambda:InvokeFunction", ("sqs", "SendMessageBatch"): "sqs:SendMessage",
            ("apigatewaymanagementapi", "PostToConnection"): "execute-api:ManageConnections",
            ("apigatewaymanagementapi", "DeleteConnection"): "execute-api:ManageConnections",
            ("apigatewaymanagementapi", "GetConnection"): "execute-api:ManageConnections"}

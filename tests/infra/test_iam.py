@@ -101,7 +101,8 @@ def test_each_function_is_granted_every_call_it_makes_on_the_resource_it_touches
 # Calls found by reading the code ------------------------------------------------------------------
 
 CLIENT_SERVICE = re.compile(r"""client\(\s*["']([a-z0-9-]+)["']""")
-RENAMED = {"lambda:Invoke": "lambda:InvokeFunction"}
+RENAMED = {"lambda:Invoke": "lambda:InvokeFunction", "sqs:SendMessageBatch": "sqs:SendMessage",
+           "sqs:DeleteMessageBatch": "sqs:DeleteMessage", "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility"}
 
 
 def services_used() -> set[str]:
