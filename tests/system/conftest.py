@@ -80,7 +80,11 @@ def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: s
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     for name in ("AWS_ENDPOINT_URL", "BACKEND", "STATE_FILE"):
         env.pop(name, None)
-    argv = [sys.executable, "-m", "infra.local.runtime", "--port", str(port), "--backend", backend]
+    # On the aws backend every AWS call a handler makes is checked against its function's role.
+    module = "tests.iam_runtime" if backend == "aws" else "infra.local.runtime"
+    refusals = tmp / f"{log_name}.iam-refusals"
+    env["FASTLANE_IAM_REFUSALS"] = str(refusals)
+    argv = [sys.executable, "-m", module, "--port", str(port), "--backend", backend]
     if backend == "local":
         state = state or tmp / "state" / "local.db"
         argv += ["--state", str(state)]
@@ -112,6 +116,11 @@ def stop_runtime(runtime: Runtime) -> None:
         except subprocess.TimeoutExpired:
             runtime.process.kill()
             runtime.process.wait(timeout=5)
+    refusals = runtime.log.with_name(runtime.log.name + ".iam-refusals")
+    if refusals.exists():
+        refused = sorted(set(refusals.read_text().splitlines()))
+        refusals.unlink()
+        pytest.fail("AWS calls a deployed role would refuse:\n" + "\n".join(refused), pytrace=False)
 
 
 # One pool with a limit, for the tests of limits; every other task runs unbounded.
