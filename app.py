@@ -193,4 +193,4 @@ def logs(event, context):
 
 @app.on_sqs_message(queue=os.environ.get("NOTIFY_QUEUE_NAME", "fastlane-notify"), batch_size=10, name="notify")
 def send_notifications(event):
-    return handlers.send_notifications(event.to_dict())
+    return handlers.send_notifications(event.to_dict(), event.context)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,10 @@ from .domain.messages import (
     decode_notification,
 )
 from .observability import MetricUnit, logger, metrics
+
+# The functions' timeout (.chalice/config.json lambda_timeout), for a batch handed over without a
+# Lambda context that says what is left of it.
+FUNCTION_TIMEOUT_SECONDS = 60.0
 
 
 def _batch(event: dict[str, Any], handle: Callable[[str], None]) -> dict[str, Any]:
@@ -89,10 +94,32 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
     return _batch(event, handle)
 
 
-def send_notifications(event: dict[str, Any]) -> dict[str, Any]:
-    """Notify queue: webhooks and e-mails of started and ended executions (docs/notifications.md)."""
+def _time_left(context: Any) -> Callable[[], float]:
+    """Seconds the function has left: what its Lambda context says, or else what is left of the
+    configured timeout since the batch began."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        return lambda: float(remaining()) / 1000.0
+    started = time.monotonic()
+    return lambda: FUNCTION_TIMEOUT_SECONDS - (time.monotonic() - started)
+
+
+def send_notifications(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Notify queue: webhooks and e-mails of started and ended executions (docs/notifications.md).
+    A message the function has too little time left for is postponed, not cut short: one slow
+    receiver cannot make the function time out with the rest of its batch undone. The first is
+    always attempted: if the function's whole time were too short for one, postponing would hand
+    it on for ever."""
     sender = wiring.get_notification_sender()
-    return _batch(event, lambda body: sender.handle(decode_notification(body)))
+    time_left = _time_left(context)
+    attempted: list[bool] = []
+
+    def handle(body: str) -> None:
+        message = decode_notification(body)
+        sender.handle(message, time_left if attempted else None)
+        attempted.append(True)
+
+    return _batch(event, handle)
 
 
 def sweep() -> dict[str, int]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..domain.webhooks import HookResult
 
-MAX_ADDRESSES = 4  # addresses of one name tried in turn, each for at most the timeout
+MAX_ADDRESSES = 4  # addresses of one name tried in turn, within the attempt's one timeout
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -88,7 +88,78 @@ def checked_addresses(host: str, port: int, allow_private: bool, resolver: Resol
 # sending --------------------------------------------------------------------------------------
 
 
-def _connect(scheme: str, host: str, port: int, address: str, timeout: float) -> Any:
+class _Cutoff:
+    """Ends an attempt when its time is up, whatever it is waiting for: a socket timeout bounds
+    each read, not their sum, so a receiver that drips its TLS handshake or its answer a byte at
+    a time would hold the attempt for as long as it likes. At the deadline the attempt's current
+    socket is shut down, which wakes any read or write on it."""
+
+    def __init__(self, seconds: float) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._socket: Any = None
+        self.fired = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: Any) -> None:
+        with self._lock:
+            self._socket = sock
+            if self.fired:
+                self._shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            if self._socket is not None:
+                self._shut(self._socket)
+
+    @staticmethod
+    def _shut(sock: Any) -> None:
+        import socket
+
+        try:
+            # The plain socket's shutdown, also for a TLS socket: its own would drop the TLS state
+            # under a handshake or read that another thread is in.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _resolved_within(resolver: Resolver, seconds: float) -> Resolver:
+    """`resolver`, giving up after `seconds`: getaddrinfo takes no timeout, and a name server that
+    answers slowly must not hold the attempt. A lookup given up on finishes in its daemon thread,
+    unheard."""
+    import threading
+
+    def resolve_in_time(host: str, port: int) -> list[str]:
+        outcome: list[tuple[list[str] | None, BaseException | None]] = []
+
+        def look_up() -> None:
+            try:
+                outcome.append((resolver(host, port), None))
+            except BaseException as error:  # noqa: BLE001 - handed to the attempt, which describes it
+                outcome.append((None, error))
+
+        thread = threading.Thread(target=look_up, name="webhook-resolve", daemon=True)
+        thread.start()
+        thread.join(max(seconds, 0.0))
+        if not outcome:
+            raise TimeoutError(f"resolving {host} took longer than the attempt's time")
+        addresses, error = outcome[0]
+        if error is not None:
+            raise error
+        return addresses or []
+
+    return resolve_in_time
+
+
+def _connect(scheme: str, host: str, port: int, address: str, timeout: float, cutoff: _Cutoff) -> Any:
     """An HTTP connection to `address` that speaks to `host`: the Host header, TLS SNI and the
     certificate check all use the name, while the socket goes to the address that was checked."""
     import http.client
@@ -96,10 +167,13 @@ def _connect(scheme: str, host: str, port: int, address: str, timeout: float) ->
     import ssl
 
     sock = socket.create_connection((address, port), timeout=timeout)
+    cutoff.watch(sock)
     try:
         if scheme == "https":
             context = ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=host)
+            sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            cutoff.watch(sock)  # the handshake, too, ends at the deadline
+            sock.do_handshake()
             connection: Any = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -127,10 +201,14 @@ def _describe(error: BaseException, timeout: float) -> str:
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allow_private: bool = False,
          resolver: Resolver = resolve) -> HookResult:
-    """POST `body` to `url` once. Never raises for anything the receiver or the network does;
-    the result says what happened. A redirect is a result (3xx), not followed."""
+    """POST `body` to `url` once, in at most `timeout` seconds all told: resolving the name,
+    connecting (to each address in turn), the TLS handshake, sending, and reading the answer's
+    status line and headers. Never raises for anything the receiver or the network does; the
+    result says what happened. A redirect is a result (3xx), not followed."""
+    import time
     from urllib.parse import urlsplit
 
+    deadline = time.monotonic() + timeout
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -142,43 +220,35 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
     port = port or (443 if scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        addresses = checked_addresses(host, port, allow_private, resolver)
+        addresses = checked_addresses(host, port, allow_private, _resolved_within(resolver, timeout))
     except Refused as refused:
         return HookResult(error=str(refused), permanent=True)
     except (OSError, UnicodeError) as error:
         return HookResult(error=_describe(error, timeout))
 
-    last_error: BaseException | None = None
-    for address in addresses[:MAX_ADDRESSES]:
-        try:
-            connection = _connect(scheme, host, port, address, timeout)
-        except OSError as error:
-            last_error = error
-            continue
-        return _exchange(connection, target, body, headers, timeout, address)
-    return HookResult(error=_describe(last_error, timeout) if last_error else "could not connect")
+    cutoff = _Cutoff(deadline - time.monotonic())
+    try:
+        last_error: BaseException | None = None
+        for address in addresses[:MAX_ADDRESSES]:
+            left = deadline - time.monotonic()
+            if left <= 0 or cutoff.fired:
+                last_error = TimeoutError()
+                break
+            try:
+                connection = _connect(scheme, host, port, address, left, cutoff)
+            except OSError as error:
+                last_error = TimeoutError() if cutoff.fired else error
+                continue
+            return _exchange(connection, target, body, headers, timeout, address, cutoff)
+        return HookResult(error=_describe(last_error, timeout) if last_error else "could not connect")
+    finally:
+        cutoff.cancel()
 
 
 def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str], timeout: float,
-              address: str) -> HookResult:
-    """Send the request and read the status line and headers; the body of the answer is not
-    read. Each socket operation waits at most `timeout`, and the whole exchange at most twice
-    that: a receiver that drips its answer is cut off."""
-    import socket
-    import threading
-
-    cut = threading.Event()
-
-    def cut_off() -> None:
-        cut.set()
-        try:
-            connection.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
-
-    watchdog = threading.Timer(timeout * 2, cut_off)
-    watchdog.daemon = True
-    watchdog.start()
+              address: str, cutoff: _Cutoff) -> HookResult:
+    """Send the request and read the status line and headers, before the attempt's cutoff; the
+    body of the answer is not read."""
     try:
         connection.request("POST", target, body=body, headers=headers)
         response = connection.getresponse()
@@ -192,14 +262,13 @@ def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str]
         elif not 200 <= status < 300:
             error_text = f"the receiver answered {status} {response.reason}".rstrip()
         return HookResult(status_code=status, error=error_text, address=address)
-    except ValueError:  # http.client refuses a header or a URL it cannot send
-        # Not its words: they quote the header's value or the URL, which are credentials.
-        return HookResult(error="invalid header or URL: the request could not be sent", permanent=True,
-                          address=address)
     except Exception as error:  # noqa: BLE001 - any failure of the exchange is an attempt's result
-        if cut.is_set():
-            return HookResult(error=f"no complete answer within {timeout * 2:g} s", address=address)
+        if cutoff.fired:
+            return HookResult(error=_describe(TimeoutError(), timeout), address=address)
+        if isinstance(error, ValueError):  # http.client refuses a header or a URL it cannot send
+            # Not its words: they quote the header's value or the URL, which are credentials.
+            return HookResult(error="invalid header or URL: the request could not be sent", permanent=True,
+                              address=address)
         return HookResult(error=_describe(error, timeout), address=address)
     finally:
-        watchdog.cancel()
         connection.close()

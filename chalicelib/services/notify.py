@@ -29,6 +29,12 @@ NOTIFY_OFF = "Notifications are off: no notify queue is configured (NOTIFY_QUEUE
 # every START_ORDER_DELAY seconds, for at most START_ORDER_WAIT seconds after the end.
 START_ORDER_DELAY = 5.0
 START_ORDER_WAIT = 900.0
+# What handling a message takes besides its attempt (the delivery log, the job and the execution,
+# a retry's message), with room for AWS calls that are retried; an e-mail's attempt is one SES call.
+BOOKKEEPING_SECONDS = 5.0
+EMAIL_SECONDS = 10.0
+# A message postponed for want of the function's time is looked at again this much later.
+POSTPONE_DELAY = 1.0
 
 
 class DeliveryInProgress(Exception):
@@ -185,14 +191,24 @@ class NotificationSender:
         self._post = post
         self._clock = clock
 
-    def _lease(self, kind: str) -> float:
-        # Connecting (to at most 4 addresses) and the exchange (twice the timeout) are bounded;
-        # the lease outlives them, with room for name resolution.
-        return self._settings.webhook_timeout * 6 + 30 if kind == WEBHOOK else 60.0
+    def budget(self, kind: str) -> float:
+        """The longest handling one message of this kind takes: its attempt (a webhook's is cut at
+        WEBHOOK_TIMEOUT, all told) and its bookkeeping."""
+        attempt = self._settings.webhook_timeout if kind == WEBHOOK else EMAIL_SECONDS
+        return attempt + BOOKKEEPING_SECONDS
 
-    def handle(self, message: Notification) -> None:
+    def _lease(self, kind: str) -> float:
+        # The claim outlives a webhook's longest attempt and its bookkeeping, with room to spare.
+        return self.budget(kind) + 30.0 if kind == WEBHOOK else 60.0
+
+    def handle(self, message: Notification, time_left: Callable[[], float] | None = None) -> None:
+        """Deliver one message. `time_left`: seconds the function has left; a message that may not
+        be done in them is postponed rather than cut short by the function's timeout."""
         logger.append_keys(execution_id=message.execution_id)
         key = message.delivery_key
+        if time_left is not None and (left := time_left()) < self.budget(message.kind):
+            self._postpone(message, left)
+            return
         lease = self._lease(message.kind)
         claim = self._deliveries.claim(key, lease)
         if claim.state is ClaimState.DONE:
@@ -234,6 +250,18 @@ class NotificationSender:
         if entry.get("retryIn") is not None and self._queue is not None:
             self._queue.send(replace(message, attempt=message.attempt + 1), delay_seconds=float(entry["retryIn"]))
         self._deliveries.complete(key)
+
+    def _postpone(self, message: Notification, left: float) -> None:
+        """Put the message back on the queue as a new one, a moment later, and let this copy
+        succeed: the function would time out in the middle of it, and then every message of the
+        batch not yet done would come back with one more receive, nearer the dead-letter queue,
+        behind whatever held the batch up. Nothing is claimed yet; its attempt is not counted."""
+        if self._queue is None:
+            raise DeliveryInProgress(f"notification {message.delivery_key}: too little of the function's time left")
+        self._queue.send(message, delay_seconds=POSTPONE_DELAY)
+        metrics.add_metric(name="NotificationsPostponed", unit=MetricUnit.Count, value=1)
+        logger.info("notification postponed: too little of the function's time left for it",
+                    extra={"delivery": message.delivery_key, "time_left": round(left, 1)})
 
     def _waits_for_starts(self, message: Notification, job: Job, execution: Execution) -> bool:
         """An ending's notification of one kind waits until every `starts` one of that kind has

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import boto3
@@ -15,7 +17,8 @@ from chalicelib.services.notify import MAIL_OFF
 from infra.local.event_sources import deliver_once
 from tests.component.engine_support import FakeRunner, install_engine, send_events, task_event
 from tests.conftest import REGION
-from tests.webhook_receiver import Receiver
+from tests.polling import wait_until
+from tests.webhook_receiver import Receiver, Stalling
 
 SECRET = "hook-s3cret"
 BASE = "https://fastlane.example"
@@ -302,36 +305,162 @@ def test_a_receiver_that_does_not_answer_is_a_timeout(receiver):
     assert not result.ok and not result.permanent and result.error == "timed out after 0.5 s"
 
 
-def test_a_receiver_that_drips_its_answer_is_cut_off():
-    import socket
-    import threading
+@pytest.mark.parametrize("mode", ["dripping", "dripping-tls"])
+def test_a_receiver_that_drips_its_answer_or_handshake_is_cut_off_at_the_timeout(mode):
+    """Each read gets a byte in time; the attempt as a whole still ends at WEBHOOK_TIMEOUT."""
+    import time
 
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    stop = threading.Event()
-
-    def drip() -> None:
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
-                if stop.wait(0.2):
-                    return
-                try:
-                    connection.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=drip, daemon=True)
-    thread.start()
+    slow = Stalling(mode, interval=0.1).start()
     try:
-        result = post(f"http://127.0.0.1:{server.getsockname()[1]}/", b"{}", {}, timeout=0.5, allow_private=True)
+        started = time.monotonic()
+        result = post(f"{slow.url}/", b"{}", {}, timeout=0.5, allow_private=True)
+        elapsed = time.monotonic() - started
     finally:
-        stop.set()
-        server.close()
-        thread.join(timeout=5)
-    assert not result.ok and result.error == "no complete answer within 1 s"
+        slow.stop()
+    assert not result.ok and not result.permanent and result.error == "timed out after 0.5 s"
+    assert elapsed < 0.5 + 0.3
+
+
+def test_a_slow_name_lookup_counts_against_the_timeout():
+    import threading
+    import time
+
+    answered = threading.Event()
+
+    def slow_resolver(host, port):
+        answered.wait(5)
+        return ["127.0.0.1"]
+
+    started = time.monotonic()
+    result = post("http://hooks.example/x", b"{}", {}, timeout=0.3, allow_private=True, resolver=slow_resolver)
+    answered.set()
+    assert result.error == "timed out after 0.3 s" and time.monotonic() - started < 0.3 + 0.3
+
+
+# one slow receiver ----------------------------------------------------------------------------------
+
+
+class Context:
+    """A Lambda context whose function has `seconds` left from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self._ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._ends - time.monotonic()) * 1000))
+
+
+@dataclass
+class Invocation:
+    received: int
+    elapsed: float
+    failed: set[str]
+    receives: list[int]  # ApproximateReceiveCount of each message received
+
+
+def invoke(sqs, aws, budget: float, first: str = "") -> Invocation:
+    """One invocation of the notify function as Lambda makes it: a batch of up to 10 received
+    messages (those whose hook URL starts with `first` ahead of the others) and a context with
+    `budget` seconds. What succeeded is deleted, unless the function outran its time: Lambda
+    would have killed it, and the whole batch comes back."""
+    import app as app_module
+    from infra.local.event_sources import sqs_event
+
+    url = aws["NOTIFY_QUEUE_URL"]
+    received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+    if first:
+        received.sort(key=lambda m: not (json.loads(m["Body"]).get("hook") or {}).get("url", "").startswith(first))
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    started = time.monotonic()
+    response = app_module.send_notifications(sqs_event(received, arn, REGION), Context(budget)) if received else {}
+    elapsed = time.monotonic() - started
+    failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+    done = [m for m in received if m["MessageId"] not in failed]
+    if done and elapsed <= budget:
+        sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                                        for i, m in enumerate(done)])
+    return Invocation(len(received), elapsed, failed,
+                      [int(m["Attributes"]["ApproximateReceiveCount"]) for m in received])
+
+
+def dead_letters(sqs, aws) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=aws["NOTIFY_DLQ_URL"], AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def slow_hooks(settings_env):
+    """Webhooks cut at 1 s, retried 1 s later."""
+    settings_env.setenv("WEBHOOK_TIMEOUT", "1")
+    settings_env.setenv("WEBHOOK_BACKOFF_MIN", "1")
+    return _install(settings_env)
+
+
+@pytest.mark.parametrize("mode", Stalling.MODES)
+def test_one_slow_receiver_costs_the_other_messages_of_its_batch_nothing(api, sqs, aws, slow_hooks, receiver, mode):
+    """A receiver that holds its connection (silent, or dripping its answer or TLS handshake)
+    in a batch with 9 messages to other tenants: those 9 are delivered in that invocation, the
+    function ends in its time, the slow one's attempt fails at WEBHOOK_TIMEOUT and is retried by
+    its own backoff, and nothing comes near the dead-letter queue."""
+    slow = Stalling(mode).start()
+    try:
+        stalled = run(api, sqs, aws, slow_hooks, {"image": "ubuntu", "command": "true",
+                                                 "webhooks": {"finishes": [{"url": f"{slow.url}/hook", "retries": 1}]}},
+                      notify=False)
+        run(api, sqs, aws, slow_hooks, {"image": "ubuntu", "command": "true",
+                                        "webhooks": hooks(receiver, finishes=[f"tenant-{n}" for n in range(9)])},
+            notify=False)
+
+        batch = invoke(sqs, aws, budget=8.0, first=slow.url)  # the slow one first: the others wait behind it
+        assert (batch.received, batch.failed) == (10, set()) and batch.elapsed < 8.0
+        assert sorted(r.path for r in receiver.received()) == sorted(f"/tenant-{n}" for n in range(9))
+        [attempt] = execution(api, stalled)["notifications"]
+        assert (attempt["ok"], attempt["error"], attempt["retryIn"]) == (False, "timed out after 1 s", 1.0)
+
+        receives = batch.receives
+
+        def retried() -> bool:
+            receives.extend(invoke(sqs, aws, budget=60.0).receives)
+            return len(execution(api, stalled)["notifications"]) == 2
+
+        wait_until(retried, timeout=20, what="the slow receiver's second attempt")
+    finally:
+        slow.stop()
+    assert [n["attempt"] for n in execution(api, stalled)["notifications"]] == [1, 2]
+    assert set(receives) == {1} and dead_letters(sqs, aws) == 0  # every message was received once
+
+
+def test_messages_a_batch_has_no_time_left_for_go_back_without_spending_a_receive(api, sqs, aws, slow_hooks,
+                                                                                   receiver):
+    """A batch with more slow work than its function has time for: the messages it does not
+    reach before its time runs short are sent again as new messages and reported done, so the
+    function ends in time and none of them is a receive nearer the dead-letter queue."""
+    slow = Stalling("silent").start()
+    try:
+        stalled = run(api, sqs, aws, slow_hooks, {"image": "ubuntu", "command": "true",
+                                                 "webhooks": {"finishes": [{"url": f"{slow.url}/{n}"} for n in range(4)]}},
+                      notify=False)
+        run(api, sqs, aws, slow_hooks, {"image": "ubuntu", "command": "true",
+                                        "webhooks": hooks(receiver, finishes=[f"tenant-{n}" for n in range(6)])},
+            notify=False)
+
+        batch = invoke(sqs, aws, budget=3.0, first=slow.url)
+        assert (batch.received, batch.failed) == (10, set()) and batch.elapsed < 3.0
+        assert len(execution(api, stalled)["notifications"]) == 1  # the first; no time was left for another
+        assert receiver.received() == []
+
+        receives = batch.receives
+
+        def delivered() -> bool:
+            receives.extend(invoke(sqs, aws, budget=60.0).receives)
+            return len(receiver.received()) == 6 and len(execution(api, stalled)["notifications"]) == 4
+
+        wait_until(delivered, timeout=30, what="every postponed notification")
+    finally:
+        slow.stop()
+    assert set(receives) == {1} and dead_letters(sqs, aws) == 0
+    assert all(n["error"] == "timed out after 1 s" and n["attempt"] == 1
+               for n in execution(api, stalled)["notifications"])  # postponing spent no attempt
 
 
 # at least once, sent once -----------------------------------------------------------------------------

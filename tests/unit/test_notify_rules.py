@@ -203,3 +203,20 @@ def test_urls_quoted_in_an_error_are_redacted():
 
     assert redact_urls("redirects are not followed (Location: https://hooks.example/services/T/B/s3cret)") == \
         "redirects are not followed (Location: https://hooks.example/services/\u2026)"
+
+
+def test_a_batch_counts_its_time_from_the_lambda_context_or_else_the_configured_timeout():
+    import json
+    from pathlib import Path
+
+    from chalicelib.handlers import FUNCTION_TIMEOUT_SECONDS, _time_left
+
+    config = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
+    assert FUNCTION_TIMEOUT_SECONDS == config["lambda_timeout"]
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 1500
+
+    assert _time_left(Context())() == 1.5
+    assert FUNCTION_TIMEOUT_SECONDS - 1 < _time_left(None)() <= FUNCTION_TIMEOUT_SECONDS
