@@ -77,6 +77,9 @@ class Settings:
     # execution is finalised, and how many times a lost launch message is resent.
     missing_grace_seconds: float = 60.0
     launch_resends: int = 5
+    # The most lost launches one reconciler pass sends again (soonest due first; the rest are
+    # the next pass's): bounds the writes and messages of a pass after a long queue outage.
+    reconcile_batch: int = 500
     # Fargate's sustained task launch rate for the account and region (its token bucket refills
     # 20 a second): throttled launches spread their next attempts over the backlog at this rate.
     launch_rate: float = 20.0
@@ -154,6 +157,7 @@ class Settings:
             reconcile_interval=_float("SWEEP_INTERVAL", 60.0),
             missing_grace_seconds=_float("MISSING_GRACE_SECONDS", 60.0),
             launch_resends=_int("LAUNCH_RESENDS", 5),
+            reconcile_batch=_int("RECONCILE_BATCH", 500),
             launch_rate=_float("LAUNCH_RATE", 20.0),
             log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),
             schedule_group=os.environ.get("SCHEDULE_GROUP", prefix),

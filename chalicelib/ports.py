@@ -102,7 +102,21 @@ class Executions(Protocol):
         ...
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
-        """Executions in a status that is not final, oldest first (the sweeper's worklist)."""
+        """Executions in a status that is not final, oldest first (the reconciler's worklist of
+        launched executions)."""
+        ...
+
+    def overdue_launches(self, before: float, limit: int) -> list[Execution]:
+        """Launchable executions that hold no pool slot and whose launch was due before `before`
+        (their due time, else their creation), soonest due first: the reconciler's worklist of
+        lost launch messages. One waiting out a delay (a retry's backoff, a full pool, a
+        throttled launch) is not in it until its delay is over, however long it has waited."""
+        ...
+
+    def prepared_executions(self, limit: int = 500) -> list[Execution]:
+        """Launchable executions that hold a pool slot (taken, the launch not yet recorded),
+        oldest first: with the launched and the held ones, every holder of a slot the reconciler
+        recounts."""
         ...
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,

@@ -39,9 +39,10 @@ LOST_TASK = "The ECS task of this execution is gone; it was not seen to end."
 # A launch due within this many seconds is handled now rather than sent back to the queue.
 LAUNCH_EARLY_SECONDS = 1.0
 PREPARE_EARLY_SECONDS = 3.0  # with a wait: prepared (slot taken) this early, launched on its second
-# Launched executions one reconciler pass follows (DescribeTasks takes 100 a call): well above
-# the running tasks of an account's Fargate quota.
-LAUNCHED_LIMIT = 10_000
+# The most executions one reconciler worklist of slot holders reads (launched, prepared, held;
+# DescribeTasks takes 100 a call): well above the running tasks of an account's Fargate quota. Pools
+# are recounted on every pass whose holders all fit.
+LISTING_LIMIT = 10_000
 # A throttled RunTask: the launches this process makes in the next half second are sent back
 # without asking (the bucket is empty; a batch would spend its calls for nothing), and each
 # throttled launch comes back at a random moment over the time the queue's backlog takes at
@@ -533,17 +534,19 @@ class ExecutionEngine:
         at = self._clock()
         counts = {"resent": 0, "finalised": 0, "timedout": 0, "checks": 0, "stopped": 0, "released": 0,
                   "recounted": 0, "announced": 0, "errors": 0}
-        limit = 500
-        waiting = self._listed(counts, "enqueued", lambda: [
-            e for status in sorted(LAUNCHABLE) for e in self._executions.active_executions(status, limit)])
-        for execution in waiting or []:
+        # Lost launches, soonest due first: those waiting out a delay are not listed, so however
+        # many wait, one whose launch is overdue is found on the next pass.
+        overdue = self._listed(counts, "overdue", lambda: self._executions.overdue_launches(
+            at - self._settings.sweep_grace_seconds, self._settings.reconcile_batch))
+        prepared = self._listed(counts, "prepared", lambda: self._executions.prepared_executions(LISTING_LIMIT))
+        for execution in [*(prepared or []), *(overdue or [])]:
             self._isolated(counts, "resend a lost launch", partial(self._resend_if_lost, execution, at, counts),
                            execution)
         # Every launched execution, not a first page: the reconciler enforces the timeouts of
         # those that run long, and follows their containers.
         launched = self._listed(counts, "launched", lambda: [
-            e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, LAUNCHED_LIMIT)])
-        held = self._listed(counts, "held", lambda: self._executions.held_executions(limit))
+            e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, LISTING_LIMIT)])
+        held = self._listed(counts, "held", lambda: self._executions.held_executions(LISTING_LIMIT))
         states = self._describe([e.task_arn for e in [*(launched or []), *(held or [])] if e.task_arn], counts)
         jobs: dict[str, Job | None] = {}
         for execution in launched or []:
@@ -552,9 +555,10 @@ class ExecutionEngine:
         for execution in held or []:
             self._isolated(counts, "finish an ended execution", partial(self._reconcile_held, execution, states, at,
                                                                           counts), execution)
-        if (waiting is not None and launched is not None and held is not None and len(waiting) < limit * len(LAUNCHABLE)
-                and len(launched) < LAUNCHED_LIMIT * len(LAUNCHED) and len(held) < limit):
-            self._isolated(counts, "recount pools", partial(self._recount, [*waiting, *launched, *held], counts))
+        # Every holder of a slot, whatever the backlog of executions waiting for one.
+        if (prepared is not None and launched is not None and held is not None and len(prepared) < LISTING_LIMIT
+                and len(launched) < LISTING_LIMIT * len(LAUNCHED) and len(held) < LISTING_LIMIT):
+            self._isolated(counts, "recount pools", partial(self._recount, [*prepared, *launched, *held], counts))
         return counts
 
     def _isolated(self, counts: dict[str, int], step: str, repair: Callable[[], None],

@@ -351,3 +351,32 @@ def test_a_batch_of_tasks_ecs_will_not_describe_still_has_its_timeouts_enforced(
     counts = sweep()
     assert (counts["timedout"], counts["finalised"], counts["errors"]) == (1, 0, 1)
     assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn
+
+
+def test_a_lost_launch_behind_a_backlog_waiting_out_long_backoffs_is_resent_and_pools_are_recounted(api, runner, sqs,
+                                                                                                   aws):
+    """More than a page of older executions wait out delays (retries' backoffs, a full pool):
+    the reconciler's worklist is ordered by when each launch is due, so a newer one whose launch
+    message was lost is resent on the next pass, and the backlog does not stop the recount."""
+    from chalicelib import wiring
+    from chalicelib.adapters.dynamo.mapping import execution_to_item
+    from chalicelib.domain.model import Job, JobSpec, new_execution, new_id
+
+    backend, engine = wiring.backend(), wiring.get_engine()
+    at = time.time()
+    spec = JobSpec(image="ubuntu", command="sleep 1")
+    ExecM = backend.extras["tables"].Execution
+    with ExecM.batch_write() as batch:  # the backlog, written as its executions' items alone (fast on moto)
+        for n in range(501):
+            job = Job(task_id="t", job_id=new_id(), spec=spec, created_at=at - 7200 + n, last_modified_at=at - 7200 + n)
+            waiting = new_execution(job, job.created_at, placement=engine.placement("t"), due_at=at + 3600)
+            batch.save(execution_to_item(ExecM, waiting, 1))
+    lost = api.post("/tasks/t", SLEEPER).json
+    lose = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=1)["Messages"][0]
+    sqs.delete_message(QueueUrl=aws["JOBS_QUEUE_URL"], ReceiptHandle=lose["ReceiptHandle"])
+    backend.executions.update_execution(stored(lost), None, due_at=at - 600)  # its launch was due 10 minutes ago
+    assert backend.pools.recount("default", 0, 3)  # a count that no longer matches its holders (none)
+
+    first = sweep()
+    assert first["resent"] == 1 and stored(lost).resends == 1
+    assert sweep()["recounted"] == 1 and running_in_pool() == 0

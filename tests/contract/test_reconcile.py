@@ -125,3 +125,59 @@ def test_a_slot_given_back_before_the_ending_is_announced_keeps_it_on_the_workli
         backend.executions.get_execution(execution.job_id, execution.execution_id), S.TIMEDOUT, announcing=True)
     assert moved is not None and backend.pools.release_slot(moved[0])
     assert [e.execution_id for e in backend.executions.held_executions()] == [execution.execution_id]
+
+
+def test_overdue_launches_are_those_due_before_the_moment_soonest_due_first(backend: Ports) -> None:
+    base = backend.clock()
+    due = {name: post(backend, **fields)[1] for name, fields in [
+        ("long ago", {"created_at": base - 900}),  # no due time: due when made
+        ("backing off", {"created_at": base - 3600, "due_at": base + 600}),  # old, but waiting out a delay
+        ("lately", {"created_at": base - 60, "due_at": base - 300}),
+        ("not yet", {"created_at": base - 10}),
+    ]}
+    _, holding = post(backend, created_at=base - 2000)  # holds a slot: a prepared one, listed apart
+    backend.pools.take_slot(holding, "p", 0)
+    post(backend, status=S.RUNNING, created_at=base - 5000)
+
+    overdue = backend.executions.overdue_launches(base - 100, 10)
+
+    assert [e.execution_id for e in overdue] == [due["long ago"].execution_id, due["lately"].execution_id]
+    assert [e.execution_id for e in backend.executions.overdue_launches(base - 100, 1)] == [
+        due["long ago"].execution_id]
+    assert backend.executions.overdue_launches(base + 601, 10)[-1].execution_id == due["backing off"].execution_id
+
+
+def test_a_launch_sent_again_or_made_leaves_the_overdue_launches(backend: Ports) -> None:
+    base = backend.clock()
+    _, resent = post(backend, created_at=base - 900)
+    _, launched = post(backend, created_at=base - 800)
+    _, ended = post(backend, created_at=base - 700)
+
+    assert backend.executions.renew_launch(resent, due_at=base + 30) is not None
+    assert backend.executions.transition(launched, S.PULLING, task_arn="arn:1") is not None
+    assert backend.executions.transition(ended, S.STOPPED) is not None
+
+    assert backend.executions.overdue_launches(base, 10) == []
+    assert [e.execution_id for e in backend.executions.overdue_launches(base + 31, 10)] == [resent.execution_id]
+
+
+def test_executions_prepared_with_a_slot_are_listed_apart_and_still_enqueued(backend: Ports) -> None:
+    base = backend.clock()
+    _, waiting = post(backend, created_at=base - 30)
+    _, prepared = post(backend, created_at=base - 20)
+    _, launched = post(backend, created_at=base - 10)
+    for execution in (prepared, launched):
+        assert backend.pools.take_slot(execution, "p", 0).value == "taken"
+    holder = backend.executions.get_execution(launched.job_id, launched.execution_id)
+    assert holder is not None and backend.executions.transition(holder, S.PULLING, task_arn="arn:2") is not None
+
+    listed = backend.executions.prepared_executions()
+
+    assert [(e.execution_id, e.pool, e.status) for e in listed] == [(prepared.execution_id, "p", S.ENQUEUED)]
+    assert [e.execution_id for e in backend.executions.active_executions(S.ENQUEUED)] == [
+        waiting.execution_id, prepared.execution_id]
+    assert [e.execution_id for e in backend.executions.active_executions(S.ENQUEUED, limit=1)] == [
+        waiting.execution_id]
+    stored = backend.executions.get_execution(prepared.job_id, prepared.execution_id)
+    assert stored is not None and backend.executions.transition(stored, S.STOPPED) is not None
+    assert backend.executions.prepared_executions() == []

@@ -13,7 +13,16 @@ from ...domain.lifecycle import LAUNCHABLE, sources
 from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
 from ...ports import ExecutionChanges, MakeExecution
 from .jobs import set_is
-from .mapping import HELD, execution_from_item, execution_to_item, job_from_item, sweep_key
+from .mapping import (
+    HELD,
+    PREPARED,
+    check_at,
+    execution_from_item,
+    execution_to_item,
+    job_from_item,
+    sweep_key,
+    sweep_keys,
+)
 from .statistics import DynamoStatistics
 from .tables import POOL_PREFIX, Tables, get_or_none
 from .transactions import CONTENTION_ATTEMPTS, contention, refused_item, update_if
@@ -67,7 +76,31 @@ class DynamoExecutions:
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
         ExecM = self._t.Execution
-        return self._t.guard(lambda: [execution_from_item(i) for i in ExecM.by_active.query(status.value, limit=limit)])
+
+        def read() -> list[Execution]:
+            found = [execution_from_item(i) for key in sweep_keys(status)
+                     for i in ExecM.by_active.query(key, limit=limit)]
+            return sorted(found, key=lambda e: e.created_at)[:limit]
+
+        return self._t.guard(read)
+
+    def overdue_launches(self, before: float, limit: int) -> list[Execution]:
+        """Executions that hold a slot are keyed `prepared`, so the partitions of the launchable
+        statuses hold only those that wait for one."""
+        ExecM = self._t.Execution
+
+        def read() -> list[Execution]:
+            found = [execution_from_item(i) for status in sorted(LAUNCHABLE)
+                     for i in ExecM.by_check.query(status.value, ExecM.check_at < before, limit=limit)]
+            return sorted(found, key=lambda e: e.due_at if e.due_at is not None else e.created_at)[:limit]
+
+        return self._t.guard(read)
+
+    def prepared_executions(self, limit: int = 500) -> list[Execution]:
+        """An execution whose slot was given back before it was launched (no caller does) keeps
+        its key, and is listed here without one: it is then resent from here if its launch is lost."""
+        ExecM = self._t.Execution
+        return self._t.guard(lambda: [execution_from_item(i) for i in ExecM.by_active.query(PREPARED, limit=limit)])
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
                    release_slot: bool = False, unless_job_stopped: bool = False, job: Job | None = None,
@@ -101,6 +134,8 @@ class DynamoExecutions:
             key = sweep_key(target, None if freed else current.pool,
                             bool(fields.get("announcing", current.announcing)))
             actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
+            if target not in LAUNCHABLE:
+                actions.append(ExecM.check_at.remove())  # off the worklist of launches
             if freed:
                 actions.append(ExecM.pool.remove())
             slot = ExecM.pool == current.pool if current.pool is not None else ExecM.pool.does_not_exist()
@@ -189,6 +224,8 @@ class DynamoExecutions:
                          **fields: Unpack[ExecutionChanges]) -> bool:
         ExecM = self._t.Execution
         actions = _actions(ExecM, {k: (v or None) if k == "announcing" else v for k, v in fields.items()})
+        if "due_at" in fields and execution.status in LAUNCHABLE:
+            actions.append(ExecM.check_at.set(check_at(execution.status, fields["due_at"], execution.created_at)))
         if fields.get("announcing") is False and execution.status.is_final and execution.pool is None:
             actions.append(ExecM.sweep.remove())  # announced, and no slot (none is taken once ended): off the worklist
         condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
@@ -198,6 +235,8 @@ class DynamoExecutions:
     def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
         ExecM = self._t.Execution
         actions = [ExecM.launches.add(1), *_actions(ExecM, dict(fields))]
+        if "due_at" in fields:  # the worklist of launches orders it by its new due time
+            actions.append(ExecM.check_at.set(check_at(execution.status, fields["due_at"], execution.created_at)))
         generation = (ExecM.launches == execution.launches) if execution.launches else (
             ExecM.launches.does_not_exist() | (ExecM.launches == 0))
         condition = ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & generation

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from ...domain.lifecycle import ACTIVE_STATUSES
+from ...domain.lifecycle import ACTIVE_STATUSES, LAUNCHABLE
 from ...domain.model import Execution, ExecutionStatus, Job, JobSpec, Placement, Task
 from .tables import SCHEDULE_BUCKET
 
@@ -65,16 +65,35 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
                   announcing=execution.announcing or None, watched=execution.watched or None,
                   placement=None if execution.placement is None else execution.placement.to_dict(),
-                  sweep=sweep_key(execution.status, execution.pool, execution.announcing))
+                  sweep=sweep_key(execution.status, execution.pool, execution.announcing),
+                  check_at=check_at(execution.status, execution.due_at, execution.created_at))
     return model(**values)
 
 
 HELD = "held"  # the `by_active` key of final executions the reconciler still has work for
+PREPARED = "prepared"  # the `by_active` key of launchable executions that hold a pool slot
 
 
 def sweep_key(status: ExecutionStatus, pool: str | None = None, announcing: bool = False) -> str | None:
-    """The sparse `by_active` index holds executions that are not final, keyed by status, and
-    final ones that still hold a pool slot or have an ending to announce, keyed `held`."""
+    """The sparse `by_active` index holds executions that are not final, keyed by status (a
+    launchable one that holds a slot, `prepared`, so the holders the reconciler recounts are
+    read without the backlog of those waiting), and final ones that still hold a pool slot or
+    have an ending to announce, keyed `held`."""
+    if status in LAUNCHABLE and pool is not None:
+        return PREPARED
     if status in ACTIVE_STATUSES:
         return status.value
     return HELD if pool is not None or announcing else None
+
+
+def sweep_keys(status: ExecutionStatus) -> tuple[str, ...]:
+    """The `by_active` keys of the executions in `status`, whatever the slot they hold."""
+    return (status.value, PREPARED) if status in LAUNCHABLE else (status.value,)
+
+
+def check_at(status: ExecutionStatus, due_at: float | None, created_at: float) -> float | None:
+    """When the launch of a launchable execution is due, the `by_check` index's key; None (no
+    attribute, out of the index) for any other."""
+    if status not in LAUNCHABLE:
+        return None
+    return due_at if due_at is not None else created_at

@@ -9,6 +9,7 @@ from pynamodb.exceptions import TransactWriteError
 from ...domain.lifecycle import LAUNCHABLE
 from ...domain.model import Execution
 from ...ports import Slot
+from .mapping import PREPARED
 from .tables import POOL_PREFIX, Tables, get_or_none
 from .transactions import CONDITION_FAILED, cancellation_reasons, refused_item, retry_on_contention, update_if
 
@@ -31,7 +32,9 @@ class DynamoPools:
                 with self._t.transact() as tx:
                     tx.update(TaskM(task_id=POOL_PREFIX + pool), actions=[TaskM.running.add(1)],
                               condition=pool_condition)
-                    tx.update(ExecM(execution.job_id, execution.execution_id), actions=[ExecM.pool.set(pool)],
+                    # keyed `prepared`: the holders the reconciler recounts, apart from those waiting
+                    tx.update(ExecM(execution.job_id, execution.execution_id),
+                              actions=[ExecM.pool.set(pool), ExecM.sweep.set(PREPARED)],
                               condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist()
                               & generation)
                 return Slot.TAKEN

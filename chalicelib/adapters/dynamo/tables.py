@@ -164,8 +164,9 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
 
     class ActiveExecutions(GlobalSecondaryIndex):
-        """Sparse: only executions that are not final carry `sweep` (their status), and final
-        ones that still hold a pool slot (`held`): the sweeper's and the reconciler's worklists."""
+        """Sparse: only executions that are not final carry `sweep` (their status, `prepared` for
+        a launchable one that holds a pool slot), and final ones that still hold a slot or owe
+        notifications (`held`): the reconciler's worklists."""
 
         class Meta:
             index_name = "by_active"
@@ -173,6 +174,18 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
 
         sweep = UnicodeAttribute(hash_key=True)
         created_at = NumberAttribute(range_key=True, attr_name="createdAt")
+
+    class ExecutionsByCheck(GlobalSecondaryIndex):
+        """Sparse: only launchable executions carry `checkAt` (when their launch is due), so the
+        reconciler reads those whose launch is overdue, and never the ones still waiting out a
+        delay however long they have waited."""
+
+        class Meta:
+            index_name = "by_check"
+            projection = AllProjection()
+
+        sweep = UnicodeAttribute(hash_key=True)
+        check_at = NumberAttribute(range_key=True, attr_name="checkAt")
 
     class ExecutionModel(Model):
         class Meta:
@@ -212,8 +225,10 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         notifies = BooleanAttribute(null=True)
         job_retries = NumberAttribute(null=True, attr_name="jobRetries")
         watched = BooleanAttribute(null=True)
+        check_at = NumberAttribute(null=True, attr_name="checkAt")
         by_seq = ExecutionsBySeq()
         by_id = ExecutionsById()
         by_active = ActiveExecutions()
+        by_check = ExecutionsByCheck()
 
     return TaskModel, JobModel, ExecutionModel

@@ -54,11 +54,18 @@ CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) 
 CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};
 """
 
-# The reconciler's worklist: executions that hold a pool slot (final ones: their container not seen
-# gone) or have an ending to announce. Made after ADDED_COLUMNS (a state file may lack `announcing`).
-WORKLIST = """
+# Launchable executions that hold no slot, by when their launch is due: the reconciler's worklist of
+# lost launches reads those overdue, and never the ones still waiting out a delay.
+WAITING = "status IN ({}) AND pool IS NULL".format(", ".join(f"'{s.value}'" for s in sorted(LAUNCHABLE)))
+DUE = "COALESCE(due_at, created_at)"
+
+# The reconciler's worklists: executions that hold a pool slot (final ones: their container not seen
+# gone) or have an ending to announce, and those waiting for their launch. Made after ADDED_COLUMNS
+# (a state file may lack `announcing`).
+WORKLIST = f"""
 DROP INDEX IF EXISTS executions_holding;
 CREATE INDEX IF NOT EXISTS executions_reconciled ON executions (created_at) WHERE pool IS NOT NULL OR announcing = 1;
+CREATE INDEX IF NOT EXISTS executions_due ON executions ({DUE}) WHERE {WAITING};
 """
 
 # Columns added since the first state files were written (Database.add_columns).
@@ -102,6 +109,21 @@ class SqliteExecutions:
         with self._db.read() as connection:
             found = connection.execute(f"SELECT * FROM executions WHERE status = ? AND {rows.ACTIVE_CONDITION} "
                                        "ORDER BY created_at LIMIT ?", (status.value, limit)).fetchall()
+        return [rows.execution_of(row) for row in found]
+
+    def overdue_launches(self, before: float, limit: int) -> list[Execution]:
+        with self._db.read() as connection:
+            found = connection.execute(f"SELECT * FROM executions WHERE {WAITING} AND {DUE} < ? ORDER BY {DUE} LIMIT ?",
+                                       (before, limit)).fetchall()
+        return [rows.execution_of(row) for row in found]
+
+    def prepared_executions(self, limit: int = 500) -> list[Execution]:
+        launchable = ", ".join(f"'{status.value}'" for status in sorted(LAUNCHABLE))
+        with self._db.read() as connection:
+            # The condition of executions_reconciled first, word for word, so SQLite reads that index.
+            found = connection.execute(f"SELECT * FROM executions WHERE (pool IS NOT NULL OR announcing = 1) "
+                                       f"AND pool IS NOT NULL AND status IN ({launchable}) "
+                                       "ORDER BY created_at LIMIT ?", (limit,)).fetchall()
         return [rows.execution_of(row) for row in found]
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
