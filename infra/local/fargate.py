@@ -278,7 +278,7 @@ class LocalFargate:
     @property
     def endpoint(self) -> str:
         # Bound to every address, it is reached on loopback: a Host of 0.0.0.0 names no one.
-        host = self._httpd.server_address[0]
+        host = str(self._httpd.server_address[0])
         return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{self.port}"
 
     def start(self) -> None:

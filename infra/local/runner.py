@@ -6,9 +6,9 @@ EventBridge rule delivers in AWS, so the monitor handles them with the same code
 
 ECS tasks are rows of the local database, written with their event in one transaction. A row
 that is not STOPPED when a runner starts was left by a previous process of the runtime, whose
-processes are gone (they die with it): the runner puts a STOPPED event without an exit code for
-it, and the engine finalises its execution the normal way (failed with that reason, retried if
-the job has retries left)."""
+processes died with it (what they left is killed): the runner puts a STOPPED event without an
+exit code for it, and the engine finalises its execution the normal way (failed with that
+reason, retried if the job has retries left)."""
 from __future__ import annotations
 
 import json
@@ -275,7 +275,7 @@ class LocalRunner:
 
     def _supervise(self, task: _Supervised) -> None:
         """Start the process, ship its output while it runs, and report how it ended. Runs in
-        the task's own thread (a sandbox dies with the thread that started it); never raises."""
+        the task's own thread; never raises."""
         directory = (tempfile.mkdtemp(prefix=f"{TASK_DIRECTORY_PREFIX}{task.ecs_task_id[:12]}-")
                      if self._engine is None else None)
         exit_code: int | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -255,49 +256,149 @@ def test_closing_kills_every_process_and_says_so_without_an_exit_code(local: Loc
         local.run("true")
 
 
-CRASHING_RUNTIME = textwrap.dedent("""
-    import os, sys, time
+# A runner in a process of its own, which the tests end as a crash would: it starts one job
+# (argv: state file, execution id, "plain", "bwrap" or "docker", the command), waits until the
+# job wrote a line, prints the task's ARN and the job's lines, then exits at once without
+# cleaning up ("exit") or waits to be killed ("wait").
+RUNTIME_THAT_DIES = textwrap.dedent("""
+    import json, os, sys, threading, time
     from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
     from chalicelib.domain.pools import Pool
+    from infra.local.processes import Sandbox
     from infra.local.runner import LocalRunner
     from infra.local.sqlite.db import Database
     from infra.local.sqlite.logs import LocalLogReader, LocalLogStore
     from infra.local.sqlite.queues import LocalQueues, create_queues
 
-    db = Database(sys.argv[1])
+    path, execution_id, mode, command, ending = sys.argv[1:6]
+    db = Database(path)
     queues = LocalQueues(db)
     create_queues(queues)
     logs = LocalLogStore(db)
-    runner = LocalRunner(db, queues, logs)
-    execution = Execution("task", "7f3c1d2e-5a6b-4c8d-9e0f-112233445566", sys.argv[2], "ubuntu", "bash -c 'echo $$; exec sleep 60'",
+    runner = LocalRunner(db, queues, logs, engine="docker" if mode == "docker" else None,
+                         sandbox=Sandbox.choose("bwrap" if mode == "bwrap" else "none"))
+    image = "fake/container" if mode == "docker" else "ubuntu"
+    execution = Execution("task", "7f3c1d2e-5a6b-4c8d-9e0f-112233445566", execution_id, image, command,
                           ExecutionStatus.ENQUEUED, time.time())
-    arn = runner.run(execution, JobSpec("ubuntu", execution.command), Pool("default", ".*", "fastlane"))
+    arn = runner.run(execution, JobSpec(image, command), Pool("default", ".*", "fastlane"))
     stream = arn.rsplit("/", 1)[1] + "/stdout"
-    while not LocalLogReader(logs).read(stream, None).lines:
+    deadline = time.monotonic() + 30
+    while not (lines := LocalLogReader(logs).read(stream, None).lines):
+        if time.monotonic() > deadline:
+            sys.exit("the job wrote nothing")
         time.sleep(0.01)
-    print(arn, flush=True)
-    os._exit(9)  # as if killed: nothing is cleaned up
+    print(json.dumps({"arn": arn, "lines": lines}), flush=True)
+    if ending == "exit":
+        os._exit(9)  # as if killed: nothing is cleaned up
+    threading.Event().wait()
 """)
+
+# A docker CLI stand-in whose container runs apart from the client, as under a docker engine:
+# the client's death leaves it running. `run` prints the container's pid; `rm -f` kills it.
+DETACHED_DOCKER = """#!{python}
+import os, signal, subprocess, sys
+args = sys.argv[1:]
+state = os.environ["FAKE_DOCKER_STATE"]
+with open(os.path.join(state, "calls"), "a") as calls:
+    calls.write(" ".join(args) + "\\n")
+if args[0] == "run":
+    name = args[args.index("--name") + 1]
+    container = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    with open(os.path.join(state, name), "w") as pid:
+        pid.write(str(container.pid))
+    print(container.pid, flush=True)
+    sys.exit(container.wait())
+if args[:2] == ["rm", "-f"] and os.path.exists(os.path.join(state, args[2])):
+    with open(os.path.join(state, args[2])) as pid:
+        os.kill(int(pid.read()), signal.SIGKILL)
+"""
+
+
+def start_runtime_that_dies(tmp_path: Path, mode: str, command: str, ending: str,
+                            execution_id: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """The runner in a process of its own, once its job wrote a line: the process, and its report."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    if mode == "docker":
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "docker-state").mkdir()
+        docker = tmp_path / "bin" / "docker"
+        docker.write_text(DETACHED_DOCKER.replace("{python}", sys.executable))
+        docker.chmod(0o755)
+        env.update(PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}", FAKE_DOCKER_STATE=str(tmp_path / "docker-state"))
+    runtime = subprocess.Popen([sys.executable, "-c", RUNTIME_THAT_DIES, str(tmp_path / "state.db"), execution_id, mode,
+                                command, ending], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert runtime.stdout is not None and runtime.stderr is not None
+    report = runtime.stdout.readline()  # the script gives up after 30 s, ending the line
+    if not report:
+        runtime.wait(timeout=10)
+        raise AssertionError(runtime.stderr.read())
+    return runtime, json.loads(report)
+
+
+def carrying(entry: str) -> list[int]:
+    """The processes whose environment holds `entry`: a job's, which inherit its execution id."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if entry.encode() in Path(f"/proc/{name}/environ").read_bytes().split(b"\0") and alive(int(name)):
+                found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def kill_quietly(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("mode", ["plain", "bwrap", "docker"])
+def test_a_job_dies_with_the_runtime_even_when_it_is_killed(tmp_path: Path, mode: str) -> None:
+    if mode == "bwrap":
+        Sandbox.choose("bwrap")  # bubblewrap is installed by `make test`: fails here without it
+    execution_id = str(uuid.uuid4())
+    entry = f"FASTLANE_EXECUTION_ID={execution_id}"
+    runtime, report = start_runtime_that_dies(tmp_path, mode, "bash -c 'echo started; exec sleep 60'", "wait",
+                                              execution_id)
+    job = [int(report["lines"][0])] if mode == "docker" else carrying(entry)  # the container, or the job's processes
+    try:
+        assert job and all(alive(pid) for pid in job)
+        runtime.kill()
+        runtime.wait(timeout=10)
+        wait_until(lambda: not any(alive(pid) for pid in job) and not carrying(entry), timeout=10,
+                   what="the job to die with the runtime")
+        if mode == "docker":
+            assert f"rm -f fastlane-{report['arn'].rsplit('/', 1)[1]}" in (tmp_path / "docker-state" / "calls").read_text()
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+            runtime.wait(timeout=10)
+        kill_quietly(job + carrying(entry))
 
 
 def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_path: Path) -> None:
     path = str(tmp_path / "state.db")
     execution_id = str(uuid.uuid4())
-    root = Path(__file__).resolve().parents[2]
-    died = subprocess.run([sys.executable, "-c", CRASHING_RUNTIME, path, execution_id], cwd=root, capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(root)})
-    assert died.returncode == 9, died.stderr
-    arn = died.stdout.strip()
+    runtime, report = start_runtime_that_dies(tmp_path, "plain", "bash -c 'sleep 60 & echo $$ $!; wait'", "exit",
+                                              execution_id)
+    assert runtime.wait(timeout=10) == 9
+    arn = report["arn"]
+    main, background = (int(pid) for pid in report["lines"][0].split())
     local = Local(path)
     try:
         with sqlite3.connect(path) as connection:
             (directory,) = connection.execute("SELECT directory FROM ecs_tasks WHERE arn = ?", (arn,)).fetchone()
         assert Path(directory).is_dir()  # the task's /tmp, left behind
-        pid = int(local.lines(arn, "stdout")[0])
-        assert alive(pid)  # a plain process outlives the runtime that started it...
+        wait_until(lambda: not alive(main), timeout=5, what="the job's process to die with the runtime")
+        assert alive(background)  # what it started in the background outlives the runtime...
         assert local.runner.describe([arn])[arn].last_status == "RUNNING"  # type: ignore[union-attr]
         assert local.runner.recover() == 1
-        wait_until(lambda: not alive(pid), timeout=3, what="the process left behind to be killed")  # ...until now
+        wait_until(lambda: not alive(background), timeout=3, what="the process left behind to be killed")  # ...until now
         detail = local.wait_event(arn, "STOPPED")["detail"]
         assert detail["startedBy"] == started_by(JOB_ID, execution_id) and detail["stoppedReason"] == RESTARTED
         assert "exitCode" not in detail["containers"][0]
@@ -306,6 +407,7 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
         assert not Path(directory).exists()
     finally:
         local.close()
+        kill_quietly([main, background])
 
 
 def run_image(local: Local, image: str, command: str, envs: dict[str, str]) -> str:

@@ -1,9 +1,12 @@
 """A restart of the local runtime on the same state file: every task, job, execution and output
 is still there, and executions a previous run left running are finalised (their processes are
 gone): failed with the reason, and run again when the job has retries left. Both ways a runtime
-ends: killed (SIGKILL, nothing cleaned up), and stopped (SIGTERM, its processes killed)."""
+ends: killed (SIGKILL, nothing cleaned up, its jobs die with it), and stopped (SIGTERM, its
+processes killed)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +30,19 @@ def path(url: str) -> str:
 def kill(runtime: Runtime) -> None:
     runtime.process.kill()
     runtime.process.wait(timeout=10)
+
+
+def carrying(entry: str) -> list[int]:
+    """The live processes whose environment holds `entry`: a job's, which inherit its execution id."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if (entry.encode() in Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+                    and Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")):
+                found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 def snapshot(runtime: Runtime, created: list[dict]) -> dict:
@@ -135,3 +151,25 @@ def test_output_older_than_the_retention_is_forgotten_and_its_execution_kept(tmp
         assert details["status"] == "done" and details["exitCode"] == 0 and not details["log"]
     finally:
         stop_runtime(second)
+
+
+@pytest.mark.parametrize("backend", ["local", "aws"])
+def test_the_jobs_of_a_killed_runtime_die_with_it(tmp_path: Path, backend: str) -> None:
+    # Plain processes: bubblewrap's sandbox dies with its parent by itself.
+    runtime = start_runtime(tmp_path, {"LOCAL_SANDBOX": "none"}, backend=backend)
+    job: list[int] = []
+    try:
+        created = runtime.post("/tasks/left", {"image": "ubuntu", "command": "sleep 60"}).json()
+        runtime.wait_for_execution(created["executionUrl"], {"running"})
+        entry = f"FASTLANE_EXECUTION_ID={created['executionId']}"
+        job = wait_until(lambda: carrying(entry), timeout=10, what="the job's process")
+    finally:
+        kill(runtime)
+    try:
+        wait_until(lambda: not carrying(entry), timeout=10, what="the job to die with the runtime, not 60 s later")
+    finally:
+        for pid in job:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
