@@ -16,7 +16,6 @@ import logging
 import os
 import shlex
 import shutil
-import signal
 import sqlite3
 import tempfile
 import threading
@@ -41,10 +40,8 @@ from .processes import (
     Sandbox,
     docker_command,
     docker_quietly,
-    kill_by_environment,
-    kill_session,
-    killpg,
-    process_start_time,
+    kill_leftovers,
+    process_identity,
 )
 from .sqlite.db import Database
 from .sqlite.logs import LocalLogStore
@@ -215,12 +212,9 @@ class LocalRunner:
         with self._lock:
             left = [row for row in rows if row["ecs_task_id"] not in self._supervised]
         for row in left:
-            if row["pid"] and row["pid_started"]:
-                if process_start_time(row["pid"]) == row["pid_started"]:
-                    killpg(row["pid"], signal.SIGKILL)  # the same process still runs: it must not run on
-                kill_session(row["pid"], row["pid_started"])  # and what its session left behind
-            # A process started just before the previous runtime died, its pid not yet recorded.
-            kill_by_environment(f"FASTLANE_EXECUTION_ID={row['execution_id']}")
+            # A job's process dies with the runtime, but not what it started in the background;
+            # a pid it recorded may be another process's by now.
+            kill_leftovers(f"FASTLANE_EXECUTION_ID={row['execution_id']}", row["pid"], row["pid_started"])
             if self._engine == "docker":
                 docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
             if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
@@ -289,7 +283,7 @@ class LocalRunner:
                         failure = error.reason
             if task.process is not None:
                 self._record(task.ecs_task_id, event=True, last_status="RUNNING", started_at=self._clock(),
-                             pid=task.process.pid, pid_started=process_start_time(task.process.pid),
+                             pid=task.process.pid, pid_started=process_identity(task.process.pid),
                              directory=directory)
                 streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
                 shipper = OutputShipper(self._put_logs, streams)

@@ -1,6 +1,7 @@
 """Job processes (infra/local/processes.py) and the runtime's life: a job lives as long as the
-runtime, not as long as the thread that started it, and a watchdog cleans up after a job whose
-process's death would not end it."""
+runtime, not as long as the thread that started it; a watchdog cleans up after a job whose
+process's death would not end it; and what a killed runtime left is found again without taking
+a process that was given a pid it recorded."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.processes import Command, OutputShipper, ProcessRun, Sandbox
+from infra.local.processes import Command, OutputShipper, ProcessRun, Sandbox, kill_leftovers, process_identity
 from tests import polling
 
 
@@ -109,3 +110,72 @@ def test_the_watchdog_acts_when_the_runtime_is_gone_before_the_job_ended(tmp_pat
             assert pipe is not None
             pipe.close()
 
+
+def test_a_process_whose_pid_was_never_recorded_is_found_by_its_execution_id_and_killed(
+        started: list[subprocess.Popen[Any]]) -> None:
+    entry = "FASTLANE_EXECUTION_ID=never-recorded"
+    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, "FASTLANE_EXECUTION_ID": "never-recorded"},
+                              start_new_session=True)
+    started.append(orphan)
+    # Popen returns once the exec began; the new program's environment is readable a little later.
+    wait_until(lambda: Path(f"/proc/{orphan.pid}/environ").read_bytes(), what="the environment of sleep")
+    assert kill_leftovers(entry) == 1
+    assert orphan.wait(timeout=10) == -signal.SIGKILL
+    assert kill_leftovers(entry) == 0
+
+
+def background_of(leader: subprocess.Popen[str]) -> list[int]:
+    """The pids a `... & echo $!` script printed, one a line, until it printed `ready`, once each
+    runs `sleep` (a program's environment is readable once its exec is over)."""
+    assert leader.stdout is not None
+    pids = [int(line) for line in iter(leader.stdout.readline, "ready\n")]
+    for pid in pids:
+        wait_until(lambda pid=pid: Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0"), what="sleep")
+    return pids
+
+
+def test_the_recorded_process_still_running_is_killed_with_its_session(started: list[subprocess.Popen[Any]]) -> None:
+    # A member that dropped the job's environment is found through the session.
+    leader = subprocess.Popen(["bash", "-c", "env -i sleep 60 & echo $!; echo ready; wait"], stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    started.append(leader)
+    (member,) = background_of(leader)
+    identity = process_identity(leader.pid)
+    assert kill_leftovers("FASTLANE_EXECUTION_ID=not-in-its-environment", leader.pid, identity) == 2
+    leader.wait(timeout=10)  # killed, or done waiting for its member, killed a moment before
+    wait_until(lambda: not alive(member), what="the member to die")
+
+
+def test_a_session_whose_leader_ended_is_the_jobs_when_one_of_its_processes_carries_the_execution_id(
+        started: list[subprocess.Popen[Any]]) -> None:
+    entry = "FASTLANE_EXECUTION_ID=left-behind"
+    script = "sleep 60 & echo $!; env -i sleep 60 & echo $!; echo ready; read || exit 0"
+    leader = subprocess.Popen(["bash", "-c", script], env={**os.environ, "FASTLANE_EXECUTION_ID": "left-behind"},
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    started.append(leader)
+    members = background_of(leader)
+    identity = process_identity(leader.pid)
+    assert leader.stdin is not None
+    leader.stdin.close()
+    assert leader.wait(timeout=10) == 0  # its pid stays the session's, never another's, while they live
+    try:
+        assert kill_leftovers(entry, leader.pid, identity) == 2
+        wait_until(lambda: not any(alive(pid) for pid in members), what="the members to die")
+    finally:
+        for pid in members:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_given_a_recorded_pid_is_left_alone_with_its_session(started: list[subprocess.Popen[Any]]) -> None:
+    # The recorded process ended; its pid now leads another session, as a job's process would.
+    unrelated = subprocess.Popen(["bash", "-c", "sleep 60 & echo $!; echo ready; wait"], stdout=subprocess.PIPE,
+                                 text=True, start_new_session=True)
+    started.append(unrelated)
+    (member,) = background_of(unrelated)
+    now = process_identity(unrelated.pid)
+    assert now is not None
+    boot, ticks = now.rsplit("/", 1)
+    identity = f"{boot}/{int(ticks) - 1}"  # what was recorded of the process that had the pid before
+    assert kill_leftovers("FASTLANE_EXECUTION_ID=of-the-ended-job", unrelated.pid, identity) == 0
+    assert unrelated.poll() is None and alive(member)

@@ -410,6 +410,31 @@ def test_a_task_left_by_a_runtime_that_died_is_stopped_on_the_next_start(tmp_pat
         kill_quietly([main, background])
 
 
+def test_a_restart_leaves_alone_a_process_that_took_the_pid_a_task_recorded(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    execution_id = str(uuid.uuid4())
+    runtime, report = start_runtime_that_dies(tmp_path, "plain", "bash -c 'echo started; exec sleep 60'", "exit",
+                                              execution_id)
+    assert runtime.wait(timeout=10) == 9
+    # The recorded process is gone and its pid taken by another, which leads a session of its own
+    # with a process in it, as a job's process does: neither is the job's.
+    member_file = tmp_path / "member"
+    unrelated = subprocess.Popen(["bash", "-c", f"sleep 60 & echo $! > {member_file}; wait"], start_new_session=True)
+    local = Local(path)
+    try:
+        member = int(wait_until(lambda: member_file.exists() and member_file.read_text().strip(), what="the member"))
+        with sqlite3.connect(path) as connection:
+            connection.execute("UPDATE ecs_tasks SET pid = ? WHERE arn = ?", (unrelated.pid, report["arn"]))
+        assert local.runner.recover() == 1
+        assert local.wait_event(report["arn"], "STOPPED")["detail"]["stoppedReason"] == RESTARTED
+        assert unrelated.poll() is None and alive(member)
+    finally:
+        local.close()
+        kill_quietly([unrelated.pid] + ([member] if member_file.exists() and member_file.read_text().strip() else [])
+                     + carrying(f"FASTLANE_EXECUTION_ID={execution_id}"))
+        unrelated.wait(timeout=10)
+
+
 def run_image(local: Local, image: str, command: str, envs: dict[str, str]) -> str:
     launched = Execution("task", JOB_ID, str(uuid.uuid4()), image, command, ExecutionStatus.ENQUEUED, time.time())
     return local.runner.run(launched, JobSpec(image, command, envs=envs), POOL)
@@ -549,17 +574,3 @@ def test_sandbox_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError):
         Sandbox.choose("bwrap")
 
-
-def test_a_process_whose_pid_was_never_recorded_is_found_by_its_execution_id_and_killed() -> None:
-    from infra.local.processes import kill_by_environment
-
-    execution_id = str(uuid.uuid4())
-    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, "FASTLANE_EXECUTION_ID": execution_id},
-                              start_new_session=True)
-    try:
-        assert kill_by_environment(f"FASTLANE_EXECUTION_ID={execution_id}") == 1
-        assert orphan.wait(timeout=10) == -9
-        assert kill_by_environment(f"FASTLANE_EXECUTION_ID={execution_id}") == 0
-    finally:
-        if orphan.poll() is None:
-            orphan.kill()
