@@ -111,4 +111,6 @@ def endpoints(localstack: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    for name in ("LOG_GROUP", "JOBS_QUEUE_URL", "JOBS_DLQ_URL"):  # set by a test for its own resources: restored
+        monkeypatch.setenv(name, "")
     return localstack

@@ -3,6 +3,7 @@ page after page to the end (CloudWatchLogReader), and both streams by time with 
 (CloudWatchLogEvents, live logs' catch-up)."""
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -17,6 +18,7 @@ LINES = 10_050  # GetLogEvents answers at most 10,000 events: two pages, then th
 def _group_with_streams(logs, task_id: str) -> str:
     group = f"/fastlane/ls-{uuid.uuid4().hex[:8]}/jobs"
     logs.create_log_group(logGroupName=group)
+    os.environ["LOG_GROUP"] = group  # the job log group the functions' grants name; the fixture restores it
     for stream in ("stdout", "stderr"):
         logs.create_log_stream(logGroupName=group, logStreamName=f"{task_id}/{stream}")
     return group

@@ -4,6 +4,7 @@ back (docs/deploy.md#runbook)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -22,6 +23,9 @@ def _queue_with_dead_letter_queue(sqs, max_receive_count: int = 2, visibility: i
         "VisibilityTimeout": str(visibility),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
     })["QueueUrl"]
+    # The deployment's jobs queue, as its functions' settings name it (the endpoints fixture restores
+    # the environment): the IAM check resolves the grants on it.
+    os.environ.update(JOBS_QUEUE_URL=url, JOBS_DLQ_URL=dlq_url)
     return url, dlq_url, dlq_arn
 
 
