@@ -80,6 +80,9 @@ class Settings:
     # The most lost launches one reconciler pass sends again (soonest due first; the rest are
     # the next pass's): bounds the writes and messages of a pass after a long queue outage.
     reconcile_batch: int = 500
+    # The most executions of one job that have not ended (docs/scheduling.md#how-many-executions-a-job-may-have):
+    # a cron tick finding that many is skipped and counted, a PUT that would run the job gets 409.
+    max_active_per_job: int = 100
     # Fargate's sustained task launch rate for the account and region (its token bucket refills
     # 20 a second): throttled launches spread their next attempts over the backlog at this rate.
     launch_rate: float = 20.0
@@ -158,6 +161,7 @@ class Settings:
             missing_grace_seconds=_float("MISSING_GRACE_SECONDS", 60.0),
             launch_resends=_int("LAUNCH_RESENDS", 5),
             reconcile_batch=_int("RECONCILE_BATCH", 500),
+            max_active_per_job=_int("MAX_ACTIVE_PER_JOB", 100),
             launch_rate=_float("LAUNCH_RATE", 20.0),
             log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),
             schedule_group=os.environ.get("SCHEDULE_GROUP", prefix),

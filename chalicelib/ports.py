@@ -59,9 +59,12 @@ class Jobs(Protocol):
         that would look first (to spare a sequence number) need not."""
         ...
 
-    def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def replace_job(self, job: Job, execution: Execution | None, *,
+                    max_active: int | None = None) -> tuple[Job, Execution | None]:
         """Replace an existing job's specification (same task), adding an execution, atomically.
-        Keeps its creation time, sequence number and executions; clears `stopped` and retries."""
+        Keeps its creation time, sequence number and executions; clears `stopped` and retries.
+        With `max_active`, TooManyActive (a Conflict) when the job already has that many
+        executions that have not ended, and nothing is written."""
         ...
 
     def add_execution(self, job_id: str, make: MakeExecution, *, require_idle: bool = False,
@@ -181,14 +184,17 @@ class Pools(Protocol):
 
 class Schedules(Protocol):
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False,
+                      next_run_at: float | None, skipped: bool = False, max_active: int | None = None,
                       job: Job | None = None) -> tuple[Job, Execution | None] | None:
         """Take one firing of the job's schedule `version`, at most once: a one-shot (tick_at
         None) ends the schedule; a cron tick must be later than the last tick taken and sets the
         next run. With `make`, the execution it returns is added in the same write; `skipped`
-        counts a tick not run. None when the firing is stale (another version, a tick taken).
-        `job`: the caller's read of the job, which a store may take instead of reading it (the
-        write conditions on the version and execution count it holds)."""
+        counts a tick not run. With `max_active`, a cron tick that finds the job with that many
+        executions that have not ended adds none and is counted skipped (the job's active set,
+        an attribute of its item, stays bounded); the caller sees no execution. None when the
+        firing is stale (another version, a tick taken). `job`: the caller's read of the job,
+        which a store may take instead of reading it (the write conditions on the version and
+        execution count it holds, so its active set can only have shrunk since)."""
         ...
 
     def end_schedule(self, job_id: str, version: str | None = None) -> None:

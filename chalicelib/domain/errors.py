@@ -34,6 +34,15 @@ class Conflict(FastlaneError):
     status = 409
 
 
+class TooManyActive(Conflict):
+    """The job has as many executions that have not ended as a job may have: one more would
+    grow its active set (an attribute of the job's item) without bound."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The job has {limit} executions that have not ended, the most a job may have; "
+                         "stop some or wait for them to end.", field="jobId")
+
+
 class DependencyDown(FastlaneError):
     """An AWS service we depend on failed after retries (503)."""
 

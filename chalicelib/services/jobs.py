@@ -85,7 +85,10 @@ class JobService:
         if existing is None:
             job, execution = self._jobs.save_new_job(job, execution, known_absent=True)  # a new id, or just read
         else:
-            job, execution = self._jobs.replace_job(job, execution)
+            # A cron job's ticks are bounded by the store as they are taken; any other PUT runs
+            # the job (now, or once later), and is refused while the job is full.
+            job, execution = self._jobs.replace_job(
+                job, execution, max_active=None if spec.cron else self._settings.max_active_per_job)
         logger.append_keys(task_id=task_id, job_id=job.job_id,
                            execution_id=execution.execution_id if execution else None)
         metrics.add_metric(name="JobsEnqueued", unit=MetricUnit.Count, value=1)

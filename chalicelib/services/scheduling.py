@@ -147,18 +147,22 @@ class Scheduling:
             return
         next_run = next_cron_run(job.spec.cron, scheduled_at, job.spec.timezone)
         running = sorted(job.active)
-        skip = bool(running) and job.spec.overlap == "forbid"
-        make = None if skip else (lambda current: self._new_execution(current, scheduled_at))
-        taken = self._schedules.take_schedule(job.job_id, tick.version, make, tick_at=scheduled_at,
-                                              next_run_at=next_run, skipped=skip, job=job)
+        # The store decides in the write that takes the tick: forbid allows no other execution
+        # that has not ended; any policy allows at most MAX_ACTIVE_PER_JOB, so a tick that finds
+        # the job full (its executions waiting for a pool that stays full) is skipped and counted.
+        forbid = job.spec.overlap == "forbid"
+        taken = self._schedules.take_schedule(
+            job.job_id, tick.version, lambda current: self._new_execution(current, scheduled_at), tick_at=scheduled_at,
+            next_run_at=next_run, max_active=1 if forbid else self._settings.max_active_per_job, job=job)
         if taken is None:
             return  # a tick taken already
         if tick.per_tick and next_run is not None:
             self._scheduler.put_one_time(schedule_name(job.task_id, job.job_id), next_run,
                                          self._tick_of(job, next_run, per_tick=True))
-        if skip:
-            logger.info("cron tick skipped: the previous execution still runs",
-                        extra={"job_id": job.job_id, "scheduled_at": scheduled_at})
+        if taken[1] is None:
+            why = ("the previous execution still runs" if forbid else
+                   f"the job has {self._settings.max_active_per_job} executions that have not ended")
+            logger.info("cron tick skipped", extra={"job_id": job.job_id, "scheduled_at": scheduled_at, "why": why})
             metrics.add_metric(name="ScheduledTicksSkipped", unit=MetricUnit.Count, value=1)
             return
         if job.spec.overlap == "replace":
@@ -167,8 +171,7 @@ class Scheduling:
                 if execution is not None:
                     self._engine.stop_execution(execution, reason="replaced by the next cron tick")
         metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
-        if taken[1] is not None:
-            self._engine.dispatch(Launch.of(taken[1]))
+        self._engine.dispatch(Launch.of(taken[1]))
 
     # repair -------------------------------------------------------------------------------------
 

@@ -158,6 +158,37 @@ def test_overlap_replace_stops_the_running_one(api, runner, sqs, aws):
     assert [e["status"] for e in executions] == ["pulling", "stopped"]
 
 
+def test_a_cron_job_on_a_full_pool_keeps_at_most_its_limit_of_executions_and_counts_the_ticks_skipped(
+        api, runner, sqs, aws, monkeypatch):
+    """Every tick of an `overlap: allow` job on a pool that stays full adds an execution that
+    waits; the job's item holds their ids, so past MAX_ACTIVE_PER_JOB ticks are skipped and
+    counted instead, and a PUT that would run it is refused until some end."""
+    import app as app_module
+    from chalicelib import wiring
+    from tests.component.engine_support import install_engine
+
+    monkeypatch.setenv("MAX_RUNNING", "1")
+    monkeypatch.setenv("MAX_ACTIVE_PER_JOB", "3")
+    wiring.reset()
+    install_engine(monkeypatch, runner)
+    api.post("/tasks/other", {"image": "ubuntu", "command": "sleep 600"})  # holds the pool's one slot
+    while deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs):
+        pass
+    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    version = _version(aws, created["jobId"])
+
+    for minutes_ago in range(6, 0, -1):  # six ticks; each finds the pool full
+        fire(sqs, aws, tick(created, version, 60 * minutes_ago))
+
+    details = job(api, created)
+    assert details["executionCount"] == 3 and len(runner.runs) == 1  # the other job's, alone
+    assert {e["status"] for e in details["executions"]} == {"enqueued"}
+    assert details["schedule"]["skippedTicks"] == 3 and details["schedule"]["lastSkippedAt"] is not None
+    put = api.put(f"/tasks/t/jobs/{created['jobId']}", JOB)
+    assert put.status_code == 409 and "3 executions that have not ended" in put.json["error"]
+    assert job(api, created)["executionCount"] == 3
+
+
 def test_put_replaces_the_schedule(api, runner, scheduler, sqs, aws):
     created = api.post("/tasks/t", {**JOB, "startAt": int(time.time()) + 86400}).json
     old_version = _version(aws, created["jobId"])

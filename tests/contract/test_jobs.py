@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.errors import Conflict, DependencyDown
+from chalicelib.domain.errors import Conflict, DependencyDown, TooManyActive
 from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.domain.model import Hook, new_id
 from tests.contract.support import (
@@ -144,6 +144,26 @@ def test_replacing_a_job_that_is_not_there_is_a_conflict(backend: Ports, case: s
 
     assert counts(backend) == before
     assert backend.jobs.get_job(job.job_id) == job
+
+
+def test_a_replacement_that_would_run_a_full_job_is_refused_and_writes_nothing(backend: Ports) -> None:
+    job, first = post(backend, "full")
+    replacement = a_job("full").with_changes(job_id=job.job_id)
+    _, second = backend.jobs.replace_job(replacement, an_execution(replacement), max_active=2)
+    assert second is not None
+    full = backend.jobs.get_job(job.job_id)
+    assert full is not None and len(full.active) == 2
+    before = counts(backend)
+
+    with pytest.raises(TooManyActive):
+        backend.jobs.replace_job(replacement, an_execution(replacement), max_active=2)
+    with pytest.raises(Conflict):  # a conflict like any other (409)
+        backend.jobs.replace_job(replacement, None, max_active=2)
+
+    assert counts(backend) == before and backend.jobs.get_job(job.job_id) == full
+    assert backend.executions.transition(first, S.DONE, exit_code=0) is not None  # one ends: room again
+    saved, third = backend.jobs.replace_job(replacement, an_execution(replacement), max_active=2)
+    assert third is not None and saved.active == {second.execution_id, third.execution_id}
 
 
 # adding executions ------------------------------------------------------------------------------

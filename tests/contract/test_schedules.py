@@ -127,6 +127,33 @@ def test_a_skipped_tick_is_counted_and_adds_no_execution(backend: Ports) -> None
     assert counts(backend) == before
 
 
+def test_a_cron_tick_that_finds_the_job_full_adds_nothing_and_is_counted_skipped(backend: Ports) -> None:
+    job = scheduled(backend, cron="* * * * *")
+    executions = [backend.schedules.take_schedule(job.job_id, "v1", maker(), tick_at=NEXT + 60 * n,
+                                                  next_run_at=NEXT + 60 * (n + 1), max_active=2)
+                  for n in range(2)]
+    assert all(taken is not None and taken[1] is not None for taken in executions)
+    before = counts(backend)
+    make = maker()
+
+    full = backend.schedules.take_schedule(job.job_id, "v1", make, tick_at=NEXT + 120, next_run_at=NEXT + 180,
+                                           max_active=2)
+
+    assert full is not None and full[1] is None and make.seen == []  # type: ignore[attr-defined]
+    stored = backend.jobs.get_job(job.job_id)
+    assert stored is not None
+    assert (stored.skipped_ticks, stored.last_skipped_at, stored.last_tick, stored.next_run_at) == (
+        1, NEXT + 120, NEXT + 120, NEXT + 180)
+    assert (stored.execution_count, len(stored.active)) == (2, 2)
+    assert counts(backend) == before
+    first = executions[0][1]  # type: ignore[index]
+    assert backend.executions.transition(first, S.PULLING) and backend.executions.transition(
+        first.with_changes(status=S.PULLING), S.DONE, exit_code=0)  # one ends: room again
+    again = backend.schedules.take_schedule(job.job_id, "v1", maker(), tick_at=NEXT + 180, next_run_at=NEXT + 240,
+                                            max_active=2)
+    assert again is not None and again[1] is not None
+
+
 def test_ticks_in_any_order_are_taken_only_when_later_than_every_tick_taken(backend: Ports) -> None:
     @randomized(backend)
     @given(ticks=st.lists(st.integers(0, 6), min_size=1, max_size=12))

@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from ...domain.errors import Conflict
+from ...domain.errors import Conflict, TooManyActive
 from ...domain.model import Execution, Job, JobSpec, Page, Task, seq_range
 from ...ports import MakeExecution
 from .mapping import execution_to_item, job_from_item, job_to_item, task_from_item
@@ -107,7 +107,8 @@ class DynamoJobs:
             if refused_item(error) != 0:
                 raise  # else listed by another writer already
 
-    def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def replace_job(self, job: Job, execution: Execution | None, *,
+                    max_active: int | None = None) -> tuple[Job, Execution | None]:
         TaskM, JobM = self._t.Task, self._t.Job
 
         def attempt() -> tuple[Job, Execution | None]:
@@ -117,6 +118,8 @@ class DynamoJobs:
             count = int(current.execution_count or 0)
             seq = count + 1
             active = frozenset(current.active or ())
+            if max_active is not None and len(active) >= max_active:
+                raise TooManyActive(max_active)  # exact: the write conditions on this very set
             saved = job.with_changes(
                 seq=int(current.seq), created_at=float(current.created_at),
                 execution_count=seq if execution else count, retry_count=0,

@@ -18,7 +18,7 @@ class DynamoSchedules:
         self._statistics = statistics
 
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False,
+                      next_run_at: float | None, skipped: bool = False, max_active: int | None = None,
                       job: Job | None = None) -> tuple[Job, Execution | None] | None:
         JobM = self._t.Job
         snapshot = job if job is not None and job.job_id == job_id else None  # serves the first attempt only
@@ -33,6 +33,10 @@ class DynamoSchedules:
                 return None
             if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
                 return None
+            # Decided on the job as read: the write conditions on its execution count, so its
+            # active set may have shrunk since, never grown.
+            full = tick_at is not None and max_active is not None and len(job.active) >= max_active
+            adding = None if full else make
             count = job.execution_count
             condition = (JobM.schedule_version == version) & (JobM.execution_count == count)
             actions: list[Any] = []
@@ -45,12 +49,12 @@ class DynamoSchedules:
                     actions += [JobM.schedule_bucket.remove(), JobM.next_run_at.remove()]
                 else:
                     actions += [JobM.next_run_at.set(next_run_at), JobM.schedule_bucket.set(SCHEDULE_BUCKET)]
-            if skipped:
+            if skipped or (full and make is not None):
                 actions += [JobM.skipped_ticks.add(1), JobM.last_skipped_at.set(tick_at)]
             added = None
             with self._t.transact() as tx:
-                if make is not None:
-                    added = make(job).with_changes(seq=count + 1)
+                if adding is not None:
+                    added = adding(job).with_changes(seq=count + 1)
                     actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
                     tx.save(execution_to_item(self._t.Execution, added, count + 1))
                 tx.update(JobM(job_id=job_id), actions=actions, condition=condition)

@@ -2,7 +2,7 @@
 sequence numbers and exact counts kept in the transaction of each write."""
 from __future__ import annotations
 
-from chalicelib.domain.errors import Conflict
+from chalicelib.domain.errors import Conflict, TooManyActive
 from chalicelib.domain.model import Execution, Job, Page, Task, seq_range
 from chalicelib.ports import MakeExecution
 
@@ -71,11 +71,14 @@ class SqliteJobs:
             first = rows.insert_execution(connection, execution, 1) if execution is not None else None
         return saved, first
 
-    def replace_job(self, job: Job, execution: Execution | None) -> tuple[Job, Execution | None]:
+    def replace_job(self, job: Job, execution: Execution | None, *,
+                    max_active: int | None = None) -> tuple[Job, Execution | None]:
         with self._db.write() as connection:
             current = rows.load_job(connection, job.job_id)
             if current is None or current.task_id != job.task_id:
                 raise Conflict(f"job {job.job_id} changed while it was being replaced; try again", field="jobId")
+            if max_active is not None and len(current.active) >= max_active:
+                raise TooManyActive(max_active)
             saved = job.with_changes(seq=current.seq, created_at=current.created_at,
                                      execution_count=current.execution_count, retry_count=0, active=current.active,
                                      stopped=False, last_tick=current.last_tick)

@@ -24,7 +24,7 @@ class SqliteSchedules:
         self._db = db
 
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
-                      next_run_at: float | None, skipped: bool = False,
+                      next_run_at: float | None, skipped: bool = False, max_active: int | None = None,
                       job: Job | None = None) -> tuple[Job, Execution | None] | None:
         with self._db.write() as connection:  # read inside the write: the caller's `job` saves nothing here
             job = rows.load_job(connection, job_id)
@@ -32,6 +32,8 @@ class SqliteSchedules:
                 return None
             if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
                 return None
+            if make is not None and tick_at is not None and max_active is not None and len(job.active) >= max_active:
+                make, skipped = None, True  # the job is full: the tick is counted, not run
             changed: dict[str, Any]
             if tick_at is None:  # a one-shot: the schedule is over
                 changed = {"schedule_version": None, "next_run_at": None}
