@@ -240,7 +240,7 @@ def test_bad_schedules_are_400_and_store_nothing(api, runner, scheduler, sqs, aw
 @pytest.mark.parametrize(("payload", "kind"), [({"cron": "* * * * *"}, "tick"),
                                                ({"startAt": int(time.time()) + 86400}, "schedule")])
 def test_the_reconciler_hands_an_overdue_firing_to_the_jobs_queue_and_launches_nothing(
-        api, runner, sqs, aws, monkeypatch, payload, kind):
+        api, runner, sqs, aws, payload, kind):
     """The reconciler's role may not run tasks: the dispatcher launches what it repairs, as it
     launches everything else, and a firing handed over twice still makes one execution."""
     import app as app_module
@@ -250,14 +250,14 @@ def test_the_reconciler_hands_an_overdue_firing_to_the_jobs_queue_and_launches_n
     JobM = wiring.backend().extras["tables"].Job
     JobM(job_id=created["jobId"]).update(actions=[JobM.next_run_at.set(time.time() - 600)])  # a lost firing
     launches = []
-    monkeypatch.setattr(runner, "run", lambda execution, *rest: launches.append(execution))
+    runner.run = lambda execution, *rest: launches.append(execution)  # type: ignore[method-assign]
     app_module.sweep(scheduled_event("sweeper"), None)
     app_module.sweep(scheduled_event("sweeper"), None)  # again, before the dispatcher took it
     assert launches == []
     handed = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert [json.loads(m["Body"])["kind"] for m in handed["Messages"]] == [kind, kind]
 
-    monkeypatch.undo()
+    del runner.run  # the recorder launches again
     while deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs):
         pass
     assert len(runner.runs) == 1 and job(api, created)["executionCount"] == 1
