@@ -419,6 +419,7 @@ class ProcessRun:
         self._info_lock = threading.Lock()
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._watchdog_fd: int | None = None
+        self._watchdog_lock = threading.Lock()  # the pump's thread and a killer's may both release it
         if command.cleanup:
             self._watch(command)
 
@@ -441,7 +442,7 @@ class ProcessRun:
 
     def _release_watchdog(self) -> None:
         """The job ended, or was ended: the watchdog leaves without acting."""
-        with self._info_lock:
+        with self._watchdog_lock:
             fd, self._watchdog_fd = self._watchdog_fd, None
         if fd is None or self._watchdog is None:
             return
