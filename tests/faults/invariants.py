@@ -6,7 +6,8 @@ once and in order, retries as asked, stopped jobs never run again, frozen launch
 `/status` counts equal to what is stored)
 must hold whatever the faults did. Liveness properties (every job ends final, every due
 notification delivered, containers stop within STOP_BOUND) are promised once dependencies are
-healthy again: a deadline that falls while faults are on is counted from the moment they stop."""
+healthy again: a deadline that falls while faults are on is counted from the moment they stop.
+On the aws backend, `iam`: every AWS call a handler made is one its function's role allows."""
 from __future__ import annotations
 
 from collections import Counter
@@ -262,11 +263,17 @@ def launches_use_frozen_parameters(sim: Simulation) -> Iterator[Violation]:
                             f"ran {launched}")
 
 
+def no_call_refused(sim: Simulation) -> Iterator[Violation]:
+    """A call the function's deployed role would refuse (tests/iam.py), once per distinct refusal."""
+    for refusal, count in Counter(sim.iam_refusals).items():
+        yield Violation("iam", refusal + (f" ({count} times)" if count > 1 else ""))
+
+
 CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
     every_job_ends_final, one_container_per_execution, containers_stop_in_time, pools_count_their_holders,
     pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
     outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters,
-    status_counts_are_the_truth)
+    status_counts_are_the_truth, no_call_refused)
 
 
 def check(sim: Simulation) -> list[Violation]:
