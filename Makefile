@@ -34,14 +34,17 @@ test: $(STAMP) browser localstack sandbox lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # The fault harness (tests/faults, docs in its modules): randomized schedules of the real services
-# on the local backend in virtual time, under injected faults, then the invariants. `make test`
-# runs 1,000 schedules; `make faults` runs SCHEDULES of them from FIRST_SEED, and `make faults
+# in virtual time, under injected faults, then the invariants, on BACKEND=local (the SQLite backend,
+# the default) or aws (the AWS adapters on moto in process, each handler under its function's IAM
+# role). `make test` runs 1,000 local schedules and 60 aws ones; `make faults` runs SCHEDULES of
+# them (3000 local, 100 aws by default) from FIRST_SEED, and `make faults BACKEND=<backend>
 # SEED=<n>` replays the one schedule a report names, with its whole trace.
-SCHEDULES ?= 3000
+SCHEDULES ?=
 FIRST_SEED ?= 1
 SEED ?=
 faults: $(STAMP)
-	$(BIN)/python -m tests.faults $(if $(SEED),--seed $(SEED),--schedules $(SCHEDULES) --first-seed $(FIRST_SEED))
+	$(BIN)/python -m tests.faults --backend $(BACKEND) \
+		$(if $(SEED),--seed $(SEED),$(if $(SCHEDULES),--schedules $(SCHEDULES)) --first-seed $(FIRST_SEED))
 
 # bubblewrap (Debian's package) for the local runtime's sandbox of jobs and its tests. Idempotent;
 # where it cannot be installed (not root, no apt) jobs run as plain processes and the runtime says so.

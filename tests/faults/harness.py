@@ -1,5 +1,6 @@
-"""Runs schedules and reports them: each failing schedule with its seed, its violations and the
-end of its trace (replay it with `make faults SEED=<seed>`), then the one summary line."""
+"""Runs schedules on one backend and reports them: each failing schedule with its seed, its
+violations and the end of its trace (replay it with `make faults BACKEND=<backend> SEED=<seed>`),
+then the one summary line."""
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ VIOLATIONS_SHOWN = 8
 
 @dataclass
 class Summary:
+    backend: str = "local"
     schedules: int = 0
     faults: int = 0
     violations: int = 0
@@ -25,7 +27,8 @@ class Summary:
     failing: list[int] = field(default_factory=list)
 
     def line(self) -> str:
-        return f"faults: {self.schedules} schedules, {self.faults} faults injected, {self.violations} invariant violations"
+        return (f"faults: {self.schedules} schedules ({self.backend}), {self.faults} faults injected, "
+                f"{self.violations} invariant violations")
 
     def add(self, other: Summary) -> None:
         self.schedules += other.schedules
@@ -47,7 +50,8 @@ def _memory_directory() -> str | None:
 def describe(sim: Simulation, violations: list[Violation], whole_trace: bool = False) -> str:
     """What a failing schedule prints: enough to see what broke, and the command to replay it."""
     kinds = ", ".join(f"{plan}:{kind}@{sim.workload.tasks[plan]}" for plan, kind in sorted(sim.workload.kinds.items()))
-    lines = [f"schedule seed={sim.seed}: {len(violations)} violation(s); replay: make faults SEED={sim.seed}",
+    lines = [f"schedule seed={sim.seed} ({sim.backend}): {len(violations)} violation(s); "
+             f"replay: make faults BACKEND={sim.backend} SEED={sim.seed}",
              f"  workload: {sim.workload.duration / 60:.0f} min, pools narrow={sim.workload.limits.narrow} "
              f"default={sim.workload.limits.wide}, plans {kinds}",
              f"  faults: {dict(sim.plan.counts)}; dead letters: {sim.report['dead_letters']}"]
@@ -61,14 +65,15 @@ def describe(sim: Simulation, violations: list[Violation], whole_trace: bool = F
     return "\n".join(lines)
 
 
-def run(seeds: Iterable[int], budget: Budget = Budget(), emit: Callable[[str], None] = print,
-        verbose: bool = False, whole_trace: bool = False) -> Summary:
-    """Run one schedule per seed; `emit` gets each failing schedule's report (every schedule's
-    with `verbose`; with its whole trace, not only its end, with `whole_trace`)."""
-    summary = Summary()
+def run(seeds: Iterable[int], budget: Budget | None = None, emit: Callable[[str], None] = print,
+        verbose: bool = False, whole_trace: bool = False, backend: str = "local") -> Summary:
+    """Run one schedule per seed on `backend` (with its budget unless given); `emit` gets each
+    failing schedule's report (every schedule's with `verbose`; with its whole trace, not only
+    its end, with `whole_trace`)."""
+    summary = Summary(backend)
     with tempfile.TemporaryDirectory(prefix="fastlane-faults-", dir=_memory_directory()) as directory:
         for seed in seeds:
-            sim = Simulation(seed, directory, budget, whole_trace=whole_trace).run()
+            sim = Simulation(seed, directory, budget, backend=backend, whole_trace=whole_trace).run()
             violations = check(sim)
             summary.schedules += 1
             summary.faults += sim.plan.injected
