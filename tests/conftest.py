@@ -94,17 +94,21 @@ def queued_messages(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fault harness's parts (tests/faults) add up to one line: schedules, faults, violations."""
-    totals = [0, 0, 0]
-    seen = False
+    """The fault harness's parts (tests/faults) add up to one line: schedules of each backend,
+    faults, violations."""
+    schedules: dict[str, int] = {}
+    faults = violations = 0
     for reports in terminalreporter.stats.values():
         for report in reports:
             if getattr(report, "when", None) != "call":
                 continue
             for name, value in getattr(report, "user_properties", ()):
                 if name == "faults":
-                    seen = True
-                    totals = [total + part for total, part in zip(totals, value, strict=True)]
-    if seen:
-        terminalreporter.write_line(f"faults: {totals[0]} schedules, {totals[1]} faults injected, "
-                                    f"{totals[2]} invariant violations")
+                    backend, count, injected, broken = value
+                    schedules[backend] = schedules.get(backend, 0) + count
+                    faults += injected
+                    violations += broken
+    if schedules:
+        ran = ", ".join(f"{count} schedules ({backend})" for backend, count in
+                        sorted(schedules.items(), key=lambda item: (item[0] != "local", item[0])))
+        terminalreporter.write_line(f"faults: {ran}, {faults} faults injected, {violations} invariant violations")
