@@ -1,9 +1,9 @@
-"""One typed settings object, read once from the environment that .chalice/config.json or the
-local runtime sets."""
+"""One typed settings object, read once from the environment that the deployment template or the
+local runtime sets; each setting's default is written once, here (docs/deploy.md#settings-one-source-each)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 # Env names that look secret contain one of these (case-insensitive); SECRET_ENV_PATTERNS replaces the list.
@@ -11,34 +11,49 @@ DEFAULT_SECRET_ENV_PATTERNS = ("password", "passwd", "pass", "pwd", "secret", "t
                                "cookie", "session", "private", "cert", "client_id")
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
 def _sibling_function(name: str, prefix: str) -> str:
     """Another function of this deployment: Chalice names them `<app>-<stage>-<name>`."""
     current = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     return f"{current.rsplit('-', 1)[0]}-{name}" if "-" in current else f"{prefix}-{name}"
+
+
+# The variable each setting is read from: a setting is declared once, as a field of Settings with
+# its default, and named once here (tests/infra/test_drift.py holds the template to these names).
+VARIABLES = {
+    "tasks_table": "TASKS_TABLE", "jobs_table": "JOBS_TABLE", "executions_table": "EXECUTIONS_TABLE",
+    "jobs_queue_url": "JOBS_QUEUE_URL", "events_queue_url": "EVENTS_QUEUE_URL", "jobs_dlq_url": "JOBS_DLQ_URL",
+    "events_dlq_url": "EVENTS_DLQ_URL", "log_group": "LOG_GROUP", "pools_json": "POOLS", "ecs_cluster": "ECS_CLUSTER",
+    "subnets": "SUBNETS", "security_groups": "SECURITY_GROUPS", "assign_public_ip": "ASSIGN_PUBLIC_IP",
+    "task_cpu": "TASK_CPU", "task_memory": "TASK_MEMORY", "max_running": "MAX_RUNNING",
+    "execution_role_arn": "TASK_EXECUTION_ROLE_ARN", "task_role_arn": "TASK_ROLE_ARN",
+    "log_router_image": "LOG_ROUTER_IMAGE", "retry_backoff_min": "RETRY_BACKOFF_MIN",
+    "retry_backoff_factor": "RETRY_BACKOFF_FACTOR", "retry_backoff_max": "RETRY_BACKOFF_MAX",
+    "sweep_grace_seconds": "SWEEP_GRACE_SECONDS", "reconcile_interval": "SWEEP_INTERVAL",
+    "missing_grace_seconds": "MISSING_GRACE_SECONDS", "launch_resends": "LAUNCH_RESENDS",
+    "reconcile_batch": "RECONCILE_BATCH", "max_active_per_job": "MAX_ACTIVE_PER_JOB", "launch_rate": "LAUNCH_RATE",
+    "log_page_bytes": "LOG_PAGE_BYTES", "schedule_group": "SCHEDULE_GROUP", "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
+    "jobs_queue_arn": "JOBS_QUEUE_ARN", "scheduler_lead_seconds": "SCHEDULER_LEAD_SECONDS",
+    "notify_queue_url": "NOTIFY_QUEUE_URL", "notify_dlq_url": "NOTIFY_DLQ_URL", "mail_sender": "MAIL_SENDER",
+    "webhook_signing_secret": "WEBHOOK_SIGNING_SECRET", "webhook_timeout": "WEBHOOK_TIMEOUT",
+    "webhook_allow_private": "WEBHOOK_ALLOW_PRIVATE", "webhook_backoff_min": "WEBHOOK_BACKOFF_MIN",
+    "deliveries_table": "DELIVERIES_TABLE", "notify_base_url": "NOTIFY_BASE_URL",
+    "idempotency_table": "IDEMPOTENCY_TABLE", "connections_table": "CONNECTIONS_TABLE",
+    "websocket_url": "WEBSOCKET_URL", "websocket_management_endpoint": "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+    "logs_function_name": "LOGS_FUNCTION_NAME", "public_base_url": "PUBLIC_BASE_URL", "per_page": "PER_PAGE",
+    "max_body_bytes": "MAX_BODY_BYTES", "default_timeout": "DEFAULT_TIMEOUT", "max_timeout": "MAX_TIMEOUT",
+    "max_retries": "MAX_RETRIES", "secret_env_patterns": "SECRET_ENV_PATTERNS",
+    "basic_auth_username": "BASIC_AUTH_USERNAME", "basic_auth_password": "BASIC_AUTH_PASSWORD",
+    "basic_auth_secret_id": "BASIC_AUTH_SECRET_ID", "stream_token_secret_id": "STREAM_TOKEN_SECRET_ID",
+    "version": "FASTLANE_VERSION",
+}
+# Resources named after the deployment's prefix (FASTLANE_PREFIX) when their variable is unset.
+DEFAULT_PREFIX = "fastlane"
+PER_PREFIX = {
+    "tasks_table": "{prefix}-tasks", "jobs_table": "{prefix}-jobs", "executions_table": "{prefix}-executions",
+    "log_group": "/{prefix}/jobs", "ecs_cluster": "{prefix}", "schedule_group": "{prefix}",
+    "deliveries_table": "{prefix}-deliveries", "idempotency_table": "{prefix}-idempotency",
+    "connections_table": "{prefix}-connections",
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +68,9 @@ class Settings:
     events_queue_url: str = ""
     jobs_dlq_url: str = ""
     events_dlq_url: str = ""
-    log_group: str = "/fastlane/jobs"
+    log_group: str = PER_PREFIX["log_group"].format(prefix=DEFAULT_PREFIX)
     pools_json: str = ""
-    ecs_cluster: str = "fastlane"
+    ecs_cluster: str = PER_PREFIX["ecs_cluster"].format(prefix=DEFAULT_PREFIX)
     subnets: tuple[str, ...] = ()
     security_groups: tuple[str, ...] = ()
     assign_public_ip: str = "DISABLED"
@@ -88,7 +103,7 @@ class Settings:
     launch_rate: float = 20.0
     log_page_bytes: int = 1024 * 1024
     # scheduling
-    schedule_group: str = "fastlane"
+    schedule_group: str = PER_PREFIX["schedule_group"].format(prefix=DEFAULT_PREFIX)
     scheduler_role_arn: str = ""
     jobs_queue_arn: str = ""
     scheduler_lead_seconds: float = 60.0
@@ -100,12 +115,12 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_allow_private: bool = False
     webhook_backoff_min: float = 5.0  # seconds before the first retry of a webhook; doubles each time
-    deliveries_table: str = "fastlane-deliveries"
+    deliveries_table: str = PER_PREFIX["deliveries_table"].format(prefix=DEFAULT_PREFIX)
     notify_base_url: str = ""  # base of links in notifications when PUBLIC_BASE_URL is not set
     # Idempotency-Key: the DynamoDB table of keys and their first answers
-    idempotency_table: str = "fastlane-idempotency"
+    idempotency_table: str = PER_PREFIX["idempotency_table"].format(prefix=DEFAULT_PREFIX)
     # live logs
-    connections_table: str = ""
+    connections_table: str = PER_PREFIX["connections_table"].format(prefix=DEFAULT_PREFIX)
     websocket_url: str = ""
     websocket_management_endpoint: str = ""  # set locally; in AWS built from the connection's API id
     logs_function_name: str = ""
@@ -131,70 +146,42 @@ class Settings:
 
     @classmethod
     def from_environment(cls) -> Settings:
-        prefix = os.environ.get("FASTLANE_PREFIX", "fastlane")
-        return cls(
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            tasks_table=os.environ.get("TASKS_TABLE", f"{prefix}-tasks"),
-            jobs_table=os.environ.get("JOBS_TABLE", f"{prefix}-jobs"),
-            executions_table=os.environ.get("EXECUTIONS_TABLE", f"{prefix}-executions"),
-            jobs_queue_url=os.environ.get("JOBS_QUEUE_URL", ""),
-            events_queue_url=os.environ.get("EVENTS_QUEUE_URL", ""),
-            jobs_dlq_url=os.environ.get("JOBS_DLQ_URL", ""),
-            events_dlq_url=os.environ.get("EVENTS_DLQ_URL", ""),
-            log_group=os.environ.get("LOG_GROUP", f"/{prefix}/jobs"),
-            pools_json=os.environ.get("POOLS", ""),
-            ecs_cluster=os.environ.get("ECS_CLUSTER", prefix),
-            subnets=_list("SUBNETS", ()),
-            security_groups=_list("SECURITY_GROUPS", ()),
-            assign_public_ip=os.environ.get("ASSIGN_PUBLIC_IP", "DISABLED"),
-            task_cpu=os.environ.get("TASK_CPU", "256"),
-            task_memory=os.environ.get("TASK_MEMORY", "512"),
-            max_running=_int("MAX_RUNNING", 0),
-            execution_role_arn=os.environ.get("TASK_EXECUTION_ROLE_ARN", ""),
-            task_role_arn=os.environ.get("TASK_ROLE_ARN", ""),
-            log_router_image=os.environ.get("LOG_ROUTER_IMAGE", ""),
-            retry_backoff_min=_float("RETRY_BACKOFF_MIN", 2.0),
-            retry_backoff_factor=_float("RETRY_BACKOFF_FACTOR", 2.0),
-            retry_backoff_max=_float("RETRY_BACKOFF_MAX", 3600.0),
-            sweep_grace_seconds=_float("SWEEP_GRACE_SECONDS", 120.0),
-            reconcile_interval=_float("SWEEP_INTERVAL", 60.0),
-            missing_grace_seconds=_float("MISSING_GRACE_SECONDS", 60.0),
-            launch_resends=_int("LAUNCH_RESENDS", 5),
-            reconcile_batch=_int("RECONCILE_BATCH", 500),
-            max_active_per_job=_int("MAX_ACTIVE_PER_JOB", 100),
-            launch_rate=_float("LAUNCH_RATE", 20.0),
-            log_page_bytes=_int("LOG_PAGE_BYTES", 1024 * 1024),
-            schedule_group=os.environ.get("SCHEDULE_GROUP", prefix),
-            scheduler_role_arn=os.environ.get("SCHEDULER_ROLE_ARN", ""),
-            jobs_queue_arn=os.environ.get("JOBS_QUEUE_ARN", ""),
-            scheduler_lead_seconds=_float("SCHEDULER_LEAD_SECONDS", 60.0),
-            notify_queue_url=os.environ.get("NOTIFY_QUEUE_URL", ""),
-            notify_dlq_url=os.environ.get("NOTIFY_DLQ_URL", ""),
-            mail_sender=os.environ.get("MAIL_SENDER", ""),
-            webhook_signing_secret=os.environ.get("WEBHOOK_SIGNING_SECRET", ""),
-            webhook_timeout=_float("WEBHOOK_TIMEOUT", 10.0),
-            webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", False),
-            webhook_backoff_min=_float("WEBHOOK_BACKOFF_MIN", 5.0),
-            deliveries_table=os.environ.get("DELIVERIES_TABLE", f"{prefix}-deliveries"),
-            notify_base_url=os.environ.get("NOTIFY_BASE_URL", ""),
-            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", f"{prefix}-idempotency"),
-            connections_table=os.environ.get("CONNECTIONS_TABLE", f"{prefix}-connections"),
-            websocket_url=os.environ.get("WEBSOCKET_URL", ""),
-            websocket_management_endpoint=os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", ""),
-            logs_function_name=os.environ.get("LOGS_FUNCTION_NAME") or _sibling_function("logs", prefix),
-            public_base_url=(os.environ.get("PUBLIC_BASE_URL") or None),
-            per_page=_int("PER_PAGE", 10),
-            max_body_bytes=_int("MAX_BODY_BYTES", 256 * 1024),
-            default_timeout=_float("DEFAULT_TIMEOUT", 1800.0),
-            max_timeout=_float("MAX_TIMEOUT", 1800.0),
-            max_retries=_int("MAX_RETRIES", 100),
-            secret_env_patterns=_list("SECRET_ENV_PATTERNS", DEFAULT_SECRET_ENV_PATTERNS),
-            basic_auth_username=os.environ.get("BASIC_AUTH_USERNAME") or None,
-            basic_auth_password=os.environ.get("BASIC_AUTH_PASSWORD") or None,
-            basic_auth_secret_id=os.environ.get("BASIC_AUTH_SECRET_ID") or None,
-            stream_token_secret_id=os.environ.get("STREAM_TOKEN_SECRET_ID") or None,
-            version=os.environ.get("FASTLANE_VERSION", "0.1.0"),
-        )
+        """Each field from its variable (VARIABLES), parsed by the field's type; unset (or empty,
+        for numbers and switches), the field's own default, or for the resources named after the
+        deployment, its prefix's."""
+        prefix = os.environ.get("FASTLANE_PREFIX", DEFAULT_PREFIX)
+        values: dict[str, object] = {}
+        for item in fields(cls):
+            raw = os.environ.get(VARIABLES[item.name]) if item.name in VARIABLES else None
+            if item.name in PER_PREFIX and raw is None:
+                values[item.name] = PER_PREFIX[item.name].format(prefix=prefix)
+            elif raw is not None:
+                parsed = _parse(str(item.type), raw)
+                if parsed is not None:
+                    values[item.name] = parsed
+        values["region"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        values.setdefault("jobs_queue_url", "")
+        if not values.get("logs_function_name"):
+            values["logs_function_name"] = _sibling_function("logs", prefix)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(kind: str, raw: str) -> object:
+    """A variable's text as its field's type; None leaves the field at its default (an empty
+    number or switch, or an empty optional string)."""
+    if kind in ("int", "float", "bool") and raw.strip() == "":
+        return None
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind == "tuple[str, ...]":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if kind == "str | None":
+        return raw or None
+    return raw
 
 
 @lru_cache(maxsize=1)

@@ -16,12 +16,14 @@ from tests.infra.conftest import ROOT
 pytestmark = pytest.mark.xdist_group("infra")
 
 ENVIRONMENT = yaml.safe_load((ROOT / "infra" / "environment.yaml").read_text())
-CONFIG_HELPERS = {"_int", "_float", "_bool", "_list"}  # chalicelib/config.py: first argument is the name
 
 
 def variables_read() -> dict[str, set[str]]:
-    """Environment variable -> the files reading it (os.environ.get/[...], os.getenv, config's helpers)."""
-    found: dict[str, set[str]] = {}
+    """Environment variable -> the files reading it (os.environ.get/[...], os.getenv, and the
+    settings' table of variables in chalicelib/config.py)."""
+    from chalicelib.config import VARIABLES
+
+    found: dict[str, set[str]] = {name: {"chalicelib/config.py"} for name in VARIABLES.values()}
     paths = [ROOT / "app.py", *(ROOT / "chalicelib").rglob("*.py")]
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
@@ -30,8 +32,6 @@ def variables_read() -> dict[str, set[str]]:
                 func = node.func
                 if isinstance(func, ast.Attribute) and func.attr in ("get", "getenv") and (
                         ast.unparse(func.value) in ("os.environ", "os")):
-                    name = node.args[0].value
-                elif isinstance(func, ast.Name) and func.id in CONFIG_HELPERS:
                     name = node.args[0].value
             elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" and isinstance(
                     node.slice, ast.Constant):
@@ -54,19 +54,16 @@ def test_the_scan_finds_the_settings() -> None:
 
 
 def tunables() -> set[str]:
-    """Variables chalicelib/config.py reads with a default of its own (a literal, not empty): the
-    deployment leaves them unset unless it chooses otherwise (docs/deploy.md, tests/infra/test_settings.py)."""
-    found = set()
-    for node in ast.walk(ast.parse((ROOT / "chalicelib" / "config.py").read_text())):
-        if not (isinstance(node, ast.Call) and len(node.args) >= 2 and isinstance(node.args[0], ast.Constant)):
-            continue
-        func, default = node.func, node.args[1]
-        if isinstance(func, ast.Name) and func.id in CONFIG_HELPERS:
-            found.add(node.args[0].value)
-        elif (isinstance(func, ast.Attribute) and func.attr == "get" and ast.unparse(func.value) == "os.environ"
-              and isinstance(default, ast.Constant) and default.value not in ("", None)):
-            found.add(node.args[0].value)
-    return found
+    """Variables of settings that chalicelib/config.py gives a default of their own (not empty,
+    not named after the deployment): the deployment leaves them unset unless it chooses otherwise
+    (docs/deploy.md, tests/infra/test_settings.py)."""
+    import dataclasses
+
+    from chalicelib.config import PER_PREFIX, VARIABLES, Settings
+
+    return {VARIABLES[field.name] for field in dataclasses.fields(Settings)
+            if field.name in VARIABLES and field.name not in PER_PREFIX
+            and field.default is not dataclasses.MISSING and field.default not in ("", None)}
 
 
 def test_every_variable_the_app_reads_is_set_for_every_function(template, functions) -> None:

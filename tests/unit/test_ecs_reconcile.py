@@ -14,6 +14,7 @@ from chalicelib.domain.ecs import started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, ExecutionStatus
 from chalicelib.domain.pools import Pool
+from tests import iam
 
 EXECUTION_ID = "01a23395-093b-7025-9fb1-471bfd914a07"
 JOB_ID = "7f3c1d2e-5a6b-4c8d-9e0f-112233445566"
@@ -26,8 +27,9 @@ EXECUTION = Execution(task_id="t", job_id=JOB_ID, execution_id=EXECUTION_ID, ima
 
 @pytest.fixture
 def ecs():
+    """A client whose answers are stubbed: no deployment's role is involved (tests/iam.py)."""
     client = boto3.client("ecs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    with Stubber(client) as stubber:
+    with Stubber(client) as stubber, iam.as_test():
         yield client, stubber
         stubber.assert_no_pending_responses()
 
