@@ -106,7 +106,8 @@ class Executions(Protocol):
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
         """Executions in a status that is not final, oldest first (the reconciler's worklist of
-        launched executions)."""
+        launched executions). The worklists below raise UnreadableRecords, carrying the readable
+        ones, when some stored records cannot be read."""
         ...
 
     def overdue_launches(self, before: float, limit: int) -> list[Execution]:
@@ -202,7 +203,8 @@ class Schedules(Protocol):
         ...
 
     def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
-        """Jobs with a pending schedule, soonest next run first."""
+        """Jobs with a pending schedule, soonest next run first; UnreadableRecords, carrying the
+        readable ones, when some stored jobs cannot be read."""
         ...
 
 

@@ -1,6 +1,12 @@
 """Errors the domain and services raise; the HTTP layer maps each to a status code."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+T = TypeVar("T")
+
 
 class FastlaneError(Exception):
     status = 500
@@ -71,3 +77,34 @@ class LaunchFailed(Exception):
 
 class MailRejected(Exception):
     """The mail service refused a message for good (a bad address, an unverified sender)."""
+
+
+class UnreadableRecords(Exception):
+    """A worklist met stored records it cannot read (written by another version of the service,
+    edited by hand): `readable` holds the others, in the listing's order, and `keys` names the
+    ones left out. The reconciler repairs the readable ones and counts the rest, so one bad record
+    cannot stop its pass; what needs every record (recounting pool slots) waits until none is bad."""
+
+    def __init__(self, readable: list[Any], keys: list[str]) -> None:
+        super().__init__(f"{len(keys)} stored record(s) could not be read: {', '.join(keys[:5])}")
+        self.readable = readable
+        self.keys = keys
+
+
+def read_each(items: Iterable[R], read: Callable[[R], T], key: Callable[[R], str]) -> tuple[list[T], list[str]]:
+    """Each stored item read on its own: the records read, and the keys of those that could not be."""
+    readable: list[T] = []
+    unreadable: list[str] = []
+    for item in items:
+        try:
+            readable.append(read(item))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            unreadable.append(key(item))
+    return readable, unreadable
+
+
+def all_readable(readable: list[T], unreadable: list[str]) -> list[T]:
+    """The listing, or UnreadableRecords carrying it when some records were left out."""
+    if unreadable:
+        raise UnreadableRecords(readable, unreadable)
+    return readable

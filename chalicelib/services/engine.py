@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import Settings
 from ..domain.ecs import TaskState, TaskStateChange, cluster_of
-from ..domain.errors import LaunchFailed
+from ..domain.errors import LaunchFailed, UnreadableRecords
 from ..domain.lifecycle import (
     ECS_RUNNING,
     ECS_STOPPED,
@@ -534,6 +534,7 @@ class ExecutionEngine:
         at = self._clock()
         counts = {"resent": 0, "finalised": 0, "timedout": 0, "checks": 0, "stopped": 0, "released": 0,
                   "recounted": 0, "announced": 0, "errors": 0}
+        self._incomplete: set[str] = set()  # worklists that left out records they could not read
         # Lost launches, soonest due first: those waiting out a delay are not listed, so however
         # many wait, one whose launch is overdue is found on the next pass.
         overdue = self._listed(counts, "overdue", lambda: self._executions.overdue_launches(
@@ -556,7 +557,8 @@ class ExecutionEngine:
             self._isolated(counts, "finish an ended execution", partial(self._reconcile_held, execution, states, at,
                                                                           counts), execution)
         # Every holder of a slot, whatever the backlog of executions waiting for one.
-        if (prepared is not None and launched is not None and held is not None and len(prepared) < LISTING_LIMIT
+        if (not self._incomplete & {"prepared", "launched", "held"}
+                and prepared is not None and launched is not None and held is not None and len(prepared) < LISTING_LIMIT
                 and len(launched) < LISTING_LIMIT * len(LAUNCHED) and len(held) < LISTING_LIMIT):
             self._isolated(counts, "recount pools", partial(self._recount, [*prepared, *launched, *held], counts))
         return counts
@@ -580,9 +582,22 @@ class ExecutionEngine:
     def _listed(self, counts: dict[str, int], worklist: str,
                 read: Callable[[], list[Execution]]) -> list[Execution] | None:
         """A worklist of the pass; None when it could not be read (counted: the pass goes on
-        with the others, and pools are not recounted without every holder)."""
+        with the others, and pools are not recounted without every holder). Records that cannot
+        be read are counted and logged, and the others are repaired; the worklist then counts as
+        unread for the recount, which needs every holder."""
         found: list[list[Execution]] = []
-        self._isolated(counts, f"list the {worklist} executions", lambda: found.append(read()))
+
+        def listing() -> None:
+            try:
+                found.append(read())
+            except UnreadableRecords as some:
+                counts["errors"] += len(some.keys)
+                logger.error("the reconciler skips stored records it cannot read", extra={
+                    "worklist": worklist, "records": some.keys[:20]})
+                found.append(some.readable)
+                self._incomplete.add(worklist)
+
+        self._isolated(counts, f"list the {worklist} executions", listing)
         return found[0] if found else None
 
     def _describe(self, arns: list[str], counts: dict[str, int]) -> dict[str, TaskState | None]:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from ..config import Settings
+from ..domain.errors import UnreadableRecords
 from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import CronTick, JobMessage, Launch, ScheduleFiring
 from ..domain.model import Execution, Job, new_execution, now
@@ -186,6 +187,10 @@ class Scheduling:
         try:
             overdue = self._schedules.scheduled_jobs(limit=100,
                                                      due_before=self._clock() - self._settings.sweep_grace_seconds)
+        except UnreadableRecords as some:  # the readable ones are repaired all the same
+            logger.error("the reconciler skips stored jobs it cannot read", extra={"jobs": some.keys[:20]})
+            counts["errors"] += len(some.keys)
+            overdue = some.readable
         except Exception:  # noqa: BLE001 - the executions' repairs of the pass go on
             logger.exception("the overdue schedules could not be listed; the next pass tries again")
             counts["errors"] += 1

@@ -380,3 +380,27 @@ def test_a_lost_launch_behind_a_backlog_waiting_out_long_backoffs_is_resent_and_
     first = sweep()
     assert first["resent"] == 1 and stored(lost).resends == 1
     assert sweep()["recounted"] == 1 and running_in_pool() == 0
+
+
+def test_a_stored_record_that_cannot_be_read_leaves_the_others_repaired(api, runner, drive, sqs, aws):
+    """A record the service cannot read (written by another version, edited by hand) in the
+    worklist of running executions: the others are still timed out, the record is counted as an
+    error on every pass, and pools are not recounted without knowing whether it holds a slot."""
+    import os
+
+    import boto3
+
+    jobs = [started(api, runner, drive, sqs, aws, 600, "2020-01-01T00:00:00.000Z") for _ in range(3)]
+    for _, arn in jobs:
+        runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1577836800.0)
+    poison = jobs[1][0]
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=os.environ["EXECUTIONS_TABLE"], Key={"jobId": {"S": poison["jobId"]},
+                                                "executionId": {"S": poison["executionId"]}},
+        UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "paused-by-a-newer-version"}})
+
+    counts = sweep()
+    assert (counts["timedout"], counts["errors"], counts["recounted"]) == (2, 1, 0)
+    assert [execution(api, created)["status"] for created in (jobs[0][0], jobs[2][0])] == ["timedout", "timedout"]
+    assert sweep()["errors"] == 1  # still there, still counted; nothing else to do

@@ -19,6 +19,20 @@ from tests import iam
 from tests.contract.support import AFTER, BEFORE, CONFLICT, PART_WAY, FakeClock, Faults, Ports, Rounds
 
 
+def _spoil_row(db: Any, execution: Any) -> None:
+    with db.write() as connection:
+        connection.execute("UPDATE executions SET metadata = '{cut short' WHERE execution_id = ?",
+                            (execution.execution_id,))
+
+
+def _spoil_item(settings: Any, dynamodb: Any, execution: Any) -> None:
+    with iam.as_test():
+        dynamodb.update_item(TableName=settings.executions_table,
+                             Key={"jobId": {"S": execution.job_id}, "executionId": {"S": execution.execution_id}},
+                             UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+                             ExpressionAttributeValues={":s": {"S": "paused-by-a-newer-version"}})
+
+
 def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
     from infra.local.sqlite.db import Database
     from infra.local.sqlite.stores import Stores, open_stores
@@ -27,7 +41,8 @@ def _local(tmp_path: Path, clock: FakeClock) -> Iterator[Ports]:
         return Ports(name="local", jobs=stores.jobs, executions=stores.executions, pools=stores.pools,
                      schedules=stores.schedules, statistics=stores.statistics, deliveries=stores.deliveries,
                      connections=stores.connections, idempotency_keys=stores.idempotency_keys, clock=clock,
-                     unreachable=unreachable, faulty=lambda faults: _faulty_writes(stores.db, faults))
+                     unreachable=unreachable, faulty=lambda faults: _faulty_writes(stores.db, faults),
+                     spoil=lambda execution: _spoil_row(stores.db, execution))
 
     def unreachable() -> Ports:
         # A database whose folder went away after it was opened: no connection can be made again.
@@ -189,7 +204,8 @@ def _aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> Iterator[Ports]:
         return Ports(name="aws", jobs=seen(backend.jobs), executions=seen(backend.executions), pools=seen(backend.pools),
                      schedules=seen(backend.schedules), statistics=seen(backend.statistics), deliveries=seen(deliveries),
                      connections=seen(backend.connections), idempotency_keys=seen(backend.idempotency_keys),
-                     clock=clock, unreachable=lambda: ports(True), faulty=faulty, rounds=rounds)
+                     clock=clock, unreachable=lambda: ports(True), faulty=faulty, rounds=rounds,
+                     spoil=lambda execution: _spoil_item(settings, dynamodb, execution))
 
     follow_clock(monkeypatch, clock)  # the idempotency keys' leases and expiry, read by powertools
     # The deployment's tables, as its functions' settings name them: the IAM check resolves grants on them.

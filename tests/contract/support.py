@@ -134,6 +134,9 @@ class Ports:
     unreachable: Callable[[], Ports]  # the same backend with its store out of reach
     faulty: Callable[[Faults], AbstractContextManager[None]]  # the store's calls fail as `Faults` says
     rounds: Rounds | None = None  # how racing writers' requests are answered, on a store with requests
+    # Makes a stored execution unreadable by this version of the service, as another version or a
+    # hand edit could (a status it does not know, a field it cannot parse).
+    spoil: Callable[[Execution], None] | None = None
 
 
 def a_spec(**fields: Any) -> JobSpec:

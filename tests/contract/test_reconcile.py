@@ -181,3 +181,23 @@ def test_executions_prepared_with_a_slot_are_listed_apart_and_still_enqueued(bac
     stored = backend.executions.get_execution(prepared.job_id, prepared.execution_id)
     assert stored is not None and backend.executions.transition(stored, S.STOPPED) is not None
     assert backend.executions.prepared_executions() == []
+
+
+def test_a_worklist_carries_its_readable_records_past_one_it_cannot_read(backend: Ports) -> None:
+    """A record this version cannot read (another version's status, a field cut short) does not
+    hide the others from the reconciler: the listing raises UnreadableRecords carrying them."""
+    import pytest
+
+    from chalicelib.domain.errors import UnreadableRecords
+
+    executions = [post(backend)[1] for _ in range(3)]
+    for execution in executions:
+        assert backend.executions.transition(execution, S.RUNNING, task_arn=f"arn:{execution.execution_id}",
+                                             started_at=1.0) is not None
+    assert backend.spoil is not None
+    backend.spoil(executions[1])
+
+    with pytest.raises(UnreadableRecords) as listed:
+        backend.executions.active_executions(S.RUNNING)
+    assert [e.execution_id for e in listed.value.readable] == [executions[0].execution_id, executions[2].execution_id]
+    assert len(listed.value.keys) == 1 and executions[1].execution_id in listed.value.keys[0]

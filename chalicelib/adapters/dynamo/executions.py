@@ -8,7 +8,7 @@ from typing import Any, Unpack
 
 from pynamodb.exceptions import TransactWriteError
 
-from ...domain.errors import DependencyDown
+from ...domain.errors import DependencyDown, all_readable, read_each
 from ...domain.lifecycle import LAUNCHABLE, sources
 from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
 from ...ports import ExecutionChanges, MakeExecution
@@ -31,6 +31,11 @@ from .transactions import CONTENTION_ATTEMPTS, contention, refused_item, update_
 def _actions(model: Any, fields: dict[str, Any]) -> list[Any]:
     return [getattr(model, name).remove() if value is None else getattr(model, name).set(_stored(value))
             for name, value in fields.items()]
+
+
+def _key(item: Any) -> str:
+    """A stored execution's key, for the log of one that cannot be read."""
+    return f"{getattr(item, 'job_id', '?')}/{getattr(item, 'execution_id', '?')}"
 
 
 def _stored(value: Any) -> Any:
@@ -78,9 +83,9 @@ class DynamoExecutions:
         ExecM = self._t.Execution
 
         def read() -> list[Execution]:
-            found = [execution_from_item(i) for key in sweep_keys(status)
-                     for i in ExecM.by_active.query(key, limit=limit)]
-            return sorted(found, key=lambda e: e.created_at)[:limit]
+            found, unreadable = read_each((i for key in sweep_keys(status) for i in ExecM.by_active.query(key, limit=limit)),
+                                          execution_from_item, _key)
+            return all_readable(sorted(found, key=lambda e: e.created_at)[:limit], unreadable)
 
         return self._t.guard(read)
 
@@ -90,9 +95,11 @@ class DynamoExecutions:
         ExecM = self._t.Execution
 
         def read() -> list[Execution]:
-            found = [execution_from_item(i) for status in sorted(LAUNCHABLE)
-                     for i in ExecM.by_check.query(status.value, ExecM.check_at < before, limit=limit)]
-            return sorted(found, key=lambda e: e.due_at if e.due_at is not None else e.created_at)[:limit]
+            found, unreadable = read_each((i for status in sorted(LAUNCHABLE)
+                                           for i in ExecM.by_check.query(status.value, ExecM.check_at < before, limit=limit)),
+                                          execution_from_item, _key)
+            return all_readable(sorted(found, key=lambda e: e.due_at if e.due_at is not None else e.created_at)[:limit],
+                                unreadable)
 
         return self._t.guard(read)
 
@@ -100,7 +107,8 @@ class DynamoExecutions:
         """An execution whose slot was given back before it was launched (no caller does) keeps
         its key, and is listed here without one: it is then resent from here if its launch is lost."""
         ExecM = self._t.Execution
-        return self._t.guard(lambda: [execution_from_item(i) for i in ExecM.by_active.query(PREPARED, limit=limit)])
+        return self._t.guard(lambda: all_readable(*read_each(ExecM.by_active.query(PREPARED, limit=limit),
+                                                             execution_from_item, _key)))
 
     def transition(self, execution: Execution, target: ExecutionStatus, *, follow_up: MakeExecution | None = None,
                    release_slot: bool = False, unless_job_stopped: bool = False, job: Job | None = None,
@@ -251,15 +259,15 @@ class DynamoExecutions:
         ExecM = self._t.Execution
 
         def read() -> list[Execution]:
-            held = []
-            for item in ExecM.by_active.query(HELD, limit=limit):
-                execution = execution_from_item(item)
+            held: list[Execution] = []
+            found, unreadable = read_each(ExecM.by_active.query(HELD, limit=limit), execution_from_item, _key)
+            for execution in found:
                 if execution.pool is not None or execution.announcing:
                     held.append(execution)
                     continue
                 update_if(ExecM(execution.job_id, execution.execution_id), [ExecM.sweep.remove()],
                           (ExecM.sweep == HELD) & ExecM.pool.does_not_exist() & ExecM.announcing.does_not_exist())
-            return held
+            return all_readable(held, unreadable)
 
         return self._t.guard(read)
 

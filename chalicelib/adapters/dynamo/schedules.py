@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...domain.errors import all_readable, read_each
 from ...domain.model import Execution, Job
 from ...ports import MakeExecution
 from .mapping import execution_to_item, job_from_item
@@ -75,5 +76,6 @@ class DynamoSchedules:
     def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
         JobM = self._t.Job
         condition = JobM.next_run_at < due_before if due_before is not None else None
-        return self._t.guard(
-            lambda: [job_from_item(i) for i in JobM.by_next_run.query(SCHEDULE_BUCKET, condition, limit=limit)])
+        return self._t.guard(lambda: all_readable(*read_each(
+            JobM.by_next_run.query(SCHEDULE_BUCKET, condition, limit=limit), job_from_item,
+            lambda item: str(getattr(item, "job_id", "?")))))

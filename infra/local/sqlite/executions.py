@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
+from chalicelib.domain.errors import all_readable, read_each
 from chalicelib.domain.lifecycle import LAUNCHABLE, sources
 from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
 from chalicelib.ports import ExecutionChanges, MakeExecution
@@ -109,13 +110,13 @@ class SqliteExecutions:
         with self._db.read() as connection:
             found = connection.execute(f"SELECT * FROM executions WHERE status = ? AND {rows.ACTIVE_CONDITION} "
                                        "ORDER BY created_at LIMIT ?", (status.value, limit)).fetchall()
-        return [rows.execution_of(row) for row in found]
+        return all_readable(*read_each(found, rows.execution_of, _key))
 
     def overdue_launches(self, before: float, limit: int) -> list[Execution]:
         with self._db.read() as connection:
             found = connection.execute(f"SELECT * FROM executions WHERE {WAITING} AND {DUE} < ? ORDER BY {DUE} LIMIT ?",
                                        (before, limit)).fetchall()
-        return [rows.execution_of(row) for row in found]
+        return all_readable(*read_each(found, rows.execution_of, _key))
 
     def prepared_executions(self, limit: int = 500) -> list[Execution]:
         launchable = ", ".join(f"'{status.value}'" for status in sorted(LAUNCHABLE))
@@ -124,14 +125,14 @@ class SqliteExecutions:
             found = connection.execute(f"SELECT * FROM executions WHERE (pool IS NOT NULL OR announcing = 1) "
                                        f"AND pool IS NOT NULL AND status IN ({launchable}) "
                                        "ORDER BY created_at LIMIT ?", (limit,)).fetchall()
-        return [rows.execution_of(row) for row in found]
+        return all_readable(*read_each(found, rows.execution_of, _key))
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
         with self._db.read() as connection:
             found = connection.execute(f"SELECT * FROM executions WHERE (pool IS NOT NULL OR announcing = 1) "
                                        f"AND NOT {rows.ACTIVE_CONDITION} "
                                        "ORDER BY created_at LIMIT ?", (limit,)).fetchall()
-        return [rows.execution_of(row) for row in found]
+        return all_readable(*read_each(found, rows.execution_of, _key))
 
     # writes ---------------------------------------------------------------------------------------
 
@@ -207,3 +208,8 @@ class SqliteExecutions:
             kept = [*current.notifications, entry][-keep:] if keep > 0 else []
             connection.execute("UPDATE executions SET notifications = ? WHERE execution_id = ?",
                                (rows.notifications_text(kept), execution_id))
+
+
+def _key(row: Any) -> str:
+    """A stored execution's key, for the log of one that cannot be read."""
+    return f"{row['job_id']}/{row['execution_id']}"

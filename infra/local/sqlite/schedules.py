@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.domain.errors import all_readable, read_each
 from chalicelib.domain.model import Execution, Job
 from chalicelib.ports import MakeExecution
 
@@ -66,4 +67,6 @@ class SqliteSchedules:
         with self._db.read() as connection:
             found = connection.execute(f"SELECT * FROM jobs WHERE {condition} ORDER BY next_run_at LIMIT ?",
                                        [*values, limit]).fetchall()
-            return rows.jobs_of(connection, found)
+            active = rows.active_of(connection, [row["job_id"] for row in found])
+        return all_readable(*read_each(found, lambda row: rows.job_of(row, active[row["job_id"]]),
+                                       lambda row: str(row["job_id"])))
