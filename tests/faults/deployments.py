@@ -26,7 +26,8 @@ MAIL_SENDER = "fastlane@example.com"
 
 
 class Unserved:
-    """Ports the harness never drives (live logs over websockets): using one is a harness bug."""
+    """A port the harness does not serve (live logs over websockets), or one the driver replaces
+    with its own (the runner, the webhook poster): using one is a harness bug."""
 
     def __init__(self, name: str) -> None:
         self._name = name
