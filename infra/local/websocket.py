@@ -381,7 +381,25 @@ class _ManagementHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
+    def _foreign(self) -> bool:
+        """Refuses (403) what a browser sends, or names another Host: only the app, in this
+        process, calls the management API, and it sends neither. A page the developer visits could
+        otherwise post frames into another client's live logs or invoke the logs function (a
+        browser sends cross-site POSTs without a preflight when they look like forms)."""
+        from .gateway import LOOPBACK_NAMES
+
+        host = urlsplit(f"//{self.headers.get('Host') or ''}").hostname or ""
+        site = self.headers.get("Sec-Fetch-Site")
+        if self.headers.get("Origin") is None and site in (None, "none") and host in LOOPBACK_NAMES:
+            return False
+        self.close_connection = True  # a refused body is never read
+        self._reply(403, {"__type": "AccessDeniedException",
+                          "message": "The websocket management API answers the local runtime's own calls only."})
+        return True
+
     def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+        if self._foreign():
+            return
         route, body = self._route(), self._body()
         if body is None:
             return
@@ -394,7 +412,7 @@ class _ManagementHandler(BaseHTTPRequestHandler):
             self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
 
     def do_DELETE(self) -> None:  # noqa: N802
-        if self._body() is None:
+        if self._foreign() or self._body() is None:
             return
         route = self._route()
         if route and route[0] == "connection":
@@ -403,6 +421,8 @@ class _ManagementHandler(BaseHTTPRequestHandler):
             self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
 
     def do_GET(self) -> None:  # noqa: N802
+        if self._foreign():
+            return
         route = self._route()
         if route and route[0] == "connection":
             self._reply(*self.gateway.info(route[1]))

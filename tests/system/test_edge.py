@@ -319,3 +319,25 @@ def test_half_a_basic_auth_pair_does_not_start(tmp_path):
     with pytest.raises(AssertionError) as info:
         start_runtime(tmp_path, {"BASIC_AUTH_USERNAME": "ana", "BASIC_AUTH_PASSWORD": ""})
     assert "BASIC_AUTH_PASSWORD is not set" in str(info.value)
+
+
+def management_endpoint(runtime: Runtime) -> str:
+    import re
+
+    found = re.search(r"websocket management API at (http://\S+?)\)", runtime.log.read_text())
+    assert found, "the runtime did not announce its websocket management API"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
+                                     {"Sec-Fetch-Site": "cross-site"}, {"Host": "evil.example"}],
+                         ids=["foreign-origin", "opaque-origin", "cross-site", "foreign-host"])
+def test_the_websocket_management_api_refuses_what_a_browser_sends(runtime, headers):
+    """Only the app posts frames and invokes the logs function through it; a page cannot."""
+    endpoint = management_endpoint(runtime)
+    refused = requests.post(f"{endpoint}/@connections/someone", data=b"forged frame", headers=headers, timeout=5)
+    assert refused.status_code == 403 and refused.json()["__type"] == "AccessDeniedException"
+    invoked = requests.post(f"{endpoint}/2015-03-31/functions/logs/invocations", data=b"{}", headers=headers,
+                            timeout=5)
+    assert invoked.status_code == 403
+    assert requests.get(f"{endpoint}/_local/calls", timeout=5).status_code == 200  # the runtime's own kind of call
