@@ -1,7 +1,7 @@
 """Local stand-ins for Lambda's event sources: pollers that deliver queue batches to the app's
 handlers in the event Lambda's SQS event source sends (deleting what succeeded; partial batch
 failures, visibility timeouts and dead-lettering left to the queue, as in AWS), over the local
-backend's queues (QueuePoller) or over SQS (SqsPoller, for the aws backend), and timers for
+backend's queues (LocalQueue) or over SQS (SqsQueue, for the aws backend), and timers for
 scheduled handlers."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalice.local import LambdaContext
 
@@ -48,50 +48,57 @@ def _context(name: str) -> LambdaContext:
     return LambdaContext(function_name=name, memory_size=512, max_runtime_ms=60_000)
 
 
+class LocalQueue:
+    """One queue of the local backend, as the poller reads it (receives wait on the queue itself)."""
+
+    def __init__(self, queues: LocalQueues, queue: str, region: str = "us-east-1",
+                 account: str = "123456789012") -> None:
+        self._queues, self._queue = queues, queue
+        self._arn = f"arn:aws:sqs:{region}:{account}:{queue}"
+
+    def receive(self, batch_size: int, wait_seconds: float) -> list[dict[str, Any]]:
+        return [m.to_sqs() for m in self._queues.receive(self._queue, batch_size, wait_seconds=wait_seconds)]
+
+    def arn(self) -> str:
+        return self._arn
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        self._queues.delete_batch(self._queue, receipt_handles)
+
+
+class SqsQueue:
+    """One SQS queue, as the poller reads it (long polls of whole seconds)."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs, self._url = sqs, queue_url
+
+    def receive(self, batch_size: int, wait_seconds: float) -> list[dict[str, Any]]:
+        answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=batch_size,
+                                           WaitTimeSeconds=int(wait_seconds), AttributeNames=["All"])
+        return list(answer.get("Messages", []))
+
+    def arn(self) -> str:
+        return str(self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])
+                   ["Attributes"]["QueueArn"])
+
+    def delete(self, receipt_handles: list[str]) -> None:
+        if receipt_handles:
+            self._sqs.delete_message_batch(QueueUrl=self._url, Entries=[
+                {"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(receipt_handles)])
+
+
+class Queue(Protocol):
+    def receive(self, batch_size: int, wait_seconds: float) -> list[dict[str, Any]]: ...
+    def arn(self) -> str: ...
+    def delete(self, receipt_handles: list[str]) -> None: ...
+
+
 def deliver_once(sqs: Any, queue_url: str, handler: Callable[[dict[str, Any], Any], Any], *,
                  batch_size: int = 10, wait_seconds: int = 0, region: str = "us-east-1", name: str = "handler") -> int:
-    """Receive one batch and hand it to the handler as Lambda would; delete what succeeded.
-    Returns how many messages were received."""
-    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=wait_seconds,
-                                   AttributeNames=["All"]).get("Messages", [])
-    if not received:
-        return 0
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    succeeded = handle_batch(handler, received, arn, region, name)
-    entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(succeeded)]
-    if entries:
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-    return len(received)
-
-
-class SqsPoller:
-    """Long-polls one queue and delivers batches to one handler, in a few threads."""
-
-    def __init__(self, sqs: Any, queue_url: str, handler: Callable[[dict[str, Any], Any], Any], *,
-                 name: str, concurrency: int = 2, batch_size: int = 10, region: str = "us-east-1") -> None:
-        self._sqs, self._url, self._handler = sqs, queue_url, handler
-        self._name, self._batch_size, self._region = name, batch_size, region
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(concurrency)]
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                deliver_once(self._sqs, self._url, self._handler, batch_size=self._batch_size, wait_seconds=1,
-                             region=self._region, name=self._name)
-            except Exception:  # noqa: BLE001 - a poller must outlive a passing error
-                if not self._stop.is_set():
-                    logger.exception("local event source: poll failed", extra={"handler": self._name})
-                    self._stop.wait(0.5)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+    """Receive one batch of an SQS queue and hand it to the handler as Lambda would; delete what
+    succeeded. Returns how many messages were received."""
+    poller = QueuePoller(SqsQueue(sqs, queue_url), handler, name=name, batch_size=batch_size, region=region)
+    return poller.deliver_once(wait_seconds)
 
 
 def handle_batch(handler: Callable[[dict[str, Any], Any], Any], received: list[dict[str, Any]], queue_arn: str,
@@ -109,15 +116,13 @@ def handle_batch(handler: Callable[[dict[str, Any], Any], Any], received: list[d
 
 
 class QueuePoller:
-    """Delivers one local queue's batches to one handler, in a few threads, each waiting on the
-    queue for the next message (woken as soon as one is visible)."""
+    """Delivers one queue's batches to one handler, in a few threads, each waiting on the queue
+    for the next message."""
 
-    def __init__(self, queues: LocalQueues, queue: str, handler: Callable[[dict[str, Any], Any], Any], *,
-                 name: str, concurrency: int = 2, batch_size: int = 10, region: str = "us-east-1",
-                 account: str = "123456789012") -> None:
-        self._queues, self._queue, self._handler = queues, queue, handler
+    def __init__(self, queue: Queue, handler: Callable[[dict[str, Any], Any], Any], *,
+                 name: str, concurrency: int = 2, batch_size: int = 10, region: str = "us-east-1") -> None:
+        self._queue, self._handler = queue, handler
         self._name, self._batch_size, self._region = name, batch_size, region
-        self._arn = f"arn:aws:sqs:{region}:{account}:{queue}"
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(concurrency)]
 
@@ -127,10 +132,9 @@ class QueuePoller:
 
     def deliver_once(self, wait_seconds: float = 0.0) -> int:
         """Receive one batch and hand it to the handler; returns how many messages were received."""
-        received = [m.to_sqs() for m in self._queues.receive(self._queue, self._batch_size, wait_seconds=wait_seconds)]
+        received = self._queue.receive(self._batch_size, wait_seconds)
         if received:
-            self._queues.delete_batch(self._queue, handle_batch(self._handler, received, self._arn, self._region,
-                                                                self._name))
+            self._queue.delete(handle_batch(self._handler, received, self._queue.arn(), self._region, self._name))
         return len(received)
 
     def _run(self) -> None:
@@ -143,7 +147,7 @@ class QueuePoller:
                     self._stop.wait(0.5)
 
     def stop(self) -> None:
-        """Stop after the batches being handled (the queues must be closed to wake waiting threads)."""
+        """Stop after the batches being handled (local queues must be closed to wake waiting threads)."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)

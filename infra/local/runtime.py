@@ -194,7 +194,7 @@ class LocalRuntime:
         from chalicelib import wiring
         from chalicelib.config import Settings
 
-        from .event_sources import Periodic, QueuePoller, Timer
+        from .event_sources import LocalQueue, Periodic, QueuePoller, Timer
         from .log_subscription import LocalLogSubscription
         from .processes import Sandbox
         from .sqlite.backend import handles_of, open_local_backend
@@ -229,9 +229,9 @@ class LocalRuntime:
 
         queues = handles.queues
         self._sources = [
-            QueuePoller(queues, JOBS, app_module.dispatch_jobs, name="dispatch", concurrency=8),
-            QueuePoller(queues, EVENTS, app_module.monitor_tasks, name="monitor", concurrency=4),
-            QueuePoller(queues, NOTIFY, app_module.send_notifications, name="notify", concurrency=4),
+            QueuePoller(LocalQueue(queues, JOBS), app_module.dispatch_jobs, name="dispatch", concurrency=8),
+            QueuePoller(LocalQueue(queues, EVENTS), app_module.monitor_tasks, name="monitor", concurrency=4),
+            QueuePoller(LocalQueue(queues, NOTIFY), app_module.send_notifications, name="notify", concurrency=4),
             Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
             handles.scheduler,
         ]
@@ -299,17 +299,17 @@ class LocalRuntime:
 
         import app as app_module
 
-        from .event_sources import SqsPoller, Timer
+        from .event_sources import QueuePoller, SqsQueue, Timer
         from .log_subscription import LogSubscriptionPoller
-        from .scheduler import LocalScheduler
+        from .scheduler import ScheduleFirer
 
         region = os.environ["AWS_DEFAULT_REGION"]
         self._sources = [
-            SqsPoller(sqs, env["JOBS_QUEUE_URL"], app_module.dispatch_jobs, name="dispatch", region=region),
-            SqsPoller(sqs, env["EVENTS_QUEUE_URL"], app_module.monitor_tasks, name="monitor", region=region),
-            SqsPoller(sqs, env["NOTIFY_QUEUE_URL"], app_module.send_notifications, name="notify", region=region),
+            QueuePoller(SqsQueue(sqs, env["JOBS_QUEUE_URL"]), app_module.dispatch_jobs, name="dispatch", region=region),
+            QueuePoller(SqsQueue(sqs, env["EVENTS_QUEUE_URL"]), app_module.monitor_tasks, name="monitor", region=region),
+            QueuePoller(SqsQueue(sqs, env["NOTIFY_QUEUE_URL"]), app_module.send_notifications, name="notify", region=region),
             Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
-            LocalScheduler(boto3.client("scheduler"), sqs, env["SCHEDULE_GROUP"],
+            ScheduleFirer(boto3.client("scheduler"), sqs, env["SCHEDULE_GROUP"],
                            cron_tick_seconds=float(os.environ["LOCAL_CRON_TICK_SECONDS"])
                            if os.environ.get("LOCAL_CRON_TICK_SECONDS") else None),
             LogSubscriptionPoller(logs, env["LOG_GROUP"], app_module.app.handler_map["logs"]),

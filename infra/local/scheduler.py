@@ -50,7 +50,10 @@ def first_fire(expression: str, zone: str, after: float) -> float | None:
     raise ValueError(f"unsupported schedule expression: {expression}")
 
 
-class LocalScheduler:
+class ScheduleFirer:
+    """Fires the schedules stored in an EventBridge Scheduler API that stores them only (moto),
+    each into its SQS target."""
+
     def __init__(self, scheduler: Any, sqs: Any, group: str, *, interval: float = 0.2,
                  cron_tick_seconds: float | None = None) -> None:
         self._scheduler, self._sqs, self._group = scheduler, sqs, group

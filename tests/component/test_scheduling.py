@@ -298,10 +298,10 @@ def test_status_lists_pending_schedules(api, runner):
 
 
 def test_the_local_scheduler_fires_stored_schedules_into_the_queue(api, runner, scheduler, sqs, aws):
-    from infra.local.scheduler import LocalScheduler
+    from infra.local.scheduler import ScheduleFirer
 
     created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
-    local = LocalScheduler(scheduler, sqs, "test")
+    local = ScheduleFirer(scheduler, sqs, "test")
     assert local.fire_due(time.time()) == 0  # first sight: armed for the next minute
     assert local.fire_due(time.time() + 61) == 1
     body = json.loads(sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"][0]["Body"])

@@ -84,9 +84,9 @@ class LocalProbe:
         self.queues.change_visibility(self.names[role], receipt, seconds)
 
     def deliver_once(self, role: str, handler: Callable[[dict[str, Any], Any], Any]) -> int:
-        from infra.local.event_sources import QueuePoller
+        from infra.local.event_sources import LocalQueue, QueuePoller
 
-        return QueuePoller(self.queues, self.names[role], handler, name="contract").deliver_once()
+        return QueuePoller(LocalQueue(self.queues, self.names[role]), handler, name="contract").deliver_once()
 
     def close(self) -> None:
         self.queues.close()
