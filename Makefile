@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The stamp also hashes the command line's own project file (cli/, installed editable): its
+# dependencies or entry point changing installs it again; its code needs no reinstall.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt cli/pyproject.toml | cksum | cut -d' ' -f1)
 PORT ?= 10000
 PYTEST_ARGS ?=
 # The local runtime: BACKEND=local (a state file, kept across restarts) or aws (the AWS adapters on
@@ -14,7 +16,7 @@ STATE_FILE ?= .fastlane/local.db
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt cli/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*

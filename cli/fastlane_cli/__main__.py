@@ -1,0 +1,4 @@
+"""`python -m fastlane_cli`, the same as `fastlane`."""
+from .main import main
+
+main()
