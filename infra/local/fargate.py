@@ -236,6 +236,7 @@ class LocalFargate:
         stop_grace_seconds: float = 2.0,
         engine: str | None = None,
         sandbox: Sandbox | None = None,
+        allowed_hosts: str | None = None,
     ) -> None:
         if engine not in (None, "docker"):
             raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
@@ -257,7 +258,7 @@ class LocalFargate:
         handler = type("Handler", (_Handler,), {"fargate": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
-        self.policy = OriginPolicy(host, self.port)
+        self.policy = OriginPolicy(host, self.port, allowed_hosts)
         # A short poll interval makes stop() quick; the server is idle otherwise.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="local-fargate", daemon=True)

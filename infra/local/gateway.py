@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import socket
 import threading
@@ -103,7 +102,10 @@ class OriginPolicy:
 
     def __init__(self, listen_host: str, port: int, extra: str | None = None) -> None:
         names = {*LOOPBACK_NAMES, listen_host.lower()} - {"", "0.0.0.0", "::"}
-        extra = os.environ.get("ALLOWED_HOSTS", "") if extra is None else extra
+        if extra is None:
+            from .settings import RuntimeSettings
+
+            extra = RuntimeSettings.from_environment().allowed_hosts
         names.update(part.strip().lower() for part in extra.split(",") if part.strip())
         self.names = frozenset(names)
         self.port = port
@@ -315,12 +317,12 @@ def refuse_half_configured_auth() -> None:
 
 
 class LocalHttpServer:
-    def __init__(self, app: Chalice, host: str, port: int) -> None:
+    def __init__(self, app: Chalice, host: str, port: int, allowed_hosts: str | None = None) -> None:
         refuse_half_configured_auth()
         # The standard backlog of 5 resets connections of a burst of clients.
         server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
         self.httpd = server((host, port), _Handler)
-        self.policy = OriginPolicy(host, self.httpd.server_address[1])
+        self.policy = OriginPolicy(host, self.httpd.server_address[1], allowed_hosts)
         from chalicelib.config import get_settings
 
         self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {

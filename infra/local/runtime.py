@@ -23,32 +23,26 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .provision import local_environment, provision
+from .settings import DEFAULT_RETENTION_DAYS, DEFAULT_STATE, REMOTE_OPT_IN, RuntimeSettings
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE = ROOT / ".fastlane" / "local.db"
+if TYPE_CHECKING:
+    from .event_sources import Queue
+
 BACKENDS = ("local", "aws")
-# Job output is kept this many days, as the deployment's job log group keeps it (JobLogRetentionDays).
-DEFAULT_RETENTION_DAYS = 30.0
 RETENTION_CHECK_SECONDS = 3600.0
+__all__ = ["DEFAULT_RETENTION_DAYS", "LocalRuntime", "check_listen_address", "expire_output", "retention_days"]
 
 
-def retention_days() -> float | None:
+def retention_days(settings: RuntimeSettings | None = None) -> float | None:
     """LOG_RETENTION_DAYS: how long the local backend keeps job output; None (0) keeps it for ever."""
-    raw = os.environ.get("LOG_RETENTION_DAYS", "").strip()
-    try:
-        days = float(raw) if raw else DEFAULT_RETENTION_DAYS
-    except ValueError:
-        days = -1.0
-    if not days >= 0 or days == float("inf"):
-        raise ValueError(f"LOG_RETENTION_DAYS must be a number of days, 0 to keep job output for ever; not {raw!r}")
-    return days or None
+    return (settings or RuntimeSettings.from_environment()).retention_days
 
 
-REMOTE_OPT_IN = "ALLOW_UNAUTHENTICATED_REMOTE"
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +55,7 @@ def is_loopback(host: str) -> bool:
         return False  # a name: whatever it resolves to, others may reach it
 
 
-def check_listen_address(host: str, backend: str = "local") -> str | None:
+def check_listen_address(host: str, backend: str = "local", settings: RuntimeSettings | None = None) -> str | None:
     """The runtime runs any command posted to it: on an address other machines reach, it starts only
     behind Basic auth (on the aws backend not even then: its moto server and ECS stand-in take no
     auth), or when ALLOW_UNAUTHENTICATED_REMOTE=true says so, and then with the warning this
@@ -73,7 +67,7 @@ def check_listen_address(host: str, backend: str = "local") -> str | None:
     where = host or "every address"
     if backend == "local" and Settings.from_environment().basic_auth_enabled:
         return None
-    if _flag(REMOTE_OPT_IN, False):
+    if (settings or RuntimeSettings.from_environment()).open_remote:
         return (f"WARNING: listening on {where} with no auth ({REMOTE_OPT_IN}=true): anyone who can reach this "
                 "machine can run any command on it.")
     if backend == "local":
@@ -91,11 +85,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    return default if not raw else raw in ("1", "true", "yes", "on")
-
-
 def expire_output(store: Any, days: float | None) -> int:
     """Forget job output older than `days`, as a log group's retention does; returns how many lines."""
     if days is None:
@@ -107,9 +96,24 @@ def expire_output(store: Any, days: float | None) -> int:
     return removed
 
 
+@dataclass
+class _Backend:
+    """What a backend gives the shared start-up: the queues the app's handlers read, its
+    Scheduler's firing, and how its log group is followed."""
+
+    jobs: Queue
+    events: Queue
+    notify: Queue
+    scheduler: Any
+    subscription: Callable[[Callable[[dict[str, Any], Any], Any]], Any]
+    concurrency: tuple[int, int, int]  # dispatch, monitor, notify
+    region: str = "us-east-1"
+
+
 class LocalRuntime:
     def __init__(self, host: str = "127.0.0.1", port: int = 10000, moto_port: int = 0, prefix: str = "fastlane",
-                 *, backend: str = "local", state: str | os.PathLike[str] | None = None, fresh: bool = False) -> None:
+                 *, backend: str = "local", state: str | os.PathLike[str] | None = None, fresh: bool = False,
+                 settings: RuntimeSettings | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         self.host = host
@@ -119,6 +123,7 @@ class LocalRuntime:
         self.backend_name = backend
         self.state = str(state or DEFAULT_STATE)
         self.fresh = fresh
+        self.settings = settings
         self.aws_endpoint = ""  # the aws backend's endpoint
         self.isolation = ""
         self.recovered = 0  # ECS tasks a previous run left, stopped on start
@@ -164,13 +169,50 @@ class LocalRuntime:
         })
         return self._websocket
 
-    def _serve(self, app_module: Any) -> None:
+    def _isolation(self, settings: RuntimeSettings, hidden: tuple[str, ...] = ()) -> tuple[str | None, Any]:
+        """The container engine (docker with DOCKER_HOST) or, without one, the sandbox of the processes."""
+        from .processes import Sandbox
+
+        if settings.docker:
+            return "docker", None
+        return None, Sandbox.choose(settings.sandbox, network=settings.sandbox_network, hidden=hidden)
+
+    def start(self) -> None:
+        settings = self.settings = self.settings or RuntimeSettings.from_environment()
+        self.warning = check_listen_address(self.host, self.backend_name, settings)
+        self._common_environment()
+        backend = self._start_local(settings) if self.backend_name == "local" else self._start_aws(settings)
+
+        import app as app_module
         from chalicelib import wiring
 
+        from .event_sources import QueuePoller, Timer
         from .gateway import LocalHttpServer
 
-        self._http = LocalHttpServer(app_module.app, self.host, self.port)  # bound, not yet serving
-        self._websocket.start(app_module.app, {"logs": app_module.app.handler_map["logs"]}, self._http.policy)
+        dispatch, monitor, notify = backend.concurrency
+        logs_handler = app_module.app.handler_map["logs"]
+        self._sources = [
+            QueuePoller(backend.jobs, app_module.dispatch_jobs, name="dispatch", concurrency=dispatch,
+                        region=backend.region),
+            QueuePoller(backend.events, app_module.monitor_tasks, name="monitor", concurrency=monitor,
+                        region=backend.region),
+            QueuePoller(backend.notify, app_module.send_notifications, name="notify", concurrency=notify,
+                        region=backend.region),
+            Timer(app_module.sweep, settings.sweep_interval, name="sweeper"),
+            backend.scheduler,
+            backend.subscription(logs_handler),
+        ]
+        if self.retention is not None:
+            from .event_sources import Periodic
+
+            store, days = self._handles.log_store, self.retention
+            self._sources.append(Periodic(lambda: expire_output(store, days), RETENTION_CHECK_SECONDS,
+                                          name="retention", pause=60.0, at_start=True))
+        if self._handles is not None:
+            self.recovered = self._handles.runner.recover()
+        # Bound, not yet serving.
+        self._http = LocalHttpServer(app_module.app, self.host, self.port, allowed_hosts=settings.allowed_hosts)
+        self._websocket.start(app_module.app, {"logs": logs_handler}, self._http.policy)
         wiring.get_live_logs().warm()  # as a warm Lambda container: the first subscriber does not wait
         for source in self._sources:
             source.start()
@@ -180,23 +222,14 @@ class LocalRuntime:
         self.port = self._http.port
         self._http.start()
 
-    def start(self) -> None:
-        self.warning = check_listen_address(self.host, self.backend_name)
-        self._common_environment()
-        if self.backend_name == "local":
-            self._start_local()
-        else:
-            self._start_aws()
-
     # the local backend ------------------------------------------------------------------------------
 
-    def _start_local(self) -> None:
+    def _start_local(self, settings: RuntimeSettings) -> _Backend:
         from chalicelib import wiring
         from chalicelib.config import Settings
 
-        from .event_sources import LocalQueue, Periodic, QueuePoller, Timer
+        from .event_sources import LocalQueue
         from .log_subscription import LocalLogSubscription
-        from .processes import Sandbox
         from .sqlite.backend import handles_of, open_local_backend
         from .sqlite.queues import EVENTS, JOBS, NOTIFY
 
@@ -206,60 +239,46 @@ class LocalRuntime:
         os.environ.setdefault("MAIL_SENDER", "fastlane@localhost")  # e-mail is kept in the state file, never sent
         gateway = self._start_websocket()
         wiring.reset()
-        settings = Settings.from_environment()
-        engine = "docker" if os.environ.get("DOCKER_HOST") else None
-        self.retention = retention_days()
-        sandbox = None
-        if engine is None:
-            # Jobs may read the host, but not the runtime's own state.
-            sandbox = Sandbox.choose(os.environ.get("LOCAL_SANDBOX") or "auto",
-                                     network=_flag("LOCAL_SANDBOX_NETWORK", True),
-                                     hidden=(os.path.dirname(os.path.abspath(self.state)),))
-        tick = os.environ.get("LOCAL_CRON_TICK_SECONDS")
+        app_settings = Settings.from_environment()
+        self.retention = settings.retention_days
+        # Jobs may read the host, but not the runtime's own state.
+        engine, sandbox = self._isolation(settings, hidden=(os.path.dirname(os.path.abspath(self.state)),))
         backend = open_local_backend(
-            self.state, settings, gateway=gateway, fresh=self.fresh, sandbox=sandbox, engine=engine,
-            stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
-            cron_tick_seconds=float(tick) if tick else None,
-            visibility_timeout=float(os.environ.get("LOCAL_VISIBILITY_TIMEOUT", "30")))
+            self.state, app_settings, gateway=gateway, fresh=self.fresh, sandbox=sandbox, engine=engine,
+            stop_grace_seconds=settings.stop_grace_seconds, cron_tick_seconds=settings.cron_tick_seconds,
+            visibility_timeout=settings.visibility_timeout)
         handles = self._handles = handles_of(backend)
         self.isolation = backend.isolation
         wiring.use_backend(backend)
 
-        import app as app_module
+        def subscription(handler: Callable[[dict[str, Any], Any], Any]) -> Any:
+            followed = LocalLogSubscription(handles.log_store, app_settings.log_group, handler)
+            # Log reads for live logs, counted at GET <management endpoint>/_local/calls: the app's
+            # catch-ups and ends, and the one subscription.
+            gateway.counters.update({"AppFilterLogEvents": lambda: handles.log_events.reads,
+                                     "PollerFilterLogEvents": lambda: followed.reads})
+            return followed
 
         queues = handles.queues
-        self._sources = [
-            QueuePoller(LocalQueue(queues, JOBS), app_module.dispatch_jobs, name="dispatch", concurrency=8),
-            QueuePoller(LocalQueue(queues, EVENTS), app_module.monitor_tasks, name="monitor", concurrency=4),
-            QueuePoller(LocalQueue(queues, NOTIFY), app_module.send_notifications, name="notify", concurrency=4),
-            Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
-            handles.scheduler,
-        ]
-        subscription = LocalLogSubscription(handles.log_store, settings.log_group, app_module.app.handler_map["logs"])
-        self._sources.append(subscription)
-        if self.retention is not None:
-            self._sources.append(Periodic(lambda: expire_output(handles.log_store, self.retention), RETENTION_CHECK_SECONDS,
-                                          name="retention", pause=60.0, at_start=True))
-        # Log reads for live logs, counted at GET <management endpoint>/_local/calls: the app's
-        # catch-ups and ends, and the one subscription.
-        gateway.counters.update({"AppFilterLogEvents": lambda: handles.log_events.reads,
-                                 "PollerFilterLogEvents": lambda: subscription.reads})
-        self.recovered = handles.runner.recover()
-        self._serve(app_module)
+        return _Backend(LocalQueue(queues, JOBS), LocalQueue(queues, EVENTS), LocalQueue(queues, NOTIFY),
+                        handles.scheduler, subscription, concurrency=(8, 4, 4))
 
     # the aws backend --------------------------------------------------------------------------------
 
-    def _start_aws(self) -> None:
+    def _start_aws(self, settings: RuntimeSettings) -> _Backend:
         import boto3
 
         from chalicelib import wiring
 
         from .botocore_models import share_botocore_models
+        from .event_sources import SqsQueue
+        from .fargate import LocalFargate
+        from .log_subscription import LogSubscriptionPoller
+        from .scheduler import ScheduleFirer
 
         share_botocore_models()  # its many threads each make their own sessions
-        given = os.environ.get("AWS_ENDPOINT_URL", "")
-        if given:
-            self.aws_endpoint = given
+        if settings.aws_endpoint:
+            self.aws_endpoint = settings.aws_endpoint
         else:
             from moto.server import ThreadedMotoServer
 
@@ -281,47 +300,33 @@ class LocalRuntime:
         if os.environ.get("MAIL_SENDER"):  # e-mail is captured by the emulator, never delivered
             boto3.client("ses").verify_email_identity(EmailAddress=os.environ["MAIL_SENDER"])
 
-        from .fargate import LocalFargate
-        from .processes import Sandbox
-
-        engine = "docker" if os.environ.get("DOCKER_HOST") else None
-        sandbox = None if engine else Sandbox.choose(os.environ.get("LOCAL_SANDBOX") or "auto",
-                                                     network=_flag("LOCAL_SANDBOX_NETWORK", True))
+        engine, sandbox = self._isolation(settings)
         self._fargate = LocalFargate(
             sqs_client=sqs, logs_client=logs, events_queue_url=env["EVENTS_QUEUE_URL"], log_group=env["LOG_GROUP"],
-            host=self.host, stop_grace_seconds=float(os.environ.get("STOP_GRACE_SECONDS", "2")),
-            engine=engine, sandbox=sandbox)
+            host=self.host, stop_grace_seconds=settings.stop_grace_seconds, engine=engine, sandbox=sandbox,
+            allowed_hosts=settings.allowed_hosts)
         self._fargate.start()
         self.isolation = "Docker containers (DOCKER_HOST)" if engine else "local processes: " + self._fargate.sandbox.description
         os.environ["AWS_ENDPOINT_URL_ECS"] = self._fargate.endpoint
         self._start_websocket()
         wiring.reset()
 
-        import app as app_module
+        def subscription(handler: Callable[[dict[str, Any], Any], Any]) -> Any:
+            poller = LogSubscriptionPoller(logs, env["LOG_GROUP"], handler)
+            # CloudWatch reads for live logs, counted at GET <management endpoint>/_local/calls: the
+            # app's catch-ups and ends, and the one subscription poller.
+            calls = self._websocket.calls
+            for client_, name in ((wiring.client("logs"), "AppFilterLogEvents"), (logs, "PollerFilterLogEvents")):
+                calls[name] = 0
+                client_.meta.events.register("before-call.cloudwatch-logs.FilterLogEvents",
+                                             lambda name=name, **_: calls.__setitem__(name, calls[name] + 1))
+            return poller
 
-        from .event_sources import QueuePoller, SqsQueue, Timer
-        from .log_subscription import LogSubscriptionPoller
-        from .scheduler import ScheduleFirer
-
-        region = os.environ["AWS_DEFAULT_REGION"]
-        self._sources = [
-            QueuePoller(SqsQueue(sqs, env["JOBS_QUEUE_URL"]), app_module.dispatch_jobs, name="dispatch", region=region),
-            QueuePoller(SqsQueue(sqs, env["EVENTS_QUEUE_URL"]), app_module.monitor_tasks, name="monitor", region=region),
-            QueuePoller(SqsQueue(sqs, env["NOTIFY_QUEUE_URL"]), app_module.send_notifications, name="notify", region=region),
-            Timer(app_module.sweep, float(os.environ.get("SWEEP_INTERVAL", "60")), name="sweeper"),
-            ScheduleFirer(boto3.client("scheduler"), sqs, env["SCHEDULE_GROUP"],
-                           cron_tick_seconds=float(os.environ["LOCAL_CRON_TICK_SECONDS"])
-                           if os.environ.get("LOCAL_CRON_TICK_SECONDS") else None),
-            LogSubscriptionPoller(logs, env["LOG_GROUP"], app_module.app.handler_map["logs"]),
-        ]
-        # CloudWatch reads for live logs, counted at GET <management endpoint>/_local/calls: the
-        # app's catch-ups and ends, and the one subscription poller.
-        calls = self._websocket.calls
-        for client_, name in ((wiring.client("logs"), "AppFilterLogEvents"), (logs, "PollerFilterLogEvents")):
-            calls[name] = 0
-            client_.meta.events.register("before-call.cloudwatch-logs.FilterLogEvents",
-                                         lambda name=name, **_: calls.__setitem__(name, calls[name] + 1))
-        self._serve(app_module)
+        scheduler = ScheduleFirer(boto3.client("scheduler"), sqs, env["SCHEDULE_GROUP"],
+                                  cron_tick_seconds=settings.cron_tick_seconds)
+        return _Backend(SqsQueue(sqs, env["JOBS_QUEUE_URL"]), SqsQueue(sqs, env["EVENTS_QUEUE_URL"]),
+                        SqsQueue(sqs, env["NOTIFY_QUEUE_URL"]), scheduler, subscription,
+                        concurrency=(2, 2, 2), region=os.environ["AWS_DEFAULT_REGION"])
 
     # -------------------------------------------------------------------------------------------------
 
@@ -382,19 +387,24 @@ class LocalRuntime:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = RuntimeSettings.from_environment()
+    except ValueError as error:
+        print(f"fastlane local runtime: cannot start: {error}", file=sys.stderr, flush=True)
+        return 2
     parser = argparse.ArgumentParser(description="Run fastlane locally: one process, no AWS account, no Docker.")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "10000")))
-    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("BACKEND") or "local",
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument("--backend", choices=BACKENDS, default=settings.backend,
                         help="local: one SQLite state file (default); aws: the AWS adapters on moto or AWS_ENDPOINT_URL")
-    parser.add_argument("--state", default=os.environ.get("STATE_FILE") or str(DEFAULT_STATE),
+    parser.add_argument("--state", default=settings.state_file,
                         help="the local backend's state file (default .fastlane/local.db in the project)")
     parser.add_argument("--fresh", action="store_true", help="start the local backend with an empty state file")
-    parser.add_argument("--moto-port", type=int, default=int(os.environ.get("MOTO_PORT", "0")))
+    parser.add_argument("--moto-port", type=int, default=settings.moto_port)
     args = parser.parse_args(argv)
 
     runtime = LocalRuntime(args.host, args.port, args.moto_port, backend=args.backend, state=args.state,
-                           fresh=args.fresh)
+                           fresh=args.fresh, settings=settings)
     try:
         runtime.start()
     except Exception as error:  # noqa: BLE001 - said plainly, not as a traceback, when it is the user's setup

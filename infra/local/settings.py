@@ -1,0 +1,76 @@
+"""The local runtime's own settings: its environment variables, read once when it starts."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE = ROOT / ".fastlane" / "local.db"
+# Job output is kept this many days, as the deployment's job log group keeps it (JobLogRetentionDays).
+DEFAULT_RETENTION_DAYS = 30.0
+REMOTE_OPT_IN = "ALLOW_UNAUTHENTICATED_REMOTE"
+
+
+def _flag(raw: str | None, default: bool) -> bool:
+    raw = (raw or "").strip().lower()
+    return default if not raw else raw in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """What the runtime itself reads (the app's own settings are chalicelib.config.Settings)."""
+
+    host: str = "127.0.0.1"  # HOST
+    port: int = 10000  # PORT
+    backend: str = "local"  # BACKEND
+    state_file: str = str(DEFAULT_STATE)  # STATE_FILE
+    moto_port: int = 0  # MOTO_PORT
+    allowed_hosts: str = ""  # ALLOWED_HOSTS: more Host names the runtime answers to, comma-separated
+    open_remote: bool = False  # ALLOW_UNAUTHENTICATED_REMOTE
+    # LOG_RETENTION_DAYS as written: only the local backend keeps output, so only it refuses a bad value.
+    log_retention: str = ""
+    sweep_interval: float = 60.0  # SWEEP_INTERVAL
+    docker: bool = False  # DOCKER_HOST set: jobs run as docker containers
+    sandbox: str = "auto"  # LOCAL_SANDBOX
+    sandbox_network: bool = True  # LOCAL_SANDBOX_NETWORK
+    stop_grace_seconds: float = 2.0  # STOP_GRACE_SECONDS
+    cron_tick_seconds: float | None = None  # LOCAL_CRON_TICK_SECONDS
+    visibility_timeout: float = 30.0  # LOCAL_VISIBILITY_TIMEOUT
+    aws_endpoint: str = ""  # AWS_ENDPOINT_URL: the aws backend's endpoint, when not the moto server started here
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
+        env = os.environ if environ is None else environ
+        tick = env.get("LOCAL_CRON_TICK_SECONDS")
+        return cls(
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(env.get("PORT", "10000")),
+            backend=env.get("BACKEND") or "local",
+            state_file=env.get("STATE_FILE") or str(DEFAULT_STATE),
+            moto_port=int(env.get("MOTO_PORT", "0")),
+            allowed_hosts=env.get("ALLOWED_HOSTS", ""),
+            open_remote=_flag(env.get(REMOTE_OPT_IN), False),
+            log_retention=env.get("LOG_RETENTION_DAYS", ""),
+            sweep_interval=float(env.get("SWEEP_INTERVAL", "60")),
+            docker=bool(env.get("DOCKER_HOST")),
+            sandbox=env.get("LOCAL_SANDBOX") or "auto",
+            sandbox_network=_flag(env.get("LOCAL_SANDBOX_NETWORK"), True),
+            stop_grace_seconds=float(env.get("STOP_GRACE_SECONDS", "2")),
+            cron_tick_seconds=float(tick) if tick else None,
+            visibility_timeout=float(env.get("LOCAL_VISIBILITY_TIMEOUT", "30")),
+            aws_endpoint=env.get("AWS_ENDPOINT_URL", ""),
+        )
+
+    @property
+    def retention_days(self) -> float | None:
+        """How long the local backend keeps job output; None (0) keeps it for ever."""
+        raw = self.log_retention.strip()
+        try:
+            days = float(raw) if raw else DEFAULT_RETENTION_DAYS
+        except ValueError:
+            days = -1.0
+        if not days >= 0 or days == float("inf"):
+            raise ValueError(f"LOG_RETENTION_DAYS must be a number of days, 0 to keep job output for ever; not {raw!r}")
+        return days or None
