@@ -120,6 +120,6 @@ def task_event(change: TaskStateChange, execution: Execution | None = None) -> N
         return
     execution_id, task_arn = change.execution_id, change.state.arn
     try:
-        wiring.get_live_logs().task_stopped(execution_id, task_arn, execution)
+        wiring.get_live_logs().task_stopped(change.job_id, execution_id, task_arn, execution)
     except Exception:  # noqa: BLE001 - a subscriber's ping ends its stream later
         logger.exception("live logs: ending the streams failed", extra={"execution_id": execution_id})

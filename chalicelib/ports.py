@@ -96,10 +96,6 @@ class Jobs(Protocol):
 class Executions(Protocol):
     def get_execution(self, job_id: str, execution_id: str) -> Execution | None: ...
 
-    def find_execution(self, execution_id: str) -> Execution | None:
-        """By id alone (ECS events carry only the execution id, in `startedBy`)."""
-        ...
-
     def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
         """Newest first; `total` saves a read when the caller has the job at hand."""
         ...

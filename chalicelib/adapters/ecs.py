@@ -166,17 +166,14 @@ class EcsRunner:
         return found.arn if found is not None else None
 
     def find(self, execution: Execution, pool: Pool) -> TaskState | None:
-        """ListTasks by `startedBy` (the execution's key; the execution id alone for a task
-        launched before it was), running tasks first, then stopped ones (ECS lists those for
-        about an hour), in the pool's cluster."""
+        """ListTasks by `startedBy` (the execution's key), running tasks first, then stopped ones
+        (ECS lists those for about an hour), in the pool's cluster."""
         arns: list[str] = []
+        name = started_by(execution.job_id, execution.execution_id)
         try:
-            for name in (started_by(execution.job_id, execution.execution_id), execution.execution_id):
-                for desired in ("RUNNING", "STOPPED"):
-                    response = self._ecs.list_tasks(cluster=pool.cluster, startedBy=name, desiredStatus=desired)
-                    arns += [str(arn) for arn in response.get("taskArns") or []]
-                if arns:
-                    break
+            for desired in ("RUNNING", "STOPPED"):
+                response = self._ecs.list_tasks(cluster=pool.cluster, startedBy=name, desiredStatus=desired)
+                arns += [str(arn) for arn in response.get("taskArns") or []]
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
                 return None

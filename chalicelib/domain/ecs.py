@@ -12,7 +12,7 @@ CONTAINER = "job"  # the job's container in every task definition
 LOG_ROUTER = "log_router"
 EXECUTION_ID_LENGTH = 36  # execution and job ids are UUIDs
 # `startedBy` of our tasks names the execution by its key, `<jobId>_<executionId>`, so the monitor
-# reads it with one GetItem; tasks launched before it did carry the execution id alone.
+# reads it with one GetItem.
 STARTED_BY_SEPARATOR = "_"
 
 
@@ -21,10 +21,8 @@ def started_by(job_id: str, execution_id: str) -> str:
     return f"{job_id}{STARTED_BY_SEPARATOR}{execution_id}"
 
 
-def parse_started_by(value: str) -> tuple[str | None, str] | None:
-    """(job id or None, execution id) from one of our tasks' `startedBy`; None for another's."""
-    if len(value) == EXECUTION_ID_LENGTH:
-        return None, value
+def parse_started_by(value: str) -> tuple[str, str] | None:
+    """(job id, execution id) from one of our tasks' `startedBy`; None for another's."""
     job_id, separator, execution_id = value.partition(STARTED_BY_SEPARATOR)
     if separator and len(job_id) == EXECUTION_ID_LENGTH and len(execution_id) == EXECUTION_ID_LENGTH:
         return job_id, execution_id
@@ -45,12 +43,11 @@ class TaskState:
 
 @dataclass(frozen=True)
 class TaskStateChange:
-    """An ECS "Task State Change" event of one of our tasks; `job_id` is None for a task
-    launched before `startedBy` named the job too."""
+    """An ECS "Task State Change" event of one of our tasks."""
 
+    job_id: str
     execution_id: str
     state: TaskState
-    job_id: str | None = None
 
 
 def ecs_task_id(task_arn: str) -> str:
@@ -108,6 +105,6 @@ def parse_task_event(event: dict[str, Any]) -> TaskStateChange | None:
         return None
     job_id, execution_id = named
     try:
-        return TaskStateChange(execution_id, task_state(detail), job_id)
+        return TaskStateChange(job_id, execution_id, task_state(detail))
     except (TypeError, ValueError):
         return None

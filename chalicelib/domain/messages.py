@@ -42,9 +42,7 @@ class Frozen:
     placement: Placement | None = None
 
     @classmethod
-    def of(cls, execution: Execution) -> Frozen | None:
-        if execution.envs is None or execution.notifies is None or execution.job_retries is None:
-            return None  # made before they were frozen: the dispatcher reads it
+    def of(cls, execution: Execution) -> Frozen:
         return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
                    execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
                    execution.due_at, execution.request_ip, execution.pool, execution.placement)
@@ -62,7 +60,8 @@ class Frozen:
 
     @classmethod
     def from_dict(cls, body: Any) -> Frozen | None:
-        """None for what is not a snapshot: the dispatcher then reads the execution."""
+        """None for what is not a snapshot (a message cut short or garbled): the dispatcher then
+        reads the execution."""
         if not isinstance(body, dict):
             return None
         try:
@@ -89,7 +88,7 @@ class Launch:
     """Launch one execution. `due_at` rides along when the launch is due later than a queue
     can delay it; `attempt` counts waits for a pool slot or a throttled RunTask; `generation`
     is the execution's launch generation it was sent with (0, the first, is left out of the body);
-    `frozen` its launch snapshot (absent for an execution made before they were frozen)."""
+    `frozen` its launch snapshot (None only when a message's snapshot could not be read)."""
 
     task_id: str
     job_id: str

@@ -169,7 +169,7 @@ class Placement:
 
     @classmethod
     def from_dict(cls, value: Any) -> Placement | None:
-        """None for what is not a placement (absent, or stored by an older version)."""
+        """None for what is not a placement."""
         if not isinstance(value, dict) or not all(isinstance(value.get(k), str) for k in ("cluster", "cpu", "memory")):
             return None
         return cls(value["cluster"], value["cpu"], value["memory"])
@@ -200,11 +200,11 @@ class Execution:
     notifications: tuple[dict[str, Any], ...] = ()  # results of webhook and e-mail attempts, newest last
     # Launch parameters frozen when the execution is made (with image and command): a PUT of the
     # job changes only later executions, and a repeated RunTask with the same client token is
-    # the same request. None: made before they were frozen; the job's current ones apply.
-    envs: dict[str, str] | None = None
+    # the same request. No timeout: the default applies.
+    envs: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     expiration: float | None = None
-    # The cluster and size it launches with (None: made before they were frozen; its pool's apply).
+    # The cluster and size it launches with (None, for one built without a pool: its pool's apply).
     placement: Placement | None = None
     # The generation of the one launch message that may act on this execution: every launch
     # message carries the generation it was sent with, each resend takes the next one, and a
@@ -215,9 +215,9 @@ class Execution:
     announcing: bool = False
     # The job's policy as it was when the execution was made, so the engine reads the job only
     # when it has something to do with it: `notifies` whether the job had any webhook or e-mail,
-    # `job_retries` the retries it allowed. None: made before they were frozen (the job is read).
-    notifies: bool | None = None
-    job_retries: int | None = None
+    # `job_retries` the retries it allowed.
+    notifies: bool = False
+    job_retries: int = 0
     # A live log subscriber watches its output: the monitor ends their streams when it stops.
     watched: bool = False
 
@@ -225,25 +225,9 @@ class Execution:
         return replace(self, **changes)
 
     @property
-    def frozen(self) -> bool:
-        """Whether its launch parameters and its job's policy were frozen on it when it was made."""
-        return self.envs is not None and self.notifies is not None
-
-    def needs_job(self, retrying: bool, notifier: bool) -> bool:
-        """Whether ending it (`retrying`: with a status that retries) or announcing it (with a
-        `notifier`) needs its job read."""
-        if not self.frozen:
-            return True
-        # A retry made by the engine says which it is: the last one allowed has no retry after it.
-        retries_left = bool(self.job_retries) and int(self.metadata.get("retry") or 0) < (self.job_retries or 0)
-        return bool((notifier and self.notifies) or (retrying and retries_left))
-
-    def launch_spec(self, job: Job | None) -> JobSpec:
-        """What its container runs: the parameters frozen on it, or (for an execution made
-        before they were) its job's."""
-        envs = self.envs if self.envs is not None else (job.spec.envs if job is not None else {})
-        return JobSpec(image=self.image, command=self.command, envs=dict(envs))
-
+    def spec(self) -> JobSpec:
+        """What its container runs: the launch parameters frozen on it."""
+        return JobSpec(image=self.image, command=self.command, envs=dict(self.envs))
 
 
 @dataclass(frozen=True)

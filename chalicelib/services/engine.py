@@ -75,18 +75,17 @@ class ExecutionEngine:
 
     # helpers --------------------------------------------------------------------------------
 
-    def timeout_of(self, execution: Execution, job: Job | None) -> float:
-        """The timeout frozen on the execution (none frozen: the default); for one made before
-        timeouts were frozen, its job's."""
-        if execution.timeout:
-            return float(execution.timeout)
-        return float((job.spec.timeout if job is not None else None) or self._settings.default_timeout)
+    def timeout_of(self, execution: Execution) -> float:
+        """The timeout frozen on the execution (none frozen: the default)."""
+        return float(execution.timeout or self._settings.default_timeout)
 
     def _job_for(self, execution: Execution, *, retrying: bool = False) -> Job | None:
         """The job, read only when ending or announcing the execution needs it: an execution
         whose job had no notifications and (for an ending that retries) no retries has its
         policy frozen on it, and costs no read."""
-        if not execution.needs_job(retrying, self._notifier is not None):
+        # A retry made by the engine says which it is: the last one allowed has no retry after it.
+        retries_left = int(execution.metadata.get("retry") or 0) < execution.job_retries
+        if not ((self._notifier is not None and execution.notifies) or (retrying and retries_left)):
             return None
         return self._jobs.get_job(execution.job_id)
 
@@ -226,12 +225,7 @@ class ExecutionEngine:
         if due is not None and due - at > (PREPARE_EARLY_SECONDS if wait else LAUNCH_EARLY_SECONDS):
             self._renew(execution, due - at, attempt=launch.attempt, due_at=due)
             return
-        # An execution made before launch parameters were frozen is launched from its job's.
-        job = self._jobs.get_job(execution.job_id) if execution.envs is None else None
-        if execution.envs is None and job is None:
-            self.finish(execution, S.FAILED, error="The job of this execution no longer exists.")
-            return
-        expiration = execution.expiration if job is None else job.spec.expiration
+        expiration = execution.expiration
         if expiration is not None and at > expiration and launch.frozen is not None:
             current = self._current(launch)  # rare: decided on the stored execution, not the snapshot
             if current is None:
@@ -266,7 +260,7 @@ class ExecutionEngine:
                 if fresh_slot and current is not None:
                     self._pools.release_slot(current)  # stopped or expired while it waited: no task was asked for
                 return
-        self._launch(execution, job, pool, launch, fresh_slot)
+        self._launch(execution, pool, launch, fresh_slot)
 
     def _throttle_delay(self) -> float:
         """When a throttled launch tries again: uniformly over the time the backlog takes at
@@ -298,13 +292,13 @@ class ExecutionEngine:
         if self._renew(execution, delay, attempt=attempt):
             metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
-    def _launch(self, execution: Execution, job: Job | None, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
+    def _launch(self, execution: Execution, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
         if self._clock() < self._paused_until:
             metrics.add_metric(name="LaunchesPaced", unit=MetricUnit.Count, value=1)
             self._renew(execution, self._throttle_delay(), attempt=launch.attempt + 1)  # it keeps its slot
             return
         try:
-            task_arn = self._runner.run(execution, execution.launch_spec(job), pool)
+            task_arn = self._runner.run(execution, execution.spec, pool)
         except LaunchFailed as failure:
             if failure.retryable:
                 self._paused_until = self._clock() + THROTTLE_PAUSE_SECONDS
@@ -336,10 +330,7 @@ class ExecutionEngine:
         """Record what an ECS task state change says; returns the execution as it then is."""
         if change.state.last_status not in RECORDED_ECS_STATUSES:
             return None  # PROVISIONING, PENDING, DEPROVISIONING ...: nothing to record, nothing to read
-        if change.job_id is not None:
-            execution = self._executions.get_execution(change.job_id, change.execution_id)  # by its key
-        else:
-            execution = self._executions.find_execution(change.execution_id)  # launched before tasks named the job
+        execution = self._executions.get_execution(change.job_id, change.execution_id)  # by its key
         if execution is None:
             logger.warning("task state change for an unknown execution", extra={"execution_id": change.execution_id})
             return None
@@ -397,7 +388,7 @@ class ExecutionEngine:
         latency = (running.started_at or self._clock()) - execution.created_at
         metrics.add_metric(name="LaunchLatency", unit=MetricUnit.Seconds, value=max(0.0, latency))
         job = self._job_for(running)
-        self._schedule_timeout(running, job)
+        self._schedule_timeout(running)
         return self._announce(STARTED, job, running)
 
     def _stop_if_it_should_not_run(self, current: Execution, state: TaskState) -> None:
@@ -454,11 +445,11 @@ class ExecutionEngine:
 
     # timeouts -----------------------------------------------------------------------------------
 
-    def _schedule_timeout(self, execution: Execution, job: Job | None) -> None:
+    def _schedule_timeout(self, execution: Execution) -> None:
         """A timeout check message for a timeout shorter than two reconcile intervals; a longer
         one gets its check from the reconciler's pass before the deadline (`_check_soon`), so
         an execution that ends well before its timeout, most of them, costs no message."""
-        limit = self.timeout_of(execution, job)
+        limit = self.timeout_of(execution)
         if limit > 2 * self._settings.reconcile_interval:
             return
         self._send_timeout_check(execution, round((execution.started_at or self._clock()) + limit, 3))
@@ -479,8 +470,7 @@ class ExecutionEngine:
             return
         if self._ended_in_time(execution, check.due_at):
             return
-        frozen = execution.timeout or execution.frozen
-        self.enforce_timeout(execution, None if frozen else self._jobs.get_job(execution.job_id))
+        self.enforce_timeout(execution)
 
     def _ended_in_time(self, execution: Execution, deadline: float) -> bool:
         """Whether the container of an execution still recorded as running at its deadline had in
@@ -499,10 +489,10 @@ class ExecutionEngine:
         self.apply_task_state(execution, state)
         return True
 
-    def enforce_timeout(self, execution: Execution, job: Job | None) -> None:
+    def enforce_timeout(self, execution: Execution) -> None:
         """Time the execution out, then stop its container; the slot stays held until the
         container is seen stopped, and the reconciler repeats the stop until it is."""
-        limit = self.timeout_of(execution, job)
+        limit = self.timeout_of(execution)
         ended = self.finish(execution, S.TIMEDOUT, error=f"The execution ran longer than its timeout of {limit:g} s.")
         if ended is not None and execution.task_arn:
             self._stop_task(execution.task_arn, f"timed out after {limit:g} s")
@@ -549,10 +539,9 @@ class ExecutionEngine:
             e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, LISTING_LIMIT)])
         held = self._listed(counts, "held", lambda: self._executions.held_executions(LISTING_LIMIT))
         states = self._describe([e.task_arn for e in [*(launched or []), *(held or [])] if e.task_arn], counts)
-        jobs: dict[str, Job | None] = {}
         for execution in launched or []:
             self._isolated(counts, "follow a launched execution",
-                           partial(self._reconcile_launched, execution, states, at, jobs, counts), execution)
+                           partial(self._reconcile_launched, execution, states, at, counts), execution)
         for execution in held or []:
             self._isolated(counts, "finish an ended execution", partial(self._reconcile_held, execution, states, at,
                                                                           counts), execution)
@@ -633,7 +622,7 @@ class ExecutionEngine:
             counts["resent"] += 1
 
     def _reconcile_launched(self, execution: Execution, states: dict[str, TaskState | None], at: float,
-                            jobs: dict[str, Job | None], counts: dict[str, int]) -> None:
+                            counts: dict[str, int]) -> None:
         """A launched execution against its task. A task ECS could not be asked about on this
         pass (absent from `states`) still has its timeout enforced."""
         arn = execution.task_arn
@@ -655,13 +644,10 @@ class ExecutionEngine:
                 self.apply_task_state(execution, state)
                 execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
         if execution.status in TIMEABLE and execution.started_at is not None:
-            job = None
-            if not execution.timeout and not execution.frozen:
-                job = jobs.setdefault(execution.job_id, self._jobs.get_job(execution.job_id))
-            deadline = execution.started_at + self.timeout_of(execution, job)
+            deadline = execution.started_at + self.timeout_of(execution)
             interval = self._settings.reconcile_interval
             if at > deadline + 1:
-                self.enforce_timeout(execution, job)
+                self.enforce_timeout(execution)
                 counts["timedout"] += 1
             elif interval < deadline - at <= 2 * interval:
                 # The last pass before the deadline: its check, to the second (one pass falls in

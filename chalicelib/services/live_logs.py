@@ -356,17 +356,17 @@ class LiveLogs:
 
     # the end ------------------------------------------------------------------------------------
 
-    def task_stopped(self, execution_id: str, task_arn: str, execution: Execution | None = None) -> None:
+    def task_stopped(self, job_id: str, execution_id: str, task_arn: str, execution: Execution | None = None) -> None:
         """An ECS task of ours stopped (its output is complete): end the streams of its execution.
-        Given the execution as the monitor left it, one nobody watched costs nothing; else (or
-        for one made before subscribers marked it) the stream's record says."""
-        if execution is not None and execution.frozen:
+        Given the execution as the monitor left it, one nobody watched costs nothing; else the
+        stream's record says."""
+        if execution is not None:
             if not execution.watched:
                 return  # nobody watched it: no read at all
         elif self._connections.get_stream(ecs_task_of(task_arn)) is None:
             return  # nobody ever watched it: one read, and nothing else
         else:
-            execution = self._executions.find_execution(execution_id)
+            execution = self._executions.get_execution(job_id, execution_id)
         if execution is not None and execution.status.is_final and execution.task_arn:
             self.end(execution)
 

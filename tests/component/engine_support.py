@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any
 
-from chalicelib.domain.ecs import TaskState
+from chalicelib.domain.ecs import TaskState, started_by
 from chalicelib.domain.errors import LaunchFailed
 
 REGION = "us-east-1"
@@ -46,14 +46,19 @@ class FakeRunner:
         return self.states.get(arn) or TaskState(arn=arn, last_status="RUNNING")
 
 
-def task_event(execution_id: str, task_arn: str, status: str, exit_code: int | None = None,
+def key_of(created: dict[str, Any]) -> str:
+    """The `startedBy` of the task of an execution the API answered with."""
+    return started_by(created["jobId"], created["executionId"])
+
+
+def task_event(name: str, task_arn: str, status: str, exit_code: int | None = None,
                reason: str | None = None, started_at: str = "2026-11-28T10:00:00.000Z") -> dict[str, Any]:
     container: dict[str, Any] = {"name": "job", "lastStatus": status}
     if exit_code is not None:
         container["exitCode"] = exit_code
     if reason:
         container["reason"] = reason
-    detail = {"taskArn": task_arn, "lastStatus": status, "startedBy": execution_id, "containers": [container],
+    detail = {"taskArn": task_arn, "lastStatus": status, "startedBy": name, "containers": [container],
               "startedAt": started_at}
     if status == "STOPPED":
         detail["stoppedAt"] = "2026-11-28T10:00:05.000Z"

@@ -8,7 +8,7 @@ from chalicelib.domain.ecs import TaskState
 from chalicelib.domain.errors import LaunchFailed
 from infra.local.event_sources import scheduled_event
 from tests.component.conftest import execution
-from tests.component.engine_support import REGION, install_engine, send_events, task_event
+from tests.component.engine_support import REGION, install_engine, key_of, send_events, task_event
 
 JOB = {"image": "ubuntu", "command": "bash -c 'echo \"it failed\" && exit 123'"}
 
@@ -37,11 +37,11 @@ def test_task_state_changes_drive_the_execution(api, runner, drive, sqs, aws):
     created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    events(sqs, aws, task_event(created["executionId"], arn, "RUNNING"))
+    events(sqs, aws, task_event(key_of(created), arn, "RUNNING"))
     drive("events")
     running = execution(api, created)
     assert running["status"] == "running" and running["startedAt"] is not None
-    events(sqs, aws, task_event(created["executionId"], arn, "STOPPED", exit_code=0))
+    events(sqs, aws, task_event(key_of(created), arn, "STOPPED", exit_code=0))
     drive("events")
     done = execution(api, created)
     assert (done["status"], done["exitCode"]) == ("done", 0) and done["finishedAt"] is not None
@@ -51,8 +51,8 @@ def test_duplicate_and_late_events_change_nothing(api, runner, drive, sqs, aws):
     created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    stopped = task_event(created["executionId"], arn, "STOPPED", exit_code=0)
-    events(sqs, aws, stopped, stopped, task_event(created["executionId"], arn, "RUNNING"))
+    stopped = task_event(key_of(created), arn, "STOPPED", exit_code=0)
+    events(sqs, aws, stopped, stopped, task_event(key_of(created), arn, "RUNNING"))
     drive("events")
     assert execution(api, created)["status"] == "done"
     status = api.get("/status").json
@@ -63,7 +63,7 @@ def test_a_failure_with_retries_creates_the_next_execution_with_backoff(api, run
     created = api.post("/tasks/t", {**JOB, "retries": 2}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    events(sqs, aws, task_event(created["executionId"], arn, "STOPPED", exit_code=123))
+    events(sqs, aws, task_event(key_of(created), arn, "STOPPED", exit_code=123))
     drive("events")
     job = api.get(f"/tasks/t/jobs/{created['jobId']}").json["job"]
     assert job["metadata"]["retry_count"] == 1 and job["executionCount"] == 2
@@ -111,7 +111,7 @@ def test_stopping_a_job_stops_its_execution_and_its_retries(api, runner, drive, 
     assert set(response.json) == {"taskId", "jobId", "jobUrl", "taskUrl"}
     assert runner.stopped == [(arn, "stopped by a client")]
     assert execution(api, created)["status"] == "stopped"
-    events(sqs, aws, task_event(created["executionId"], arn, "STOPPED", exit_code=137))
+    events(sqs, aws, task_event(key_of(created), arn, "STOPPED", exit_code=137))
     drive("events")
     job = api.get(f"/tasks/t/jobs/{created['jobId']}").json["job"]
     assert job["executionCount"] == 1
@@ -145,7 +145,7 @@ def test_retry(api, runner, drive, sqs, aws):
     drive("jobs")
     busy = api.post(f"/tasks/t/jobs/{created['jobId']}/retry")
     assert busy.status_code == 409
-    events(sqs, aws, task_event(created["executionId"], runner.tasks[created["executionId"]], "STOPPED", exit_code=1))
+    events(sqs, aws, task_event(key_of(created), runner.tasks[created["executionId"]], "STOPPED", exit_code=1))
     drive("events")
     again = api.post(f"/tasks/t/jobs/{created['jobId']}/retry")
     assert again.status_code == 200 and again.json["executionId"] != created["executionId"]
@@ -158,7 +158,7 @@ def test_a_timeout_stops_the_task_and_ends_timedout(api, runner, drive, sqs, aws
     created = api.post("/tasks/t", {**JOB, "timeout": 1}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    events(sqs, aws, task_event(created["executionId"], arn, "RUNNING", started_at="2020-01-01T00:00:00Z"))
+    events(sqs, aws, task_event(key_of(created), arn, "RUNNING", started_at="2020-01-01T00:00:00Z"))
     drive("events")
     drive("jobs")  # the timeout check, due long ago
     ended = execution(api, created)
@@ -179,7 +179,7 @@ def test_a_full_pool_makes_launches_wait(aws, api, runner, drive, monkeypatch, s
     assert execution(api, second)["status"] == "enqueued"
     assert api.get("/status").json["pools"][0] == {
         "name": "default", "match": ".*", "cluster": "test", "running": 1, "maxRunning": 1}
-    events(sqs, aws, task_event(first["executionId"], runner.tasks[first["executionId"]], "STOPPED", exit_code=0))
+    events(sqs, aws, task_event(key_of(first), runner.tasks[first["executionId"]], "STOPPED", exit_code=0))
     drive("events")
     assert api.get("/status").json["pools"][0]["running"] == 0
     messages = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], WaitTimeSeconds=5).get("Messages", [])
@@ -255,7 +255,7 @@ def test_a_running_container_of_an_execution_stopped_before_its_task_was_recorde
     stop = api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
     assert stop.status_code == 200
 
-    events(sqs, aws, task_event(created["executionId"], arn, "RUNNING"))
+    events(sqs, aws, task_event(key_of(created), arn, "RUNNING"))
     drive("events")
 
     assert [task for task, _ in runner.stopped] == [arn]
@@ -266,8 +266,8 @@ def test_a_late_running_event_of_a_finished_execution_stops_nothing(api, runner,
     created = api.post("/tasks/t", {"image": "ubuntu", "command": "true"}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    events(sqs, aws, task_event(created["executionId"], arn, "STOPPED", exit_code=0),
-           task_event(created["executionId"], arn, "RUNNING"))
+    events(sqs, aws, task_event(key_of(created), arn, "STOPPED", exit_code=0),
+           task_event(key_of(created), arn, "RUNNING"))
     drive("events")
     assert runner.stopped == [] and execution(api, created)["status"] == "done"
 

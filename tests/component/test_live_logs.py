@@ -148,12 +148,13 @@ class Harness:
             found = self.logs.filter_log_events(logGroupName=GROUP, logStreamNames=[name])["events"]
         return subscription_event(GROUP, name, found[-len(lines):])
 
-    def stop(self, execution_id: str, arn: str, exit_code: int = 0) -> None:
+    def stop(self, job_id: str, execution_id: str, arn: str, exit_code: int = 0) -> None:
         """The task stopped: the monitor handles ECS's event (and ends the live streams)."""
+        from chalicelib.domain.ecs import started_by
         from tests.component.engine_support import task_event
 
         event = self.client.events.generate_sqs_event(
-            message_bodies=[json.dumps(task_event(execution_id, arn, "STOPPED", exit_code=exit_code))],
+            message_bodies=[json.dumps(task_event(started_by(job_id, execution_id), arn, "STOPPED", exit_code=exit_code))],
             queue_name="test-events")
         self.invoke("monitor", event)
 
@@ -207,7 +208,7 @@ def test_a_subscriber_gets_the_output_so_far_then_live_chunks_then_the_exit_code
     live.invoke("logs", live.write(arn, "stderr", "warning 2"))
     assert live.sockets.lines("c1") == ["line 1", "line 2", "warning 1", "line 3", "warning 2"]
 
-    live.stop(execution_id, arn, exit_code=3)
+    live.stop(job_id, execution_id, arn, exit_code=3)
     assert live.sockets.of("c1")[-2:] == [
         {"type": "end", "executionId": execution_id, "status": "failed", "exitCode": 3, "error": None},
         {"type": "close", "reason": "done"}]
@@ -219,7 +220,7 @@ def test_output_that_arrives_after_the_last_delivery_is_sent_before_the_end(live
     job_id, execution_id, arn = live.job()
     live.connect("c1", taskId="live", jobId=job_id, executionId=execution_id)
     live.write(arn, "stdout", "written last, never delivered by the subscription before the end")
-    live.stop(execution_id, arn)
+    live.stop(job_id, execution_id, arn)
     assert live.sockets.lines("c1") == ["written last, never delivered by the subscription before the end"]
     assert [f["type"] for f in live.sockets.of("c1")] == ["subscribed", "output", "end", "close"]
 
@@ -236,7 +237,7 @@ def test_many_subscribers_cost_one_catch_up_read_each_and_no_read_for_live_chunk
         assert live.invoke("logs", live.write(arn, "stdout", f"live {n}")) == {"subscribers": 8}
     assert live.reads == []  # live chunks come from the subscription only
 
-    live.stop(execution_id, arn)
+    live.stop(job_id, execution_id, arn)
     assert live.reads == ["FilterLogEvents"] * 2  # the tail of stdout and of stderr, once for all eight
     for n in range(8):
         assert live.sockets.lines(f"c{n}") == ["before"] + [f"live {i}" for i in range(5)]
@@ -292,7 +293,7 @@ def test_a_scheduled_job_that_never_ran_closes_with_retry(live: Harness) -> None
 def test_an_ended_execution_streams_all_its_output_then_the_exit_code(live: Harness) -> None:
     job_id, execution_id, arn = live.job()
     live.write(arn, "stdout", "a", "b")
-    live.stop(execution_id, arn, exit_code=0)
+    live.stop(job_id, execution_id, arn, exit_code=0)
     live.connect("c1", taskId="live", jobId=job_id)
     assert live.sockets.lines("c1") == ["a", "b"]
     assert live.sockets.of("c1")[-2:] == [
@@ -389,7 +390,7 @@ def test_a_job_subscriber_is_sent_on_to_the_retry_with_retry(live: Harness) -> N
     arn = f"arn:aws:ecs:{REGION}:123456789012:task/fastlane/{uuid.uuid4().hex}"
     live.store.transition(execution, S.RUNNING, task_arn=arn, started_at=time.time())
     live.connect("c1", taskId="live", jobId=enqueued["jobId"])
-    live.stop(enqueued["executionId"], arn, exit_code=1)
+    live.stop(enqueued["jobId"], enqueued["executionId"], arn, exit_code=1)
     assert live.sockets.of("c1")[-2]["exitCode"] == 1
     assert live.sockets.of("c1")[-1] == {"type": "close", "reason": "retry"}
 
@@ -426,7 +427,7 @@ def test_an_end_during_the_catch_up_is_finished_by_the_subscriber_alone(live: Ha
         if not ended:
             ended.append(True)
             live.write(arn, "stderr", "last words")
-            live.stop(execution_id, arn, exit_code=2)  # the end finds the subscriber catching up
+            live.stop(job_id, execution_id, arn, exit_code=2)  # the end finds the subscriber catching up
 
     monkeypatch.setattr(live.live._log_events, "read", read_while_the_task_stops)
     live.connect("c1", taskId="live", jobId=job_id)

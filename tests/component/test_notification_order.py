@@ -106,7 +106,7 @@ def test_an_expiry_whose_announcement_failed_is_announced_by_the_reconciler(stor
     clock, queue = FakeClock(1_800_000_000.0), Queue()
     spec = JobSpec(image="ubuntu", command="true", expiration=clock() - 1, webhooks={"finishes": [END]})
     job = a_job(spec=spec)
-    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), expiration=spec.expiration, envs={}))
+    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), expiration=spec.expiration, notifies=True))
     assert first is not None
 
     class Jobs:  # the launch queue is not what this test is about
@@ -135,7 +135,7 @@ def test_an_ending_whose_function_died_before_announcing_it_is_announced_by_the_
     clock, queue = FakeClock(1_800_000_000.0), Queue()
     spec = JobSpec(image="ubuntu", command="true", webhooks={"finishes": [END]})
     job = a_job(spec=spec)
-    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), envs={}))
+    job, first = stores.jobs.save_new_job(job, replace(an_execution(job), notifies=True))
     assert first is not None
 
     class Died(BaseException):

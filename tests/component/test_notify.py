@@ -15,7 +15,7 @@ from chalicelib.adapters.webhooks import post
 from chalicelib.domain.webhooks import signature_matches
 from chalicelib.services.notify import MAIL_OFF
 from infra.local.event_sources import deliver_once
-from tests.component.engine_support import FakeRunner, install_engine, send_events, task_event
+from tests.component.engine_support import FakeRunner, install_engine, key_of, send_events, task_event
 from tests.conftest import REGION
 from tests.polling import wait_until
 from tests.webhook_receiver import Receiver, Stalling
@@ -88,10 +88,10 @@ def run(api, sqs, aws, runner, payload: dict, exit_code: int | None = 0, notify:
     created = api.post("/tasks/t", payload).json
     drive(sqs, aws, "jobs")
     arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "RUNNING"))
     drive(sqs, aws, "events")
     if exit_code is not None:
-        stopped = task_event(created["executionId"], arn, "STOPPED", exit_code=exit_code)
+        stopped = task_event(key_of(created), arn, "STOPPED", exit_code=exit_code)
         send_events(sqs, aws["EVENTS_QUEUE_URL"], stopped)
         drive(sqs, aws, "events")
     if notify:
@@ -491,7 +491,7 @@ def test_a_duplicate_delivery_sends_nothing_twice(api, sqs, aws, mail, receiver)
 def test_a_duplicate_ecs_event_publishes_nothing_twice(api, sqs, aws, runner, receiver):
     payload = {"image": "ubuntu", "command": "true", "webhooks": hooks(receiver, finishes=["end"])}
     created = run(api, sqs, aws, runner, payload, notify=False)
-    stopped = task_event(created["executionId"], runner.tasks[created["executionId"]], "STOPPED", exit_code=0)
+    stopped = task_event(key_of(created), runner.tasks[created["executionId"]], "STOPPED", exit_code=0)
     send_events(sqs, aws["EVENTS_QUEUE_URL"], stopped, stopped)
     drive(sqs, aws, "events")
     drive(sqs, aws, "notify")
@@ -559,8 +559,7 @@ def test_the_subject_says_an_execution_timed_out(api, sqs, aws, mail):
     payload = {"image": "ubuntu", "command": "sleep 600", "timeout": 1, "notify": {"fails": ["ops@example.com"]}}
     created = run(api, sqs, aws, mail, payload, exit_code=None, notify=False)
     engine = wiring.get_engine()
-    job = wiring.backend().jobs.get_job(created["jobId"])
-    engine.enforce_timeout(wiring.backend().executions.get_execution(created["jobId"], created["executionId"]), job)
+    engine.enforce_timeout(wiring.backend().executions.get_execution(created["jobId"], created["executionId"]))
     drive(sqs, aws, "notify")
     [message] = sent_mail()
     assert message.subject == f"[fastlane] task t, job {created['jobId']}: timed out"
@@ -657,9 +656,9 @@ def test_an_execution_whose_running_event_comes_last_announces_starts_before_fin
     created = api.post("/tasks/t", payload).json
     drive(sqs, aws, "jobs")
     arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "STOPPED", exit_code=0))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "STOPPED", exit_code=0))
     drive(sqs, aws, "events")
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "RUNNING"))
     drive(sqs, aws, "events")
     drive(sqs, aws, "notify")
 

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.domain.ecs import log_streams, started_by
 from infra.local.event_sources import deliver_once
-from tests.component.engine_support import REGION, FakeRunner, install_engine, send_events, task_event
+from tests.component.engine_support import REGION, FakeRunner, install_engine, key_of, send_events, task_event
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def finished(api, logs, monkeypatch, sqs, aws):
     stdout, stderr = log_streams(arn)
     write(logs, stdout, ["it failed"])
     write(logs, stderr, ["bash: warning"])
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "STOPPED", exit_code=123))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "STOPPED", exit_code=123))
     deliver_once(sqs, aws["EVENTS_QUEUE_URL"], app_module.monitor_tasks)
     return created, arn
 

@@ -11,7 +11,7 @@ from chalicelib.domain.ecs import TaskState
 from chalicelib.domain.errors import DependencyDown, LaunchFailed
 from infra.local.event_sources import scheduled_event
 from tests.component.conftest import execution
-from tests.component.engine_support import install_engine, send_events, task_event
+from tests.component.engine_support import install_engine, key_of, send_events, task_event
 
 SLEEPER = {"image": "ubuntu", "command": "sleep 600"}
 
@@ -92,7 +92,7 @@ def started(api, runner, drive, sqs, aws, timeout: float, started_at: str) -> tu
     created = api.post("/tasks/t", {**SLEEPER, "timeout": timeout}).json
     drive("jobs")
     arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING", started_at=started_at))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "RUNNING", started_at=started_at))
     drive("events")
     return created, arn
 
@@ -268,7 +268,7 @@ def test_a_running_event_for_a_job_stopped_meanwhile_stops_its_container(api, ru
 
     wiring.backend().jobs.set_job_stopped(created["jobId"], True)  # its stop raced the launch
     arn = runner.tasks[created["executionId"]]
-    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(created["executionId"], arn, "RUNNING"))
+    send_events(sqs, aws["EVENTS_QUEUE_URL"], task_event(key_of(created), arn, "RUNNING"))
     drive("events")
     assert execution(api, created)["status"] == "stopped" and runner.stopped[0][0] == arn
 

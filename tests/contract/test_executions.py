@@ -237,11 +237,10 @@ def test_notification_records_written_at_once_are_all_kept(backend: Ports) -> No
 # reads ------------------------------------------------------------------------------------------
 
 
-def test_an_execution_is_found_by_its_id_alone(backend: Ports) -> None:
+def test_an_execution_is_read_by_its_key(backend: Ports) -> None:
     job, execution = post(backend, metadata={"retryOf": "x"}, request_ip="10.1.1.1")
 
-    assert backend.executions.find_execution(execution.execution_id) == execution
-    assert backend.executions.find_execution(new_id()) is None
+    assert backend.executions.get_execution(execution.job_id, execution.execution_id) == execution
     assert backend.executions.get_execution(new_id(), execution.execution_id) is None  # another job's key
 
 

@@ -98,9 +98,9 @@ def test_frozen_launch_parameters_are_stored_with_the_execution(backend: Ports) 
     assert stored is not None
     assert (stored.envs, stored.timeout, stored.expiration) == (execution.envs, execution.timeout,
                                                                 execution.expiration)
-    assert stored.launch_spec(None).image == job.spec.image
+    assert stored.spec.image == job.spec.image
     assert stored.placement == PLACEMENT
-    _, older = post(backend)  # made before placements were frozen: none, and its pool's apply
+    _, older = post(backend)  # none frozen: its pool's apply
     again = backend.executions.get_execution(older.job_id, older.execution_id)
     assert again is not None and again.placement is None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain.ecs import CONTAINER, TaskState
+from chalicelib.domain.ecs import CONTAINER, TaskState, started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
@@ -99,7 +99,8 @@ def task_event(container: Container, at: float) -> dict[str, Any]:
         item["exitCode"] = container.exit_code
     detail: dict[str, Any] = {"taskArn": container.arn, "lastStatus": container.status,
                               "desiredStatus": STOPPED if container.stop_requests or not container.live else RUNNING,
-                              "startedBy": container.execution_id, "containers": [item], "launchType": "FARGATE",
+                              "startedBy": started_by(container.job_id, container.execution_id),
+                              "containers": [item], "launchType": "FARGATE",
                               "createdAt": _iso(container.created_at), "updatedAt": _iso(at)}
     if container.started_at is not None:
         detail["startedAt"] = _iso(container.started_at)

@@ -196,11 +196,11 @@ def ws_event(route: str, connection_id: str, *, body: Any = None,
     return event
 
 
-def task_event(execution_id: str, task_arn: str, cluster_arn: str, status: str, exit_code: int | None = None) -> dict:
+def task_event(name: str, task_arn: str, cluster_arn: str, status: str, exit_code: int | None = None) -> dict:
     container: dict[str, Any] = {"name": "job", "lastStatus": status}
     if exit_code is not None:
         container["exitCode"] = exit_code
-    detail = {"taskArn": task_arn, "clusterArn": cluster_arn, "lastStatus": status, "startedBy": execution_id,
+    detail = {"taskArn": task_arn, "clusterArn": cluster_arn, "lastStatus": status, "startedBy": name,
               "containers": [container], "startedAt": "2026-11-28T10:00:00.000Z"}
     if status == "STOPPED":
         detail.update(stoppedAt="2026-11-28T10:00:05.000Z", stoppedReason="Essential container in task exited")
@@ -266,6 +266,8 @@ class Flows:
     # the whole life of jobs
 
     def run(self) -> None:
+        from chalicelib.domain.ecs import started_by
+
         ecs = self.boto.client("ecs", region_name=REGION)
         cluster = self.env["ECS_CLUSTER"]
         self.http("GET", "/healthcheck")
@@ -291,7 +293,7 @@ class Flows:
             self.logs.create_log_stream(logGroupName=self.env["LOG_GROUP"], logStreamName=f"{ecs_task_id}/{stream}")
         self.logs.put_log_events(logGroupName=self.env["LOG_GROUP"], logStreamName=f"{ecs_task_id}/stdout",
                                  logEvents=[{"timestamp": int(time.time() * 1000), "message": "hi"}])
-        self.monitor(task_event(execution_id, task_arn, cluster_arn, "RUNNING"))
+        self.monitor(task_event(started_by(job_id, execution_id), task_arn, cluster_arn, "RUNNING"))
 
         # live logs: the page, $connect with its token, the subscription the logs function runs,
         # messages, a chunk through the subscription filter
@@ -327,7 +329,7 @@ class Flows:
         time.sleep(1.2)
         self.dispatch(self.drain("JOBS_QUEUE_URL"))
         self.dispatch(self.drain("JOBS_QUEUE_URL"))
-        self.monitor(task_event(execution_id, task_arn, cluster_arn, "STOPPED", exit_code=137))
+        self.monitor(task_event(started_by(job_id, execution_id), task_arn, cluster_arn, "STOPPED", exit_code=137))
         self.invoke("WebsocketDisconnect", "ws_disconnect", ws_event("$disconnect", connection))
 
         # notifications: webhooks (refused, retried through the queue) and e-mail; a duplicate

@@ -1,7 +1,6 @@
 """The ECS runner's answers to a reconciling engine, against botocore's stubbed ECS client: a
 ConflictException for our own client token adopts the task it names, and a launch whose answer
-was lost is found by its `startedBy` (the execution's key; the execution id alone for a task
-launched before tasks named their job)."""
+was lost is found by its `startedBy` (the execution's key)."""
 from __future__ import annotations
 
 import boto3
@@ -55,7 +54,7 @@ def test_a_conflict_for_our_own_token_adopts_the_task_it_names(ecs):
     stubber.add_client_error("run_task", service_error_code="ConflictException",
                              service_message="The clientToken is already in use with a different request",
                              http_status_code=400, response_meta={}, modeled_fields={"resourceIds": [ARN]})
-    assert runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL) == ARN
+    assert runner(client).run(EXECUTION, EXECUTION.spec, POOL) == ARN
 
 
 def test_a_conflict_that_names_no_task_looks_it_up_by_its_started_by(ecs):
@@ -64,7 +63,7 @@ def test_a_conflict_that_names_no_task_looks_it_up_by_its_started_by(ecs):
                              http_status_code=400)
     listed(stubber, STARTED_BY, [ARN], [])
     stubber.add_response("describe_tasks", {"tasks": [task("RUNNING")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
-    assert runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL) == ARN
+    assert runner(client).run(EXECUTION, EXECUTION.spec, POOL) == ARN
 
 
 def test_a_conflict_with_no_task_to_adopt_is_a_permanent_failure(ecs):
@@ -72,9 +71,8 @@ def test_a_conflict_with_no_task_to_adopt_is_a_permanent_failure(ecs):
     stubber.add_client_error("run_task", service_error_code="ConflictException", service_message="in use",
                              http_status_code=400)
     listed(stubber, STARTED_BY, [], [])
-    listed(stubber, EXECUTION_ID, [], [])
     with pytest.raises(LaunchFailed) as failure:
-        runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL)
+        runner(client).run(EXECUTION, EXECUTION.spec, POOL)
     assert not failure.value.retryable and "ConflictException" in failure.value.reason
 
 
@@ -83,7 +81,7 @@ def test_throttled_run_task_is_retryable(ecs):
     stubber.add_client_error("run_task", service_error_code="ThrottlingException", service_message="Rate exceeded",
                              http_status_code=400)
     with pytest.raises(LaunchFailed) as failure:
-        runner(client).run(EXECUTION, EXECUTION.launch_spec(None), POOL)
+        runner(client).run(EXECUTION, EXECUTION.spec, POOL)
     assert failure.value.retryable
 
 
@@ -92,7 +90,6 @@ def test_find_prefers_a_running_task_and_answers_none_when_there_is_none(ecs):
     listed(stubber, STARTED_BY, [], [ARN])
     stubber.add_response("describe_tasks", {"tasks": [task("STOPPED")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
     listed(stubber, STARTED_BY, [], [])
-    listed(stubber, EXECUTION_ID, [], [])
     found = runner(client).find(EXECUTION, POOL)
     assert found is not None and (found.arn, found.last_status) == (ARN, "STOPPED")
     assert runner(client).find(EXECUTION, POOL) is None
@@ -105,12 +102,3 @@ def test_stop_task_throttled_raises_so_the_reconciler_asks_again(ecs):
     with pytest.raises(Exception) as error:
         runner(client).stop(ARN, "stopped by a client")
     assert "Throttling" in str(error.value)
-
-
-def test_a_task_launched_before_tasks_named_their_job_is_found_by_the_execution_id(ecs):
-    client, stubber = ecs
-    listed(stubber, STARTED_BY, [], [])
-    listed(stubber, EXECUTION_ID, [ARN], [])
-    stubber.add_response("describe_tasks", {"tasks": [task("RUNNING")], "failures": []}, {"cluster": "c", "tasks": [ARN]})
-    found = runner(client).find(EXECUTION, POOL)
-    assert found is not None and found.last_status == "RUNNING"

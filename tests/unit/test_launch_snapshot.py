@@ -21,11 +21,8 @@ def test_an_execution_freezes_its_jobs_policy() -> None:
     noisy = new_execution(a_job(retries=2, webhooks={"fails": [Hook(url="http://127.0.0.1/x")]}), 11.0,
                           placement=PLACEMENT)
 
-    assert (plain.notifies, plain.job_retries, plain.frozen) == (False, 0, True)
+    assert (plain.notifies, plain.job_retries, plain.envs) == (False, 0, {"A": "1"})
     assert (noisy.notifies, noisy.job_retries) == (True, 2)
-    assert not plain.needs_job(retrying=True, notifier=True)  # no retries, no notifications: no read
-    assert noisy.needs_job(retrying=False, notifier=True) and noisy.needs_job(retrying=True, notifier=False)
-    assert plain.with_changes(notifies=None).needs_job(retrying=False, notifier=False)  # made before: read
 
 
 def test_the_launch_message_carries_the_snapshot_the_dispatcher_acts_on() -> None:
@@ -38,7 +35,7 @@ def test_the_launch_message_carries_the_snapshot_the_dispatcher_acts_on() -> Non
     snapshot = decoded.snapshot()
     assert snapshot is not None
     assert snapshot == execution.with_changes(metadata={}, seq=0)
-    assert snapshot.status is ExecutionStatus.ENQUEUED and snapshot.launch_spec(None) == execution.launch_spec(None)
+    assert snapshot.status is ExecutionStatus.ENQUEUED and snapshot.spec == execution.spec
     assert snapshot.placement == Placement(cluster="gpu", cpu="4096", memory="8192")
 
 
@@ -46,24 +43,20 @@ def test_an_execution_launches_with_the_cluster_and_size_it_was_made_with() -> N
     now = Pool(name="p", match=".*", cluster="moved", cpu="1024", memory="2048")
     assert now.placed(PLACEMENT).cluster == "fastlane" and now.placed(PLACEMENT).cpu == "256"
     assert now.placed(PLACEMENT).memory == "512" and now.placed(PLACEMENT).name == "p"
-    assert now.placed(None) is now  # made before placements were frozen: the pool as it is
+    assert now.placed(None) is now  # none frozen: the pool as it is
 
 
-def test_a_launch_message_without_a_valid_snapshot_makes_the_dispatcher_read() -> None:
-    old = decode_job_message('{"taskId": "t", "jobId": "j", "executionId": "e"}')
+def test_a_launch_message_whose_snapshot_cannot_be_read_makes_the_dispatcher_read() -> None:
     bad = decode_job_message('{"taskId": "t", "jobId": "j", "executionId": "e", "execution": {"image": 3}}')
-    assert isinstance(old, Launch) and old.snapshot() is None
     assert isinstance(bad, Launch) and bad.snapshot() is None
-    unfrozen = new_execution(a_job(), 11.0, placement=PLACEMENT).with_changes(envs=None)
-    assert Launch.of(unfrozen).frozen is None
 
 
-def test_started_by_names_the_execution_by_its_key_and_reads_the_older_form() -> None:
+def test_started_by_names_the_execution_by_its_key() -> None:
     job_id, execution_id = new_id(), new_id()
     name = started_by(job_id, execution_id)
 
     assert len(name) <= 128 and parse_started_by(name) == (job_id, execution_id)
-    assert parse_started_by(execution_id) == (None, execution_id)  # a task launched before
+    assert parse_started_by(execution_id) is None  # not the execution's key
     assert parse_started_by("ecs-svc/1234") is None  # another service's task
     event = {"detail": {"startedBy": name, "taskArn": "arn:aws:ecs:r:1:task/c/abc", "lastStatus": "RUNNING"}}
     change = parse_task_event(event)

@@ -51,17 +51,6 @@ class DynamoExecutions:
         item = self._t.guard(lambda: get_or_none(self._t.Execution, job_id, execution_id))
         return execution_from_item(item) if item is not None else None
 
-    def find_execution(self, execution_id: str) -> Execution | None:
-        ExecM = self._t.Execution
-
-        def read() -> Execution | None:
-            for key in ExecM.by_id.query(execution_id, limit=1):
-                item = get_or_none(ExecM, key.job_id, execution_id)
-                return execution_from_item(item) if item is not None else None
-            return None
-
-        return self._t.guard(read)
-
     def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
         ExecM = self._t.Execution
 

@@ -54,7 +54,7 @@ def execution_from_item(item: Any) -> Execution:
                   notifications=tuple(values["notifications"] or ()), timeout=_number(values["timeout"]),
                   expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
                   resends=int(values["resends"] or 0), announcing=bool(values["announcing"]),
-                  job_retries=None if values["job_retries"] is None else int(values["job_retries"]),
+                  envs=dict(values["envs"]), notifies=bool(values["notifies"]), job_retries=int(values["job_retries"]),
                   watched=bool(values["watched"]), placement=Placement.from_dict(values["placement"]))
     return Execution(**values)
 

@@ -16,7 +16,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -156,13 +156,6 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         job_id = UnicodeAttribute(hash_key=True, attr_name="jobId")
         seq = NumberAttribute(range_key=True)
 
-    class ExecutionsById(GlobalSecondaryIndex):
-        class Meta:
-            index_name = "by_id"
-            projection = KeysOnlyProjection()
-
-        execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
-
     class ActiveExecutions(GlobalSecondaryIndex):
         """Sparse: only executions that are not final carry `sweep` (their status, `prepared` for
         a launchable one that holds a pool slot), and final ones that still hold a slot or owe
@@ -227,7 +220,6 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         watched = BooleanAttribute(null=True)
         check_at = NumberAttribute(null=True, attr_name="checkAt")
         by_seq = ExecutionsBySeq()
-        by_id = ExecutionsById()
         by_active = ActiveExecutions()
         by_check = ExecutionsByCheck()
 

@@ -36,15 +36,15 @@ CREATE TABLE IF NOT EXISTS executions (
     pool TEXT,
     notified TEXT NOT NULL,
     notifications TEXT NOT NULL,
-    envs TEXT,
+    envs TEXT NOT NULL,
     timeout REAL,
     expiration REAL,
     placement TEXT,
     launches INTEGER NOT NULL DEFAULT 0,
     resends INTEGER NOT NULL DEFAULT 0,
     announcing INTEGER NOT NULL DEFAULT 0,
-    notifies INTEGER,
-    job_retries INTEGER,
+    notifies INTEGER NOT NULL,
+    job_retries INTEGER NOT NULL,
     watched INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job_id, seq)
 ) STRICT;
@@ -61,19 +61,11 @@ WAITING = "status IN ({}) AND pool IS NULL".format(", ".join(f"'{s.value}'" for 
 DUE = "COALESCE(due_at, created_at)"
 
 # The reconciler's worklists: executions that hold a pool slot (final ones: their container not seen
-# gone) or have an ending to announce, and those waiting for their launch. Made after ADDED_COLUMNS
-# (a state file may lack `announcing`).
+# gone) or have an ending to announce, and those waiting for their launch.
 WORKLIST = f"""
-DROP INDEX IF EXISTS executions_holding;
 CREATE INDEX IF NOT EXISTS executions_reconciled ON executions (created_at) WHERE pool IS NOT NULL OR announcing = 1;
 CREATE INDEX IF NOT EXISTS executions_due ON executions ({DUE}) WHERE {WAITING};
 """
-
-# Columns added since the first state files were written (Database.add_columns).
-ADDED_COLUMNS = {"envs": "TEXT", "timeout": "REAL", "expiration": "REAL",
-                 "launches": "INTEGER NOT NULL DEFAULT 0", "resends": "INTEGER NOT NULL DEFAULT 0",
-                 "announcing": "INTEGER NOT NULL DEFAULT 0", "notifies": "INTEGER", "job_retries": "INTEGER",
-                 "watched": "INTEGER NOT NULL DEFAULT 0", "placement": "TEXT"}
 
 
 _SOURCES = {status: sources(status) for status in ExecutionStatus}
@@ -88,11 +80,6 @@ class SqliteExecutions:
     def get_execution(self, job_id: str, execution_id: str) -> Execution | None:
         with self._db.read() as connection:
             return rows.load_execution(connection, job_id, execution_id)
-
-    def find_execution(self, execution_id: str) -> Execution | None:
-        with self._db.read() as connection:
-            row = connection.execute("SELECT * FROM executions WHERE execution_id = ?", (execution_id,)).fetchone()
-        return rows.execution_of(row) if row is not None else None
 
     def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
         with self._db.read() as connection:

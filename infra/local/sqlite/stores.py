@@ -41,7 +41,6 @@ def open_stores(db: Database, clock: Callable[[], float] = time.time) -> Stores:
     delivery leases, the subscribers' expiry and the idempotency keys' are measured on."""
     for script in SCHEMAS:
         db.ensure_schema(script)
-    db.add_columns("executions", executions.ADDED_COLUMNS)
     db.ensure_schema(executions.WORKLIST)
     return Stores(db=db, jobs=SqliteJobs(db), executions=SqliteExecutions(db), pools=SqlitePools(db),
                   schedules=SqliteSchedules(db), statistics=SqliteStatistics(db),
