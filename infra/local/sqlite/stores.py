@@ -5,7 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import connections, deliveries, executions, idempotency, jobs, pools, schedules, statistics
+from . import connections, deliveries, executions, idempotency, jobs, pools, schedules, statistics, version
 from .connections import SqliteConnections
 from .db import Database
 from .deliveries import SqliteDeliveries
@@ -38,7 +38,9 @@ class Stores:
 
 def open_stores(db: Database, clock: Callable[[], float] = time.time) -> Stores:
     """Create what is missing of the schema and build the adapters; `clock` is the time the
-    delivery leases, the subscribers' expiry and the idempotency keys' are measured on."""
+    delivery leases, the subscribers' expiry and the idempotency keys' are measured on. A file
+    another version wrote is refused (version.StateVersionMismatch) before anything is created."""
+    version.claim(db)
     for script in SCHEMAS:
         db.ensure_schema(script)
     db.ensure_schema(executions.WORKLIST)
