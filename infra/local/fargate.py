@@ -23,10 +23,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .ecs_tasks import EcsTask
 from .gateway import OriginPolicy
 from .processes import CannotStart, Command, OutputShipper, ProcessRun, Sandbox, docker_command
 
@@ -51,14 +51,6 @@ class ApiError(Exception):
         self.fields = fields  # more members of the error's body, as ECS sends (resourceIds)
 
 
-def _iso_ms(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _request_key(request: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in request.items() if k != "clientToken"}, sort_keys=True)
 
@@ -69,90 +61,21 @@ def _cluster_name(ref: str | None) -> str:
     return ref.rsplit("/", 1)[-1] if ref.startswith("arn:") else ref
 
 
-@dataclass
-class _Task:
+@dataclass(kw_only=True)
+class _Task(EcsTask):
+    """A task the API started: its ECS state, and what RunTask asked for."""
+
     id: str
-    arn: str
     cluster: str
-    cluster_arn: str
     definition: dict[str, Any]
     container: dict[str, Any]
-    container_arn: str
     argv: list[str]  # entryPoint + command; empty when neither is given
     env: dict[str, str]  # the definition's environment with the overrides applied
-    overrides: dict[str, Any]
-    tags: list[dict[str, str]]
-    started_by: str | None
-    group: str
-    cpu: str | None
-    memory: str | None
     client_token: str | None
     request: str  # the RunTask request but its client token, canonical: a token reused with another is refused
-    created_at: float
-    updated_at: float
-    last_status: str = "PENDING"
-    desired_status: str = "RUNNING"
-    container_status: str = "PENDING"
-    started_at: float | None = None
-    stopping_at: float | None = None
-    stopped_at: float | None = None
-    stop_code: str | None = None
-    stopped_reason: str | None = None
-    exit_code: int | None = None
-    container_reason: str | None = None
-    version: int = 1
     process: ProcessRun | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
-
-    def touch(self) -> None:
-        self.version += 1
-        self.updated_at = time.time()
-
-    def describe(self, for_event: bool = False) -> dict[str, Any]:
-        """The task as DescribeTasks returns it (epoch seconds), or as it is in an ECS event
-        (ISO-8601 strings). Call with the lock held."""
-        when: Callable[[float], Any] = _iso_ms if for_event else (lambda moment: moment)
-        container: dict[str, Any] = {
-            "containerArn": self.container_arn,
-            "taskArn": self.arn,
-            "name": self.container["name"],
-            "image": self.container.get("image", ""),
-            "lastStatus": self.container_status,
-        }
-        if self.exit_code is not None:
-            container["exitCode"] = self.exit_code
-        if self.container_reason:
-            container["reason"] = self.container_reason
-        task: dict[str, Any] = {
-            "taskArn": self.arn,
-            "clusterArn": self.cluster_arn,
-            "taskDefinitionArn": self.definition["taskDefinitionArn"],
-            "lastStatus": self.last_status,
-            "desiredStatus": self.desired_status,
-            "launchType": "FARGATE",
-            "group": self.group,
-            "createdAt": when(self.created_at),
-            "containers": [container],
-            "overrides": self.overrides,
-            "tags": self.tags,
-            "version": self.version,
-        }
-        optional = {
-            "startedBy": self.started_by,
-            "cpu": self.cpu,
-            "memory": self.memory,
-            "stopCode": self.stop_code,
-            "stoppedReason": self.stopped_reason,
-        }
-        task.update({key: value for key, value in optional.items() if value is not None})
-        for key, moment in (("startedAt", self.started_at), ("stoppingAt", self.stopping_at),
-                            ("stoppedAt", self.stopped_at)):
-            if moment is not None:
-                task[key] = when(moment)
-        if for_event:
-            task["updatedAt"] = _iso_ms(self.updated_at)
-        return task
 
 
 class _CloudWatchStreams:
@@ -415,7 +338,7 @@ class LocalFargate:
             return self._same_request(existing, request)
         # PENDING goes out before the supervisor starts, so the events of a task are in order.
         with task.lock:
-            pending = task.describe(for_event=True)
+            pending = task.state_change(self.account, self.region, time.time())
             answer = task.describe()
         self._send_event(task, pending)
         task.thread = threading.Thread(target=self._supervise, args=(task,), name=f"task-{task.id[:8]}", daemon=True)
@@ -459,22 +382,27 @@ class LocalFargate:
         task_id = uuid.uuid4().hex
         now = time.time()
         cluster_arn = f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}"
+        described: dict[str, Any] = {"overrides": overrides, "tags": list(request.get("tags") or [])}
+        for key in ("cpu", "memory"):
+            value = overrides.get(key) or definition.get(key)
+            if value is not None:
+                described[key] = value
         return _Task(
             id=task_id,
             arn=f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{task_id}",
             cluster=cluster,
             cluster_arn=cluster_arn,
+            definition_arn=definition["taskDefinitionArn"],
+            group=request.get("group") or f"family:{definition['family']}",
             definition=definition,
             container=container,
+            container_name=container["name"],
+            image=container.get("image", ""),
             container_arn=f"arn:aws:ecs:{self.region}:{self.account}:container/{cluster}/{task_id}/{uuid.uuid4()}",
             argv=[str(a) for a in (container.get("entryPoint") or [])] + [str(a) for a in command],
             env=env,
-            overrides=overrides,
-            tags=list(request.get("tags") or []),
+            described=described,
             started_by=request.get("startedBy"),
-            group=request.get("group") or f"family:{definition['family']}",
-            cpu=overrides.get("cpu") or definition.get("cpu"),
-            memory=overrides.get("memory") or definition.get("memory"),
             client_token=request.get("clientToken"),
             request=_request_key(request),
             created_at=now,
@@ -562,12 +490,8 @@ class LocalFargate:
         """Mark the task stopping and, unless grace is None (the caller kills it), end its
         process in the background: TERM, then KILL after the grace."""
         with task.lock:
-            if task.desired_status == "STOPPED":
+            if not task.ask_stop(code, reason, time.time()):
                 return  # already stopping, failed, or stopped: nothing changes
-            task.desired_status = "STOPPED"
-            task.stopping_at = time.time()
-            task.stop_code, task.stopped_reason = code, reason
-            task.touch()
             process = task.process if task.process is not None and not task.process.exited.is_set() else None
         # Not started yet: the supervisor sees desiredStatus and does not start it.
         if process is not None and grace is not None:
@@ -591,8 +515,7 @@ class LocalFargate:
             log.exception("task %s failed in the local Fargate", task.id)
             with task.lock:
                 if task.process is None and task.stop_code is None:
-                    task.stop_code = "TaskFailedToStart"
-                    task.stopped_reason = task.container_reason = f"CannotStartContainerError: {error}"
+                    task.failed_to_start(f"CannotStartContainerError: {error}", time.time())
             if task.process is not None:
                 task.process.kill()
                 task.process.process.wait()
@@ -603,25 +526,22 @@ class LocalFargate:
 
     def _launch(self, task: _Task, home: str | None) -> tuple[ProcessRun, OutputShipper] | None:
         with task.lock:
-            if self._closing and task.desired_status != "STOPPED":
-                task.desired_status, task.stopping_at = "STOPPED", time.time()
-                task.stop_code, task.stopped_reason = "TerminationNotice", "Local Fargate stopped"
+            if self._closing:
+                task.ask_stop("TerminationNotice", "Local Fargate stopped", time.time())
             if task.desired_status == "STOPPED":
                 return None  # stopped before it started
             try:
                 process = ProcessRun(self._command(task, home))
             except CannotStart as error:
-                self._failed_to_start(task, error.reason)
+                task.failed_to_start(error.reason, time.time())
                 return None
             task.process = process
         # The streams exist from the start, as with awslogs, so an empty stderr can be read.
         streams = _CloudWatchStreams(self.logs, self.log_group, task.id)
         streams.create_streams()
         with task.lock:
-            task.last_status = task.container_status = "RUNNING"
-            task.started_at = time.time()
-            task.touch()
-            running = task.describe(for_event=True)
+            task.running(time.time())
+            running = task.state_change(self.account, self.region, time.time())
         self._send_event(task, running)
         return process, OutputShipper(streams.put, streams.names, FLUSH_SECONDS)
 
@@ -634,50 +554,22 @@ class LocalFargate:
             raise CannotStart("CannotStartContainerError: no command specified")
         return self.sandbox.command(task.argv, task.env, home or "/")
 
-    def _failed_to_start(self, task: _Task, reason: str) -> None:
-        """Call with the task's lock held."""
-        task.desired_status = "STOPPED"
-        task.stop_code = "TaskFailedToStart"
-        task.stopped_reason = task.container_reason = reason
-        task.touch()
-
     def _finish(self, task: _Task) -> None:
         now = time.time()
         with task.lock:
-            task.last_status = task.container_status = task.desired_status = "STOPPED"
-            task.stopping_at = task.stopping_at or now
-            task.stopped_at = now
-            if task.stop_code is None:
-                task.stop_code = "EssentialContainerExited"
-                task.stopped_reason = "Essential container in task exited"
-            if task.stop_code == "TaskFailedToStart":
-                task.exit_code = None  # it never ran
-            task.touch()
-            stopped = task.describe(for_event=True)
+            task.stopped(now, task.exit_code)
+            stopped = task.state_change(self.account, self.region, now)
         self._send_event(task, stopped)
         with self._lock:
             self._stopped[task.id] = now
             self._prune(now)
 
-    def _send_event(self, task: _Task, detail: dict[str, Any]) -> None:
-        """Put the event an EventBridge rule on `aws.ecs` / `ECS Task State Change` delivers to
-        its SQS target."""
-        event_id = str(uuid.uuid4())
-        envelope = {
-            "version": "0",
-            "id": event_id,
-            "detail-type": "ECS Task State Change",
-            "source": "aws.ecs",
-            "account": self.account,
-            "time": _iso(time.time()),
-            "region": self.region,
-            "resources": [task.arn],
-            "detail": detail,
-        }
+    def _send_event(self, task: _Task, event: dict[str, Any]) -> None:
+        """Put the event on the queue an EventBridge rule on `aws.ecs` / `ECS Task State Change` targets."""
         extra: dict[str, str] = {}
         if self.events_queue_url.endswith(".fifo"):
-            extra = {"MessageGroupId": task.id, "MessageDeduplicationId": event_id}
+            extra = {"MessageGroupId": task.id, "MessageDeduplicationId": event["id"]}
         try:
-            self.sqs.send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(envelope), **extra)
+            self.sqs.send_message(QueueUrl=self.events_queue_url, MessageBody=json.dumps(event), **extra)
         except Exception:
-            log.exception("cannot send the %s event of task %s", detail.get("lastStatus"), task.id)
+            log.exception("cannot send the %s event of task %s", event["detail"].get("lastStatus"), task.id)

@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.domain.ecs import CONTAINER, TaskState, ecs_task_id, started_by
@@ -32,6 +31,7 @@ from chalicelib.domain.limits import ECS_MAX_REASON_CHARS
 from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
 
+from .ecs_tasks import EcsTask
 from .processes import (
     CannotStart,
     Command,
@@ -80,14 +80,9 @@ RESTARTED = "The local runtime restarted; the process of this ECS task is gone."
 SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was killed."
 JOIN_SECONDS = 5.0
 TASK_DIRECTORY_PREFIX = "fastlane-task-"
-
-
-def _iso_ms(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The columns of a task's ECS state, as EcsTask names them.
+STATE_COLUMNS = ("last_status", "desired_status", "exit_code", "container_reason", "stop_code", "stopped_reason",
+                 "started_at", "stopping_at", "stopped_at", "version")
 
 
 @dataclass
@@ -220,9 +215,12 @@ class LocalRunner:
             if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
                 shutil.rmtree(row["directory"], ignore_errors=True)  # the task's /tmp, left by the crash
             now = self._clock()
-            self._record(row["ecs_task_id"], event=True, last_status="STOPPED", desired_status="STOPPED",
-                         stop_code="TerminationNotice", stopped_reason=RESTARTED, stopping_at=now, stopped_at=now,
-                         exit_code=None, pid=None)
+
+            def restarted(state: EcsTask, now: float = now) -> None:
+                state.stop_code, state.stopped_reason, state.stopping_at = "TerminationNotice", RESTARTED, now
+                state.stopped(now, None)
+
+            self._change(row["ecs_task_id"], restarted, event=True, pid=None)
         if left:
             log.warning("local runner: %d ECS task(s) of a previous run were stopped", len(left))
         return len(left)
@@ -258,8 +256,8 @@ class LocalRunner:
                 return None
             task.stop = (code, reason)
             process = task.process if task.process is not None and not task.process.exited.is_set() else None
-        self._record(task.ecs_task_id, event=False, desired_status="STOPPED", stopping_at=self._clock(),
-                     stop_code=code, stopped_reason=reason)
+        now = self._clock()
+        self._change(task.ecs_task_id, lambda state: state.ask_stop(code, reason, now), event=False)
         return process
 
     def _command(self, task: _Supervised, directory: str | None) -> Command:
@@ -282,7 +280,8 @@ class LocalRunner:
                     except CannotStart as error:
                         failure = error.reason
             if task.process is not None:
-                self._record(task.ecs_task_id, event=True, last_status="RUNNING", started_at=self._clock(),
+                now = self._clock()
+                self._change(task.ecs_task_id, lambda state: state.running(now), event=True,
                              pid=task.process.pid, pid_started=process_identity(task.process.pid),
                              directory=directory)
                 streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
@@ -306,70 +305,53 @@ class LocalRunner:
         now = self._clock()
         with task.lock:
             stop = task.stop
-        fields: dict[str, Any] = {"last_status": "STOPPED", "desired_status": "STOPPED", "stopped_at": now, "pid": None}
-        if failure is not None and task.process is None:
-            fields.update(stop_code="TaskFailedToStart", stopped_reason=failure, container_reason=failure, exit_code=None)
-        elif stop is not None and stop[0] == "TerminationNotice":
+        started = task.process is not None
+
+        def end(state: EcsTask) -> None:
+            if failure is not None and not started:
+                state.failed_to_start(failure, now)
+            elif failure is not None and stop is None:
+                state.container_reason = failure  # the runner failed while the process ran
+            if not started:
+                state.stopping_at = now
             # Killed because the runtime stops, not by the job: no exit code of its own.
-            fields.update(stop_code=stop[0], stopped_reason=stop[1], exit_code=None)
-        elif stop is not None:
-            fields.update(stop_code=stop[0], stopped_reason=stop[1], exit_code=exit_code)
-        else:
-            fields.update(stop_code="EssentialContainerExited", stopped_reason="Essential container in task exited",
-                          exit_code=exit_code, stopping_at=now)
-            if failure is not None:
-                fields["container_reason"] = failure
-        if task.process is None:
-            fields["stopping_at"] = now
-        self._record(task.ecs_task_id, event=True, **fields)
+            shut_down = stop is not None and stop[0] == "TerminationNotice"
+            state.stopped(now, None if shut_down else exit_code)
+
+        self._change(task.ecs_task_id, end, event=True, pid=None)
         with self._lock:
             self._supervised.pop(task.ecs_task_id, None)
 
     # records and events ---------------------------------------------------------------------------
 
-    def _record(self, task_id: str, *, event: bool, **fields: Any) -> None:
-        """Update the task's row and, with `event`, put its state change on the events queue,
-        in one transaction."""
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+    def _change(self, task_id: str, change: Callable[[EcsTask], Any], *, event: bool, **columns: Any) -> None:
+        """Apply a change of state to the task's row (and set `columns`) and, with `event`, put its
+        state change on the events queue, in one transaction."""
         with self._db.write() as connection:
-            connection.execute(f"UPDATE ecs_tasks SET {assignments}, version = version + 1 WHERE ecs_task_id = ?",
-                               (*fields.values(), task_id))
+            row = connection.execute("SELECT * FROM ecs_tasks WHERE ecs_task_id = ?", (task_id,)).fetchone()
+            if row is None:
+                return
+            state = self._state(row)
+            change(state)
+            fields = {**{name: getattr(state, name) for name in STATE_COLUMNS}, **columns}
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            connection.execute(f"UPDATE ecs_tasks SET {assignments} WHERE ecs_task_id = ?", (*fields.values(), task_id))
             if event:
-                row = connection.execute("SELECT * FROM ecs_tasks WHERE ecs_task_id = ?", (task_id,)).fetchone()
-                if row is not None:
-                    self._queues.send_in(connection, self._events_queue, json.dumps(self._event(row)))
+                message = state.state_change(self._account, self._region, self._clock())
+                self._queues.send_in(connection, self._events_queue, json.dumps(message))
         if event:
             self._queues.wake(self._events_queue)
 
-    def _event(self, row: sqlite3.Row) -> dict[str, Any]:
-        """The event an EventBridge rule on `aws.ecs` / `ECS Task State Change` delivers."""
-        container: dict[str, Any] = {
-            "containerArn": f"{row['arn'].replace(':task/', ':container/')}/{CONTAINER}",
-            "taskArn": row["arn"], "name": CONTAINER, "image": row["image"], "lastStatus": row["last_status"],
-        }
-        if row["exit_code"] is not None:
-            container["exitCode"] = row["exit_code"]
-        if row["container_reason"]:
-            container["reason"] = row["container_reason"]
+    def _state(self, row: sqlite3.Row) -> EcsTask:
         cluster = row["arn"].split("/")[-2]
         # A task recorded before tasks named their job carries the execution id alone.
         named = started_by(row["job_id"], row["execution_id"]) if row["job_id"] else row["execution_id"]
-        detail: dict[str, Any] = {
-            "taskArn": row["arn"],
-            "clusterArn": f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
-            "taskDefinitionArn": f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",
-            "lastStatus": row["last_status"], "desiredStatus": row["desired_status"], "launchType": "FARGATE",
-            "group": f"family:{cluster}-local", "startedBy": named, "containers": [container],
-            "createdAt": _iso_ms(row["created_at"]), "updatedAt": _iso_ms(self._clock()), "version": row["version"],
-        }
-        for key, column in (("stopCode", "stop_code"), ("stoppedReason", "stopped_reason")):
-            if row[column]:
-                detail[key] = row[column]
-        for key, column in (("startedAt", "started_at"), ("stoppingAt", "stopping_at"), ("stoppedAt", "stopped_at")):
-            if row[column] is not None:
-                detail[key] = _iso_ms(row[column])
-        return {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "ECS Task State Change", "source": "aws.ecs",
-            "account": self._account, "time": _iso(self._clock()), "region": self._region,
-            "resources": [row["arn"]], "detail": detail,
-        }
+        return EcsTask(
+            arn=row["arn"], cluster_arn=f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
+            definition_arn=f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",
+            group=f"family:{cluster}-local", container_arn=f"{row['arn'].replace(':task/', ':container/')}/{CONTAINER}",
+            container_name=CONTAINER, image=row["image"], created_at=row["created_at"], updated_at=self._clock(),
+            started_by=named, last_status=row["last_status"], desired_status=row["desired_status"],
+            started_at=row["started_at"], stopping_at=row["stopping_at"], stopped_at=row["stopped_at"],
+            stop_code=row["stop_code"] or None, stopped_reason=row["stopped_reason"] or None,
+            exit_code=row["exit_code"], container_reason=row["container_reason"] or None, version=row["version"])
