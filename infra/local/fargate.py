@@ -5,7 +5,7 @@ to CloudWatch Logs and its state changes to SQS in the envelope an EventBridge r
 The app's ECS client is pointed at it with AWS_ENDPOINT_URL_ECS, so the app code is the same as
 in AWS. Only what the app uses is implemented; unknown operations are a 400 naming them. It
 serves the runtime's aws backend; the local backend runs processes through infra/local/runner.py
-without an ECS API. Both start and stop processes with infra/local/processes.py.
+without an ECS API. Both run their processes through infra/local/processes.py.
 
 RunTask runs any command on the developer's machine, so the port answers its own clients only,
 as the local API Gateway does: a request a browser marks as cross-site, or one naming a foreign
@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .commands import CannotStart, Command, Sandbox, docker_command
 from .ecs_tasks import EcsTask
 from .gateway import OriginPolicy
-from .processes import CannotStart, Command, OutputShipper, ProcessRun, Sandbox, docker_command
+from .output import OutputShipper
+from .processes import ProcessRun
 
 log = logging.getLogger(__name__)
 

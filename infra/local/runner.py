@@ -31,18 +31,11 @@ from chalicelib.domain.limits import ECS_MAX_REASON_CHARS
 from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
 
+from .commands import CannotStart, Command, Sandbox, docker_command, docker_quietly
 from .ecs_tasks import EcsTask
-from .processes import (
-    CannotStart,
-    Command,
-    OutputShipper,
-    ProcessRun,
-    Sandbox,
-    docker_command,
-    docker_quietly,
-    kill_leftovers,
-    process_identity,
-)
+from .leftovers import kill_leftovers, process_identity
+from .output import OutputShipper
+from .processes import ProcessRun
 from .sqlite.db import Database
 from .sqlite.logs import LocalLogStore
 from .sqlite.queues import EVENTS, LocalQueues

@@ -171,7 +171,7 @@ class LocalRuntime:
 
     def _isolation(self, settings: RuntimeSettings, hidden: tuple[str, ...] = ()) -> tuple[str | None, Any]:
         """The container engine (docker with DOCKER_HOST) or, without one, the sandbox of the processes."""
-        from .processes import Sandbox
+        from .commands import Sandbox
 
         if settings.docker:
             return "docker", None

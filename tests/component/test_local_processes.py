@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
-from infra.local.processes import Command, OutputShipper, ProcessRun, Sandbox, kill_leftovers, process_identity
+from infra.local.commands import Command, Sandbox
+from infra.local.leftovers import kill_leftovers, process_identity
+from infra.local.output import OutputShipper
+from infra.local.processes import ProcessRun
 from tests import polling
 
 

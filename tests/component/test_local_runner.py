@@ -25,7 +25,7 @@ from chalicelib.domain.ecs import parse_task_event, started_by
 from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
 from chalicelib.domain.pools import Pool
-from infra.local.processes import Sandbox
+from infra.local.commands import Sandbox
 from infra.local.runner import RESTARTED, SHUT_DOWN, LocalRunner
 from infra.local.sqlite.db import Database
 from infra.local.sqlite.logs import LocalLogReader, LocalLogStore
@@ -264,7 +264,7 @@ RUNTIME_THAT_DIES = textwrap.dedent("""
     import json, os, sys, threading, time
     from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
     from chalicelib.domain.pools import Pool
-    from infra.local.processes import Sandbox
+    from infra.local.commands import Sandbox
     from infra.local.runner import LocalRunner
     from infra.local.sqlite.db import Database
     from infra.local.sqlite.logs import LocalLogReader, LocalLogStore
