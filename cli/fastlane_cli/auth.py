@@ -75,15 +75,18 @@ class SigV4(Auth):
 
     def credentials(self) -> Any:
         """Frozen credentials for one signature (refreshable ones renew themselves)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
         try:
             if self._credentials is None:
                 self._credentials = self._session.get_credentials()
             frozen = self._credentials.get_frozen_credentials() if self._credentials is not None else None
+        except ProfileNotFound:
+            raise CliError(f"the AWS profile '{self.profile}' is not in your AWS config; give an existing --aws-profile",
+                           USAGE) from None
         except (BotoCoreError, ClientError) as error:
-            raise CliError(f"cannot load AWS credentials ({error}); for SSO run `aws sso login`"
-                           f"{' --profile ' + self.profile if self.profile else ''}", AUTH) from None
+            login = "aws sso login" + (f" --profile {self.profile}" if self.profile else "")
+            raise CliError(f"cannot load AWS credentials ({error}); for SSO run `{login}`", AUTH) from None
         if frozen is None or not frozen.access_key:
             where = f"the profile '{self.profile}'" if self.profile else "the environment or the default profile"
             raise CliError(f"no AWS credentials found in {where}: give --aws-profile, set AWS_ACCESS_KEY_ID and "

@@ -96,12 +96,16 @@ def websocket_base(api: Api, task: str, job: str) -> str:
 
 class Follower:
     def __init__(self, api: Api, task: str, job: str, execution: str | None = None, follow_retries: bool = True,
-                 progress: Progress | None = None, out: IO[bytes] | None = None, err: IO[bytes] | None = None) -> None:
+                 progress: Progress | None = None, out: IO[bytes] | None = None, err: IO[bytes] | None = None,
+                 start: str | None = None) -> None:
+        """Follows `execution` only, or the job from `start` (an execution `run` or `retry` just
+        created: it may have ended, and been retried, before the first connection) or from its
+        latest execution."""
         self.api = api
         self.task = task
         self.job = job
         self.pinned = execution  # `logs -f TASK JOB EXECUTION` follows that one only
-        self.current = execution
+        self.current = execution or start
         self.follow_retries = follow_retries and execution is None
         self.progress = progress or Progress(enabled=False)
         self.outputs = {"stdout": out or sys.stdout.buffer, "stderr": err or sys.stderr.buffer}
@@ -232,7 +236,7 @@ class Follower:
         url = self._url(params)
         try:
             socket = connect(url, additional_headers=self.api.auth.websocket_headers(), open_timeout=15,
-                             max_size=2 ** 22, user_agent_header="fastlane-cli", compression=None)
+                             max_size=2 ** 22, user_agent_header="fastlane-cli", compression=None, close_timeout=2)
         except InvalidStatus as refused:
             status = refused.response.status_code
             if status in (401, 403):
@@ -244,7 +248,8 @@ class Follower:
         self.connections += 1
         for stream in STREAMS:
             self.resumed[stream] = bool(self.partial[stream])
-        with socket:
+        graceful = False  # a close frame came: close politely; else drop the socket at once
+        try:
             silence = SILENCE_FIRST
             check_at = time.monotonic() + silence
             ping_at = time.monotonic() + PING_EVERY
@@ -273,6 +278,7 @@ class Follower:
                     continue
                 kind = frame.get("type")
                 if kind == "close":
+                    graceful = True
                     retry_after = frame.get("retryAfter")
                     return str(frame.get("reason")), float(retry_after) if isinstance(retry_after, (int, float)) else None
                 if kind == "subscribed":
@@ -286,6 +292,11 @@ class Follower:
                         self.current = ending.execution_id
                 elif kind == "error":
                     self._error(frame)
+        finally:
+            if graceful:
+                socket.close()
+            else:
+                socket.close_socket()
 
     def _ended_elsewhere(self, now: float) -> bool | None:
         """Whether the API says the followed execution ended while its stream has not: a lost end

@@ -185,10 +185,10 @@ def _print_ids(answer: dict[str, Any], as_json: bool) -> None:
 
 
 def _follow(api: Api, task: str, job: str, execution: str | None, follow_retries: bool, quiet: bool,
-            stop_on_interrupt: bool) -> int:
+            stop_on_interrupt: bool, start: str | None = None) -> int:
     """Follows the job (or one execution) to its end; the exit code, with the reason on stderr."""
     progress = Progress(quiet=quiet)
-    follower = Follower(api, task, job, execution, follow_retries=follow_retries, progress=progress)
+    follower = Follower(api, task, job, execution, follow_retries=follow_retries, progress=progress, start=start)
     try:
         ending: Ending = follower.follow()
     except KeyboardInterrupt:
@@ -269,7 +269,8 @@ def run(api: Api, image: str, command: tuple[str, ...], task: str | None, env: t
             click.echo(f"fastlane: a cron job runs on every tick; `fastlane logs -f {answer['taskId']} {answer['jobId']}` "
                        "follows its latest execution", err=True)
         return OK
-    return _follow(api, answer["taskId"], answer["jobId"], None, not no_follow_retries, quiet, stop_on_interrupt)
+    return _follow(api, answer["taskId"], answer["jobId"], None, not no_follow_retries, quiet, stop_on_interrupt,
+                   start=answer.get("executionId"))
 
 
 # ls ----------------------------------------------------------------------------------------------
@@ -451,7 +452,7 @@ def retry(api: Api, task: str, job: str, follow: bool, idempotency_key: str | No
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     data = api.post(path("tasks", task, "jobs", job, "retry"), headers=headers)
     if follow:
-        return _follow(api, task, job, None, True, quiet, stop_on_interrupt=False)
+        return _follow(api, task, job, None, True, quiet, stop_on_interrupt=False, start=data.get("executionId"))
     if as_json:
         output.emit_json(data)
     else:
