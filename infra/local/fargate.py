@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -26,7 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .commands import CannotStart, Command, Sandbox, docker_command
+from .commands import CannotStart, Sandbox
+from .containers import Containers
 from .ecs_tasks import EcsTask
 from .gateway import OriginPolicy
 from .output import OutputShipper
@@ -163,8 +162,6 @@ class LocalFargate:
         sandbox: Sandbox | None = None,
         allowed_hosts: str | None = None,
     ) -> None:
-        if engine not in (None, "docker"):
-            raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
         self.sqs = sqs_client
         self.logs = logs_client
         self.events_queue_url = events_queue_url
@@ -172,8 +169,9 @@ class LocalFargate:
         self.region = region
         self.account = account
         self.stop_grace_seconds = stop_grace_seconds
+        self._containers = Containers(engine, sandbox)
         self.engine = engine
-        self.sandbox = sandbox or Sandbox()
+        self.sandbox = self._containers.sandbox
         self._lock = threading.Lock()
         self._families: dict[str, list[dict[str, Any]]] = {}
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
@@ -196,6 +194,11 @@ class LocalFargate:
             "DescribeTasks": self._describe_tasks,
             "ListTasks": self._list_tasks,
         }
+
+    @property
+    def isolation(self) -> str:
+        """How jobs are isolated from the host, as /status says it."""
+        return self._containers.isolation
 
     @property
     def port(self) -> int:
@@ -223,7 +226,7 @@ class LocalFargate:
         for task in tasks:
             self._request_stop(task, "TerminationNotice", "Local Fargate stopped", grace=None)
             if task.process is not None:
-                task.process.kill(self._docker_name(task))
+                task.process.kill(self._containers.docker_name(task.id))
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
@@ -485,9 +488,6 @@ class LocalFargate:
 
     # -- running tasks -------------------------------------------------------------------------
 
-    def _docker_name(self, task: _Task) -> str | None:
-        return f"fastlane-{task.id}" if self.engine == "docker" else None
-
     def _request_stop(self, task: _Task, code: str, reason: str, grace: float | None) -> None:
         """Mark the task stopping and, unless grace is None (the caller kills it), end its
         process in the background: TERM, then KILL after the grace."""
@@ -497,33 +497,19 @@ class LocalFargate:
             process = task.process if task.process is not None and not task.process.exited.is_set() else None
         # Not started yet: the supervisor sees desiredStatus and does not start it.
         if process is not None and grace is not None:
-            threading.Thread(target=process.terminate, args=(grace, self._docker_name(task)),
+            threading.Thread(target=process.terminate, args=(grace, self._containers.docker_name(task.id)),
                              name=f"stop-{task.id[:8]}", daemon=True).start()
 
     def _supervise(self, task: _Task) -> None:
         """Start the task, ship its output while it runs, and report how it ended. Runs in the
         task's own thread; never raises."""
-        home: str | None = None
-        try:
-            if self.engine is None:
-                home = tempfile.mkdtemp(prefix=f"fastlane-task-{task.id[:12]}-")
-            started = self._launch(task, home)
-            if started is not None:
-                process, shipper = started
-                exit_code = process.pump(shipper)
-                with task.lock:
-                    task.exit_code = exit_code
-        except Exception as error:
-            log.exception("task %s failed in the local Fargate", task.id)
-            with task.lock:
-                if task.process is None and task.stop_code is None:
-                    task.failed_to_start(f"CannotStartContainerError: {error}", time.time())
-            if task.process is not None:
-                task.process.kill()
-                task.process.process.wait()
-        finally:
-            if home is not None:
-                shutil.rmtree(home, ignore_errors=True)
+        exit_code, error = self._containers.supervise(task.id, lambda home: self._launch(task, home),
+                                                      lambda: task.process)
+        with task.lock:
+            if error is None:
+                task.exit_code = exit_code
+            elif task.process is None and task.stop_code is None:
+                task.failed_to_start(f"CannotStartContainerError: {error}", time.time())
         self._finish(task)
 
     def _launch(self, task: _Task, home: str | None) -> tuple[ProcessRun, OutputShipper] | None:
@@ -533,7 +519,9 @@ class LocalFargate:
             if task.desired_status == "STOPPED":
                 return None  # stopped before it started
             try:
-                process = ProcessRun(self._command(task, home))
+                entry_point = [str(a) for a in task.container.get("entryPoint") or []]
+                command = self._containers.command(task.id, task.image, task.argv, task.env, home, entry_point)
+                process = ProcessRun(command)
             except CannotStart as error:
                 task.failed_to_start(error.reason, time.time())
                 return None
@@ -546,15 +534,6 @@ class LocalFargate:
             running = task.state_change(self.account, self.region, time.time())
         self._send_event(task, running)
         return process, OutputShipper(streams.put, streams.names, FLUSH_SECONDS)
-
-    def _command(self, task: _Task, home: str | None) -> Command:
-        if self.engine == "docker":
-            entry_point = [str(a) for a in task.container.get("entryPoint") or []]
-            return docker_command(f"fastlane-{task.id}", str(task.container.get("image") or ""), entry_point,
-                                  task.argv, task.env)
-        if not task.argv:
-            raise CannotStart("CannotStartContainerError: no command specified")
-        return self.sandbox.command(task.argv, task.env, home or "/")
 
     def _finish(self, task: _Task) -> None:
         now = time.time()

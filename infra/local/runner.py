@@ -17,7 +17,6 @@ import os
 import shlex
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +30,8 @@ from chalicelib.domain.limits import ECS_MAX_REASON_CHARS
 from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
 
-from .commands import CannotStart, Command, Sandbox, docker_command, docker_quietly
+from .commands import CannotStart, Sandbox, docker_quietly
+from .containers import TASK_DIRECTORY_PREFIX, Containers
 from .ecs_tasks import EcsTask
 from .leftovers import kill_leftovers, process_identity
 from .output import OutputShipper
@@ -72,7 +72,6 @@ ACCOUNT = "123456789012"
 RESTARTED = "The local runtime restarted; the process of this ECS task is gone."
 SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was killed."
 JOIN_SECONDS = 5.0
-TASK_DIRECTORY_PREFIX = "fastlane-task-"
 # The columns of a task's ECS state, as EcsTask names them.
 STATE_COLUMNS = ("last_status", "desired_status", "exit_code", "container_reason", "stop_code", "stopped_reason",
                  "started_at", "stopping_at", "stopped_at", "version")
@@ -97,15 +96,13 @@ class LocalRunner:
     def __init__(self, db: Database, queues: LocalQueues, logs: LocalLogStore, *, events_queue: str = EVENTS,
                  stop_grace_seconds: float = 2.0, engine: str | None = None, sandbox: Sandbox | None = None,
                  region: str = REGION, account: str = ACCOUNT, clock: Callable[[], float] = time.time) -> None:
-        if engine not in (None, "docker"):
-            raise ValueError(f"unsupported engine {engine!r}: only 'docker' (or None, for local processes)")
+        self._containers = Containers(engine, sandbox)
+        self.sandbox = self._containers.sandbox
         self._db = db
         self._queues = queues
         self._logs = logs
         self._events_queue = events_queue
         self._grace = stop_grace_seconds
-        self._engine = engine
-        self.sandbox = sandbox or Sandbox()
         self._region = region
         self._account = account
         self._clock = clock
@@ -118,9 +115,7 @@ class LocalRunner:
     @property
     def isolation(self) -> str:
         """How jobs are isolated from the host, as /status says it."""
-        if self._engine == "docker":
-            return "Docker containers (DOCKER_HOST)"
-        return "local processes: " + self.sandbox.description
+        return self._containers.isolation
 
     # the port -----------------------------------------------------------------------------------
 
@@ -161,7 +156,7 @@ class LocalRunner:
             return  # stopped already, or never ours
         process = self._ask_stop(supervised, "UserInitiated", reason[:ECS_MAX_REASON_CHARS])
         if process is not None:
-            threading.Thread(target=process.terminate, args=(self._grace, self._docker_name(supervised)),
+            threading.Thread(target=process.terminate, args=(self._grace, self._containers.docker_name(supervised.ecs_task_id)),
                              name=f"stop-{supervised.ecs_task_id[:8]}", daemon=True).start()
 
     def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
@@ -203,8 +198,9 @@ class LocalRunner:
             # A job's process dies with the runtime, but not what it started in the background;
             # a pid it recorded may be another process's by now.
             kill_leftovers(f"FASTLANE_EXECUTION_ID={row['execution_id']}", row["pid"], row["pid_started"])
-            if self._engine == "docker":
-                docker_quietly(["rm", "-f", f"fastlane-{row['ecs_task_id']}"], timeout=10)
+            name = self._containers.docker_name(row["ecs_task_id"])
+            if name is not None:
+                docker_quietly(["rm", "-f", name], timeout=10)
             if row["directory"] and os.path.basename(row["directory"]).startswith(TASK_DIRECTORY_PREFIX):
                 shutil.rmtree(row["directory"], ignore_errors=True)  # the task's /tmp, left by the crash
             now = self._clock()
@@ -226,7 +222,7 @@ class LocalRunner:
         for task in supervised:
             process = self._ask_stop(task, "TerminationNotice", SHUT_DOWN)
             if process is not None:
-                process.kill(self._docker_name(task))
+                process.kill(self._containers.docker_name(task.ecs_task_id))
         deadline = time.monotonic() + JOIN_SECONDS
         for task in supervised:
             if task.thread is not None:
@@ -239,9 +235,6 @@ class LocalRunner:
 
     # one ECS task ---------------------------------------------------------------------------------
 
-    def _docker_name(self, task: _Supervised) -> str | None:
-        return f"fastlane-{task.ecs_task_id}" if self._engine == "docker" else None
-
     def _ask_stop(self, task: _Supervised, code: str, reason: str) -> ProcessRun | None:
         """Record the stop; the running process to end, if there is one."""
         with task.lock:
@@ -253,42 +246,31 @@ class LocalRunner:
         self._change(task.ecs_task_id, lambda state: state.ask_stop(code, reason, now), event=False)
         return process
 
-    def _command(self, task: _Supervised, directory: str | None) -> Command:
-        if self._engine == "docker":
-            return docker_command(f"fastlane-{task.ecs_task_id}", task.image, [], task.command, task.env)
-        return self.sandbox.command(task.command, task.env, directory or "/")
-
     def _supervise(self, task: _Supervised) -> None:
         """Start the process, ship its output while it runs, and report how it ended. Runs in
         the task's own thread; never raises."""
-        directory = (tempfile.mkdtemp(prefix=f"{TASK_DIRECTORY_PREFIX}{task.ecs_task_id[:12]}-")
-                     if self._engine is None else None)
-        exit_code: int | None = None
         failure: str | None = None
-        try:
+
+        def launch(directory: str | None) -> tuple[ProcessRun, OutputShipper] | None:
+            nonlocal failure
             with task.lock:
-                if task.stop is None:
-                    try:
-                        task.process = ProcessRun(self._command(task, directory))
-                    except CannotStart as error:
-                        failure = error.reason
-            if task.process is not None:
-                now = self._clock()
-                self._change(task.ecs_task_id, lambda state: state.running(now), event=True,
-                             pid=task.process.pid, pid_started=process_identity(task.process.pid),
-                             directory=directory)
-                streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
-                shipper = OutputShipper(self._put_logs, streams)
-                exit_code = task.process.pump(shipper)
-        except Exception as error:  # noqa: BLE001 - the task ends, with the reason
-            log.exception("local runner: ECS task %s failed", task.ecs_task_id)
+                if task.stop is not None:
+                    return None
+                try:
+                    command = self._containers.command(task.ecs_task_id, task.image, task.command, task.env, directory)
+                    task.process = process = ProcessRun(command)
+                except CannotStart as error:
+                    failure = error.reason
+                    return None
+            now = self._clock()
+            self._change(task.ecs_task_id, lambda state: state.running(now), event=True,
+                         pid=process.pid, pid_started=process_identity(process.pid), directory=directory)
+            streams = {stream: f"{task.ecs_task_id}/{stream}" for stream in ("stdout", "stderr")}
+            return process, OutputShipper(self._put_logs, streams)
+
+        exit_code, error = self._containers.supervise(task.ecs_task_id, launch, lambda: task.process)
+        if error is not None:
             failure = failure or f"CannotStartContainerError: {error}"
-            if task.process is not None:
-                task.process.kill(self._docker_name(task))
-                task.process.process.wait()
-        finally:
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
         self._finish(task, exit_code, failure)
 
     def _put_logs(self, stream: str, events: list[dict[str, Any]]) -> None:

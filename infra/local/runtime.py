@@ -306,7 +306,7 @@ class LocalRuntime:
             host=self.host, stop_grace_seconds=settings.stop_grace_seconds, engine=engine, sandbox=sandbox,
             allowed_hosts=settings.allowed_hosts)
         self._fargate.start()
-        self.isolation = "Docker containers (DOCKER_HOST)" if engine else "local processes: " + self._fargate.sandbox.description
+        self.isolation = self._fargate.isolation
         os.environ["AWS_ENDPOINT_URL_ECS"] = self._fargate.endpoint
         self._start_websocket()
         wiring.reset()
