@@ -489,7 +489,7 @@ def ui(api: Api, port: int, no_browser: bool, use_proxy: bool | None) -> int:
         api.auth.sign("GET", api.base + "/", {}, b"")  # no credentials: say so now, not in the browser
     proxy = SigningProxy(api.base, api.auth, port=port)
     url = f"{proxy.url}/ui"
-    click.echo(f"fastlane: signing proxy for {api.base} on {proxy.url} ({api.auth.mode}); Ctrl-C stops it", err=True)
+    click.echo(f"fastlane: signing proxy for {api.base} on {proxy.url} ({api.auth.mode} auth); Ctrl-C stops it", err=True)
     click.echo(url)
     if not no_browser:
         webbrowser.open(url)
