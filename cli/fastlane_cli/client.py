@@ -24,6 +24,13 @@ HINTS = {
 }
 
 
+NOT_FOUND_HINTS = {
+    "taskId": "; `fastlane ls` lists the tasks",
+    "jobId": "; `fastlane ls TASK` lists a task's jobs",
+    "executionId": "; `fastlane ls TASK JOB` lists a job's executions",
+}
+
+
 def path(*segments: str) -> str:
     """A route's path from its segments (task ids may hold ':'; nothing else needs escaping)."""
     return "/" + "/".join(quote(segment, safe=":") for segment in segments)
@@ -105,12 +112,12 @@ class Api:
         return answer
 
     def fail(self, method: str, route: str, answer: Answer) -> None:
-        message, _ = _service_error(answer)
+        message, field = _service_error(answer)
         status = answer.status
         if status in (401, 403):
             raise CliError(f"the service refused the credentials ({status}: {message}); {HINTS[self.auth.mode]}", AUTH)
         if status == 404:
-            raise CliError(message, NOT_FOUND)
+            raise CliError(message.rstrip(".") + NOT_FOUND_HINTS.get(field or "", ""), NOT_FOUND)
         if status in (400, 413, 411, 415):
             raise CliError(f"the service refused the request ({status}): {message}", USAGE)
         if status == 409:
