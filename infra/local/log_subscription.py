@@ -3,11 +3,12 @@ new event of the job log group is delivered to the app's logs function, in the e
 CloudWatch Logs uses ({"awslogs": {"data": base64(gzip(json))}}), one delivery per log stream
 and batch.
 
-On the local backend, LocalLogSubscription follows the local log streams: it wakes when the
-runner writes events, so a line reaches the logs function milliseconds after it was written.
+One LogSubscription delivers from either source of new events. On the local backend,
+StoreFollower follows the local log streams: it wakes when the runner writes events, so a line
+reaches the logs function milliseconds after it was written.
 
 On the aws backend (moto has no subscription delivery to Lambda without Docker),
-LogSubscriptionPoller reads with FilterLogEvents over a sliding window (events written with a
+FilterLogEventsPoller reads with FilterLogEvents over a sliding window (events written with a
 timestamp older than WINDOW_MS are not seen; the local Fargate ships lines within 0.2 s of
 their timestamp), and remembers the event ids it delivered, so each event is delivered once.
 """
@@ -19,13 +20,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from chalice.local import LambdaContext
 
 from chalicelib.observability import logger
 
-from .event_sources import Periodic
 from .sqlite.logs import LocalLogStore
 
 INTERVAL_SECONDS = 0.1
@@ -46,54 +46,6 @@ def subscription_event(group: str, stream: str, events: list[dict[str, Any]], ow
 
 def _order(event: dict[str, Any]) -> tuple[int, str]:
     return int(event["timestamp"]), str(event["eventId"]).rjust(64, "0")
-
-
-class LogSubscriptionPoller:
-    def __init__(self, logs: Any, group: str, handler: Callable[[dict[str, Any], Any], Any], *,
-                 interval: float = INTERVAL_SECONDS, window_ms: int = WINDOW_MS) -> None:
-        self._logs, self._group, self._handler = logs, group, handler
-        self._window = window_ms
-        self._seen: dict[tuple[str, str], int] = {}  # (stream, event id) -> timestamp
-        self._loop = Periodic(self.poll_once, interval, "log-subscription", pause=1.0)
-        self.reads = 0  # FilterLogEvents calls: one reader for the group, whoever watches
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def stop(self) -> None:
-        self._loop.stop()
-
-    def poll_once(self) -> int:
-        """Deliver the events not delivered yet; returns how many."""
-        since = int(time.time() * 1000) - self._window
-        request: dict[str, Any] = {"logGroupName": self._group, "startTime": since}
-        fresh: dict[str, list[dict[str, Any]]] = {}
-        while True:
-            self.reads += 1
-            response = self._logs.filter_log_events(**request)
-            for event in response.get("events", []):
-                key = (event["logStreamName"], str(event["eventId"]))
-                if key not in self._seen:
-                    self._seen[key] = int(event["timestamp"])
-                    fresh.setdefault(event["logStreamName"], []).append(event)
-            token = response.get("nextToken")
-            if not token:
-                break
-            request["nextToken"] = token
-        self._seen = {key: at for key, at in self._seen.items() if at >= since}
-        count = 0
-        for stream, events in fresh.items():
-            events.sort(key=_order)
-            for batch in self._batches(events):
-                self._deliver(stream, batch)
-                count += len(batch)
-        return count
-
-    def _batches(self, events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        return batches(events)
-
-    def _deliver(self, stream: str, events: list[dict[str, Any]]) -> None:
-        deliver(self._handler, self._group, stream, events)
 
 
 def batches(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -118,49 +70,124 @@ def deliver(handler: Callable[[dict[str, Any], Any], Any], group: str, stream: s
         logger.exception("local log subscription: the logs function failed", extra={"stream": stream})
 
 
-class LocalLogSubscription:
-    """Follows every stream of the local log store from the moment it starts and delivers what
-    is written, in writing order, one delivery per stream and batch."""
+Events = dict[str, list[dict[str, Any]]]  # stream -> its new events, oldest first
+
+
+class StoreFollower:
+    """The local log store, followed from the moment the subscription starts: woken by each write."""
 
     IDLE_SECONDS = 0.5  # events written by another process are seen this late at most
+    ERROR_PAUSE = 0.5
 
-    def __init__(self, store: LocalLogStore, group: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
-        self._store, self._group, self._handler = store, group, handler
+    def __init__(self, store: LocalLogStore) -> None:
+        self._store = store
         self._after = store.last_seq()
+        self.reads = 0  # reads of the store: one reader, whoever watches
+
+    def fresh(self) -> Events:
+        self.reads += 1
+        events = self._store.events_after(self._after)
+        if events:
+            self._after = events[-1].seq
+        by_stream: Events = {}
+        for event in events:
+            by_stream.setdefault(event.stream, []).append(
+                {"eventId": str(event.seq), "timestamp": event.timestamp, "message": event.message})
+        return by_stream
+
+    def wait(self, delivered: int, until: threading.Event) -> None:
+        if not delivered:
+            self._store.wait_after(self._after, self.IDLE_SECONDS, until=until)
+
+    def wake(self) -> None:
+        self._store.wake()
+
+
+class FilterLogEventsPoller:
+    """A CloudWatch log group, read with FilterLogEvents over a sliding window every `interval`
+    seconds; the event ids delivered are remembered, so each event is delivered once."""
+
+    ERROR_PAUSE = 1.0
+
+    def __init__(self, logs: Any, group: str, interval: float = INTERVAL_SECONDS, window_ms: int = WINDOW_MS) -> None:
+        self._logs, self._group, self._interval, self._window = logs, group, interval, window_ms
+        self._seen: dict[tuple[str, str], int] = {}  # (stream, event id) -> timestamp
+        self.reads = 0  # FilterLogEvents calls: one reader for the group, whoever watches
+
+    def fresh(self) -> Events:
+        since = int(time.time() * 1000) - self._window
+        request: dict[str, Any] = {"logGroupName": self._group, "startTime": since}
+        fresh: Events = {}
+        while True:
+            self.reads += 1
+            response = self._logs.filter_log_events(**request)
+            for event in response.get("events", []):
+                key = (event["logStreamName"], str(event["eventId"]))
+                if key not in self._seen:
+                    self._seen[key] = int(event["timestamp"])
+                    fresh.setdefault(event["logStreamName"], []).append(event)
+            token = response.get("nextToken")
+            if not token:
+                break
+            request["nextToken"] = token
+        self._seen = {key: at for key, at in self._seen.items() if at >= since}
+        for events in fresh.values():
+            events.sort(key=_order)
+        return fresh
+
+    def wait(self, delivered: int, until: threading.Event) -> None:
+        until.wait(self._interval)
+
+    def wake(self) -> None:
+        pass  # the wait is on the subscription's own stop
+
+
+class Source(Protocol):
+    ERROR_PAUSE: float
+    reads: int
+
+    def fresh(self) -> Events: ...
+    def wait(self, delivered: int, until: threading.Event) -> None: ...
+    def wake(self) -> None: ...
+
+
+class LogSubscription:
+    """Delivers what is written to the log group, one delivery per stream and batch, from one
+    source of new events (the local store, or FilterLogEvents)."""
+
+    def __init__(self, source: Source, group: str, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        self._source, self._group, self._handler = source, group, handler
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="log-subscription", daemon=True)
-        self.reads = 0  # reads of the store: one reader, whoever watches
+
+    @property
+    def reads(self) -> int:
+        return self._source.reads
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._store.wake()
+        self._source.wake()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if not self.deliver_new():
-                    self._store.wait_after(self._after, self.IDLE_SECONDS, until=self._stop)
+                delivered = self.deliver_new()
             except Exception:  # noqa: BLE001 - the subscription must outlive a passing error
                 if not self._stop.is_set():
                     logger.exception("local log subscription: a round failed")
-                    self._stop.wait(0.5)
+                    self._stop.wait(self._source.ERROR_PAUSE)
+                continue
+            self._source.wait(delivered, self._stop)
 
     def deliver_new(self) -> int:
         """Deliver the events written since the last delivery; returns how many."""
-        self.reads += 1
-        events = self._store.events_after(self._after)
-        if not events:
-            return 0
-        self._after = events[-1].seq
-        by_stream: dict[str, list[dict[str, Any]]] = {}
-        for event in events:
-            by_stream.setdefault(event.stream, []).append(
-                {"eventId": str(event.seq), "timestamp": event.timestamp, "message": event.message})
-        for stream, items in by_stream.items():
-            for batch in batches(items):
+        count = 0
+        for stream, events in self._source.fresh().items():
+            for batch in batches(events):
                 deliver(self._handler, self._group, stream, batch)
-        return len(events)
+                count += len(batch)
+        return count

@@ -229,7 +229,7 @@ class LocalRuntime:
         from chalicelib.config import Settings
 
         from .event_sources import LocalQueue
-        from .log_subscription import LocalLogSubscription
+        from .log_subscription import LogSubscription, StoreFollower
         from .sqlite.backend import handles_of, open_local_backend
         from .sqlite.queues import EVENTS, JOBS, NOTIFY
 
@@ -252,7 +252,7 @@ class LocalRuntime:
         wiring.use_backend(backend)
 
         def subscription(handler: Callable[[dict[str, Any], Any], Any]) -> Any:
-            followed = LocalLogSubscription(handles.log_store, app_settings.log_group, handler)
+            followed = LogSubscription(StoreFollower(handles.log_store), app_settings.log_group, handler)
             # Log reads for live logs, counted at GET <management endpoint>/_local/calls: the app's
             # catch-ups and ends, and the one subscription.
             gateway.counters.update({"AppFilterLogEvents": lambda: handles.log_events.reads,
@@ -273,7 +273,7 @@ class LocalRuntime:
         from .botocore_models import share_botocore_models
         from .event_sources import SqsQueue
         from .fargate import LocalFargate
-        from .log_subscription import LogSubscriptionPoller
+        from .log_subscription import FilterLogEventsPoller, LogSubscription
         from .scheduler import ScheduleFirer
 
         share_botocore_models()  # its many threads each make their own sessions
@@ -312,7 +312,7 @@ class LocalRuntime:
         wiring.reset()
 
         def subscription(handler: Callable[[dict[str, Any], Any], Any]) -> Any:
-            poller = LogSubscriptionPoller(logs, env["LOG_GROUP"], handler)
+            poller = LogSubscription(FilterLogEventsPoller(logs, env["LOG_GROUP"]), env["LOG_GROUP"], handler)
             # CloudWatch reads for live logs, counted at GET <management endpoint>/_local/calls: the
             # app's catch-ups and ends, and the one subscription poller.
             calls = self._websocket.calls

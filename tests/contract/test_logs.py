@@ -47,9 +47,9 @@ class LocalProbe:
         self.store.put(stream, events)
 
     def subscription(self, handler: Any) -> Any:
-        from infra.local.log_subscription import LocalLogSubscription
+        from infra.local.log_subscription import LogSubscription, StoreFollower
 
-        subscription = LocalLogSubscription(self.store, GROUP, handler)
+        subscription = LogSubscription(StoreFollower(self.store), GROUP, handler)
         subscription.start()
         return subscription
 
@@ -78,9 +78,9 @@ class CloudWatchProbe:
                 {"timestamp": timestamp, "message": message} for timestamp, message in events[start:start + 1000]])
 
     def subscription(self, handler: Any) -> Any:
-        from infra.local.log_subscription import LogSubscriptionPoller
+        from infra.local.log_subscription import FilterLogEventsPoller, LogSubscription
 
-        poller = LogSubscriptionPoller(self.logs, GROUP, handler, interval=0.05)
+        poller = LogSubscription(FilterLogEventsPoller(self.logs, GROUP, interval=0.05), GROUP, handler)
         poller.start()
         return poller
 
@@ -283,7 +283,7 @@ def test_the_subscription_delivers_new_events_once_in_the_shape_cloudwatch_sends
 
 
 def test_the_local_subscription_delivers_a_line_within_milliseconds(tmp_path: Any) -> None:
-    from infra.local.log_subscription import LocalLogSubscription
+    from infra.local.log_subscription import LogSubscription, StoreFollower
 
     local = LocalProbe(str(tmp_path / "state.db"))
     ecs_task = task_id()
@@ -296,7 +296,7 @@ def test_the_local_subscription_delivers_a_line_within_milliseconds(tmp_path: An
                 arrivals[e["message"]] = time.perf_counter()
             got.notify_all()
 
-    subscription = LocalLogSubscription(local.store, GROUP, handler)
+    subscription = LogSubscription(StoreFollower(local.store), GROUP, handler)
     subscription.start()
     latencies = []
     try:
