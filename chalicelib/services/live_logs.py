@@ -231,6 +231,13 @@ class LiveLogs:
             self._connections.delete(connection_id)
             return
         self._go_live(subscriber, writer)
+        if not execution.watched:
+            # The monitor ends the streams of an execution it finds watched. One that ended after
+            # it was read above and before `watched` was written ended unseen, and nobody would
+            # end this stream: end it now (ending a stream is done once, whoever comes second).
+            current = self._executions.get_execution(job.job_id, execution.execution_id)
+            if current is not None and current.status.is_final and current.task_arn:
+                self.end(current)
 
     def _catch_up(self, writer: FrameWriter, ecs_task_id: str, after: Cursor,
                   streams: tuple[str, ...] = STREAMS) -> None:

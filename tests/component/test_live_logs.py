@@ -483,3 +483,25 @@ def test_the_stream_page_is_html_that_connects_to_the_websocket_url(live: Harnes
                           "websocketUrl": "wss://abc123.execute-api.us-east-1.amazonaws.com/api", "token": None}
     missing = live.api.get(f"/tasks/live/jobs/{job_id}/executions/{uuid.uuid4()}/stream")
     assert missing.status_code == 404 and missing.json["operation"] == "get_execution_stream"
+
+
+def test_an_execution_that_ends_while_its_subscriber_registers_still_ends_the_stream(
+        live: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task stops between the subscriber's read of the execution (running) and its marking
+    the execution watched: the monitor's ending saw nobody watching, so the subscriber, seeing
+    the execution ended once it is registered, ends the stream itself, once."""
+    job_id, execution_id, arn = live.job()
+    live.write(arn, "stdout", "the only line")
+    executions = live.live._executions
+    update = executions.update_execution
+
+    def the_task_stops_first(execution: Any, expected: Any = None, **fields: Any) -> Any:
+        if fields.get("watched"):
+            live.stop(job_id, execution_id, arn, exit_code=0)  # the monitor: it ends the execution, unwatched
+        return update(execution, expected, **fields)
+
+    monkeypatch.setattr(executions, "update_execution", the_task_stops_first)
+    live.connect("c1", taskId="live", jobId=job_id)
+    assert live.sockets.lines("c1") == ["the only line"]
+    assert [f["type"] for f in live.sockets.of("c1")][-2:] == ["end", "close"]
+    assert len(live.sockets.of("c1", "end")) == 1 and live.sockets.of("c1", "end")[0]["exitCode"] == 0
