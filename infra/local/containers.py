@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 from .commands import CannotStart, Command, Sandbox, docker_command
 from .output import OutputShipper
@@ -68,3 +70,15 @@ class Containers:
         finally:
             if directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def running(processes: Iterable[ProcessRun | None]) -> int:
+    return sum(1 for process in processes if process is not None and not process.exited.is_set())
+
+
+def join(threads: Iterable[threading.Thread | None], seconds: float) -> None:
+    """Wait for the tasks' threads, `seconds` at most in all."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))

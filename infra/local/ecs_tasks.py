@@ -4,19 +4,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from .timestamps import iso, iso_ms
 
 ESSENTIAL_EXITED = ("EssentialContainerExited", "Essential container in task exited")
 FAILED_TO_START = "TaskFailedToStart"
-
-
-def iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def iso_ms(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(kw_only=True)

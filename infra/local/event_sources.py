@@ -17,6 +17,7 @@ from chalice.local import LambdaContext
 from chalicelib.observability import logger
 
 from .sqlite.queues import LocalQueues
+from .timestamps import iso
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -156,7 +157,7 @@ class QueuePoller:
 def scheduled_event(rule_name: str, region: str = "us-east-1", account: str = "123456789012") -> dict[str, Any]:
     return {
         "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": region,
+        "account": account, "time": iso(time.time()), "region": region,
         "resources": [f"arn:aws:events:{region}:{account}:rule/{rule_name}"], "detail": {},
     }
 

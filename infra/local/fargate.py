@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .commands import CannotStart, Sandbox
-from .containers import Containers
+from .containers import Containers, join, running
 from .ecs_tasks import EcsTask
 from .gateway import OriginPolicy
 from .output import OutputShipper
@@ -230,15 +230,11 @@ class LocalFargate:
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
-        deadline = time.monotonic() + SHUTDOWN_JOIN_SECONDS
-        for task in tasks:
-            if task.thread is not None:
-                task.thread.join(max(0.0, deadline - time.monotonic()))
+        join([task.thread for task in tasks], SHUTDOWN_JOIN_SECONDS)
 
     def running_count(self) -> int:
         with self._lock:
-            return sum(1 for task in self._tasks.values()
-                       if task.process is not None and not task.process.exited.is_set())
+            return running(task.process for task in self._tasks.values())
 
     # -- the API -------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
 
 from .commands import CannotStart, Sandbox, docker_quietly
-from .containers import TASK_DIRECTORY_PREFIX, Containers
+from .containers import TASK_DIRECTORY_PREFIX, Containers, join, running
 from .ecs_tasks import EcsTask
 from .leftovers import kill_leftovers, process_identity
 from .output import OutputShipper
@@ -223,15 +223,11 @@ class LocalRunner:
             process = self._ask_stop(task, "TerminationNotice", SHUT_DOWN)
             if process is not None:
                 process.kill(self._containers.docker_name(task.ecs_task_id))
-        deadline = time.monotonic() + JOIN_SECONDS
-        for task in supervised:
-            if task.thread is not None:
-                task.thread.join(max(0.0, deadline - time.monotonic()))
+        join([task.thread for task in supervised], JOIN_SECONDS)
 
     def running_count(self) -> int:
         with self._lock:
-            return sum(1 for task in self._supervised.values()
-                       if task.process is not None and not task.process.exited.is_set())
+            return running(task.process for task in self._supervised.values())
 
     # one ECS task ---------------------------------------------------------------------------------
 

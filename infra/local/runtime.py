@@ -15,7 +15,6 @@ Two backends (docs/local-runtime.md):
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .provision import local_environment, provision
-from .settings import DEFAULT_RETENTION_DAYS, DEFAULT_STATE, REMOTE_OPT_IN, RuntimeSettings
+from .settings import DEFAULT_RETENTION_DAYS, DEFAULT_STATE, RuntimeSettings, check_listen_address
 
 if TYPE_CHECKING:
     from .event_sources import Queue
@@ -43,40 +42,6 @@ def retention_days(settings: RuntimeSettings | None = None) -> float | None:
     return (settings or RuntimeSettings.from_environment()).retention_days
 
 
-
-
-def is_loopback(host: str) -> bool:
-    """Whether listening on `host` keeps the runtime on this machine ("" and 0.0.0.0 are every address)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: whatever it resolves to, others may reach it
-
-
-def check_listen_address(host: str, backend: str = "local", settings: RuntimeSettings | None = None) -> str | None:
-    """The runtime runs any command posted to it: on an address other machines reach, it starts only
-    behind Basic auth (on the aws backend not even then: its moto server and ECS stand-in take no
-    auth), or when ALLOW_UNAUTHENTICATED_REMOTE=true says so, and then with the warning this
-    returns. Raises ValueError otherwise, before anything listens."""
-    from chalicelib.config import Settings
-
-    if is_loopback(host):
-        return None
-    where = host or "every address"
-    if backend == "local" and Settings.from_environment().basic_auth_enabled:
-        return None
-    if (settings or RuntimeSettings.from_environment()).open_remote:
-        return (f"WARNING: listening on {where} with no auth ({REMOTE_OPT_IN}=true): anyone who can reach this "
-                "machine can run any command on it.")
-    if backend == "local":
-        raise ValueError(f"listening on {where} (HOST) lets other machines reach the API, which runs any command "
-                         f"posted to it: set BASIC_AUTH_USERNAME and BASIC_AUTH_PASSWORD, or {REMOTE_OPT_IN}=true to "
-                         "run it open anyway.")
-    raise ValueError(f"listening on {where} (HOST) with the {backend} backend lets other machines reach its moto server "
-                     f"and ECS stand-in, which take no auth and run any command: keep HOST on loopback, or set "
-                     f"{REMOTE_OPT_IN}=true to run it open anyway.")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

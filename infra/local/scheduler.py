@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from chalicelib.domain.schedule import next_cron_run
 
 from .event_sources import Periodic
+from .timestamps import iso
 
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
@@ -126,8 +127,7 @@ class ScheduleFirer:
 
     def _deliver(self, schedule: dict[str, Any], due: float) -> None:
         target = schedule["Target"]
-        scheduled_time = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = (target.get("Input") or "{}").replace(SCHEDULED_TIME, scheduled_time)
+        body = (target.get("Input") or "{}").replace(SCHEDULED_TIME, iso(due))
         arn = target["Arn"]
         if arn not in self._queues:
             self._queues[arn] = self._sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]

@@ -1,6 +1,7 @@
 """The local runtime's own settings: its environment variables, read once when it starts."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,3 +75,37 @@ class RuntimeSettings:
         if not days >= 0 or days == float("inf"):
             raise ValueError(f"LOG_RETENTION_DAYS must be a number of days, 0 to keep job output for ever; not {raw!r}")
         return days or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` keeps the runtime on this machine ("" and 0.0.0.0 are every address)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to, others may reach it
+
+
+def check_listen_address(host: str, backend: str = "local", settings: RuntimeSettings | None = None) -> str | None:
+    """The runtime runs any command posted to it: on an address other machines reach, it starts only
+    behind Basic auth (on the aws backend not even then: its moto server and ECS stand-in take no
+    auth), or when ALLOW_UNAUTHENTICATED_REMOTE=true says so, and then with the warning this
+    returns. Raises ValueError otherwise, before anything listens."""
+    from chalicelib.config import Settings
+
+    if is_loopback(host):
+        return None
+    where = host or "every address"
+    if backend == "local" and Settings.from_environment().basic_auth_enabled:
+        return None
+    if (settings or RuntimeSettings.from_environment()).open_remote:
+        return (f"WARNING: listening on {where} with no auth ({REMOTE_OPT_IN}=true): anyone who can reach this "
+                "machine can run any command on it.")
+    if backend == "local":
+        raise ValueError(f"listening on {where} (HOST) lets other machines reach the API, which runs any command "
+                         f"posted to it: set BASIC_AUTH_USERNAME and BASIC_AUTH_PASSWORD, or {REMOTE_OPT_IN}=true to "
+                         "run it open anyway.")
+    raise ValueError(f"listening on {where} (HOST) with the {backend} backend lets other machines reach its moto server "
+                     f"and ECS stand-in, which take no auth and run any command: keep HOST on loopback, or set "
+                     f"{REMOTE_OPT_IN}=true to run it open anyway.")

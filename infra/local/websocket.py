@@ -1,7 +1,8 @@
 """The local stand-in for API Gateway's websocket API: a websocket server whose socket events
 become the app's $connect, $default and $disconnect events (built as API Gateway builds them),
-and a small HTTP endpoint that serves the management API (PostToConnection, DeleteConnection,
-GetConnection) back to the sockets, plus Lambda's Invoke for the app's own functions.
+and a small HTTP endpoint (websocket_management.py) that serves the management API
+(PostToConnection, DeleteConnection, GetConnection) back to the sockets, plus Lambda's Invoke for
+the app's own functions.
 
 The app's management client is pointed at the endpoint with AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI
 and its Lambda client with AWS_ENDPOINT_URL_LAMBDA, so the app code is the same as in AWS. As in
@@ -25,12 +26,14 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from chalice.local import LambdaContext
+
+from .timestamps import iso_ms
+from .websocket_management import ManagementHandler
 
 if TYPE_CHECKING:
     from .gateway import OriginPolicy
@@ -40,7 +43,6 @@ log = logging.getLogger(__name__)
 STAGE = "api"
 API_ID = "local"
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's limit on a websocket message
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's limit on a synchronous invocation's payload
 SEND_TIMEOUT_SECONDS = 10.0
 
 
@@ -65,10 +67,6 @@ def _connection_id() -> str:
     return base64.b64encode(os.urandom(11)).decode()
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 @dataclass
 class _Socket:
     connection: Any
@@ -85,7 +83,7 @@ class LocalWebsocketGateway:
         self.stage = stage
         self._listener = _bind(host, port)
         self.port = self._listener.getsockname()[1]
-        handler = type("Handler", (_ManagementHandler,), {"gateway": self})
+        handler = type("Handler", (ManagementHandler,), {"gateway": self})
         # Loopback whatever `host` is: only the app, in this process, calls the management API,
         # which posts to any connection and invokes the app's functions without auth.
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -173,7 +171,7 @@ class LocalWebsocketGateway:
         context = {
             "routeKey": route, "eventType": kind, "messageDirection": "IN", "stage": self.stage,
             "connectedAt": int((sock.connected_at if sock else now) * 1000),
-            "requestTimeEpoch": int(now * 1000), "requestTime": _iso(now),
+            "requestTimeEpoch": int(now * 1000), "requestTime": iso_ms(now),
             "requestId": str(uuid.uuid4()), "extendedRequestId": str(uuid.uuid4()),
             "identity": {"sourceIp": sock.source_ip if sock else "", "userAgent": sock.user_agent if sock else ""},
             "domainName": f"{self.url.split('//', 1)[1]}", "connectionId": connection_id, "apiId": API_ID,
@@ -299,7 +297,7 @@ class LocalWebsocketGateway:
         sock = self._socket(connection_id)
         if sock is None:
             return 410, {"__type": "GoneException", "message": f"Connection {connection_id} is not open."}
-        return 200, {"ConnectedAt": _iso(sock.connected_at), "LastActiveAt": _iso(sock.last_active),
+        return 200, {"ConnectedAt": iso_ms(sock.connected_at), "LastActiveAt": iso_ms(sock.last_active),
                      "Identity": {"SourceIp": sock.source_ip, "UserAgent": sock.user_agent}}
 
     def start_function(self, name: str, event: dict[str, Any]) -> None:
@@ -341,95 +339,3 @@ class LocalWebsocketGateway:
             self._executor.submit(run)
             return 202, None
         return 200, run()
-
-
-class _ManagementHandler(BaseHTTPRequestHandler):
-    server_version = "fastlane-local-apigateway"
-    disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms wait between them
-    protocol_version = "HTTP/1.1"
-    gateway: LocalWebsocketGateway
-
-    def _reply(self, status: int, body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        if isinstance(body, dict) and "__type" in body:
-            self.send_header("x-amzn-ErrorType", body["__type"])
-        self.send_header("Content-Type", "application/json")
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _route(self) -> tuple[str, str] | None:
-        path = urlsplit(self.path).path
-        if "/@connections/" in path:
-            return "connection", unquote(path.rsplit("/@connections/", 1)[1])
-        if path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
-            return "function", path[len("/2015-03-31/functions/"):-len("/invocations")]
-        return None
-
-    def _body(self) -> bytes | None:
-        """The request's body, or None once it is refused unread (a length that is not a number of
-        bytes, or over Lambda's payload limit)."""
-        from .gateway import BodyRefused, declared_length
-
-        try:
-            length = declared_length(self.headers, MAX_PAYLOAD_BYTES, "Lambda's payload limit")
-        except BodyRefused as refused:
-            self.close_connection = True
-            self._reply(refused.response["statusCode"], {"__type": "BadRequestException", "message": str(refused)})
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _foreign(self) -> bool:
-        """Refuses (403) what a browser sends, or names another Host: only the app, in this
-        process, calls the management API, and it sends neither. A page the developer visits could
-        otherwise post frames into another client's live logs or invoke the logs function (a
-        browser sends cross-site POSTs without a preflight when they look like forms)."""
-        from .gateway import LOOPBACK_NAMES
-
-        host = urlsplit(f"//{self.headers.get('Host') or ''}").hostname or ""
-        site = self.headers.get("Sec-Fetch-Site")
-        if self.headers.get("Origin") is None and site in (None, "none") and host in LOOPBACK_NAMES:
-            return False
-        self.close_connection = True  # a refused body is never read
-        self._reply(403, {"__type": "AccessDeniedException",
-                          "message": "The websocket management API answers the local runtime's own calls only."})
-        return True
-
-    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
-        if self._foreign():
-            return
-        route, body = self._route(), self._body()
-        if body is None:
-            return
-        if route and route[0] == "connection":
-            self._reply(*self.gateway.post(route[1], body))
-        elif route and route[0] == "function":
-            self._reply(*self.gateway.invoke(route[1], self.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
-                                             body))
-        else:
-            self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        if self._foreign() or self._body() is None:
-            return
-        route = self._route()
-        if route and route[0] == "connection":
-            self._reply(*self.gateway.delete(route[1]))
-        else:
-            self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
-
-    def do_GET(self) -> None:  # noqa: N802
-        if self._foreign():
-            return
-        route = self._route()
-        if route and route[0] == "connection":
-            self._reply(*self.gateway.info(route[1]))
-        elif urlsplit(self.path).path == "/_local/calls":
-            self._reply(200, {**self.gateway.calls, **{name: count() for name, count in self.gateway.counters.items()}})
-        else:
-            self._reply(404, {"__type": "NotFoundException", "message": f"No route for {self.path}"})
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass

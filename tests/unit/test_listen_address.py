@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.local.runtime import check_listen_address, is_loopback
+from infra.local.settings import check_listen_address, is_loopback
 
 AUTH = ("BASIC_AUTH_USERNAME", "BASIC_AUTH_PASSWORD", "BASIC_AUTH_SECRET_ID", "ALLOW_UNAUTHENTICATED_REMOTE")
 
