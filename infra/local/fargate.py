@@ -21,45 +21,25 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from .commands import CannotStart, Sandbox
 from .containers import Containers, join, running
+from .ecs_api import INVALID_PARAMETER, ApiError, Handler, TaskDefinitions, answer, cluster_name, request_key
 from .ecs_tasks import EcsTask
 from .gateway import OriginPolicy
-from .output import OutputShipper
+from .output import CloudWatchStreams, OutputShipper
 from .processes import ProcessRun
 
 log = logging.getLogger(__name__)
 
-TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
-CLIENT_ERROR = "ClientException"
-INVALID_PARAMETER = "InvalidParameterException"
 
 RETENTION_SECONDS = 3600.0  # ECS keeps stopped tasks describable for about an hour
 MAX_TASKS = 10_000
 
 FLUSH_SECONDS = 0.2  # as the awslogs driver batches: CloudWatch calls are counted and throttled
 SHUTDOWN_JOIN_SECONDS = 5.0
-
-
-class ApiError(Exception):
-    def __init__(self, code: str, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.fields = fields  # more members of the error's body, as ECS sends (resourceIds)
-
-
-def _request_key(request: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in request.items() if k != "clientToken"}, sort_keys=True)
-
-
-def _cluster_name(ref: str | None) -> str:
-    if not ref:
-        return "default"
-    return ref.rsplit("/", 1)[-1] if ref.startswith("arn:") else ref
 
 
 @dataclass(kw_only=True)
@@ -77,69 +57,6 @@ class _Task(EcsTask):
     process: ProcessRun | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
-
-
-class _CloudWatchStreams:
-    """Where one task's output goes: its two streams in the job log group, as awslogs names them."""
-
-    def __init__(self, client: Any, group: str, task_id: str) -> None:
-        self.client = client
-        self.group = group
-        self.names = {stream: f"{task_id}/{stream}" for stream in ("stdout", "stderr")}
-
-    def create_streams(self) -> None:
-        for name in self.names.values():
-            try:
-                self._create_stream(name)
-            except Exception:
-                log.exception("cannot create log stream %s in %s", name, self.group)
-
-    def _create_stream(self, name: str) -> None:
-        errors = self.client.exceptions
-        try:
-            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
-        except errors.ResourceAlreadyExistsException:
-            pass
-        except errors.ResourceNotFoundException:
-            # The group was deleted under us: make it again, as the awslogs driver can.
-            try:
-                self.client.create_log_group(logGroupName=self.group)
-            except errors.ResourceAlreadyExistsException:
-                pass
-            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
-
-    def put(self, name: str, events: list[dict[str, Any]]) -> None:
-        try:
-            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
-        except self.client.exceptions.ResourceNotFoundException:
-            self._create_stream(name)
-            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "fastlane-local-fargate"
-    disable_nagle_algorithm = True  # headers and body go in two sends: no 40 ms wait between them
-    protocol_version = "HTTP/1.1"
-    fargate: LocalFargate
-
-    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""  # read even when refused: the connection is kept
-        refusal = self.fargate.policy.refusal({name.lower(): value for name, value in self.headers.items()})
-        if refusal is not None:
-            status, payload = 403, {"__type": "AccessDeniedException", "message": refusal}
-        else:
-            status, payload = self.fargate._dispatch(self.headers.get("X-Amz-Target", ""), body)
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
 
 
 class LocalFargate:
@@ -173,12 +90,12 @@ class LocalFargate:
         self.engine = engine
         self.sandbox = self._containers.sandbox
         self._lock = threading.Lock()
-        self._families: dict[str, list[dict[str, Any]]] = {}
+        self._definitions = TaskDefinitions(region, account)
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
         self._tokens: dict[tuple[str, str], str] = {}
         self._stopped: OrderedDict[str, float] = OrderedDict()  # task id -> when, oldest first
         self._closing = False
-        handler = type("Handler", (_Handler,), {"fargate": self})
+        handler = type("Handler", (Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer((host, port), handler)
         self._httpd.daemon_threads = True
         self.policy = OriginPolicy(host, self.port, allowed_hosts)
@@ -186,9 +103,9 @@ class LocalFargate:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="local-fargate", daemon=True)
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "RegisterTaskDefinition": self._register_task_definition,
-            "DescribeTaskDefinition": self._describe_task_definition,
-            "DeregisterTaskDefinition": self._deregister_task_definition,
+            "RegisterTaskDefinition": self._definitions.register,
+            "DescribeTaskDefinition": self._definitions.describe,
+            "DeregisterTaskDefinition": self._definitions.deregister,
             "RunTask": self._run_task,
             "StopTask": self._stop_task,
             "DescribeTasks": self._describe_tasks,
@@ -238,85 +155,11 @@ class LocalFargate:
 
     # -- the API -------------------------------------------------------------------------------
 
-    def _dispatch(self, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target
-        try:
-            handler = self._operations.get(operation)
-            if handler is None:
-                raise ApiError(INVALID_PARAMETER,
-                               f"The operation {operation or '(none)'} is not supported by the local Fargate.")
-            try:
-                request = json.loads(body or b"{}")
-            except ValueError:
-                raise ApiError(INVALID_PARAMETER, "The request body is not valid JSON.") from None
-            if not isinstance(request, dict):
-                raise ApiError(INVALID_PARAMETER, "The request body must be a JSON object.")
-            return 200, handler(request)
-        except ApiError as error:
-            return 400, {"__type": error.code, "message": error.message, **error.fields}
-        except Exception as error:  # a bug here must answer, not kill the connection
-            log.exception("local Fargate failed on %s", operation)
-            return 500, {"__type": "ServerException", "message": f"{type(error).__name__}: {error}"}
-
-    def _register_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
-        family = request.get("family")
-        containers = request.get("containerDefinitions")
-        if not family or not isinstance(family, str):
-            raise ApiError(CLIENT_ERROR, "Family must be specified.")
-        if not containers or not all(isinstance(c, dict) and c.get("name") and c.get("image") for c in containers):
-            raise ApiError(CLIENT_ERROR, "Container definitions must each have a name and an image.")
-        with self._lock:
-            revisions = self._families.setdefault(family, [])
-            revision = len(revisions) + 1
-            definition = {
-                "taskDefinitionArn": f"arn:aws:ecs:{self.region}:{self.account}:task-definition/{family}:{revision}",
-                "family": family,
-                "revision": revision,
-                "status": "ACTIVE",
-                "containerDefinitions": containers,
-                "networkMode": request.get("networkMode", "awsvpc"),
-                "requiresCompatibilities": request.get("requiresCompatibilities", ["FARGATE"]),
-                "compatibilities": ["EC2", "FARGATE"],
-                "registeredAt": time.time(),
-            }
-            for key in ("cpu", "memory", "executionRoleArn", "taskRoleArn"):
-                if request.get(key) is not None:
-                    definition[key] = request[key]
-            revisions.append(definition)
-        return {"taskDefinition": definition, "tags": request.get("tags", [])}
-
-    def _find_definition(self, ref: Any) -> dict[str, Any] | None:
-        if not isinstance(ref, str) or not ref:
-            return None
-        name = ref.split(":task-definition/", 1)[1] if ref.startswith("arn:") and ":task-definition/" in ref else ref
-        family, _, revision = name.partition(":")
-        with self._lock:
-            revisions = self._families.get(family, [])
-            if revision:
-                number = int(revision) if revision.isdigit() else 0
-                return revisions[number - 1] if 1 <= number <= len(revisions) else None
-            active = [d for d in revisions if d["status"] == "ACTIVE"]
-            return active[-1] if active else None
-
-    def _describe_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
-        definition = self._find_definition(request.get("taskDefinition"))
-        if definition is None:
-            raise ApiError(CLIENT_ERROR, "Unable to describe task definition.")
-        return {"taskDefinition": definition, "tags": []}
-
-    def _deregister_task_definition(self, request: dict[str, Any]) -> dict[str, Any]:
-        ref = request.get("taskDefinition")
-        if not isinstance(ref, str) or ":" not in ref.rsplit("/", 1)[-1]:
-            raise ApiError(CLIENT_ERROR, "A task definition revision must be given (family:revision or ARN).")
-        definition = self._find_definition(ref)
-        if definition is None:
-            raise ApiError(CLIENT_ERROR, "The specified task definition does not exist.")
-        with self._lock:
-            definition["status"] = "INACTIVE"
-        return {"taskDefinition": definition}
+    def dispatch(self, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        return answer(self._operations, target, body)
 
     def _run_task(self, request: dict[str, Any]) -> dict[str, Any]:
-        cluster = _cluster_name(request.get("cluster"))
+        cluster = cluster_name(request.get("cluster"))
         if request.get("count", 1) != 1:
             raise ApiError(INVALID_PARAMETER, "The local Fargate runs one task per RunTask (count must be 1).")
         token = request.get("clientToken") or None
@@ -349,7 +192,7 @@ class LocalFargate:
     def _same_request(self, existing: _Task, request: dict[str, Any]) -> dict[str, Any]:
         """A client token already used in the cluster: ECS answers the task it started when the
         request is the same, and refuses another, naming the task (`resourceIds`)."""
-        if _request_key(request) != existing.request:
+        if request_key(request) != existing.request:
             raise ApiError("ConflictException", "The clientToken is already in use with different RunTask "
                            "parameters.", resourceIds=[existing.arn])
         return {"tasks": [self._snapshot(existing)], "failures": []}
@@ -360,7 +203,7 @@ class LocalFargate:
             return self._tasks.get(task_id) if task_id else None
 
     def _new_task(self, cluster: str, request: dict[str, Any]) -> _Task:
-        definition = self._find_definition(request.get("taskDefinition"))
+        definition = self._definitions.find(request.get("taskDefinition"))
         if definition is None:
             raise ApiError(INVALID_PARAMETER, "TaskDefinition not found.")
         # One container per task: the first of the definition, the one that is reported.
@@ -405,7 +248,7 @@ class LocalFargate:
             described=described,
             started_by=request.get("startedBy"),
             client_token=request.get("clientToken"),
-            request=_request_key(request),
+            request=request_key(request),
             created_at=now,
             updated_at=now,
         )
@@ -420,7 +263,7 @@ class LocalFargate:
         return task
 
     def _stop_task(self, request: dict[str, Any]) -> dict[str, Any]:
-        task = self._find_task(_cluster_name(request.get("cluster")), request.get("task"))
+        task = self._find_task(cluster_name(request.get("cluster")), request.get("task"))
         if task is None:
             raise ApiError(INVALID_PARAMETER, "The referenced task was not found.")
         reason = request.get("reason") or "Task stopped by user"
@@ -428,7 +271,7 @@ class LocalFargate:
         return {"task": self._snapshot(task)}
 
     def _describe_tasks(self, request: dict[str, Any]) -> dict[str, Any]:
-        cluster = _cluster_name(request.get("cluster"))
+        cluster = cluster_name(request.get("cluster"))
         refs = request.get("tasks") or []
         if not isinstance(refs, list) or len(refs) > 100:
             raise ApiError(INVALID_PARAMETER, "Tasks must be a list of at most 100 task ARNs or ids.")
@@ -442,7 +285,7 @@ class LocalFargate:
         return {"tasks": tasks, "failures": failures}
 
     def _list_tasks(self, request: dict[str, Any]) -> dict[str, Any]:
-        cluster = _cluster_name(request.get("cluster"))
+        cluster = cluster_name(request.get("cluster"))
         desired = request.get("desiredStatus") or "RUNNING"
         if desired not in ("RUNNING", "PENDING", "STOPPED"):
             raise ApiError(INVALID_PARAMETER, "desiredStatus must be RUNNING, PENDING or STOPPED.")
@@ -523,7 +366,7 @@ class LocalFargate:
                 return None
             task.process = process
         # The streams exist from the start, as with awslogs, so an empty stderr can be read.
-        streams = _CloudWatchStreams(self.logs, self.log_group, task.id)
+        streams = CloudWatchStreams(self.logs, self.log_group, task.id)
         streams.create_streams()
         with task.lock:
             task.running(time.time())

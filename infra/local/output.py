@@ -1,4 +1,4 @@
-"""A job's stdout and stderr as log events, shipped in batches as they are written."""
+"""A job's stdout and stderr as log events, shipped in batches as they are written (into CloudWatch streams on the aws backend)."""
 from __future__ import annotations
 
 import logging
@@ -115,3 +115,38 @@ class OutputShipper:
             log.exception("cannot put %d log events into %s", len(events), name)
 
 
+class CloudWatchStreams:
+    """Where one task's output goes: its two streams in the job log group, as awslogs names them."""
+
+    def __init__(self, client: Any, group: str, task_id: str) -> None:
+        self.client = client
+        self.group = group
+        self.names = {stream: f"{task_id}/{stream}" for stream in ("stdout", "stderr")}
+
+    def create_streams(self) -> None:
+        for name in self.names.values():
+            try:
+                self._create_stream(name)
+            except Exception:
+                log.exception("cannot create log stream %s in %s", name, self.group)
+
+    def _create_stream(self, name: str) -> None:
+        errors = self.client.exceptions
+        try:
+            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
+        except errors.ResourceAlreadyExistsException:
+            pass
+        except errors.ResourceNotFoundException:
+            # The group was deleted under us: make it again, as the awslogs driver can.
+            try:
+                self.client.create_log_group(logGroupName=self.group)
+            except errors.ResourceAlreadyExistsException:
+                pass
+            self.client.create_log_stream(logGroupName=self.group, logStreamName=name)
+
+    def put(self, name: str, events: list[dict[str, Any]]) -> None:
+        try:
+            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
+        except self.client.exceptions.ResourceNotFoundException:
+            self._create_stream(name)
+            self.client.put_log_events(logGroupName=self.group, logStreamName=name, logEvents=events)
