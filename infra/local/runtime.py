@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .provision import local_environment, provision
@@ -34,14 +34,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ("local", "aws")
 RETENTION_CHECK_SECONDS = 3600.0
-__all__ = ["DEFAULT_RETENTION_DAYS", "LocalRuntime", "check_listen_address", "expire_output", "retention_days"]
+__all__ = ["DEFAULT_RETENTION_DAYS", "LocalRuntime", "expire_output", "retention_days"]
 
 
 def retention_days(settings: RuntimeSettings | None = None) -> float | None:
     """LOG_RETENTION_DAYS: how long the local backend keeps job output; None (0) keeps it for ever."""
     return (settings or RuntimeSettings.from_environment()).retention_days
-
-
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -73,6 +71,8 @@ class _Backend:
     subscription: Callable[[Callable[[dict[str, Any], Any], Any]], Any]
     concurrency: tuple[int, int, int]  # dispatch, monitor, notify
     region: str = "us-east-1"
+    more: list[Any] = field(default_factory=list)  # stand-ins of this backend alone
+    recover: Callable[[], int] = lambda: 0  # stops the ECS tasks a previous run left; how many
 
 
 class LocalRuntime:
@@ -166,15 +166,9 @@ class LocalRuntime:
             Timer(app_module.sweep, settings.sweep_interval, name="sweeper"),
             backend.scheduler,
             backend.subscription(logs_handler),
+            *backend.more,
         ]
-        if self.retention is not None:
-            from .event_sources import Periodic
-
-            store, days = self._handles.log_store, self.retention
-            self._sources.append(Periodic(lambda: expire_output(store, days), RETENTION_CHECK_SECONDS,
-                                          name="retention", pause=60.0, at_start=True))
-        if self._handles is not None:
-            self.recovered = self._handles.runner.recover()
+        self.recovered = backend.recover()
         # Bound, not yet serving.
         self._http = LocalHttpServer(app_module.app, self.host, self.port, allowed_hosts=settings.allowed_hosts)
         self._websocket.start(app_module.app, {"logs": logs_handler}, self._http.policy)
@@ -193,7 +187,7 @@ class LocalRuntime:
         from chalicelib import wiring
         from chalicelib.config import Settings
 
-        from .event_sources import LocalQueue
+        from .event_sources import LocalQueue, Periodic
         from .log_subscription import LogSubscription, StoreFollower
         from .sqlite.backend import handles_of, open_local_backend
         from .sqlite.queues import EVENTS, JOBS, NOTIFY
@@ -224,9 +218,15 @@ class LocalRuntime:
                                      "PollerFilterLogEvents": lambda: followed.reads})
             return followed
 
+        more = []
+        if self.retention is not None:
+            days = self.retention
+            more.append(Periodic(lambda: expire_output(handles.log_store, days), RETENTION_CHECK_SECONDS,
+                                 name="retention", pause=60.0, at_start=True))
         queues = handles.queues
         return _Backend(LocalQueue(queues, JOBS), LocalQueue(queues, EVENTS), LocalQueue(queues, NOTIFY),
-                        handles.scheduler, subscription, concurrency=(8, 4, 4))
+                        handles.scheduler, subscription, concurrency=(8, 4, 4), more=more,
+                        recover=handles.runner.recover)
 
     # the aws backend --------------------------------------------------------------------------------
 
