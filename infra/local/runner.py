@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
     pid INTEGER,
     pid_started TEXT,
     directory TEXT,
-    job_id TEXT
+    job_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ecs_tasks_by_status ON ecs_tasks (last_status);
 """
@@ -107,7 +107,6 @@ class LocalRunner:
         self._account = account
         self._clock = clock
         self._db.ensure_schema(SCHEMA)
-        self._db.add_columns("ecs_tasks", {"job_id": "TEXT"})  # a state file from before tasks named their job
         self._lock = threading.Lock()
         self._supervised: dict[str, _Supervised] = {}
         self._closing = False
@@ -315,8 +314,7 @@ class LocalRunner:
 
     def _state(self, row: sqlite3.Row) -> EcsTask:
         cluster = row["arn"].split("/")[-2]
-        # A task recorded before tasks named their job carries the execution id alone.
-        named = started_by(row["job_id"], row["execution_id"]) if row["job_id"] else row["execution_id"]
+        named = started_by(row["job_id"], row["execution_id"])
         return EcsTask(
             arn=row["arn"], cluster_arn=f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
             definition_arn=f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",

@@ -142,17 +142,6 @@ class Database:
         with self._schema_lock, self._write_lock, self._borrowed() as connection:
             self._guarded(lambda: connection.executescript(script))
 
-    def add_columns(self, table: str, columns: dict[str, str]) -> None:
-        """Add the columns a state file written by an earlier version lacks (`name: declaration`,
-        each with a default), so that a kept state file opens after an upgrade."""
-        with self._schema_lock, self._write_lock, self._borrowed() as connection:
-            def migrate() -> None:
-                present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-                for name, declaration in columns.items():
-                    if name not in present:
-                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
-            self._guarded(migrate)
-
     def close(self) -> None:
         """Close every idle connection; those in use are closed when given back."""
         with self._pool_lock:
