@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -43,6 +44,10 @@ def clean_environment(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class Cli:
     """`fastlane ...` with FASTLANE_URL set to `url`."""
@@ -59,8 +64,12 @@ class Cli:
                               env=self.environment(**(env or {})), stdin=subprocess.DEVNULL)
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """The command as a person starts it from a terminal, where Ctrl-C (SIGINT) reaches it: a
+        test run started in the background of a script inherits SIGINT ignored, and Python keeps
+        it so in the child."""
         return subprocess.Popen([*command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.environment(**(env or {})), stdin=subprocess.DEVNULL)
+                                env=self.environment(**(env or {})), stdin=subprocess.DEVNULL,
+                                preexec_fn=_interruptible)
 
     def json(self, *args: str) -> Any:
         """`fastlane <command> --json ...`: the option goes right after the command (after IMAGE,
