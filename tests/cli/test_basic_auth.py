@@ -3,16 +3,13 @@ credentials, and so does the live-log websocket (its handshake, and the stream t
 service gives an authorized client); wrong or missing credentials are one line and exit 120."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.system.conftest import ROOT, Runtime, free_port, stop_runtime, wait_until
+from tests.system.conftest import Runtime, running_runtime
 
 from .conftest import Cli, one_line
 
@@ -21,30 +18,11 @@ pytestmark = [pytest.mark.system, pytest.mark.xdist_group("cli")]
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    """A runtime of its own with Basic auth on; ready once its healthcheck answers the credentials."""
-    folder = tmp_path_factory.mktemp("cli-basic")
-    port, log = free_port(), folder / "runtime.log"
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "BASIC_AUTH_USERNAME": "ada",
-           "BASIC_AUTH_PASSWORD": "lovelace"}
-    for name in ("AWS_ENDPOINT_URL", "BACKEND", "STATE_FILE"):
-        env.pop(name, None)
-    process = subprocess.Popen([sys.executable, "-m", "infra.local.runtime", "--port", str(port),
-                                "--state", str(folder / "local.db")], cwd=ROOT, env=env,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    rt = Runtime(f"http://127.0.0.1:{port}", process, log)
-
-    def answering() -> bool:
-        assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            return rt.get("/healthcheck", auth=("ada", "lovelace")).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(answering, timeout=60, what="the local runtime with Basic auth")
+    """A runtime of its own with Basic auth on."""
+    credentials = {"Authorization": "Basic " + base64.b64encode(b"ada:lovelace").decode()}
+    with running_runtime(tmp_path_factory.mktemp("cli-basic"),
+                         {"BASIC_AUTH_USERNAME": "ada", "BASIC_AUTH_PASSWORD": "lovelace"}, headers=credentials) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def test_run_with_basic_auth_follows_the_job(runtime: Runtime, tmp_path: Path) -> None:

@@ -72,9 +72,11 @@ class Runtime:
 
 
 def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: str = "local",
-                  state: Path | None = None, log_name: str = "runtime.log", args: tuple[str, ...] = ()) -> Runtime:
+                  state: Path | None = None, log_name: str = "runtime.log", args: tuple[str, ...] = (),
+                  headers: dict[str, str] | None = None) -> Runtime:
     """A runtime on `backend`; on the local one its state is `state` (by default a new file in
-    `tmp`), so a second runtime on the same file is a restart."""
+    `tmp`), so a second runtime on the same file is a restart. Ready once its healthcheck answers
+    200 to `headers` (credentials, when it asks for them)."""
     port = free_port()
     log = tmp / log_name
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -96,7 +98,7 @@ def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: s
         if process.poll() is not None:
             raise AssertionError(f"runtime exited: {log.read_text()[-2000:]}")
         try:
-            return runtime.get("/healthcheck").status_code == 200
+            return runtime.get("/healthcheck", headers=headers).status_code == 200
         except requests.ConnectionError:
             return False
 
@@ -129,9 +131,9 @@ POOLS = '[{"name": "limited", "match": "limited-.*", "maxRunning": 2}, {"name": 
 
 @contextmanager
 def running_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: str = "local",
-                    state: Path | None = None) -> Iterator[Runtime]:
+                    state: Path | None = None, headers: dict[str, str] | None = None) -> Iterator[Runtime]:
     """A local runtime of its own for a test module, stopped by its process id at the end."""
-    rt = start_runtime(tmp, extra_env, backend, state)
+    rt = start_runtime(tmp, extra_env, backend, state, headers=headers)
     try:
         yield rt
     finally:

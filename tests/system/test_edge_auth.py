@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.system.conftest import ROOT, Runtime, free_port, stop_runtime, wait_until
+from tests.system.conftest import Runtime, running_runtime
 
 pytestmark = pytest.mark.system
 CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"ana:s3cret").decode()}
@@ -20,36 +20,10 @@ CREDENTIALS = {"Authorization": "Basic " + base64.b64encode(b"ana:s3cret").decod
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
-    """A runtime of its own with Basic auth on; ready once its healthcheck answers (401 here)."""
-    import os
-    import subprocess
-    import sys
-
-    import requests
-
-    folder = tmp_path_factory.mktemp("edge-auth")
-    port, log = free_port(), folder / "runtime.log"
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "BASIC_AUTH_USERNAME": "ana",
-           "BASIC_AUTH_PASSWORD": "s3cret"}
-    for name in ("AWS_ENDPOINT_URL", "BACKEND", "STATE_FILE"):
-        env.pop(name, None)
-    process = subprocess.Popen([sys.executable, "-m", "infra.local.runtime", "--port", str(port),
-                                "--state", str(folder / "local.db")], cwd=ROOT, env=env,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    rt = Runtime(f"http://127.0.0.1:{port}", process, log)
-
-    def answering() -> bool:
-        assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            return rt.get("/healthcheck", headers=CREDENTIALS).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(answering, timeout=60, what="the local runtime with Basic auth")
+    """A runtime of its own with Basic auth on."""
+    with running_runtime(tmp_path_factory.mktemp("edge-auth"),
+                         {"BASIC_AUTH_USERNAME": "ana", "BASIC_AUTH_PASSWORD": "s3cret"}, headers=CREDENTIALS) as rt:
         yield rt
-    finally:
-        stop_runtime(rt)
 
 
 def websocket_url(runtime: Runtime) -> str:
