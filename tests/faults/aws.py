@@ -12,7 +12,6 @@ messages; ECS task state changes go onto the events queue there too, as the Even
 puts them (no function's call)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
@@ -35,6 +34,7 @@ from .deployments import (
     VISIBILITY_TIMEOUT,
     Unserved,
 )
+from .environment import swapped
 
 PREFIX = "fastlane"  # the queues are then named as the local backend's
 # What would point boto3 elsewhere than moto in process.
@@ -67,22 +67,6 @@ def virtual_time(clock: FakeClock) -> Iterator[None]:
             setattr(module, name, original)
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in (*values, *FOREIGN)}
-    for name in FOREIGN:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _scheduled_time(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -112,14 +96,14 @@ class AwsDeployment:
         iam.install()
         settings = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
                     "AWS_SECRET_ACCESS_KEY": "testing", "ECS_CLUSTER": PREFIX, **local_environment(PREFIX)}
-        with _environment(settings), mock_aws(), virtual_time(self._clock):
+        with swapped(settings, removed=FOREIGN), mock_aws(), virtual_time(self._clock):
             wiring.reset()
             self._sqs = boto3.client("sqs", region_name=REGION)
             env = provision(self._sqs, PREFIX, MAX_RECEIVE_COUNT, logs=boto3.client("logs", region_name=REGION),
                             visibility_timeout=VISIBILITY_TIMEOUT)
             boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=MAIL_SENDER)
             self._urls = {name: env[f"{name.rsplit('-', 1)[-1].upper()}_QUEUE_URL"] for name in QUEUES}
-            with _environment(env):
+            with swapped(env, removed=FOREIGN):
                 wiring.reset()  # the settings are read again, with the queues'
                 built = wiring.build_aws_backend(get_settings())
                 # The delivery log's leases are measured on the schedule's clock, as on AWS on the real one.

@@ -58,20 +58,31 @@ def environment(workload: Workload) -> dict[str, str]:
 
 
 @contextmanager
-def settings(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
+def swapped(values: dict[str, str], removed: tuple[str, ...] = ()) -> Iterator[None]:
+    """The process's environment with `values` set and `removed` unset, as it was afterwards."""
+    saved = {name: os.environ.get(name) for name in (*values, *removed)}
+    for name in removed:
+        os.environ.pop(name, None)
     os.environ.update(values)
-    level = logger.log_level
-    logger.setLevel(logging.CRITICAL)  # the services' logs of injected faults are noise here
     try:
         yield
     finally:
-        logger.setLevel(level)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def settings(values: dict[str, str]) -> Iterator[None]:
+    level = logger.log_level
+    logger.setLevel(logging.CRITICAL)  # the services' logs of injected faults are noise here
+    try:
+        with swapped(values):
+            yield
+    finally:
+        logger.setLevel(level)
         wiring.reset()
 
 
