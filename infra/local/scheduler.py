@@ -18,6 +18,12 @@ from .timestamps import iso
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
 
+def with_scheduled_time(body: str, due: float) -> str:
+    """A schedule's target input as Scheduler delivers it: its scheduled-time placeholder filled
+    with the moment the firing was due, in UTC to the second."""
+    return body.replace(SCHEDULED_TIME, iso(due))
+
+
 def from_scheduler_cron(expression: str) -> str:
     """A Scheduler `cron(min hour day month weekday year)` as a Unix cron expression. Covers
     numbers, lists, ranges, steps, `*` and `?` (what the app writes); the year must be `*`."""
@@ -127,7 +133,7 @@ class ScheduleFirer:
 
     def _deliver(self, schedule: dict[str, Any], due: float) -> None:
         target = schedule["Target"]
-        body = (target.get("Input") or "{}").replace(SCHEDULED_TIME, iso(due))
+        body = with_scheduled_time(target.get("Input") or "{}", due)
         arn = target["Arn"]
         if arn not in self._queues:
             self._queues[arn] = self._sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]

@@ -16,7 +16,7 @@ import pytest
 from chalicelib.domain.messages import CronTick, ScheduleFiring, decode_job_message
 from infra.local.sqlite.db import Database
 from infra.local.sqlite.queues import JOBS, LocalQueues, create_queues
-from infra.local.sqlite.scheduler import LocalScheduler
+from infra.local.sqlite.scheduler import SqliteScheduler
 
 
 class Clock:
@@ -36,7 +36,7 @@ class Local:
         self.db = Database(path)
         self.queues = LocalQueues(self.db, clock)
         create_queues(self.queues)
-        self.scheduler = LocalScheduler(self.db, self.queues, clock=clock, **options)
+        self.scheduler = SqliteScheduler(self.db, self.queues, clock=clock, **options)
 
     def sent(self) -> list[dict[str, Any]]:
         bodies = []
@@ -152,7 +152,7 @@ def test_the_loop_fires_a_schedule_within_milliseconds_of_its_time(tmp_path: Pat
     db = Database(str(tmp_path / "state.db"))
     queues = LocalQueues(db)
     create_queues(queues)
-    scheduler = LocalScheduler(db, queues)
+    scheduler = SqliteScheduler(db, queues)
     scheduler.start()
     try:
         due = time.time() + 0.5

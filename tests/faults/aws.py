@@ -15,12 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain.messages import SCHEDULED_TIME
 from chalicelib.ports import Backend
-from infra.local.scheduler import first_fire
+from infra.local.scheduler import first_fire, with_scheduled_time
 from infra.local.sqlite.queues import EVENTS
 from tests.contract.support import FakeClock
 
@@ -65,10 +63,6 @@ def virtual_time(clock: FakeClock) -> Iterator[None]:
     finally:
         for module, name, original in saved:
             setattr(module, name, original)
-
-
-def _scheduled_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class AwsDeployment:
@@ -166,7 +160,7 @@ class AwsDeployment:
             if due is None or due > self._clock.value:
                 continue
             schedule = self._group().schedules[name]
-            body = (schedule.target.get("Input") or "{}").replace(SCHEDULED_TIME, _scheduled_time(due))
+            body = with_scheduled_time(schedule.target.get("Input") or "{}", due)
             self._sqs_backend().send_message(schedule.target["Arn"].rsplit(":", 1)[-1], body)
             expression, zone = definition[1], definition[2]
             if expression.startswith("at("):

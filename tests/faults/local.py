@@ -23,7 +23,7 @@ from infra.local.sqlite.queues import (
     ReceivedMessage,
     create_queues,
 )
-from infra.local.sqlite.scheduler import LocalScheduler
+from infra.local.sqlite.scheduler import SqliteScheduler
 from infra.local.sqlite.stores import open_stores
 from tests.contract.support import FakeClock
 
@@ -53,7 +53,7 @@ class _WatchedQueues(LocalQueues):
 class _Watched:
     """The scheduler port, marking the moments stale after every call that took effect."""
 
-    def __init__(self, target: LocalScheduler, changed: Callable[[], None]) -> None:
+    def __init__(self, target: SqliteScheduler, changed: Callable[[], None]) -> None:
         self._target, self._changed = target, changed
 
     def __getattr__(self, method: str) -> Any:
@@ -86,7 +86,7 @@ class LocalDeployment:
             stores = open_stores(self.db, clock)
             self.queues = _WatchedQueues(self.db, clock)
             create_queues(self.queues, VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT)
-            self.scheduler = LocalScheduler(self.db, self.queues, clock=clock)
+            self.scheduler = SqliteScheduler(self.db, self.queues, clock=clock)
             log_store = LocalLogStore(self.db)
             yield Backend(
                 name="local", jobs=stores.jobs, executions=stores.executions, pools=stores.pools,

@@ -22,7 +22,7 @@ from .db import Database
 from .logs import LocalLogEvents, LocalLogReader, LocalLogStore
 from .mail import LocalMailer
 from .queues import LocalJobQueue, LocalNotifyQueue, LocalQueueDepths, LocalQueues, create_queues
-from .scheduler import LocalScheduler
+from .scheduler import SqliteScheduler
 from .stores import Stores, open_stores
 
 DEFAULT_SENDER = "fastlane@localhost"
@@ -43,7 +43,7 @@ class LocalHandles:
     log_store: LocalLogStore
     log_events: LocalLogEvents
     runner: LocalRunner
-    scheduler: LocalScheduler
+    scheduler: SqliteScheduler
     mailer: LocalMailer
     lock_fd: int | None = None
     closed: bool = field(default=False)
@@ -129,7 +129,7 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         log_events = LocalLogEvents(log_store)
         runner = LocalRunner(db, queues, log_store, stop_grace_seconds=stop_grace_seconds, engine=engine,
                              sandbox=sandbox or Sandbox.choose("none"), region=settings.region, clock=clock)
-        scheduler = LocalScheduler(db, queues, cron_tick_seconds=cron_tick_seconds, clock=clock)
+        scheduler = SqliteScheduler(db, queues, cron_tick_seconds=cron_tick_seconds, clock=clock)
         mailer = LocalMailer(db, settings.mail_sender or DEFAULT_SENDER, clock)  # used when MAIL_SENDER is set
     except BaseException:
         if lock_fd is not None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
-from chalicelib.domain.messages import SCHEDULED_TIME, CronTick, ScheduleFiring, encode
+from chalicelib.domain.messages import CronTick, ScheduleFiring, encode
 
-from ..scheduler import first_fire, from_scheduler_cron
+from ..scheduler import first_fire, from_scheduler_cron, with_scheduled_time
 from .db import Database
 from .queues import JOBS, LocalQueues
 
@@ -38,12 +37,8 @@ IDLE_SECONDS = 1.0  # a loop with nothing due looks again this often (schedules 
 MAX_CATCH_UP_TICKS = 100_000
 
 
-def _scheduled_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class LocalScheduler:
-    """The Scheduler port. `cron_tick_seconds` (LOCAL_CRON_TICK_SECONDS, for tests and demos)
+class SqliteScheduler:
+    """The Scheduler port on the local database. `cron_tick_seconds` (LOCAL_CRON_TICK_SECONDS, for tests and demos)
     fires cron schedules every N seconds instead of on their expression's ticks."""
 
     def __init__(self, db: Database, queues: LocalQueues, *, queue: str = JOBS,
@@ -111,7 +106,7 @@ class LocalScheduler:
                     tick = self._latest_tick(expression, zone, due, at)
                     following = tick + self._cron_tick if self._cron_tick else first_fire(expression, zone, tick)
                     connection.execute("UPDATE scheduler_schedules SET next_fire = ? WHERE name = ?", (following, name))
-                self._queues.send_in(connection, self._queue, body.replace(SCHEDULED_TIME, _scheduled_time(tick)))
+                self._queues.send_in(connection, self._queue, with_scheduled_time(body, tick))
                 fired += 1
         if fired:
             self._queues.wake(self._queue, fired)
