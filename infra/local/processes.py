@@ -19,7 +19,6 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from .commands import INFO_FD, CannotStart, Command, docker_quietly
-from .commands import Sandbox as Sandbox  # where the local backend's assembly finds it
 from .leftovers import send_signal
 from .output import OutputShipper
 

@@ -16,7 +16,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.errors import DependencyDown
 from chalicelib.ports import Backend
 
-from ..processes import Sandbox
+from ..commands import Sandbox
 from ..runner import LocalRunner
 from .db import Database
 from .logs import LocalLogEvents, LocalLogReader, LocalLogStore
