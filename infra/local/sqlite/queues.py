@@ -135,10 +135,6 @@ class LocalQueues:
         self._config[name] = (float(row[0]), row[1], int(row[2]))
         return self._config[name]
 
-    def purge(self, name: str) -> None:
-        with self._db.write() as connection:
-            connection.execute("DELETE FROM queue_messages WHERE queue = ?", (name,))
-
     def _of(self, name: str) -> _Waiters:
         waiters = self._waiters.get(name)
         if waiters is None:
