@@ -18,7 +18,8 @@ SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 
 
 class MalformedMessage(ValueError):
-    """A body that is not one of our messages: it is dropped, never retried."""
+    """A body that is not one of our messages: its record fails alone in its batch, and after the
+    queue's redrive count it is in the dead-letter queue, where an operator sees it."""
 
 
 @dataclass(frozen=True)
