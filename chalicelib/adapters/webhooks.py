@@ -255,7 +255,7 @@ def _exchange(connection: Any, target: str, body: bytes, headers: dict[str, str]
         status = response.status
         error_text = None
         if 300 <= status < 400:
-            from ..domain.payload import redact_url
+            from ..domain.redaction import redact_url
 
             # A redirect often names the hook's own URL again (http to https), credential and all.
             error_text = f"redirects are not followed (Location: {redact_url(response.getheader('Location', ''))})"

@@ -15,7 +15,8 @@ from chalice.app import Request, Response
 from ..config import Settings
 from ..domain import contract as shapes
 from ..domain.errors import FastlaneError, NotFound, TooLarge, ValidationError
-from ..domain.payload import json_depth, parse_json_object, validate_task_id, validate_uuid
+from ..domain.json_text import json_depth, parse_json_object
+from ..domain.payload import validate_task_id, validate_uuid
 from ..observability import logger
 
 JSON = {"Content-Type": "application/json"}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import Execution, Job, Page, Task
-from .payload import redact_envs, redact_headers, redact_url, redact_urls
+from .redaction import redact_envs, redact_headers, redact_url, redact_urls
 
 
 class Urls:

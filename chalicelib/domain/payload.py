@@ -8,11 +8,13 @@ import re
 import shlex
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import TooLarge, ValidationError
+from .json_text import json_depth as json_depth  # still imported by chalicelib/live_handlers.py
 from .limits import ECS_MAX_OVERRIDE_BYTES
 from .model import Hook, JobSpec
+from .redaction import redact_url as redact_url  # still imported by chalicelib/services/notify.py
+from .redaction import redact_urls as redact_urls  # still imported by chalicelib/services/notify.py
 from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
 TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
@@ -43,16 +45,11 @@ OVERLAP_POLICIES = ("allow", "forbid", "replace")
 MAX_SCHEDULE_AHEAD = 5 * 366 * 86400
 MAX_RECIPIENTS_PER_EVENT = 50
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: the last second a date can be written
-# JSON a body may hold: nesting (objects and arrays) and the length of a number as written.
-MAX_JSON_DEPTH = 32
-MAX_INTEGER_DIGITS = 20  # a 64-bit integer, signed or not, fits
-MAX_NUMBER_CHARS = 40
 # Fargate's largest task: what the overrides of any pool can carry as cpu and memory.
 MAX_CPU, MAX_MEMORY = "16384", "122880"
 
 ONE_SCHEDULE = "Only ONE of 'startAt', 'startIn' and 'cron' should be in the request."
 IMAGE_AND_COMMAND = "image and command must be filled in the request."
-UNPARSABLE = "Failed to enqueue task because JSON body could not be parsed."
 
 
 def validate_task_id(task_id: str) -> str:
@@ -74,62 +71,6 @@ def validate_uuid(value: str, field: str) -> str:
         raise ValidationError(f"{field} must be a UUID like 5a023792-1445-44e9-8a8b-cfe5ad05d1c6, got '{shown}'.",
                               field=field)
     return value.lower()
-
-
-# JSON bodies ----------------------------------------------------------------------------------
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def json_depth(text: str) -> int:
-    """How deeply objects and arrays nest in a JSON text, counted without parsing it (the
-    parser itself recurses, and fails past about a thousand levels)."""
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValidationError(f"body holds {name}, which is not a JSON number; send a finite number.", field="body")
-
-
-def _integer(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise ValidationError(f"body holds an integer of {len(text.lstrip('-'))} digits; at most "
-                              f"{MAX_INTEGER_DIGITS} are accepted.", field="body")
-    return int(text)
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if len(text) > MAX_NUMBER_CHARS or not math.isfinite(value):
-        raise ValidationError(f"body holds the number {text[:MAX_NUMBER_CHARS]}...; numbers must be finite and at "
-                              f"most {MAX_NUMBER_CHARS} characters long.", field="body")
-    return value
-
-
-def parse_json(text: str, field: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Strict JSON: no NaN or Infinity, bounded nesting and number sizes. ValueError when it
-    does not parse; ValidationError when it breaks a bound."""
-    depth = json_depth(text)
-    if depth > max_depth:
-        raise ValidationError(f"{field} nests objects and arrays {depth} deep; at most {max_depth} levels are "
-                              "accepted.", field=field)
-    return json.loads(text, parse_constant=_refuse_constant, parse_int=_integer, parse_float=_float)
-
-
-def parse_json_object(body: bytes | str | None) -> dict[str, Any]:
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
-        data = parse_json(text) if text else None
-    except ValueError:  # not JSON, or not UTF-8 (a ValidationError of a bound goes through)
-        data = None
-    if not isinstance(data, dict):
-        raise ValidationError(UNPARSABLE, field="body")
-    return data
 
 
 def stored_bytes(spec: JobSpec) -> int:
@@ -382,45 +323,3 @@ def validate_job_payload(
         raise TooLarge(f"The job takes {stored} bytes as stored (non-ASCII text is stored escaped); at most "
                        f"{max_stored_bytes} are accepted.", field="body")
     return spec
-
-
-def is_secret_name(name: str, patterns: tuple[str, ...]) -> bool:
-    lowered = name.lower()
-    return any(p.lower() in lowered for p in patterns)
-
-
-def redact_envs(envs: dict[str, str], patterns: tuple[str, ...]) -> dict[str, str]:
-    """envs with the values of secret-looking names shown as ***."""
-    return {k: ("***" if is_secret_name(k, patterns) else v) for k, v in envs.items()}
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """A webhook's headers as shown anywhere: every value is *** (they carry credentials)."""
-    return {name: "***" for name in headers}
-
-
-HIDDEN = "\u2026"  # …: what stands for the hidden part of a URL
-_URL_IN_TEXT = re.compile(r"https?://[^\s()<>\"']+", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """A webhook URL as shown anywhere but in its own request: many carry their credential in the
-    path (Slack's /services/T…/B…/<secret>, Discord's /api/webhooks/<id>/<token>, one-segment
-    /<uuid> receivers) or the query. Scheme, host and port are kept, and the first path segment
-    when another follows it; the rest of the path, the query, the fragment and any user info are
-    replaced by one `…`. docs/decisions.md#webhook-urls-are-shown-redacted."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # a bracketed host that is not an address
-        return HIDDEN
-    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.scheme and parts.netloc else ""
-    segments = [segment for segment in parts.path.split("/") if segment]
-    if not segments and not parts.query and not parts.fragment:
-        return origin + ("/" if parts.path else "")
-    first = f"/{segments[0]}" if len(segments) > 1 else ""
-    return f"{origin}{first}/{HIDDEN}"
-
-
-def redact_urls(text: str) -> str:
-    """Text with every http(s) URL in it redacted (a receiver's Location, an error that quotes one)."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)

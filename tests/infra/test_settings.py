@@ -93,7 +93,7 @@ def test_the_secret_looking_names_of_a_deployment_are_the_documented_fourteen() 
     """What the template and .chalice/config.json give a function is what config.py defaults to:
     GITHUB_TOKEN, DB_PASS and SESSION_ID are hidden in job details and webhook bodies."""
     from chalicelib.config import DEFAULT_SECRET_ENV_PATTERNS
-    from chalicelib.domain.payload import redact_envs
+    from chalicelib.domain.redaction import redact_envs
 
     deployed = settings(**set_in_chalice_config())
     assert deployed.secret_env_patterns == DEFAULT_SECRET_ENV_PATTERNS and len(DEFAULT_SECRET_ENV_PATTERNS) == 14

@@ -192,14 +192,14 @@ def test_what_a_subject_says_happened(event, status, exit_code, said):
     ("http://[2001:db8::1]:8443/x/y/z", "http://[2001:db8::1]:8443/x/\u2026"),
 ])
 def test_a_webhook_url_is_shown_with_scheme_host_and_first_segment_only(url, shown):
-    from chalicelib.domain.payload import redact_url
+    from chalicelib.domain.redaction import redact_url
 
     assert redact_url(url) == shown
     assert redact_url(shown) == shown  # what is shown is shown again as it is
 
 
 def test_urls_quoted_in_an_error_are_redacted():
-    from chalicelib.domain.payload import redact_urls
+    from chalicelib.domain.redaction import redact_urls
 
     assert redact_urls("redirects are not followed (Location: https://hooks.example/services/T/B/s3cret)") == \
         "redirects are not followed (Location: https://hooks.example/services/\u2026)"

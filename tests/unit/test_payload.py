@@ -5,21 +5,17 @@ import pytest
 
 from chalicelib.config import DEFAULT_SECRET_ENV_PATTERNS
 from chalicelib.domain.errors import TooLarge, ValidationError
+from chalicelib.domain.json_text import MAX_JSON_DEPTH, UNPARSABLE, json_depth, parse_json_object
 from chalicelib.domain.payload import (
     IMAGE_AND_COMMAND,
-    MAX_JSON_DEPTH,
     ONE_SCHEDULE,
-    UNPARSABLE,
-    json_depth,
     override_bytes,
-    parse_json_object,
-    redact_envs,
-    redact_headers,
     stored_bytes,
     validate_job_payload,
     validate_task_id,
     validate_uuid,
 )
+from chalicelib.domain.redaction import redact_envs, redact_headers
 
 NOW = 1_800_000_000.0
 
