@@ -180,8 +180,7 @@ class LocalRunner:
         return None if row is None else self.describe([row["arn"]])[row["arn"]]
 
     def ping(self) -> None:
-        with self._db.read() as connection:
-            connection.execute("SELECT 1").fetchone()
+        self._db.ping()
 
     # start and shutdown -------------------------------------------------------------------------
 

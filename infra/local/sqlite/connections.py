@@ -10,7 +10,7 @@ from typing import Any
 
 from chalicelib.domain.live import Cursor, Position, StreamRecord, Subscriber
 
-from .db import Database
+from .db import Database, Expiry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscribers (
@@ -83,20 +83,13 @@ class SqliteConnections:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
-        self._purged_at = float("-inf")
-
-    def _purge(self, connection: sqlite3.Connection, at: float) -> None:
-        """Forget what expired (DynamoDB's TTL does this for the AWS table)."""
-        if at - self._purged_at > PURGE_EVERY_SECONDS:
-            connection.execute("DELETE FROM subscribers WHERE expires_at < ?", (at,))
-            connection.execute("DELETE FROM streams WHERE expires_at < ?", (at,))
-            self._purged_at = at
+        self._expiry = Expiry(("subscribers", "streams"), PURGE_EVERY_SECONDS)
 
     # subscribers ----------------------------------------------------------------------------------
 
     def put_subscriber(self, subscriber: Subscriber) -> None:
         with self._db.write() as connection:
-            self._purge(connection, self._clock())
+            self._expiry.purge(connection, self._clock())
             connection.execute(
                 "INSERT OR REPLACE INTO subscribers (connection_id, execution_id, task_id, job_id, follow, endpoint, "
                 "ecs_task_id, connected_at, expires_at, live, stdout_at, stderr_at, pending, pending_bytes, overflow, "
@@ -167,7 +160,7 @@ class SqliteConnections:
         """Create the execution's stream record, or keep the one there (with what it delivered)."""
         at = self._clock()
         with self._db.write() as connection:
-            self._purge(connection, at)
+            self._expiry.purge(connection, at)
             row = connection.execute(
                 "INSERT INTO streams (ecs_task_id, execution_id, ended, expires_at) VALUES (?, ?, 0, ?) "
                 "ON CONFLICT (ecs_task_id) DO UPDATE SET execution_id = excluded.execution_id, "

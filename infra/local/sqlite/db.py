@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chalicelib.domain.errors import DependencyDown
@@ -34,6 +34,34 @@ def _unavailable(error: sqlite3.Error) -> bool:
     return isinstance(error, sqlite3.DatabaseError)
 
 
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Errors that mean the file cannot be used raised as DependencyDown; a statement's own as they are."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if _unavailable(error):
+            raise DependencyDown(f"SQLite: {error}") from error
+        raise
+
+
+class Expiry:
+    """What DynamoDB's TTL does for the AWS tables: rows of `tables` whose `expires_at` passed are
+    deleted, at most once every `every_seconds` (the stores ignore or replace expired rows in
+    between). Call `purge` inside a write."""
+
+    def __init__(self, tables: tuple[str, ...], every_seconds: float) -> None:
+        self._tables = tables
+        self._every = every_seconds
+        self._purged_at = float("-inf")
+
+    def purge(self, connection: sqlite3.Connection, at: float) -> None:
+        if at - self._purged_at > self._every:
+            for table in self._tables:
+                connection.execute(f"DELETE FROM {table} WHERE expires_at < ?", (at,))
+            self._purged_at = at
+
+
 class Database:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -44,7 +72,8 @@ class Database:
         self._in_transaction = threading.local()
         self._generation = 0  # close() drops connections borrowed before it
         with self._borrowed() as connection:
-            self._guarded(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+            with _translated():
+                connection.execute("PRAGMA journal_mode=WAL")
 
     # connections ---------------------------------------------------------------------------------
 
@@ -89,36 +118,22 @@ class Database:
             if not keep:
                 connection.close()
 
-    @staticmethod
-    def _guarded(run: Callable[[], object]) -> None:
-        try:
-            run()
-        except sqlite3.Error as error:
-            if _unavailable(error):
-                raise DependencyDown(f"SQLite: {error}") from error
-            raise
-
     # transactions --------------------------------------------------------------------------------
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A connection for reads; every statement inside sees one snapshot."""
-        with self._borrowed() as connection:
+        with self._borrowed() as connection, _translated():
+            connection.execute("BEGIN")
             try:
-                connection.execute("BEGIN")
-                try:
-                    yield connection
-                finally:
-                    connection.execute("COMMIT")
-            except sqlite3.Error as error:
-                if _unavailable(error):
-                    raise DependencyDown(f"SQLite: {error}") from error
-                raise
+                yield connection
+            finally:
+                connection.execute("COMMIT")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One transaction that holds the write lock from its start: all of it or nothing."""
-        with self._write_lock, self._borrowed() as connection:
+        with self._write_lock, self._borrowed() as connection, _translated():
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
@@ -127,20 +142,23 @@ class Database:
                     connection.execute("ROLLBACK")
                     raise
                 connection.execute("COMMIT")
-            except sqlite3.Error as error:
+            except sqlite3.Error:
                 if connection.in_transaction:
                     try:
                         connection.execute("ROLLBACK")
                     except sqlite3.Error:
                         pass  # the connection is dropped below; SQLite rolls back what it cannot commit
-                if _unavailable(error):
-                    raise DependencyDown(f"SQLite: {error}") from error
                 raise
 
     def ensure_schema(self, script: str) -> None:
         """Create a module's tables and indexes (`CREATE ... IF NOT EXISTS`)."""
-        with self._schema_lock, self._write_lock, self._borrowed() as connection:
-            self._guarded(lambda: connection.executescript(script))
+        with self._schema_lock, self._write_lock, self._borrowed() as connection, _translated():
+            connection.executescript(script)
+
+    def ping(self) -> None:
+        """Raises DependencyDown when the file cannot be read."""
+        with self.read() as connection:
+            connection.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         """Close every idle connection; those in use are closed when given back."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from chalicelib.ports import Claim, ClaimState
 
-from .db import Database
+from .db import Database, Expiry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -33,14 +33,12 @@ class SqliteDeliveries:
     def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
-        self._purged_at = float("-inf")
+        self._expiry = Expiry(("deliveries",), PURGE_EVERY_SECONDS)
 
     def claim(self, key: str, lease_seconds: float) -> Claim:
         at = self._clock()
         with self._db.write() as connection:
-            if at - self._purged_at > PURGE_EVERY_SECONDS:
-                connection.execute("DELETE FROM deliveries WHERE expires_at < ?", (at,))
-                self._purged_at = at
+            self._expiry.purge(connection, at)
             row = connection.execute("SELECT state, lease_until, outcome FROM deliveries WHERE delivery_key = ?",
                                      (key,)).fetchone()
             if row is None:

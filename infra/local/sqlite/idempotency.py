@@ -12,7 +12,7 @@ from collections.abc import Callable
 from chalicelib.domain.idempotency import KEEP_SECONDS, LEASE_SECONDS, Answer
 from chalicelib.ports import KeyOutcome, KeyState
 
-from .db import Database
+from .db import Database, Expiry
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -39,16 +39,13 @@ class SqliteIdempotencyKeys:
         self._clock = clock
         self._keep = keep_seconds
         self._lease = lease_seconds
-        self._pruned_at = float("-inf")
+        self._expiry = Expiry(("idempotency_keys",), PRUNE_EVERY_SECONDS)
 
     def _take(self, key: str, fingerprint: str) -> str | KeyOutcome:
         """The holder's token when this request takes the key, else what it found."""
         at = self._clock()
         with self._db.write() as connection:
-            if at - self._pruned_at > PRUNE_EVERY_SECONDS:
-                # What DynamoDB's TTL does: expired keys go (they are already ignored below).
-                connection.execute("DELETE FROM idempotency_keys WHERE expires_at < ?", (at,))
-                self._pruned_at = at
+            self._expiry.purge(connection, at)  # expired keys go (they are already ignored below)
             row = connection.execute("SELECT fingerprint, state, lease_until, answer, expires_at FROM idempotency_keys "
                                      "WHERE idempotency_key = ?", (key,)).fetchone()
             free = row is None or row["expires_at"] < at or (row["state"] == IN_PROGRESS and row["lease_until"] < at)

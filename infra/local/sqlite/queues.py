@@ -295,8 +295,7 @@ class LocalQueues:
         return QueueDepth(visible=int(row[0]), inFlight=int(row[1]), delayed=int(row[2]))
 
     def ping(self) -> None:
-        with self._db.read() as connection:
-            connection.execute("SELECT 1").fetchone()
+        self._db.ping()
 
 
 # The deployment's queues, by role, as in AWS: each with its dead-letter queue.
