@@ -46,6 +46,14 @@ class Containers:
             raise CannotStart("CannotStartContainerError: no command specified")
         return self.sandbox.command(argv, env, directory or "/")
 
+    def terminate(self, task_id: str, process: ProcessRun, grace: float) -> None:
+        """End the process in the background: SIGTERM (docker stop), then SIGKILL after the grace."""
+        threading.Thread(target=process.terminate, args=(grace, self.docker_name(task_id)),
+                         name=f"stop-{task_id[:8]}", daemon=True).start()
+
+    def kill(self, task_id: str, process: ProcessRun) -> None:
+        process.kill(self.docker_name(task_id))
+
     def supervise(self, task_id: str, launch: Launch,
                   process: Callable[[], ProcessRun | None]) -> tuple[int | None, Exception | None]:
         """Launch the task's process in a directory of its own (a plain process's /tmp), ship its
@@ -64,7 +72,7 @@ class Containers:
             log.exception("local ECS task %s failed", task_id)
             run = process()
             if run is not None:
-                run.kill(self.docker_name(task_id))
+                self.kill(task_id, run)
                 run.process.wait()
             return None, error
         finally:
@@ -72,8 +80,13 @@ class Containers:
                 shutil.rmtree(directory, ignore_errors=True)
 
 
+def live(process: ProcessRun | None) -> ProcessRun | None:
+    """The process while it runs: None before it started and once it exited."""
+    return process if process is not None and not process.exited.is_set() else None
+
+
 def running(processes: Iterable[ProcessRun | None]) -> int:
-    return sum(1 for process in processes if process is not None and not process.exited.is_set())
+    return sum(1 for process in processes if live(process) is not None)
 
 
 def join(threads: Iterable[threading.Thread | None], seconds: float) -> None:

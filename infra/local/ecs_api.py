@@ -10,6 +10,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+from .ecs_tasks import ecs_arn
 from .gateway import OriginPolicy
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class TaskDefinitions:
             revisions = self._families.setdefault(family, [])
             revision = len(revisions) + 1
             definition = {
-                "taskDefinitionArn": f"arn:aws:ecs:{self.region}:{self.account}:task-definition/{family}:{revision}",
+                "taskDefinitionArn": ecs_arn(self.region, self.account, f"task-definition/{family}:{revision}"),
                 "family": family,
                 "revision": revision,
                 "status": "ACTIVE",

@@ -8,8 +8,15 @@ from typing import Any
 
 from .timestamps import iso, iso_ms
 
+REGION = "us-east-1"  # where the stand-ins' ECS tasks say they run, unless told
+ACCOUNT = "123456789012"
 ESSENTIAL_EXITED = ("EssentialContainerExited", "Essential container in task exited")
 FAILED_TO_START = "TaskFailedToStart"
+
+
+def ecs_arn(region: str, account: str, resource: str) -> str:
+    """The ARN of an ECS resource (`task/<cluster>/<id>`, `cluster/<name>`, ...)."""
+    return f"arn:aws:ecs:{region}:{account}:{resource}"
 
 
 @dataclass(kw_only=True)

@@ -25,9 +25,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from .commands import CannotStart, Sandbox
-from .containers import Containers, join, running
+from .containers import Containers, join, live, running
 from .ecs_api import INVALID_PARAMETER, ApiError, Handler, TaskDefinitions, answer, cluster_name, request_key
-from .ecs_tasks import EcsTask
+from .ecs_tasks import ACCOUNT, REGION, EcsTask, ecs_arn
 from .gateway import OriginPolicy
 from .output import CloudWatchStreams, OutputShipper
 from .processes import ProcessRun
@@ -40,6 +40,7 @@ MAX_TASKS = 10_000
 
 FLUSH_SECONDS = 0.2  # as the awslogs driver batches: CloudWatch calls are counted and throttled
 SHUTDOWN_JOIN_SECONDS = 5.0
+SHUT_DOWN = "Local Fargate stopped"  # the stopped reason of the tasks it ran
 
 
 @dataclass(kw_only=True)
@@ -70,8 +71,8 @@ class LocalFargate:
         logs_client: Any,
         events_queue_url: str,
         log_group: str,
-        region: str = "us-east-1",
-        account: str = "123456789012",
+        region: str = REGION,
+        account: str = ACCOUNT,
         host: str = "127.0.0.1",
         port: int = 0,
         stop_grace_seconds: float = 2.0,
@@ -141,9 +142,9 @@ class LocalFargate:
         with self._lock:
             tasks = list(self._tasks.values())
         for task in tasks:
-            self._request_stop(task, "TerminationNotice", "Local Fargate stopped", grace=None)
+            self._request_stop(task, "TerminationNotice", SHUT_DOWN, grace=None)
             if task.process is not None:
-                task.process.kill(self._containers.docker_name(task.id))
+                self._containers.kill(task.id, task.process)
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
@@ -225,7 +226,6 @@ class LocalFargate:
                 env[str(entry["name"])] = str(entry.get("value", ""))
         task_id = uuid.uuid4().hex
         now = time.time()
-        cluster_arn = f"arn:aws:ecs:{self.region}:{self.account}:cluster/{cluster}"
         described: dict[str, Any] = {"overrides": overrides, "tags": list(request.get("tags") or [])}
         for key in ("cpu", "memory"):
             value = overrides.get(key) or definition.get(key)
@@ -233,16 +233,16 @@ class LocalFargate:
                 described[key] = value
         return _Task(
             id=task_id,
-            arn=f"arn:aws:ecs:{self.region}:{self.account}:task/{cluster}/{task_id}",
+            arn=ecs_arn(self.region, self.account, f"task/{cluster}/{task_id}"),
             cluster=cluster,
-            cluster_arn=cluster_arn,
+            cluster_arn=ecs_arn(self.region, self.account, f"cluster/{cluster}"),
             definition_arn=definition["taskDefinitionArn"],
             group=request.get("group") or f"family:{definition['family']}",
             definition=definition,
             container=container,
             container_name=container["name"],
             image=container.get("image", ""),
-            container_arn=f"arn:aws:ecs:{self.region}:{self.account}:container/{cluster}/{task_id}/{uuid.uuid4()}",
+            container_arn=ecs_arn(self.region, self.account, f"container/{cluster}/{task_id}/{uuid.uuid4()}"),
             argv=[str(a) for a in (container.get("entryPoint") or [])] + [str(a) for a in command],
             env=env,
             described=described,
@@ -333,11 +333,10 @@ class LocalFargate:
         with task.lock:
             if not task.ask_stop(code, reason, time.time()):
                 return  # already stopping, failed, or stopped: nothing changes
-            process = task.process if task.process is not None and not task.process.exited.is_set() else None
+            process = live(task.process)
         # Not started yet: the supervisor sees desiredStatus and does not start it.
         if process is not None and grace is not None:
-            threading.Thread(target=process.terminate, args=(grace, self._containers.docker_name(task.id)),
-                             name=f"stop-{task.id[:8]}", daemon=True).start()
+            self._containers.terminate(task.id, process, grace)
 
     def _supervise(self, task: _Task) -> None:
         """Start the task, ship its output while it runs, and report how it ended. Runs in the
@@ -354,7 +353,7 @@ class LocalFargate:
     def _launch(self, task: _Task, home: str | None) -> tuple[ProcessRun, OutputShipper] | None:
         with task.lock:
             if self._closing:
-                task.ask_stop("TerminationNotice", "Local Fargate stopped", time.time())
+                task.ask_stop("TerminationNotice", SHUT_DOWN, time.time())
             if task.desired_status == "STOPPED":
                 return None  # stopped before it started
             try:

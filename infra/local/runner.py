@@ -31,8 +31,8 @@ from chalicelib.domain.model import Execution, JobSpec
 from chalicelib.domain.pools import Pool
 
 from .commands import CannotStart, Sandbox, docker_quietly
-from .containers import TASK_DIRECTORY_PREFIX, Containers, join, running
-from .ecs_tasks import EcsTask
+from .containers import TASK_DIRECTORY_PREFIX, Containers, join, live, running
+from .ecs_tasks import ACCOUNT, REGION, EcsTask, ecs_arn
 from .leftovers import kill_leftovers, process_identity
 from .output import OutputShipper
 from .processes import ProcessRun
@@ -67,8 +67,6 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
 CREATE INDEX IF NOT EXISTS ecs_tasks_by_status ON ecs_tasks (last_status);
 """
 
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 RESTARTED = "The local runtime restarted; the process of this ECS task is gone."
 SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was killed."
 JOIN_SECONDS = 5.0
@@ -127,7 +125,7 @@ class LocalRunner:
         env = {**spec.envs, "FASTLANE_TASK_ID": execution.task_id, "FASTLANE_JOB_ID": execution.job_id,
                "FASTLANE_EXECUTION_ID": execution.execution_id}
         task_id = uuid.uuid4().hex
-        arn = f"arn:aws:ecs:{self._region}:{self._account}:task/{pool.cluster}/{task_id}"
+        arn = ecs_arn(self._region, self._account, f"task/{pool.cluster}/{task_id}")
         with self._lock:
             if self._closing:
                 raise LaunchFailed("the local runtime is stopping", retryable=True)
@@ -155,8 +153,7 @@ class LocalRunner:
             return  # stopped already, or never ours
         process = self._ask_stop(supervised, "UserInitiated", reason[:ECS_MAX_REASON_CHARS])
         if process is not None:
-            threading.Thread(target=process.terminate, args=(self._grace, self._containers.docker_name(supervised.ecs_task_id)),
-                             name=f"stop-{supervised.ecs_task_id[:8]}", daemon=True).start()
+            self._containers.terminate(supervised.ecs_task_id, process, self._grace)
 
     def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
         found: dict[str, TaskState] = {}
@@ -220,7 +217,7 @@ class LocalRunner:
         for task in supervised:
             process = self._ask_stop(task, "TerminationNotice", SHUT_DOWN)
             if process is not None:
-                process.kill(self._containers.docker_name(task.ecs_task_id))
+                self._containers.kill(task.ecs_task_id, process)
         join([task.thread for task in supervised], JOIN_SECONDS)
 
     def running_count(self) -> int:
@@ -235,7 +232,7 @@ class LocalRunner:
             if task.stop is not None:
                 return None
             task.stop = (code, reason)
-            process = task.process if task.process is not None and not task.process.exited.is_set() else None
+            process = live(task.process)
         now = self._clock()
         self._change(task.ecs_task_id, lambda state: state.ask_stop(code, reason, now), event=False)
         return process
@@ -315,8 +312,8 @@ class LocalRunner:
         cluster = row["arn"].split("/")[-2]
         named = started_by(row["job_id"], row["execution_id"])
         return EcsTask(
-            arn=row["arn"], cluster_arn=f"arn:aws:ecs:{self._region}:{self._account}:cluster/{cluster}",
-            definition_arn=f"arn:aws:ecs:{self._region}:{self._account}:task-definition/{cluster}-local:1",
+            arn=row["arn"], cluster_arn=ecs_arn(self._region, self._account, f"cluster/{cluster}"),
+            definition_arn=ecs_arn(self._region, self._account, f"task-definition/{cluster}-local:1"),
             group=f"family:{cluster}-local", container_arn=f"{row['arn'].replace(':task/', ':container/')}/{CONTAINER}",
             container_name=CONTAINER, image=row["image"], created_at=row["created_at"], updated_at=self._clock(),
             started_by=named, last_status=row["last_status"], desired_status=row["desired_status"],
