@@ -164,9 +164,9 @@ def monitor_tasks(event):
     return handlers.monitor_tasks(event.to_dict())
 
 
-@app.schedule(Rate(1, unit=Rate.MINUTES), name="sweeper")
-def sweep(event):
-    return handlers.sweep()
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="reconciler")
+def reconcile(event):
+    return handlers.reconcile()
 
 
 # Live logs (docs/live-logs.md): the websocket API, and the function that the job log group's

@@ -7,8 +7,8 @@ Runs `infra.local.runtime.main()` unchanged (on a fresh state file for the local
 making every botocore session register two
 handlers: `provide-client-params` (who is calling, what is sent) and `after-call` (what came back:
 items read, errors, how long it took). Calls are attributed by the caller's stack: `app` (a frame
-of app.py or chalicelib/, with the app.py route or handler it came through), `sweeper` (the same,
-on the once-a-minute sweeper's thread), `local` (only frames of infra/local/: the SQS event
+of app.py or chalicelib/, with the app.py route or handler it came through), `reconciler` (the same,
+on the once-a-minute reconciler's thread), `local` (only frames of infra/local/: the SQS event
 sources and the stand-ins for ECS, Scheduler and log subscriptions, whose work AWS itself would do)
 or `bench` (this module's control server, never counted as the app's). The local backend makes no
 AWS call; with `--count-sqlite` every SQLite connection it opens counts the virtual-machine steps
@@ -45,15 +45,15 @@ APP_MODULE = str(ROOT / "app.py")
 APP_DIRS = (str(ROOT / "chalicelib") + "/", APP_MODULE)
 LOCAL_DIR = str(ROOT / "infra" / "local") + "/"
 ORIGIN_KEY = "bench_origin"
-SWEEPER_THREAD = "sweeper"  # infra.local.event_sources.Timer names its thread after the handler
+RECONCILER_THREAD = "reconciler"  # infra.local.event_sources.Timer names its thread after the handler
 
 
 def caller_origin() -> tuple[str, str]:
     """Who made the AWS call being made now, from the files on the calling thread's stack, and
     through which of the app's entry points (the innermost function of app.py: a route or a
-    handler; "-" for none). The sweeper (the runtime's timer thread of that name) is told apart: it
+    handler; "-" for none). The reconciler (the runtime's timer thread of that name) is told apart: it
     runs once a minute, not per job, and would otherwise add its calls to the job being counted."""
-    sweeper = threading.current_thread().name == SWEEPER_THREAD
+    reconciler = threading.current_thread().name == RECONCILER_THREAD
     seen_app = seen_local = False
     entry = "-"
     frame: FrameType | None = sys._getframe(2)
@@ -69,7 +69,7 @@ def caller_origin() -> tuple[str, str]:
             seen_local = True
         frame = frame.f_back
     if seen_app:
-        return ("sweeper" if sweeper else "app"), entry
+        return ("reconciler" if reconciler else "app"), entry
     return ("local" if seen_local else "other"), entry
 
 

@@ -128,7 +128,7 @@ def start_runtime(log_dir: Path, name: str = "runtime", backend: str = "local",
                   count_sqlite: bool = False) -> Runtime:
     """A fresh instrumented runtime (empty tables and queues: a new state file in `log_dir` for
     the local backend, moto's server started by the runtime for the aws one), with the bench's
-    pools and every other setting at its default but the local cron tick (the sweeper runs: its
+    pools and every other setting at its default but the local cron tick (the reconciler runs: its
     calls are counted apart)."""
     port, control = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "POOLS": POOLS,

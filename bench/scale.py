@@ -23,7 +23,7 @@ START = 1_800_000_000.0  # virtual t=0, as epoch seconds (the engine stores epoc
 PREFIX = "scale"
 TRIVIAL = {"image": "ubuntu", "command": "true"}
 ACCOUNT_CONCURRENCY = 1000  # Lambda's default concurrent executions per account and region
-SWEEP_EVERY = 60.0  # the sweeper's schedule, rate(1 minute)
+RECONCILE_EVERY = 60.0  # the reconciler's schedule, rate(1 minute)
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Simulation:
 
         self.clock.now, self.clock.charging = at, True
         try:
-            handlers.sweep()
+            handlers.reconcile()
         finally:
             self.clock.charging, self.clock.now = False, at
 
@@ -206,8 +206,9 @@ class Simulation:
 
         service = wiring.get_job_service()
         accepted = []
+        spec = service.validate("scale-0", dict(TRIVIAL))
         for n in range(self.jobs):
-            enqueued = service.enqueue(f"scale-{n % 10}", dict(TRIVIAL), "203.0.113.1")
+            enqueued = service.enqueue(f"scale-{n % 10}", spec, "203.0.113.1")
             assert enqueued.execution is not None
             accepted.append((enqueued.job.job_id, enqueued.execution.execution_id))
         return accepted
@@ -217,14 +218,14 @@ class Simulation:
         virtual limit passes (returns None)."""
         at = self.clock.now
         end = START + self.max_virtual_seconds
-        next_sweep = START + SWEEP_EVERY
+        next_sweep = START + RECONCILE_EVERY
         next_check = START + 10
         while at <= end:
             self.clock.now = at
             self.ecs.advance(at)
             if at >= next_sweep:
                 self._run_sweep(at)
-                next_sweep += SWEEP_EVERY
+                next_sweep += RECONCILE_EVERY
             for mapping in self.mappings:
                 mapping.poll(at)
             if at >= next_check:

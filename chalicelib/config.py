@@ -28,7 +28,7 @@ VARIABLES = {
     "execution_role_arn": "TASK_EXECUTION_ROLE_ARN", "task_role_arn": "TASK_ROLE_ARN",
     "log_router_image": "LOG_ROUTER_IMAGE", "retry_backoff_min": "RETRY_BACKOFF_MIN",
     "retry_backoff_factor": "RETRY_BACKOFF_FACTOR", "retry_backoff_max": "RETRY_BACKOFF_MAX",
-    "sweep_grace_seconds": "SWEEP_GRACE_SECONDS", "reconcile_interval": "SWEEP_INTERVAL",
+    "reconcile_grace_seconds": "RECONCILE_GRACE_SECONDS", "reconcile_interval": "RECONCILE_INTERVAL",
     "missing_grace_seconds": "MISSING_GRACE_SECONDS", "launch_resends": "LAUNCH_RESENDS",
     "reconcile_batch": "RECONCILE_BATCH", "max_active_per_job": "MAX_ACTIVE_PER_JOB", "launch_rate": "LAUNCH_RATE",
     "log_page_bytes": "LOG_PAGE_BYTES", "schedule_group": "SCHEDULE_GROUP", "scheduler_role_arn": "SCHEDULER_ROLE_ARN",
@@ -83,8 +83,8 @@ class Settings:
     retry_backoff_min: float = 2.0
     retry_backoff_factor: float = 2.0
     retry_backoff_max: float = 3600.0
-    sweep_grace_seconds: float = 120.0
-    # How often the reconciler runs (the sweeper's schedule: a minute in AWS; SWEEP_INTERVAL
+    reconcile_grace_seconds: float = 120.0
+    # How often the reconciler runs (the reconciler's schedule: a minute in AWS; RECONCILE_INTERVAL
     # locally): timeouts longer than two intervals get their check from its last pass before them.
     reconcile_interval: float = 60.0
     # The reconciler (docs/execution.md#the-reconciler): how long a task ECS does not know yet

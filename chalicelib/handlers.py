@@ -56,9 +56,9 @@ def _due(record: dict[str, Any]) -> float:
 def handle_job_message(message: JobMessage) -> None:
     """Route one jobs-queue message to the service that acts on it."""
     if isinstance(message, Launch):
-        wiring.get_engine().dispatch(message)
+        wiring.get_engine().dispatcher.dispatch(message)
     elif isinstance(message, TimeoutCheck):
-        wiring.get_engine().check_timeout(message)
+        wiring.get_engine().timeouts.check(message)
     elif isinstance(message, (ScheduleFiring, CronTick)):
         wiring.get_scheduling().handle(message)
 
@@ -88,7 +88,7 @@ def monitor_tasks(event: dict[str, Any]) -> dict[str, Any]:
         change = parse_task_event(task_event)  # parsed once, for the engine and the live logs
         if change is None:
             return  # not a task of ours
-        execution = engine.handle_task_change(change)
+        execution = engine.monitor.task_changed(change)
         live_handlers.task_event(change, execution)  # a stopped task ends its execution's live log streams
 
     return _batch(event, handle)
@@ -122,17 +122,17 @@ def send_notifications(event: dict[str, Any], context: Any = None) -> dict[str, 
     return _batch(event, handle)
 
 
-def sweep() -> dict[str, int]:
+def reconcile() -> dict[str, int]:
     """The reconciler's pass: executions, then overdue schedules, each repaired on its own. A
     pass some of whose repairs failed still ends; `errors` counts them (each is logged with its
     ids), and the `ReconcileErrors` metric lets an alarm see a pass that keeps failing."""
     try:
-        counts = wiring.get_engine().sweep()
-        schedules = wiring.get_scheduling().sweep()
+        counts = wiring.get_engine().reconciler.reconcile()
+        schedules = wiring.get_scheduling().reconcile()
         counts["schedules"] = schedules["schedules"]
         counts["errors"] += schedules["errors"]
         if any(counts.values()):
-            logger.info("sweep repaired executions", extra=counts)
+            logger.info("the reconciler repaired executions", extra=counts)
         if counts["errors"]:
             logger.error("the reconciler's pass left repairs undone; the next pass tries them again", extra=counts)
             metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=counts["errors"])

@@ -18,7 +18,7 @@ from .ports import Backend
 
 if TYPE_CHECKING:  # the services are imported on first use, off the cold-start path
     from .api.auth import BasicAuth
-    from .services.engine import ExecutionEngine
+    from .services.engine import Engine
     from .services.jobs import JobService
     from .services.live_logs import LiveLogs
     from .services.notify import NotificationPublisher, NotificationSender
@@ -150,11 +150,11 @@ def get_notifier() -> NotificationPublisher | None:
 
 
 @cache
-def get_engine() -> ExecutionEngine:
-    from .services.engine import ExecutionEngine
+def get_engine() -> Engine:
+    from .services.engine import build_engine
 
     b = backend()
-    return ExecutionEngine(b.jobs, b.executions, b.pools, b.statistics, b.job_queue, b.runner, get_settings(),
+    return build_engine(b.jobs, b.executions, b.pools, b.statistics, b.job_queue, b.runner, get_settings(),
                            clock=_clock, notifier=get_notifier())
 
 
@@ -172,7 +172,7 @@ def get_job_service() -> JobService:
     from .services.jobs import JobService
 
     b = backend()
-    return JobService(b.jobs, b.executions, b.job_queue, get_engine(), get_scheduling(), get_settings(), clock=_clock)
+    return JobService(b.jobs, b.executions, get_engine(), get_scheduling(), get_settings(), clock=_clock)
 
 
 @cache

@@ -492,7 +492,7 @@ def function_of(event: Any) -> str:
     if kind == "Request":
         return "APIHandler"
     if kind == "CloudWatchEvent":
-        return "Sweeper"
+        return "Reconciler"
     if kind == "LambdaFunctionEvent":
         return "Logs"
     if kind == "WebsocketEvent":

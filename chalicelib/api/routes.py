@@ -11,7 +11,7 @@ from ..config import get_settings
 from ..domain import contract as shapes
 from ..domain.errors import DependencyDown, FastlaneError, NotFound, ValidationError
 from ..domain.model import Execution
-from ..domain.payload import validate_job_payload, validate_uuid
+from ..domain.payload import validate_uuid
 from ..observability import logger, metrics
 from . import auth, idempotency
 from .http import (
@@ -59,12 +59,9 @@ def _enqueue(request: Request, task_id: str, job_id: str | None) -> Response:
     task_id = task_id_of(task_id)
     if job_id is not None:
         job_id = validate_uuid(job_id, "jobId")
-    body = json_body(request, settings)
-    # Checked here too, with what only the edge knows (the task id, the size limit), before the
-    # service writes anything.
-    validate_job_payload(body, max_timeout=settings.max_timeout, max_retries=settings.max_retries, task_id=task_id,
-                         max_stored_bytes=settings.max_body_bytes)
-    result = wiring.get_job_service().enqueue(task_id, body, client_ip(request), job_id=job_id)
+    service = wiring.get_job_service()
+    spec = service.validate(task_id, json_body(request, settings))
+    result = service.enqueue(task_id, spec, client_ip(request), job_id=job_id)
     return json_response(shapes.enqueued(_urls(request), result.job, result.execution, result.queue_job_id))
 
 

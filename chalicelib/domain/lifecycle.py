@@ -1,6 +1,6 @@
 """The execution lifecycle: the one transition table, and every rule derived from it.
 
-The store's conditional writes, the engine's "may this message still act", the sweeper's
+The store's conditional writes, the engine's "may this message still act", the reconciler's
 worklists, what an ECS task status means for an execution and which notifications an ending
 calls for are all read from here, never restated as literal sets elsewhere."""
 from __future__ import annotations
@@ -37,7 +37,7 @@ def sources(target: S) -> frozenset[S]:
 
 # Waiting to be launched: the only status in which a launch message may act or a pool slot be taken.
 LAUNCHABLE = frozenset(s for s in ACTIVE_STATUSES if can_move(s, S.PULLING))
-# A container was asked for: its ECS task may exist and is watched by the sweeper.
+# A container was asked for: its ECS task may exist and is watched by the reconciler.
 LAUNCHED = frozenset(s for s in ACTIVE_STATUSES if s not in LAUNCHABLE)
 # Only a running execution can time out by running too long.
 TIMEABLE = frozenset(s for s in ACTIVE_STATUSES if can_move(s, S.TIMEDOUT) and not can_move(s, S.PULLING))

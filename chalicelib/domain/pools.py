@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..config import Settings
-from .model import Placement
+from .model import Execution, Placement
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,13 @@ def pool_for(pools: tuple[Pool, ...], task_id: str) -> Pool:
         if pool.matches(task_id):
             return pool
     return pools[-1]
+
+
+def pool_holding(pools: tuple[Pool, ...], execution: Execution) -> Pool:
+    """The pool whose slot the execution holds (named on it), else the one its task matches,
+    with the cluster and size frozen on the execution."""
+    if execution.pool is not None:
+        for pool in pools:
+            if pool.name == execution.pool:
+                return pool.placed(execution.placement)
+    return pool_for(pools, execution.task_id).placed(execution.placement)

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..domain.errors import Conflict, DependencyDown, NotFound, ValidationError
-from ..domain.messages import Launch
-from ..domain.model import Execution, Job, Page, Task, new_execution, new_id, now
-from ..domain.payload import validate_job_payload, validate_task_id, validate_uuid
+from ..domain.model import Execution, Job, JobSpec, Page, Task, new_execution, new_id, now
+from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import MetricUnit, logger, metrics
-from ..ports import Executions, JobQueue, Jobs
-from .engine import ExecutionEngine
+from ..ports import Executions, Jobs
+from .engine import Engine
 from .scheduling import Scheduling
 
 
@@ -37,35 +36,30 @@ def find_job(jobs: Jobs, task_id: str, job_id: str) -> Job:
 class JobService:
     """What clients do with jobs: enqueue or replace them, read them, stop and retry them."""
 
-    def __init__(self, jobs: Jobs, executions: Executions, queue: JobQueue, engine: ExecutionEngine,
+    def __init__(self, jobs: Jobs, executions: Executions, engine: Engine,
                  scheduling: Scheduling, settings: Settings, clock: Callable[[], float] = now) -> None:
         self._jobs = jobs
         self._executions = executions
-        self._queue = queue
         self._engine = engine
         self._scheduling = scheduling
         self._settings = settings
         self._clock = clock
 
-    def enqueue(
-        self, task_id: str, payload: dict[str, object], request_ip: str | None, job_id: str | None = None
-    ) -> Enqueued:
-        """Validate everything, store the job (and its first execution when it runs now), then
-        send the launch message. With a job_id the job is created or replaced (PUT)."""
+    def validate(self, task_id: str, payload: dict[str, object]) -> JobSpec:
+        """The job a request's payload asks for, checked whole before anything is written:
+        ValidationError (TooLarge) naming the first bad field otherwise. The task id is checked
+        by the caller (it is part of the route)."""
+        settings = self._settings
         try:
-            validate_task_id(task_id)
-            if job_id is not None:
-                job_id = validate_uuid(job_id, "jobId")
-            spec = validate_job_payload(
-                payload,
-                max_timeout=self._settings.max_timeout,
-                max_retries=self._settings.max_retries,
-                clock=self._clock,
-            )
+            return validate_job_payload(payload, max_timeout=settings.max_timeout, max_retries=settings.max_retries,
+                                        clock=self._clock, task_id=task_id, max_stored_bytes=settings.max_body_bytes)
         except ValidationError:
             metrics.add_metric(name="ValidationRejections", unit=MetricUnit.Count, value=1)
             raise
 
+    def enqueue(self, task_id: str, spec: JobSpec, request_ip: str | None, job_id: str | None = None) -> Enqueued:
+        """Store the job a validated payload asks for (and its first execution when it runs
+        now), then send the launch. With a job_id the job is created or replaced (PUT)."""
         existing = self._jobs.get_job(job_id) if job_id is not None else None
         if existing is not None and existing.task_id != task_id:
             raise Conflict(f"job {job_id} belongs to task '{existing.task_id}', not '{task_id}'.", field="jobId")
@@ -99,16 +93,10 @@ class JobService:
             try:
                 queue_job_id = self._scheduling.arm(job, had_schedule=had_schedule)
             except DependencyDown:
-                # The job is stored with its next run: the sweeper fires overdue schedules.
-                logger.exception("schedule not armed; the sweeper will fire it when due")
+                # The job is stored with its next run: the reconciler fires overdue schedules.
+                logger.exception("schedule not armed; the reconciler will fire it when due")
         if execution is not None:
-            try:
-                queue_job_id = self._queue.send(Launch.of(execution))
-            except DependencyDown:
-                # The execution is stored as enqueued: the sweeper sends launches that never left,
-                # so the job is accepted and will run; the client must not post it again.
-                logger.exception("launch message not sent; the sweeper will send it")
-                metrics.add_metric(name="LaunchMessagesDeferred", unit=MetricUnit.Count, value=1)
+            queue_job_id = self._engine.launches.send(execution)
         logger.info("job enqueued", extra={"scheduled": spec.scheduled, "queue_job_id": queue_job_id})
         return Enqueued(job=job, execution=execution, queue_job_id=queue_job_id)
 
@@ -157,14 +145,14 @@ class JobService:
         stopped = []
         for execution_id in sorted(job.active):
             execution = self._executions.get_execution(job.job_id, execution_id)
-            if execution is not None and self._engine.stop_execution(execution):
+            if execution is not None and self._engine.ending.stop(execution):
                 stopped.append(execution_id)
         return stopped
 
     def stop_execution(self, task_id: str, job_id: str, execution_id: str) -> Execution:
         """Stop one execution of a job; Conflict when it has already ended."""
         _, execution = self.execution(task_id, job_id, execution_id)
-        if not self._engine.stop_execution(execution):
+        if not self._engine.ending.stop(execution):
             raise Conflict(f"Execution '{execution_id}' has already ended ({execution.status.value}).",
                            field="executionId")
         return execution
@@ -179,21 +167,10 @@ class JobService:
                                  metadata={"retriedByClient": True})
 
         _, execution = self._jobs.add_execution(job.job_id, make, require_idle=True, clear_stopped=True)
-        return execution, self._engine.send_launch(execution)
+        return execution, self._engine.launches.send(execution)
 
 
 def _check_page(page: Page) -> None:
     if page.page > 1 and page.page > page.pages:
         raise NotFound(f"Page {page.page} does not exist; there are {page.pages} pages.", field="page")
 
-
-def parse_page(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return 1
-    try:
-        page = int(raw)
-    except ValueError:
-        page = 0
-    if page < 1:
-        raise ValidationError(f"page must be an integer of 1 or more, got '{raw}'.", field="page")
-    return page

@@ -18,7 +18,7 @@ from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import EMAIL, WEBHOOK, Notification
 from ..domain.model import Execution, Hook, Job
 from ..domain.model import ExecutionStatus as S
-from ..domain.payload import redact_url, redact_urls
+from ..domain.redaction import redact_url, redact_urls
 from ..domain.webhooks import request_headers
 from ..observability import MetricUnit, logger, metrics
 from ..ports import ClaimState, Deliveries, Executions, Jobs, Mailer, NotifyQueue, WebhookPoster

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from ..config import Settings
 from ..domain.errors import UnreadableRecords
 from ..domain.limits import SQS_MAX_DELAY_SECONDS
-from ..domain.messages import CronTick, JobMessage, Launch, ScheduleFiring
+from ..domain.messages import CronTick, JobMessage, ScheduleFiring
 from ..domain.model import Execution, Job, new_execution, now
 from ..domain.schedule import next_cron_run, parse_duration, to_scheduler_cron
 from ..observability import MetricUnit, logger, metrics
 from ..ports import Executions, JobQueue, Jobs, Scheduler, Schedules
-from .engine import ExecutionEngine
+from .engine import Engine
 
 # One-shot firings arrive up to this many seconds early; the execution is written and its pool
 # slot taken meanwhile, and the handler waits the rest, so the container starts on its second
@@ -34,7 +34,7 @@ def schedule_name(task_id: str, job_id: str) -> str:
 
 class Scheduling:
     def __init__(self, jobs: Jobs, executions: Executions, schedules: Schedules, queue: JobQueue,
-                 scheduler: Scheduler, engine: ExecutionEngine, settings: Settings, *,
+                 scheduler: Scheduler, engine: Engine, settings: Settings, *,
                  clock: Callable[[], float] = now, sleep: Callable[[float], None] = time.sleep) -> None:
         self._jobs = jobs
         self._executions = executions
@@ -111,6 +111,12 @@ class Scheduling:
                              request_ip=job.request_ip, due_at=round(scheduled_at, 3),
                              metadata={"scheduledAt": round(scheduled_at, 3)})
 
+    def _launch(self, execution: Execution, wait: Callable[[float], None] | None = None) -> None:
+        """A firing is itself a jobs-queue message: the execution it made is launched in the same
+        handling (no second message), through the one launch path and its error policy."""
+        dispatcher = self._engine.dispatcher
+        self._engine.launches.send(execution, dispatch=lambda launch: dispatcher.dispatch(launch, wait=wait))
+
     def handle(self, message: ScheduleFiring | CronTick) -> None:
         if isinstance(message, ScheduleFiring):
             self._fire_once(message)
@@ -135,7 +141,7 @@ class Scheduling:
         if taken is None or taken[1] is None:
             return  # replaced, stopped, or fired already
         metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
-        self._engine.dispatch(Launch.of(taken[1]), wait=self._sleep)
+        self._launch(taken[1], wait=self._sleep)
 
     def _tick(self, tick: CronTick) -> None:
         if tick.scheduled_at is None:
@@ -170,13 +176,13 @@ class Scheduling:
             for execution_id in running:
                 execution = self._executions.get_execution(job.job_id, execution_id)
                 if execution is not None:
-                    self._engine.stop_execution(execution, reason="replaced by the next cron tick")
+                    self._engine.ending.stop(execution, reason="replaced by the next cron tick")
         metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
-        self._engine.dispatch(Launch.of(taken[1]))
+        self._launch(taken[1])
 
     # repair -------------------------------------------------------------------------------------
 
-    def sweep(self) -> dict[str, int]:
+    def reconcile(self) -> dict[str, int]:
         """Schedules whose next run is overdue (a lost firing, a schedule that failed to be
         written): their firing is sent to the jobs queue, where the dispatcher takes it as it
         takes any other (the reconciler launches nothing itself: its role may not run tasks),
@@ -186,7 +192,7 @@ class Scheduling:
         counts = {"schedules": 0, "errors": 0}
         try:
             overdue = self._schedules.scheduled_jobs(limit=100,
-                                                     due_before=self._clock() - self._settings.sweep_grace_seconds)
+                                                     due_before=self._clock() - self._settings.reconcile_grace_seconds)
         except UnreadableRecords as some:  # the readable ones are repaired all the same
             logger.error("the reconciler skips stored jobs it cannot read", extra={"jobs": some.keys[:20]})
             counts["errors"] += len(some.keys)

@@ -150,6 +150,7 @@ class LocalRuntime:
 
         import app as app_module
         from chalicelib import wiring
+        from chalicelib.config import get_settings
 
         from .event_sources import QueuePoller, Timer
         from .gateway import LocalHttpServer
@@ -163,7 +164,8 @@ class LocalRuntime:
                         region=backend.region),
             QueuePoller(backend.notify, app_module.send_notifications, name="notify", concurrency=notify,
                         region=backend.region),
-            Timer(app_module.sweep, settings.sweep_interval, name="sweeper"),
+            # The app's own setting: the engine reads it too (which timeouts the reconciler checks).
+            Timer(app_module.reconcile, get_settings().reconcile_interval, name="reconciler"),
             backend.scheduler,
             backend.subscription(logs_handler),
             *backend.more,

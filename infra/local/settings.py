@@ -32,7 +32,6 @@ class RuntimeSettings:
     open_remote: bool = False  # ALLOW_UNAUTHENTICATED_REMOTE
     # LOG_RETENTION_DAYS as written: only the local backend keeps output, so only it refuses a bad value.
     log_retention: str = ""
-    sweep_interval: float = 60.0  # SWEEP_INTERVAL
     docker: bool = False  # DOCKER_HOST set: jobs run as docker containers
     sandbox: str = "auto"  # LOCAL_SANDBOX
     sandbox_network: bool = True  # LOCAL_SANDBOX_NETWORK
@@ -54,7 +53,6 @@ class RuntimeSettings:
             allowed_hosts=env.get("ALLOWED_HOSTS", ""),
             open_remote=_flag(env.get(REMOTE_OPT_IN), False),
             log_retention=env.get("LOG_RETENTION_DAYS", ""),
-            sweep_interval=float(env.get("SWEEP_INTERVAL", "60")),
             docker=bool(env.get("DOCKER_HOST")),
             sandbox=env.get("LOCAL_SANDBOX") or "auto",
             sandbox_network=_flag(env.get("LOCAL_SANDBOX_NETWORK"), True),

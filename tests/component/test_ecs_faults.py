@@ -98,10 +98,10 @@ def tune(monkeypatch: pytest.MonkeyPatch, ecs: LocalFargate) -> Callable[..., No
     return apply
 
 
-def sweep() -> dict[str, int]:
+def reconcile() -> dict[str, int]:
     import app as app_module
 
-    return app_module.sweep(scheduled_event("sweeper"), None)
+    return app_module.reconcile(scheduled_event("reconciler"), None)
 
 
 def slots_held() -> int:
@@ -210,9 +210,9 @@ def test_a_throttled_stop_task_is_asked_again_until_the_container_is_gone(api, d
     assert api.post(path).status_code == 200 and status_of(api, created) == "stopped"
     assert ecs.running_count() == 1 and slots_held() == 1  # not seen gone: the slot is held
 
-    sweep()  # asked again, throttled again
+    reconcile()  # asked again, throttled again
     assert ecs.running_count() == 1 and slots_held() == 1
-    sweep()  # asked again: ECS stops it
+    reconcile()  # asked again: ECS stops it
     polling.wait_until(lambda: ecs.running_count() == 0, timeout=10, interval=0.05, what="the container to stop")
     settle(drive, lambda: slots_held() == 0, "the STOPPED event to free the slot")
     assert faults.calls.count("StopTask") == 3 and status_of(api, created) == "stopped"
@@ -227,14 +227,14 @@ def test_missing_just_after_the_launch_and_lost_events_converge_on_what_ecs_know
     polling.wait_until(lambda: ecs.running_count() == 1, timeout=10, interval=0.05, what="the task to start")
 
     faults.missing = True  # ECS does not know the task yet: within the grace, nothing is decided
-    sweep()
+    reconcile()
     assert status_of(api, created) == "pulling" and slots_held() == 1
 
     faults.missing = False
     polling.wait_until(lambda: ecs.running_count() == 0, timeout=10, interval=0.05, what="the container to exit")
     polling.wait_until(lambda: lose_events(sqs, aws) >= 3 or None, timeout=10, interval=0.05,
                        what="its PENDING, RUNNING and STOPPED events, to lose them")
-    sweep()  # no event came: DescribeTasks says it stopped, and the monitor's ending is applied
+    reconcile()  # no event came: DescribeTasks says it stopped, and the monitor's ending is applied
     ended = execution(api, created)
     assert (ended["status"], ended["exitCode"]) == ("done", 0) and slots_held() == 0
 

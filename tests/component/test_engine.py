@@ -190,7 +190,7 @@ def test_a_full_pool_makes_launches_wait(aws, api, runner, drive, monkeypatch, s
     assert second["executionId"] in runner.tasks
 
 
-def test_the_sweeper_finalises_an_execution_whose_stop_event_was_lost(api, runner, drive):
+def test_the_reconciler_finalises_an_execution_whose_stop_event_was_lost(api, runner, drive):
     import app as app_module
 
     created = api.post("/tasks/t", JOB).json
@@ -198,40 +198,40 @@ def test_the_sweeper_finalises_an_execution_whose_stop_event_was_lost(api, runne
     arn = runner.tasks[created["executionId"]]
     runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=3, reason=None,
                                    started_at=1.0, stopped_at=2.0)
-    assert app_module.sweep(scheduled_event("sweeper"), None)["finalised"] == 1
+    assert app_module.reconcile(scheduled_event("reconciler"), None)["finalised"] == 1
     ended = execution(api, created)
     assert (ended["status"], ended["exitCode"]) == ("failed", 3)
 
 
-def test_the_sweeper_fails_an_execution_whose_task_is_gone_after_the_grace(api, runner, drive, monkeypatch):
+def test_the_reconciler_fails_an_execution_whose_task_is_gone_after_the_grace(api, runner, drive, monkeypatch):
     """ECS may answer MISSING just after RunTask: within the grace the execution is left alone."""
     import app as app_module
     from chalicelib import wiring
 
     created = api.post("/tasks/t", JOB).json
     drive("jobs")
-    app_module.sweep(scheduled_event("sweeper"), None)
+    app_module.reconcile(scheduled_event("reconciler"), None)
     assert execution(api, created)["status"] == "pulling"
 
     monkeypatch.setenv("MISSING_GRACE_SECONDS", "-1")
     wiring.reset()
     install_engine(monkeypatch, runner)
-    app_module.sweep(scheduled_event("sweeper"), None)
+    app_module.reconcile(scheduled_event("reconciler"), None)
     ended = execution(api, created)
     assert ended["status"] == "failed" and "gone" in ended["error"]
 
 
-def test_the_sweeper_resends_a_launch_that_never_left(api, runner, drive, aws, monkeypatch, sqs):
+def test_the_reconciler_resends_a_launch_that_never_left(api, runner, drive, aws, monkeypatch, sqs):
     import app as app_module
     from chalicelib import wiring
 
     created = api.post("/tasks/t", JOB).json
     for message in sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]:
         sqs.delete_message(QueueUrl=aws["JOBS_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])  # lost
-    monkeypatch.setenv("SWEEP_GRACE_SECONDS", "-1")
+    monkeypatch.setenv("RECONCILE_GRACE_SECONDS", "-1")
     wiring.reset()
     install_engine(monkeypatch, runner)
-    assert app_module.sweep(scheduled_event("sweeper"), None)["resent"] == 1
+    assert app_module.reconcile(scheduled_event("reconciler"), None)["resent"] == 1
     drive("jobs")
     assert created["executionId"] in runner.tasks
 
@@ -285,9 +285,9 @@ class CountingThrottle:
 
 def test_after_a_throttle_the_launches_of_the_next_moment_are_sent_back_without_asking(
         api, runner, drive, sqs, aws, monkeypatch):
-    from chalicelib.services import engine
+    from chalicelib.services.engine import dispatch
 
-    monkeypatch.setattr(engine, "THROTTLE_PAUSE_SECONDS", 600.0)  # "the next moment" spans the whole batch
+    monkeypatch.setattr(dispatch, "THROTTLE_PAUSE_SECONDS", 600.0)  # "the next moment" spans the whole batch
     throttled = CountingThrottle()
     monkeypatch.setattr(runner, "run", throttled)
     created = [api.post("/tasks/t", JOB).json for _ in range(6)]
@@ -302,15 +302,16 @@ def test_after_a_throttle_the_launches_of_the_next_moment_are_sent_back_without_
 
 def test_a_throttled_launch_comes_back_within_the_time_its_backlog_takes():
     from chalicelib.config import Settings
-    from chalicelib.services.engine import LAUNCH_OVERDRIVE, ExecutionEngine
+    from chalicelib.services.engine import build_engine
+    from chalicelib.services.engine.dispatch import LAUNCH_OVERDRIVE
 
     class Backlog:
         def pending(self) -> int:
             return 1000
 
     settings = Settings(region="us-east-1", tasks_table="t", jobs_table="j", executions_table="e", jobs_queue_url="q")
-    engine = ExecutionEngine(None, None, None, None, Backlog(), None, settings, clock=lambda: 100.0)  # type: ignore[arg-type]
-    delays = [engine._throttle_delay() for _ in range(500)]
+    engine = build_engine(None, None, None, None, Backlog(), None, settings, clock=lambda: 100.0)  # type: ignore[arg-type]
+    delays = [engine.dispatcher._throttle_delay() for _ in range(500)]
     window = 1000 / (settings.launch_rate * LAUNCH_OVERDRIVE)  # 40 s for 1,000 waiting at 20 a second
     assert 1.0 <= min(delays) and max(delays) <= window
     assert sum(d > window / 2 for d in delays) > 150  # spread over the window, not bunched at its start

@@ -127,7 +127,7 @@ def test_request_ip_is_recorded_on_job_and_execution(api):
 
 
 def test_launch_message_failure_still_accepts_the_job(api, aws, monkeypatch):
-    """The execution is stored as enqueued first; a lost send is repaired by the sweeper,
+    """The execution is stored as enqueued first; a lost send is repaired by the reconciler,
     so the client gets its ids and must not post again."""
     boto3.client("sqs", region_name=REGION).delete_queue(QueueUrl=aws["JOBS_QUEUE_URL"])
     response = api.post("/tasks/t", JOB)
@@ -154,12 +154,12 @@ def test_a_job_posted_between_anothers_number_and_its_write_takes_the_next_numbe
         number = take(tables, task_id, at)
         if not raced and task_id == "race":
             raced.append(True)
-            service.enqueue("race", dict(JOB), None)  # lands after our number, before our write
+            service.enqueue("race", service.validate("race", dict(JOB)), None)  # lands after our number, before our write
         return number
 
     monkeypatch.setattr(dynamo_jobs, "take_job_number", take_then_race)
-    service.enqueue("race", dict(JOB), None)
-    service.enqueue("race", dict(JOB), None)
+    service.enqueue("race", service.validate("race", dict(JOB)), None)
+    service.enqueue("race", service.validate("race", dict(JOB)), None)
     monkeypatch.setattr(dynamo_jobs, "take_job_number", take)
     task = store.get_task("race")
     assert task.jobs_count == 3

@@ -14,7 +14,7 @@ from chalicelib.domain.messages import WEBHOOK, Launch, Notification
 from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.domain.model import Hook, JobSpec
 from chalicelib.domain.webhooks import HookResult
-from chalicelib.services.engine import ExecutionEngine
+from chalicelib.services.engine import build_engine
 from chalicelib.services.notify import START_ORDER_WAIT, NotificationPublisher, NotificationSender
 from infra.local.sqlite.db import Database
 from infra.local.sqlite.stores import Stores, open_stores
@@ -113,19 +113,19 @@ def test_an_expiry_whose_announcement_failed_is_announced_by_the_reconciler(stor
         def send(self, message, delay_seconds: float = 0) -> str:
             return "id"
 
-    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, Jobs(), None,
-                             SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
+    engine = build_engine(stores.jobs, stores.executions, stores.pools, stores.statistics, Jobs(), None,
+                         SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
     queue.failures = 1
     with pytest.raises(DependencyDown):
-        engine.dispatch(Launch.of(first))  # expired, then died publishing its ending
+        engine.dispatcher.dispatch(Launch.of(first))  # expired, then died publishing its ending
     assert stores.executions.get_execution(job.job_id, first.execution_id).status is S.EXPIRED
     assert queue.sent == []
 
-    engine.dispatch(Launch.of(first))  # the message again finds it ended
+    engine.dispatcher.dispatch(Launch.of(first))  # the message again finds it ended
     assert queue.sent == []
-    engine.sweep()
+    engine.reconciler.reconcile()
     assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "expired")]
-    engine.sweep()  # and again: announced once
+    engine.reconciler.reconcile()  # and again: announced once
     assert len(queue.sent) == 1
 
 
@@ -142,8 +142,8 @@ def test_an_ending_whose_function_died_before_announcing_it_is_announced_by_the_
         pass
 
     publisher = NotificationPublisher(queue, SETTINGS)
-    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, None,
-                             SETTINGS, clock=clock, notifier=publisher)
+    engine = build_engine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, None,
+                         SETTINGS, clock=clock, notifier=publisher)
     publish = publisher.publish
 
     def die(event, job, execution):
@@ -151,13 +151,13 @@ def test_an_ending_whose_function_died_before_announcing_it_is_announced_by_the_
 
     publisher.publish = die  # type: ignore[method-assign]
     with pytest.raises(Died):
-        engine.stop_execution(first, reason="replaced by the next cron tick")
+        engine.ending.stop(first, reason="replaced by the next cron tick")
     publisher.publish = publish  # type: ignore[method-assign]
     assert queue.sent == []
 
-    assert engine.sweep()["announced"] == 1
+    assert engine.reconciler.reconcile()["announced"] == 1
     assert [(m.event, m.status) for m, _ in queue.sent] == [("finishes", "stopped")]
-    assert engine.sweep()["announced"] == 0 and len(queue.sent) == 1
+    assert engine.reconciler.reconcile()["announced"] == 0 and len(queue.sent) == 1
 
 
 def test_a_start_seen_only_at_the_end_is_announced_by_the_reconciler_when_publishing_it_failed(
@@ -180,16 +180,16 @@ def test_a_start_seen_only_at_the_end_is_announced_by_the_reconciler_when_publis
         def describe(self, arns):
             return {arn: stopped for arn in arns}
 
-    engine = ExecutionEngine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, Ecs(),
-                             SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
+    engine = build_engine(stores.jobs, stores.executions, stores.pools, stores.statistics, None, Ecs(),
+                         SETTINGS, clock=clock, notifier=NotificationPublisher(queue, SETTINGS))
     queue.failures = 1
     with pytest.raises(DependencyDown):
-        engine.apply_task_state(moved[0], stopped)
+        engine.monitor.apply(moved[0], stopped)
     ended = stores.executions.get_execution(job.job_id, first.execution_id)
     assert ended.status is S.DONE and ended.announcing and queue.sent == []
 
-    assert engine.sweep()["announced"] == 1
+    assert engine.reconciler.reconcile()["announced"] == 1
     assert [(m.event, m.status) for m, _ in queue.sent] == [("starts", "done")]
     again = stores.executions.get_execution(job.job_id, first.execution_id)
     assert not again.announcing and again.notified == frozenset({"started"})
-    assert engine.sweep()["announced"] == 0 and len(queue.sent) == 1
+    assert engine.reconciler.reconcile()["announced"] == 0 and len(queue.sent) == 1

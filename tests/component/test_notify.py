@@ -54,7 +54,7 @@ def _install(monkeypatch) -> FakeRunner:
     wiring.reset()
     runner = FakeRunner()
     engine = install_engine(monkeypatch, runner)
-    engine._notifier = wiring.get_notifier()  # the engine as wired in AWS: with its notifier
+    engine.announcer.publisher = wiring.get_notifier()  # the engine as wired in AWS: with its notifier
     return runner
 
 
@@ -559,7 +559,7 @@ def test_the_subject_says_an_execution_timed_out(api, sqs, aws, mail):
     payload = {"image": "ubuntu", "command": "sleep 600", "timeout": 1, "notify": {"fails": ["ops@example.com"]}}
     created = run(api, sqs, aws, mail, payload, exit_code=None, notify=False)
     engine = wiring.get_engine()
-    engine.enforce_timeout(wiring.backend().executions.get_execution(created["jobId"], created["executionId"]))
+    engine.ending.time_out(wiring.backend().executions.get_execution(created["jobId"], created["executionId"]))
     drive(sqs, aws, "notify")
     [message] = sent_mail()
     assert message.subject == f"[fastlane] task t, job {created['jobId']}: timed out"

@@ -30,10 +30,10 @@ def tune(monkeypatch, runner):
     return apply
 
 
-def sweep() -> dict[str, int]:
+def reconcile() -> dict[str, int]:
     import app as app_module
 
-    return app_module.sweep(scheduled_event("sweeper"), None)
+    return app_module.reconcile(scheduled_event("reconciler"), None)
 
 
 def running_in_pool() -> int:
@@ -74,17 +74,17 @@ def test_a_stop_that_failed_is_repeated_until_the_task_is_seen_stopped(api, runn
     assert stop.status_code == 200 and execution(api, created)["status"] == "stopped"
     assert running_in_pool() == 1  # the container is not seen gone: its slot is held
 
-    assert sweep()["stopped"] == 1 and flaky.calls == 2  # asked again, failed again
-    assert sweep()["stopped"] == 1 and flaky.calls == 3 and runner.stopped == [(arn, "stopped by a client")]
+    assert reconcile()["stopped"] == 1 and flaky.calls == 2  # asked again, failed again
+    assert reconcile()["stopped"] == 1 and flaky.calls == 3 and runner.stopped == [(arn, "stopped by a client")]
     assert running_in_pool() == 1
 
     # ECS reports it stopped (its event lost): the slot is given back and its exit code kept.
     runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=143, started_at=1.0, stopped_at=2.0)
-    assert sweep()["released"] == 1
+    assert reconcile()["released"] == 1
     assert running_in_pool() == 0
     ended = execution(api, created)
     assert (ended["status"], ended["exitCode"]) == ("stopped", 143)
-    assert sweep()["stopped"] == 0 and flaky.calls == 3  # nothing left to do
+    assert reconcile()["stopped"] == 0 and flaky.calls == 3  # nothing left to do
 
 
 def started(api, runner, drive, sqs, aws, timeout: float, started_at: str) -> tuple[dict, str]:
@@ -117,12 +117,12 @@ def test_a_timed_out_container_whose_stopped_event_is_lost_frees_its_slot(api, r
     tune(MISSING_GRACE_SECONDS="600")
     created, arn = started(api, runner, drive, sqs, aws, 1, "2020-01-01T00:00:00.000Z")
     runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1577836800.0)
-    assert sweep()["timedout"] == 1
+    assert reconcile()["timedout"] == 1
     assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn
     assert running_in_pool() == 1
     runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=137, started_at=1577836800.0,
                                    stopped_at=1577836802.0)
-    sweep()
+    reconcile()
     assert running_in_pool() == 0 and execution(api, created)["exitCode"] == 137
 
 
@@ -131,10 +131,10 @@ def test_a_task_gone_after_a_stop_frees_its_slot_after_the_grace(api, runner, dr
     created = api.post("/tasks/t", SLEEPER).json
     drive("jobs")
     api.post(f"/tasks/t/jobs/{created['jobId']}/executions/{created['executionId']}/stop")
-    sweep()  # ECS answers MISSING (runner.states has no state): within the grace, kept
+    reconcile()  # ECS answers MISSING (runner.states has no state): within the grace, kept
     assert running_in_pool() == 1
     tune(MISSING_GRACE_SECONDS="-1")
-    assert sweep()["released"] == 1 and running_in_pool() == 0
+    assert reconcile()["released"] == 1 and running_in_pool() == 0
 
 
 def test_a_launch_whose_answer_was_lost_is_found_and_stopped_after_a_stop(api, runner, drive, tune):
@@ -153,13 +153,13 @@ def test_a_launch_whose_answer_was_lost_is_found_and_stopped_after_a_stop(api, r
     assert stop.status_code == 200 and runner.stopped == []  # no task known yet
 
     tune(MISSING_GRACE_SECONDS="600")
-    sweep()
+    reconcile()
     assert runner.stopped == []  # a launch may still be in flight: not yet looked up
     tune(MISSING_GRACE_SECONDS="-1")
-    assert sweep()["stopped"] == 1
+    assert reconcile()["stopped"] == 1
     assert runner.stopped == [(arn, "stopped by a client")] and stored(created).task_arn == arn
     runner.states[arn] = TaskState(arn=arn, last_status="STOPPED", exit_code=143, started_at=1.0, stopped_at=2.0)
-    sweep()
+    reconcile()
     assert running_in_pool() == 0
 
 
@@ -229,7 +229,7 @@ def test_copies_of_a_replaced_launch_message_do_nothing(api, runner, drive, sqs,
 
 
 def test_a_lost_launch_is_resent_a_bounded_number_of_times_then_failed(api, runner, sqs, aws, tune):
-    tune(SWEEP_GRACE_SECONDS="-1", LAUNCH_RESENDS="2")
+    tune(RECONCILE_GRACE_SECONDS="-1", LAUNCH_RESENDS="2")
     created = api.post("/tasks/t", SLEEPER).json
 
     def lose_everything() -> None:
@@ -238,11 +238,11 @@ def test_a_lost_launch_is_resent_a_bounded_number_of_times_then_failed(api, runn
                 sqs.delete_message(QueueUrl=aws["JOBS_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
 
     lose_everything()
-    assert sweep()["resent"] == 1
+    assert reconcile()["resent"] == 1
     lose_everything()
-    assert sweep()["resent"] == 1
+    assert reconcile()["resent"] == 1
     lose_everything()
-    assert sweep()["finalised"] == 1
+    assert reconcile()["finalised"] == 1
     ended = execution(api, created)
     assert ended["status"] == "failed" and "launch message was lost 3 times" in ended["error"]
     assert runner.runs == []
@@ -257,8 +257,8 @@ def test_the_reconciler_repairs_a_pool_count_that_drifted_when_seen_twice(api, r
     runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=1.0)
     pools = wiring.backend().pools
     assert pools.recount("default", 1, 4)  # a count that no longer matches its holders
-    assert sweep()["recounted"] == 0 and running_in_pool() == 4  # seen once: reported, not yet repaired
-    assert sweep()["recounted"] == 1 and running_in_pool() == 1
+    assert reconcile()["recounted"] == 0 and running_in_pool() == 4  # seen once: reported, not yet repaired
+    assert reconcile()["recounted"] == 1 and running_in_pool() == 1
 
 
 def test_a_running_event_for_a_job_stopped_meanwhile_stops_its_container(api, runner, drive, sqs, aws):
@@ -286,24 +286,24 @@ def iso(moment: float) -> str:
 
 
 def test_a_long_timeout_gets_its_check_from_the_reconcilers_last_pass_before_it(api, runner, drive, sqs, aws, tune):
-    tune(SWEEP_INTERVAL="60", MISSING_GRACE_SECONDS="600")
+    tune(RECONCILE_INTERVAL="60", MISSING_GRACE_SECONDS="600")
     since = time.time() - 300  # 300 s before its deadline: more than two intervals
     created, arn = started(api, runner, drive, sqs, aws, 600, iso(since))
     runner.states[arn] = TaskState(arn=arn, last_status="RUNNING", started_at=since)
     assert execution(api, created)["status"] == "running"
     assert delayed_checks(sqs, aws) == 0  # no message at the start: most executions end well before
 
-    assert sweep()["checks"] == 0  # still more than two intervals away
+    assert reconcile()["checks"] == 0  # still more than two intervals away
     # As if it had started 510 s ago: the deadline is 90 s away, within this pass's window.
     from chalicelib import wiring
 
     wiring.backend().executions.update_execution(stored(created), None, started_at=since - 210)
-    assert sweep()["checks"] == 1
+    assert reconcile()["checks"] == 1
     assert delayed_checks(sqs, aws) == 1  # the check, due at the deadline to the second
 
 
 def test_a_short_timeout_gets_its_check_when_the_execution_starts(api, runner, drive, sqs, aws, tune):
-    tune(SWEEP_INTERVAL="60")
+    tune(RECONCILE_INTERVAL="60")
     started(api, runner, drive, sqs, aws, 90, iso(time.time()))
     assert delayed_checks(sqs, aws) == 1
 
@@ -331,10 +331,10 @@ def test_an_execution_that_cannot_be_repaired_leaves_the_rest_of_the_pass_to_go_
     monkeypatch.setattr(executions, "transition", refused)
     assert wiring.backend().pools.recount("default", 3, 7)  # a count that no longer matches its holders
 
-    first = sweep()
+    first = reconcile()
     assert (first["timedout"], first["errors"]) == (2, 1)
     assert [execution(api, created)["status"] for created, _ in jobs] == ["timedout", "running", "timedout"]
-    second = sweep()  # the poison fails again; the drift seen twice is repaired all the same
+    second = reconcile()  # the poison fails again; the drift seen twice is repaired all the same
     assert (second["errors"], second["recounted"]) == (1, 1) and running_in_pool() == 3
 
 
@@ -348,7 +348,7 @@ def test_a_batch_of_tasks_ecs_will_not_describe_still_has_its_timeouts_enforced(
         raise DependencyDown("ECS: AccessDeniedException")
 
     monkeypatch.setattr(runner, "describe", refused)
-    counts = sweep()
+    counts = reconcile()
     assert (counts["timedout"], counts["finalised"], counts["errors"]) == (1, 0, 1)
     assert execution(api, created)["status"] == "timedout" and runner.stopped[0][0] == arn
 
@@ -377,9 +377,9 @@ def test_a_lost_launch_behind_a_backlog_waiting_out_long_backoffs_is_resent_and_
     backend.executions.update_execution(stored(lost), None, due_at=at - 600)  # its launch was due 10 minutes ago
     assert backend.pools.recount("default", 0, 3)  # a count that no longer matches its holders (none)
 
-    first = sweep()
+    first = reconcile()
     assert first["resent"] == 1 and stored(lost).resends == 1
-    assert sweep()["recounted"] == 1 and running_in_pool() == 0
+    assert reconcile()["recounted"] == 1 and running_in_pool() == 0
 
 
 def test_a_stored_record_that_cannot_be_read_leaves_the_others_repaired(api, runner, drive, sqs, aws):
@@ -400,7 +400,7 @@ def test_a_stored_record_that_cannot_be_read_leaves_the_others_repaired(api, run
         UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": "paused-by-a-newer-version"}})
 
-    counts = sweep()
+    counts = reconcile()
     assert (counts["timedout"], counts["errors"], counts["recounted"]) == (2, 1, 0)
     assert [execution(api, created)["status"] for created in (jobs[0][0], jobs[2][0])] == ["timedout", "timedout"]
-    assert sweep()["errors"] == 1  # still there, still counted; nothing else to do
+    assert reconcile()["errors"] == 1  # still there, still counted; nothing else to do

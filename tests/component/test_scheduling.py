@@ -251,8 +251,8 @@ def test_the_reconciler_hands_an_overdue_firing_to_the_jobs_queue_and_launches_n
     JobM(job_id=created["jobId"]).update(actions=[JobM.next_run_at.set(time.time() - 600)])  # a lost firing
     launches = []
     runner.run = lambda execution, *rest: launches.append(execution)  # type: ignore[method-assign]
-    app_module.sweep(scheduled_event("sweeper"), None)
-    app_module.sweep(scheduled_event("sweeper"), None)  # again, before the dispatcher took it
+    app_module.reconcile(scheduled_event("reconciler"), None)
+    app_module.reconcile(scheduled_event("reconciler"), None)  # again, before the dispatcher took it
     assert launches == []
     handed = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert [json.loads(m["Body"])["kind"] for m in handed["Messages"]] == [kind, kind]
@@ -283,7 +283,7 @@ def test_a_schedule_that_cannot_be_repaired_leaves_the_others_repaired(api, runn
         return put_cron(name, *args, **kwargs)
 
     monkeypatch.setattr(scheduler, "put_cron", refuse_one)
-    counts = app_module.sweep(scheduled_event("sweeper"), None)
+    counts = app_module.reconcile(scheduled_event("reconciler"), None)
     assert (counts["schedules"], counts["errors"]) == (1, 1)
     handed = sqs.receive_message(QueueUrl=aws["JOBS_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert {json.loads(m["Body"])["jobId"] for m in handed["Messages"]} >= {repaired["jobId"]}

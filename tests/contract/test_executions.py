@@ -276,7 +276,7 @@ def test_the_executions_of_a_job_that_does_not_exist_are_an_empty_page(backend: 
     assert (page.items, page.total) == ([], 0)
 
 
-def test_the_sweepers_worklist_is_one_status_oldest_first(backend: Ports) -> None:
+def test_the_reconcilers_worklist_is_one_status_oldest_first(backend: Ports) -> None:
     base = 1_700_000_000.0
     made = {offset: post(backend, status=status, created_at=base + offset)[1]
             for offset, status in [(3, S.ENQUEUED), (1, S.ENQUEUED), (2, S.RUNNING), (0, S.DONE), (4, S.ENQUEUED)]}

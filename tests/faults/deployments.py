@@ -17,7 +17,7 @@ QUEUES = (JOBS, EVENTS, NOTIFY)
 SCHEDULER = "scheduler"  # the scheduler's key among the queues' moments
 # The function each queue's event source invokes, as infra/fastlane.yaml names it.
 FUNCTIONS = {JOBS: "Dispatch", EVENTS: "Monitor", NOTIFY: "Notify"}
-API, RECONCILER = "APIHandler", "Sweeper"
+API, RECONCILER = "APIHandler", "Reconciler"
 VISIBILITY_TIMEOUT = 30
 MAX_RECEIVE_COUNT = 5
 REGION = "us-east-1"

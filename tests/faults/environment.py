@@ -53,7 +53,7 @@ def environment(workload: Workload) -> dict[str, str]:
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "1",
         "POOLS": workload.limits.pools_json(), "JOBS_QUEUE_URL": f"local:{JOBS}", "EVENTS_QUEUE_URL": f"local:{EVENTS}",
         "NOTIFY_QUEUE_URL": f"local:{NOTIFY}", "MAIL_SENDER": MAIL_SENDER,
-        "SWEEP_GRACE_SECONDS": "120", "WEBHOOK_BACKOFF_MIN": "5", "NOTIFY_BASE_URL": "https://fastlane.example.com",
+        "RECONCILE_GRACE_SECONDS": "120", "WEBHOOK_BACKOFF_MIN": "5", "NOTIFY_BASE_URL": "https://fastlane.example.com",
     }
 
 

@@ -35,7 +35,7 @@ from .ledger import Ledger
 from .workload import Action, build
 
 START = 1_900_000_000.0  # virtual epoch of every schedule (2030-03-17)
-RECONCILE_INTERVAL = 60.0  # the sweeper's EventBridge rate(1 minute)
+RECONCILE_INTERVAL = 60.0  # the reconciler's EventBridge rate(1 minute)
 STOP_GRACE_SECONDS = 30.0  # ECS stopTimeout: SIGTERM, then SIGKILL
 DELIVERY_ALLOWANCE = 30.0  # an event source's delivery and one visibility timeout of a failed handler
 # How long after it should have stopped (a stop, a timeout, its execution ended) a container may
@@ -260,7 +260,7 @@ class Simulation:
     def _reconcile(self) -> None:
         try:
             with self.deployment.acting_as(RECONCILER):
-                repaired = {name: count for name, count in handlers.sweep().items() if count}
+                repaired = {name: count for name, count in handlers.reconcile().items() if count}
             if repaired:
                 self.plan.note(f"reconcile repaired {repaired}")
         except HandlerKilled as killed:
@@ -297,11 +297,12 @@ class Simulation:
         try:
             with self.deployment.acting_as(API):
                 if action.kind == "post":
-                    self.job_of_plan[action.plan] = service.enqueue(task_id, action.payload, "198.51.100.7").job.job_id
+                    self.job_of_plan[action.plan] = service.enqueue(task_id, service.validate(task_id, action.payload),
+                                                                   "198.51.100.7").job.job_id
                 elif job_id is None:
                     return  # its post never got an answer: the client knows no job to act on
                 elif action.kind == "put":
-                    service.enqueue(task_id, action.payload, "198.51.100.7", job_id=job_id)
+                    service.enqueue(task_id, service.validate(task_id, action.payload), "198.51.100.7", job_id=job_id)
                 elif action.kind == "stop":
                     service.stop_job(service.job(task_id, job_id))
                     self.ledger.stopped.setdefault(job_id, []).append(self.clock.value)

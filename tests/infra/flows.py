@@ -1,5 +1,5 @@
 """Every AWS call each Lambda function makes, recorded while the function runs its real flows
-on moto in process: the API routes, the dispatch, monitor, sweeper and notify handlers, the
+on moto in process: the API routes, the dispatch, monitor, reconciler and notify handlers, the
 websocket handlers and the logs function, with the real adapters (nothing stubbed but the
 asynchronous Lambda invoke, whose target moto cannot run).
 
@@ -338,13 +338,13 @@ class Flows:
         self.invoke("Notify", "notify", self.sqs_event(notifications, f"{PREFIX}-notify"))
         self.invoke("Notify", "notify", self.sqs_event(notifications, f"{PREFIX}-notify"))
 
-        # the sweeper: launched tasks described, a stopped one finished, overdue schedules repaired
-        sweep = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+        # the reconciler: launched tasks described, a stopped one finished, overdue schedules repaired
+        tick = self.client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                      resources=[])
-        self.invoke("Sweeper", "sweeper", sweep)
+        self.invoke("Reconciler", "reconciler", tick)
         for arn in ecs.list_tasks(cluster=cluster)["taskArns"]:
             ecs.stop_task(cluster=cluster, task=arn)
-        self.invoke("Sweeper", "sweeper", sweep)
+        self.invoke("Reconciler", "reconciler", tick)
 
         # stop and retry by hand, the retry with an Idempotency-Key: sent twice, it starts one execution
         once = {"Idempotency-Key": str(uuid.uuid4())}
@@ -354,7 +354,7 @@ class Flows:
         self.http("POST", f"/tasks/flow/jobs/{job_id}/executions/{latest}/stop")
         self.http("POST", f"/tasks/flow/jobs/{job_id}/stop")
 
-        # schedules: one-shot beyond 15 minutes, cron, both replaced, fired, swept when overdue, stopped;
+        # schedules: one-shot beyond 15 minutes, cron, both replaced, fired, repaired when overdue, stopped;
         # the first post with an Idempotency-Key refused once (an error frees its key), then accepted
         first = {"Idempotency-Key": str(uuid.uuid4())}
         self.http("POST", "/tasks/later", {"image": "ubuntu", "startIn": "2h"}, headers=first)
@@ -377,7 +377,7 @@ class Flows:
             TableName=self.env["JOBS_TABLE"], Key={"jobId": {"S": cron["jobId"]}},
             UpdateExpression="SET nextRunAt = :past",
             ExpressionAttributeValues={":past": {"N": str(time.time() - 600)}})
-        self.invoke("Sweeper", "sweeper", sweep)
+        self.invoke("Reconciler", "reconciler", tick)
         self.dispatch(self.drain("JOBS_QUEUE_URL"))
         self.http("POST", f"/tasks/later/jobs/{cron['jobId']}/stop")
         self.http("GET", "/status")
@@ -428,7 +428,7 @@ def record_every_call(tmp_dir: str) -> Recorder:
                 "WEBHOOK_ALLOW_PRIVATE": "true",
                 "WEBHOOK_BACKOFF_MIN": "0",
                 "WEBHOOK_TIMEOUT": "1",
-                "SWEEP_GRACE_SECONDS": "0",
+                "RECONCILE_GRACE_SECONDS": "0",
                 "RETRY_BACKOFF_MIN": "0",
             })
             os.environ.update(env)

@@ -139,7 +139,7 @@ def _tags(value: Any) -> dict[str, Any]:
 
 # SAM offers no way to tag these (Api's Tags go to its stage; PropagateTags skips schedule rules):
 # they get the stack's tags, which `make deploy` sets (--tags) and CloudFormation propagates.
-TAGGED_BY_THE_STACK = {"RestAPI", "SweeperSweeperEvent"}
+TAGGED_BY_THE_STACK = {"RestAPI", "ReconcilerReconcilerEvent"}
 
 
 def test_every_resource_that_can_be_tagged_is_tagged_with_the_service_and_stage(translated) -> None:
@@ -259,19 +259,19 @@ def test_every_alarm_notifies_the_alarm_topic(template) -> None:
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], alarm["AlarmName"]
 
 
-def test_executions_stuck_past_their_timeout_raise_an_alarm_from_what_the_sweeper_logs(template) -> None:
+def test_executions_stuck_past_their_timeout_raise_an_alarm_from_what_the_reconciler_logs(template) -> None:
     resources = template["Resources"]
-    (stuck,) = [a for a in _alarms(template) if a["MetricName"] == "SweeperTimedOut"]
+    (stuck,) = [a for a in _alarms(template) if a["MetricName"] == "ReconcilerTimedOut"]
     assert stuck["Namespace"] == "Fastlane"
-    metric_filter = resources["SweeperTimedOutMetric"]["Properties"]
-    assert metric_filter["LogGroupName"] == {"Ref": "SweeperLogGroup"}
+    metric_filter = resources["ReconcilerTimedOutMetric"]["Properties"]
+    assert metric_filter["LogGroupName"] == {"Ref": "ReconcilerLogGroup"}
     (transformation,) = metric_filter["MetricTransformations"]
-    assert transformation["MetricName"] == "SweeperTimedOut"
-    # the pattern matches what the sweeper logs (chalicelib/handlers.py) with its counts (engine.sweep)
+    assert transformation["MetricName"] == "ReconcilerTimedOut"
+    # the pattern matches what the reconciler logs (chalicelib/handlers.py) with its counts (Reconciler.reconcile)
     message = re.search(r'\$\.message = "([^"]+)"', metric_filter["FilterPattern"]).group(1)
     assert f'"{message}"' in (ROOT / "chalicelib" / "handlers.py").read_text()
-    engine = (ROOT / "chalicelib" / "services" / "engine.py").read_text()
-    for name in ("SweeperTimedOutMetric", "SweeperResentMetric", "SweeperFinalisedMetric"):
+    engine = (ROOT / "chalicelib" / "services" / "engine" / "reconciler.py").read_text()
+    for name in ("ReconcilerTimedOutMetric", "ReconcilerResentMetric", "ReconcilerFinalisedMetric"):
         key = re.search(r"\$\.(\w+) > 0", resources[name]["Properties"]["FilterPattern"]).group(1)
         assert f'"{key}"' in engine, key
     assert any(a["MetricName"] == "ApproximateAgeOfOldestMessage" for a in _alarms(template))
@@ -301,8 +301,8 @@ def _metrics_in_code() -> set[str]:
     names: set[str] = set()
     for path in (ROOT / "chalicelib").rglob("*.py"):
         names |= set(re.findall(r'add_metric\(name="(\w+)"', path.read_text()))
-    engine = (ROOT / "chalicelib" / "services" / "engine.py").read_text()
-    assert 'name=f"Executions{status.value.capitalize()}"' in engine
+    ending = (ROOT / "chalicelib" / "services" / "engine" / "ending.py").read_text()
+    assert 'name=f"Executions{status.value.capitalize()}"' in ending
     return names | {f"Executions{status.value.capitalize()}" for status in FINAL_STATUSES}
 
 

@@ -16,7 +16,7 @@ from tests.system.conftest import POOLS, Runtime, start_runtime, stop_runtime, w
 
 pytestmark = pytest.mark.system
 FINAL = {"done", "failed", "timedout", "expired", "stopped"}
-ENV = {"POOLS": POOLS, "RETRY_BACKOFF_MIN": "0.2", "SWEEP_INTERVAL": "1", "SWEEP_GRACE_SECONDS": "5",
+ENV = {"POOLS": POOLS, "RETRY_BACKOFF_MIN": "0.2", "RECONCILE_INTERVAL": "1", "RECONCILE_GRACE_SECONDS": "5",
        "MISSING_GRACE_SECONDS": "2"}
 
 

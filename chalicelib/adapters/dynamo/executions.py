@@ -20,8 +20,8 @@ from .mapping import (
     execution_from_item,
     execution_to_item,
     job_from_item,
-    sweep_key,
-    sweep_keys,
+    worklist_key,
+    worklist_keys,
 )
 from .statistics import DynamoStatistics
 from .tables import POOL_PREFIX, Tables, get_or_none
@@ -72,7 +72,7 @@ class DynamoExecutions:
         ExecM = self._t.Execution
 
         def read() -> list[Execution]:
-            found, unreadable = read_each((i for key in sweep_keys(status) for i in ExecM.by_active.query(key, limit=limit)),
+            found, unreadable = read_each((i for key in worklist_keys(status) for i in ExecM.by_active.query(key, limit=limit)),
                                           execution_from_item, _key)
             return all_readable(sorted(found, key=lambda e: e.created_at)[:limit], unreadable)
 
@@ -128,9 +128,9 @@ class DynamoExecutions:
             freed = current.pool if release_slot else None
             # The worklist key depends on the slot the execution holds: the write conditions on
             # the snapshot's slot too, so a slot taken meanwhile is never left off the worklist.
-            key = sweep_key(target, None if freed else current.pool,
+            key = worklist_key(target, None if freed else current.pool,
                             bool(fields.get("announcing", current.announcing)))
-            actions = [ExecM.status.set(target.value), ExecM.sweep.set(key) if key else ExecM.sweep.remove()]
+            actions = [ExecM.status.set(target.value), ExecM.worklist.set(key) if key else ExecM.worklist.remove()]
             if target not in LAUNCHABLE:
                 actions.append(ExecM.check_at.remove())  # off the worklist of launches
             if freed:
@@ -224,7 +224,7 @@ class DynamoExecutions:
         if "due_at" in fields and execution.status in LAUNCHABLE:
             actions.append(ExecM.check_at.set(check_at(execution.status, fields["due_at"], execution.created_at)))
         if fields.get("announcing") is False and execution.status.is_final and execution.pool is None:
-            actions.append(ExecM.sweep.remove())  # announced, and no slot (none is taken once ended): off the worklist
+            actions.append(ExecM.worklist.remove())  # announced, and no slot (none is taken once ended): off the worklist
         condition = ExecM.status.is_in(*[s.value for s in expected]) if expected else ExecM.job_id.exists()
 
         return self._t.guard(lambda: update_if(ExecM(execution.job_id, execution.execution_id), actions, condition))
@@ -254,8 +254,8 @@ class DynamoExecutions:
                 if execution.pool is not None or execution.announcing:
                     held.append(execution)
                     continue
-                update_if(ExecM(execution.job_id, execution.execution_id), [ExecM.sweep.remove()],
-                          (ExecM.sweep == HELD) & ExecM.pool.does_not_exist() & ExecM.announcing.does_not_exist())
+                update_if(ExecM(execution.job_id, execution.execution_id), [ExecM.worklist.remove()],
+                          (ExecM.worklist == HELD) & ExecM.pool.does_not_exist() & ExecM.announcing.does_not_exist())
             return all_readable(held, unreadable)
 
         return self._t.guard(read)

@@ -65,7 +65,7 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
                   announcing=execution.announcing or None, watched=execution.watched or None,
                   placement=None if execution.placement is None else execution.placement.to_dict(),
-                  sweep=sweep_key(execution.status, execution.pool, execution.announcing),
+                  worklist=worklist_key(execution.status, execution.pool, execution.announcing),
                   check_at=check_at(execution.status, execution.due_at, execution.created_at))
     return model(**values)
 
@@ -74,7 +74,7 @@ HELD = "held"  # the `by_active` key of final executions the reconciler still ha
 PREPARED = "prepared"  # the `by_active` key of launchable executions that hold a pool slot
 
 
-def sweep_key(status: ExecutionStatus, pool: str | None = None, announcing: bool = False) -> str | None:
+def worklist_key(status: ExecutionStatus, pool: str | None = None, announcing: bool = False) -> str | None:
     """The sparse `by_active` index holds executions that are not final, keyed by status (a
     launchable one that holds a slot, `prepared`, so the holders the reconciler recounts are
     read without the backlog of those waiting), and final ones that still hold a pool slot or
@@ -86,7 +86,7 @@ def sweep_key(status: ExecutionStatus, pool: str | None = None, announcing: bool
     return HELD if pool is not None or announcing else None
 
 
-def sweep_keys(status: ExecutionStatus) -> tuple[str, ...]:
+def worklist_keys(status: ExecutionStatus) -> tuple[str, ...]:
     """The `by_active` keys of the executions in `status`, whatever the slot they hold."""
     return (status.value, PREPARED) if status in LAUNCHABLE else (status.value,)
 

@@ -34,7 +34,7 @@ class DynamoPools:
                               condition=pool_condition)
                     # keyed `prepared`: the holders the reconciler recounts, apart from those waiting
                     tx.update(ExecM(execution.job_id, execution.execution_id),
-                              actions=[ExecM.pool.set(pool), ExecM.sweep.set(PREPARED)],
+                              actions=[ExecM.pool.set(pool), ExecM.worklist.set(PREPARED)],
                               condition=ExecM.status.is_in(*[s.value for s in LAUNCHABLE]) & ExecM.pool.does_not_exist()
                               & generation)
                 return Slot.TAKEN
@@ -61,7 +61,7 @@ class DynamoPools:
 
         # A final execution leaves the reconciler's worklist with its slot.
         done = execution.status.is_final and not execution.announcing
-        actions = [ExecM.pool.remove(), ExecM.sweep.remove()] if done else [ExecM.pool.remove()]
+        actions = [ExecM.pool.remove(), ExecM.worklist.remove()] if done else [ExecM.pool.remove()]
 
         def attempt() -> bool:
             try:

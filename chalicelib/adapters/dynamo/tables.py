@@ -157,7 +157,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         seq = NumberAttribute(range_key=True)
 
     class ActiveExecutions(GlobalSecondaryIndex):
-        """Sparse: only executions that are not final carry `sweep` (their status, `prepared` for
+        """Sparse: only executions that are not final carry `worklist` (their status, `prepared` for
         a launchable one that holds a pool slot), and final ones that still hold a slot or owe
         notifications (`held`): the reconciler's worklists."""
 
@@ -165,7 +165,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
             index_name = "by_active"
             projection = AllProjection()
 
-        sweep = UnicodeAttribute(hash_key=True)
+        worklist = UnicodeAttribute(hash_key=True)
         created_at = NumberAttribute(range_key=True, attr_name="createdAt")
 
     class ExecutionsByCheck(GlobalSecondaryIndex):
@@ -177,7 +177,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
             index_name = "by_check"
             projection = AllProjection()
 
-        sweep = UnicodeAttribute(hash_key=True)
+        worklist = UnicodeAttribute(hash_key=True)
         check_at = NumberAttribute(range_key=True, attr_name="checkAt")
 
     class ExecutionModel(Model):
@@ -205,7 +205,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         launched_at = NumberAttribute(null=True, attr_name="launchedAt")
         task_arn = UnicodeAttribute(null=True, attr_name="taskArn")
         pool = UnicodeAttribute(null=True)
-        sweep = UnicodeAttribute(null=True)
+        worklist = UnicodeAttribute(null=True)
         notified = UnicodeSetAttribute(null=True)
         notifications = JSONAttribute(null=True)
         envs = JSONAttribute(null=True)

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS executions (
     UNIQUE (job_id, seq)
 ) STRICT;
 
--- the sweeper's worklists: executions of one status that is not final, oldest first
+-- the reconciler's worklists: executions of one status that is not final, oldest first
 CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) WHERE {rows.ACTIVE_CONDITION};
 -- a job's active set
 CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};

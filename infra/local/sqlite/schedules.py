@@ -11,7 +11,7 @@ from chalicelib.ports import MakeExecution
 from . import rows
 from .db import Database
 
-# A job has a pending schedule while it holds a version and a next run: the sweeper's and
+# A job has a pending schedule while it holds a version and a next run: the reconciler's and
 # /status's list, soonest first.
 PENDING = "schedule_version IS NOT NULL AND next_run_at IS NOT NULL"
 
