@@ -58,11 +58,6 @@ def notification_messages(announced: str, job: Job, execution: Execution, base_u
     return messages
 
 
-def delivery_key(message: Notification) -> str:
-    """`<executionId>/<kind>/<event>/<index>/<attempt>`: the same for every copy of one message."""
-    return message.delivery_key
-
-
 def retry_delay(attempt: int, backoff_min: float) -> float:
     """Seconds between failed attempt `attempt` (1 is the first) of a webhook and the next one:
     backoff_min × 2^(attempt-1), at most the 15 minutes an SQS delay allows."""

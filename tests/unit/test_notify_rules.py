@@ -12,7 +12,7 @@ from chalicelib.domain.messages import decode_notification, to_dict
 from chalicelib.domain.model import Execution, Hook, Job, JobSpec
 from chalicelib.domain.model import ExecutionStatus as S
 from chalicelib.domain.webhooks import request_headers, sign, signature_matches
-from chalicelib.services.notify import delivery_key, events_for, notification_messages, outcome, retry_delay
+from chalicelib.services.notify import events_for, notification_messages, outcome, retry_delay
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -149,7 +149,7 @@ def test_one_message_per_hook_and_per_recipient_list():
     assert all(m["attempt"] == 1 and m["baseUrl"] == "https://fastlane.example" and m["status"] == "done"
                for m in messages)
     assert messages[1]["hook"] == {"url": "https://a.example/2", "headers": {}, "retries": 3}
-    assert len({delivery_key(m) for m in typed}) == 5
+    assert len({m.delivery_key for m in typed}) == 5
 
 
 def test_no_message_when_the_job_asks_for_nothing():
@@ -159,7 +159,7 @@ def test_no_message_when_the_job_asks_for_nothing():
 def test_the_delivery_key_names_the_execution_the_notification_and_the_attempt():
     message = decode_notification({"executionId": "e", "jobId": "j", "kind": "webhook", "event": "fails", "index": 2,
                                    "attempt": 3, "hook": {"url": "https://a.example/f"}})
-    assert delivery_key(message) == "e/webhook/fails/2/3"
+    assert message.delivery_key == "e/webhook/fails/2/3"
 
 
 def test_retries_back_off_exponentially_up_to_the_longest_sqs_delay():
