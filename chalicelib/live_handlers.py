@@ -1,58 +1,77 @@
 """The bodies of the live-log handlers: the websocket routes ($connect, $default, $disconnect),
 the logs function (CloudWatch Logs subscription events, and subscriptions made on $connect), and
-the end of a stopped task's streams. docs/live-logs.md."""
+the end of a stopped task's streams. Each decodes its transport (API Gateway's websocket events,
+the subscription's base64 of gzipped JSON, a message body, parsed once) into the typed values of
+domain/live.py, which is all the service sees. docs/live-logs.md."""
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 from typing import Any
 
 from . import wiring
 from .domain.ecs import TaskStateChange
 from .domain.lifecycle import ECS_STOPPED
-from .domain.live import error_frame
+from .domain.live import (
+    Connection,
+    DeferredSubscription,
+    LogChunk,
+    LogEvent,
+    SubscribeRequest,
+    error_frame,
+    log_stream_of,
+)
 from .domain.model import Execution
 from .observability import logger
 
-MALFORMED = 'Messages are small JSON objects: {"action": "subscribe", ...} or {"action": "ping"}.'
+MALFORMED = ('Messages are JSON objects: {"action": "subscribe", "taskId": ..., "jobId": ..., '
+             '"executionId"?: ..., "after"?: ...} or {"action": "ping"}.')
 REFUSED = ("Not authorized: with auth on, a subscribe message carries the stream page's token for what it "
            "subscribes to (`token`) or Basic credentials (`authorization`).")
-
-
 MAX_MESSAGE_CHARS = 32 * 1024
+SUBSCRIPTION_FIELDS = ("taskId", "jobId", "executionId")
 
 
-def _malformed(event: dict[str, Any]) -> bool:
-    """A message no subscription or ping can be: too long or too deeply nested to parse safely."""
-    from .domain.payload import json_depth
-
-    body = event.get("body") or ""
-    return not isinstance(body, str) or len(body) > MAX_MESSAGE_CHARS or json_depth(body) > 2
+def _connection(event: dict[str, Any]) -> Connection:
+    context = event["requestContext"]
+    return Connection(context["connectionId"], wiring.get_live_logs().endpoint_of(context))
 
 
 def _message(event: dict[str, Any]) -> dict[str, Any] | None:
-    import json
+    """A message's body, parsed once; None for anything no subscription or ping can be: not a JSON
+    object, or too long or too deeply nested to parse safely."""
+    from .domain.payload import json_depth
 
+    body = event.get("body") or ""
+    if not isinstance(body, str) or len(body) > MAX_MESSAGE_CHARS or json_depth(body) > 2:
+        return None
     try:
-        body = json.loads(event.get("body") or "")
+        message = json.loads(body)
     except ValueError:
-        return None  # the service answers what messages are
-    return body if isinstance(body, dict) else None
+        return None
+    return message if isinstance(message, dict) else None
 
 
-def _subscribe_refused(body: dict[str, Any] | None) -> bool:
-    """A subscribe message that does not show the right to watch what it asks for (auth.py)."""
-    from .api.auth import websocket_subscribe_allowed
-
-    if body is None or body.get("action") != "subscribe":
-        return False
-    return not websocket_subscribe_allowed(wiring.get_basic_auth(), body)
+def subscription_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """What a CloudWatch Logs subscription event carries, as CloudWatch sends it: base64 of gzipped JSON."""
+    payload: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    return payload
 
 
-def _renewal(body: dict[str, Any]) -> str:
-    """{"action": "renew", "token": ...}: a stream page's fresh token for what its token opens, or
-    an error frame (not genuine, expired, or past its page's lifetime)."""
-    from .api.auth import renewal_frame
-
-    return renewal_frame(wiring.get_basic_auth().signing_key(), body.get("token"))
+def log_chunk(event: dict[str, Any]) -> LogChunk | None:
+    """The chunk a CloudWatch Logs subscription event delivers, its events in stream order; None
+    when it delivers no job output."""
+    data = subscription_payload(event)
+    if data.get("messageType") != "DATA_MESSAGE":
+        return None  # CloudWatch's CONTROL_MESSAGE, which checks that the function is reachable
+    named = log_stream_of(data.get("logStream", ""))
+    if named is None:
+        return None
+    ecs_task_id, stream = named
+    events = sorted((LogEvent(stream, int(e["timestamp"]), str(e["id"]), e.get("message", ""))
+                     for e in data.get("logEvents", [])), key=lambda e: e.position.key)
+    return LogChunk(ecs_task_id, stream, tuple(events)) if events else None
 
 
 def ws_connect(event: dict[str, Any]) -> dict[str, Any]:
@@ -61,32 +80,43 @@ def ws_connect(event: dict[str, Any]) -> dict[str, Any]:
 
         if not websocket_connect_allowed(wiring.get_basic_auth(), event):
             return {"statusCode": 401}
-        answer: dict[str, Any] = wiring.get_live_logs().connect(event)
-        return answer
+        query = event.get("queryStringParameters") or {}
+        if any(query.get(name) for name in SUBSCRIPTION_FIELDS):  # else the client will send a subscribe message
+            wiring.get_live_logs().connect(_connection(event), SubscribeRequest.of(query))
+        return {"statusCode": 200}
     except Exception:  # noqa: BLE001 - the client sees the connection refused, the log says why
         logger.exception("live logs: connect failed")
         return {"statusCode": 500}
 
 
 def ws_message(event: dict[str, Any]) -> dict[str, Any]:
+    """{"action": "subscribe", ...}, {"action": "ping"} or {"action": "renew", "token"}."""
     live = wiring.get_live_logs()
+    connection = None
     try:
-        if _malformed(event):
-            live.tell(event, error_frame(MALFORMED, "action"))
-            return {"statusCode": 200}
-        body = _message(event)
-        if body is not None and body.get("action") == "renew":
-            live.tell(event, _renewal(body))
-            return {"statusCode": 200}
-        if _subscribe_refused(body):
-            live.tell(event, error_frame(REFUSED, "token"))
-            return {"statusCode": 200}
-        answer = live.message(event)
-        return answer if isinstance(answer, dict) else {"statusCode": 200}
+        from .api.auth import renewal_frame, websocket_subscribe_allowed
+
+        connection = _connection(event)
+        message = _message(event)
+        action = message.get("action") if message is not None else None
+        if message is None or action not in ("subscribe", "ping", "renew"):
+            live.send(connection, error_frame(MALFORMED, "action"))
+        elif action == "renew":
+            # A stream page's fresh token for what its token opens, or an error frame (not genuine,
+            # expired, or past its page's lifetime).
+            live.send(connection, renewal_frame(wiring.get_basic_auth().signing_key(), message.get("token")))
+        elif action == "ping":
+            live.ping(connection)
+        elif not websocket_subscribe_allowed(wiring.get_basic_auth(), message):
+            live.send(connection, error_frame(REFUSED, "token"))  # auth.py: a message carries its own proof
+        else:
+            live.subscribe(connection, SubscribeRequest.of(message))
+        return {"statusCode": 200}
     except Exception:  # noqa: BLE001 - the client is told, the log says why
         logger.exception("live logs: message failed")
         try:
-            live.tell(event, error_frame("Internal error; it was logged. Try again."))
+            if connection is not None:
+                live.send(connection, error_frame("Internal error; it was logged. Try again."))
         except Exception:  # noqa: BLE001 - the socket may be gone too
             pass
         return {"statusCode": 500}
@@ -94,19 +124,25 @@ def ws_message(event: dict[str, Any]) -> dict[str, Any]:
 
 def ws_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     try:
-        gone: dict[str, Any] = wiring.get_live_logs().disconnect(event)
-        return gone
+        wiring.get_live_logs().disconnect(event["requestContext"]["connectionId"])
     except Exception:  # noqa: BLE001 - an item left behind expires with its TTL
         logger.exception("live logs: disconnect failed")
-        return {"statusCode": 200}
+    return {"statusCode": 200}
 
 
 def logs(event: dict[str, Any]) -> dict[str, Any]:
-    """A failed delivery is logged, not raised: Lambda would retry it and the subscribers would
-    get the chunk twice."""
+    """The logs function: CloudWatch Logs subscription events, and subscriptions made on
+    $connect. A failed delivery is logged, not raised: Lambda would retry it and the subscribers
+    would get the chunk twice."""
     try:
-        handled: dict[str, Any] = wiring.get_live_logs().handle(event)
-        return handled
+        if "awslogs" in event:
+            chunk = log_chunk(event)
+            return {"subscribers": wiring.get_live_logs().deliver(chunk) if chunk is not None else 0}
+        if event.get("liveLogs") == "subscribe":
+            wiring.get_live_logs().start(DeferredSubscription.from_payload(event))
+            return {"started": True}
+        logger.warning("logs function: unknown event", extra={"keys": sorted(event)[:10]})
+        return {"ignored": True}
     except Exception:  # noqa: BLE001
         logger.exception("live logs: logs function failed")
         return {"failed": True}

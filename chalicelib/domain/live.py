@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ValidationError
 
@@ -74,16 +74,19 @@ class Cursor:
     def merged(self, other: Cursor) -> Cursor:
         return Cursor(later(self.stdout, other.stdout), later(self.stderr, other.stderr))
 
+    def ahead_of(self, other: Cursor) -> bool:
+        """Whether this cursor is past `other` on either stream."""
+        return any(mine is not None and is_after(mine, other.of(stream))
+                   for stream in STREAMS for mine in (self.of(stream),))
+
     def __str__(self) -> str:
         return f"{self.stdout or ''},{self.stderr or ''}"
 
-    @property
-    def earliest_timestamp(self) -> int | None:
-        """Where a read that serves both streams must start: None (the beginning) unless both
-        streams have a position."""
-        if self.stdout is None or self.stderr is None:
-            return None
-        return min(self.stdout.timestamp, self.stderr.timestamp)
+    def start_of(self, streams: Iterable[str] = STREAMS) -> int | None:
+        """Where a read that serves these streams must start: None (the beginning) unless each
+        stream has a position, else the oldest one's timestamp."""
+        marks = [self.of(stream) for stream in streams]
+        return min(mark.timestamp for mark in marks if mark is not None) if None not in marks else None
 
     @classmethod
     def parse(cls, text: str | None) -> Cursor:
@@ -123,6 +126,55 @@ def log_stream_of(name: str) -> tuple[str, str] | None:
     return (prefix, stream) if prefix and stream in STREAMS else None
 
 
+class Connection(NamedTuple):
+    """A websocket connection, and the management API that reaches it."""
+
+    connection_id: str
+    endpoint: str
+
+
+class LogChunk(NamedTuple):
+    """One delivery of the log subscription: new events of one stream of one ECS task, in order."""
+
+    ecs_task_id: str
+    stream: str
+    events: tuple[LogEvent, ...]
+
+
+class SubscribeRequest(NamedTuple):
+    """A subscription as a client sent it (the query string of $connect, or a subscribe message),
+    not checked yet: Subscription.parse checks it, so that what is wrong reaches the client."""
+
+    task_id: Any = None
+    job_id: Any = None
+    execution_id: Any = None
+    after: Any = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> SubscribeRequest:
+        return cls(values.get("taskId"), values.get("jobId"), values.get("executionId"), values.get("after"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"taskId": self.task_id, "jobId": self.job_id, "executionId": self.execution_id, "after": self.after}
+
+
+class DeferredSubscription(NamedTuple):
+    """A subscription made on $connect, which cannot send: $connect starts the logs function with
+    it (an asynchronous Invoke), which runs it once the socket is open."""
+
+    connection: Connection
+    request: SubscribeRequest
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"liveLogs": "subscribe", "connectionId": self.connection.connection_id,
+                "endpoint": self.connection.endpoint, "request": self.request.to_dict()}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> DeferredSubscription:
+        return cls(Connection(payload["connectionId"], payload["endpoint"]),
+                   SubscribeRequest.of(payload.get("request") or {}))
+
+
 @dataclass(frozen=True)
 class Subscription:
     """What a client asked to watch. `after` resumes after a cursor it received."""
@@ -137,21 +189,20 @@ class Subscription:
         return "execution" if self.execution_id else "job"
 
     @classmethod
-    def parse(cls, values: dict[str, Any]) -> Subscription:
-        def text(name: str, required: bool) -> str | None:
-            value = values.get(name)
+    def parse(cls, request: SubscribeRequest) -> Subscription:
+        def text(name: str, value: Any, required: bool) -> str | None:
             if value in (None, "") and not required:
                 return None
             if not isinstance(value, str) or not value or len(value) > 255:
                 raise ValidationError(f"{name} must be given as a string of 1 to 255 characters.", field=name)
             return value
 
-        task_id = text("taskId", True)
-        job_id = text("jobId", True)
-        after = values.get("after")
-        if after is not None and not isinstance(after, str):
+        task_id = text("taskId", request.task_id, True)
+        job_id = text("jobId", request.job_id, True)
+        if request.after is not None and not isinstance(request.after, str):
             raise ValidationError("after is not a position this service gave out.", field="after")
-        return cls(task_id or "", job_id or "", text("executionId", False), Cursor.parse(after))
+        return cls(task_id or "", job_id or "", text("executionId", request.execution_id, False),
+                   Cursor.parse(request.after))
 
 
 @dataclass(frozen=True)
@@ -172,6 +223,10 @@ class Subscriber:
     pending: tuple[str, ...] = ()  # live chunks that arrived during its catch-up
     overflow: bool = False  # pending could not hold them all
     end: dict[str, Any] | None = None  # the execution ended during its catch-up
+
+    @property
+    def connection(self) -> Connection:
+        return Connection(self.connection_id, self.endpoint)
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,35 @@
 """Live logs over websockets: a subscriber gets an execution's output written so far (one read of
 CloudWatch Logs), then every chunk the log subscription delivers, then the exit code, then a
 close. Live chunks are read once per execution, by the subscription, never per client.
-Frames, positions and close reasons: docs/live-logs.md."""
+The service takes typed values (domain/live.py); live_handlers.py decodes the websocket events
+and the subscription's deliveries. Frames, positions and close reasons: docs/live-logs.md."""
 from __future__ import annotations
 
-import base64
-import gzip
+import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..domain.ecs import ecs_task_id
+from ..domain import ecs
 from ..domain.errors import DependencyDown, FastlaneError, NotFound
 from ..domain.live import (
     CONNECTION_LIFETIME_SECONDS,
     STREAMS,
+    Connection,
     Cursor,
+    DeferredSubscription,
     FrameWriter,
+    LogChunk,
     LogEvent,
     StreamRecord,
     Subscriber,
+    SubscribeRequest,
     Subscription,
     close_frame,
     end_frame,
     error_frame,
     is_after,
-    log_stream_of,
     pong_frame,
     subscribed_frame,
 )
@@ -38,18 +41,12 @@ from .jobs import find_job
 CONNECT_WAIT_SECONDS = 5.0  # how long a subscription made on $connect waits for the socket to open
 RETRY_SECONDS = 5.0  # when to come back for an execution that has no due time
 STOP_GRACE_SECONDS = 150.0  # a stopped container may write until ECS kills it (stopTimeout <= 120 s)
-HEAL_AFTER_SECONDS = 30.0  # a ping ends a stream whose end was missed, this long after the execution ended
+MISSED_END_AFTER_SECONDS = 30.0  # a ping ends a stream whose end was missed, this long after the execution ended
 GO_LIVE_ATTEMPTS = 20
 
 
-def decode_subscription(event: dict[str, Any]) -> dict[str, Any]:
-    """The payload of a CloudWatch Logs subscription event (base64 of gzipped JSON)."""
-    payload: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
-    return payload
-
-
-def ecs_task_of(task_arn: str) -> str:
-    return ecs_task_id(task_arn)
+def _end_frame(execution: Execution) -> str:
+    return end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error)
 
 
 class LiveLogs:
@@ -62,81 +59,58 @@ class LiveLogs:
         self._starter = starter
         self._jobs = jobs
         self._executions = executions
-        self._endpoint_of = endpoint_of
+        # The management API of a websocket event's connection: the handlers ask it (the region is
+        # the wiring's to know); the service only ever sees the Connection they make.
+        self.endpoint_of = endpoint_of
         self._clock = clock
         self._sleep = sleep
 
     def warm(self) -> None:
-        """Open the connections a first subscriber would wait for."""
-        self._connections.get_stream("#warm")
+        """Open the management API's client that a first subscriber would wait for."""
         self._sockets.warm()
 
     # the websocket routes -----------------------------------------------------------------------
 
-    def connect(self, event: dict[str, Any]) -> dict[str, Any]:
-        """$connect: a subscription in the query string is started once the socket is open."""
-        context = event["requestContext"]
-        query = event.get("queryStringParameters") or {}
-        if not any(query.get(name) for name in ("taskId", "jobId", "executionId")):
-            return {"statusCode": 200}  # the client will send a subscribe message
-        request = {name: query.get(name) for name in ("taskId", "jobId", "executionId", "after")}
-        self._starter.start({"liveLogs": "subscribe", "connectionId": context["connectionId"],
-                             "endpoint": self._endpoint_of(context), "request": request})
-        return {"statusCode": 200}
+    def connect(self, connection: Connection, request: SubscribeRequest) -> None:
+        """A subscription in the query string of $connect, which cannot send: the logs function
+        runs it once the socket is open."""
+        self._starter.start(DeferredSubscription(connection, request).to_payload())
 
-    def message(self, event: dict[str, Any]) -> dict[str, Any]:
-        """$default: {"action": "subscribe", ...} or {"action": "ping"}."""
-        context = event["requestContext"]
-        connection_id, endpoint = context["connectionId"], self._endpoint_of(context)
-        try:
-            body = json.loads(event.get("body") or "")
-        except ValueError:
-            body = None
-        action = body.get("action") if isinstance(body, dict) else None
-        if action == "subscribe":
-            self.subscribe(connection_id, endpoint, body)
-        elif action == "ping":
-            self._sockets.post(endpoint, connection_id, pong_frame())
-            self._heal(connection_id)
-        else:
-            self._sockets.post(endpoint, connection_id, error_frame(
-                'Messages are JSON objects: {"action": "subscribe", "taskId": ..., "jobId": ..., '
-                '"executionId"?: ..., "after"?: ...} or {"action": "ping"}.', "action"))
-        return {"statusCode": 200}
+    def ping(self, connection: Connection) -> None:
+        self.send(connection, pong_frame())
+        self._end_if_missed(connection.connection_id)
 
-    def tell(self, event: dict[str, Any], frame: str) -> None:
-        """Send one frame to the connection of a websocket event."""
-        context = event["requestContext"]
-        self._sockets.post(self._endpoint_of(context), context["connectionId"], frame)
+    def send(self, connection: Connection, frame: str) -> bool:
+        """Send one frame; False when the connection is not open."""
+        return self._sockets.post(connection.endpoint, connection.connection_id, frame)
 
-    def disconnect(self, event: dict[str, Any]) -> dict[str, Any]:
-        self._connections.delete(event["requestContext"]["connectionId"])
-        return {"statusCode": 200}
+    def disconnect(self, connection_id: str) -> None:
+        self._connections.delete(connection_id)
 
     # subscribing --------------------------------------------------------------------------------
 
-    def start(self, payload: dict[str, Any]) -> None:
+    def start(self, deferred: DeferredSubscription) -> None:
         """A subscription made on $connect, run by the logs function once the socket is open."""
-        self.subscribe(payload["connectionId"], payload["endpoint"], payload.get("request") or {}, deferred=True)
+        self.subscribe(deferred.connection, deferred.request, deferred=True)
 
-    def _send_first(self, endpoint: str, connection_id: str, data: str, deferred: bool) -> bool:
+    def _send_first(self, connection: Connection, frame: str, deferred: bool) -> bool:
         """The first frame of a subscription made on $connect may come before API Gateway opened
         the socket: it is tried again for a few seconds."""
         deadline = self._clock() + (CONNECT_WAIT_SECONDS if deferred else 0.0)
         delay = 0.05
         while True:
-            if self._sockets.post(endpoint, connection_id, data):
+            if self.send(connection, frame):
                 return True
             if self._clock() >= deadline:
                 return False
             self._sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _close(self, endpoint: str, connection_id: str, reason: str, retry_after: float | None = None) -> None:
+    def _close(self, connection: Connection, reason: str, retry_after: float | None = None) -> None:
         """In AWS a server cannot give a close reason: it is the last frame, then the socket is
         closed (the local runtime closes with that reason too)."""
-        self._sockets.post(endpoint, connection_id, close_frame(reason, retry_after))
-        self._sockets.close(endpoint, connection_id)
+        self.send(connection, close_frame(reason, retry_after))
+        self._sockets.close(connection.endpoint, connection.connection_id)
 
     def _execution_of(self, job: Job, subscription: Subscription) -> Execution | None:
         if subscription.execution_id:
@@ -172,50 +146,47 @@ class LiveLogs:
                 return "retry"
         return "done"
 
-    def subscribe(self, connection_id: str, endpoint: str, request: dict[str, Any], deferred: bool = False) -> None:
-        def send(data: str) -> bool:
-            return self._sockets.post(endpoint, connection_id, data)
-
+    def subscribe(self, connection: Connection, request: SubscribeRequest, deferred: bool = False) -> None:
         try:
             subscription = Subscription.parse(request)
             job = find_job(self._jobs, subscription.task_id, subscription.job_id)
             execution = self._execution_of(job, subscription)
         except DependencyDown as error:
-            if self._send_first(endpoint, connection_id, error_frame(error.message), deferred):
-                self._close(endpoint, connection_id, "retry", RETRY_SECONDS)
+            if self._send_first(connection, error_frame(error.message), deferred):
+                self._close(connection, "retry", RETRY_SECONDS)
             return
         except FastlaneError as error:
-            if self._send_first(endpoint, connection_id, error_frame(error.message, error.field), deferred):
-                self._close(endpoint, connection_id, "error")
+            if self._send_first(connection, error_frame(error.message, error.field), deferred):
+                self._close(connection, "error")
             return
         if not deferred:
-            self._connections.delete(connection_id)  # a connection watches one execution at a time
-        ids = dict(connection_id=connection_id, task_id=job.task_id, job_id=job.job_id,
-                   execution_id=execution.execution_id if execution else None)
-        logger.info("live logs: subscribe", extra=ids)
-        first = subscribed_frame(job.task_id, job.job_id, execution.execution_id if execution else None,
+            self._connections.delete(connection.connection_id)  # a connection watches one execution at a time
+        execution_id = execution.execution_id if execution else None
+        logger.info("live logs: subscribe", extra=dict(connection_id=connection.connection_id, task_id=job.task_id,
+                                                       job_id=job.job_id, execution_id=execution_id))
+        first = subscribed_frame(job.task_id, job.job_id, execution_id,
                                  execution.status.value if execution else None, subscription.follow)
-        if not self._send_first(endpoint, connection_id, first, deferred):
+        if not self._send_first(connection, first, deferred):
             return  # the client left
         if execution is None or execution.task_arn is None:
             if execution is not None and execution.status.is_final:
-                send(end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error))
-                self._close(endpoint, connection_id, self._close_reason(execution, subscription.follow))
+                self.send(connection, _end_frame(execution))
+                self._close(connection, self._close_reason(execution, subscription.follow))
             else:
-                self._close(endpoint, connection_id, "retry", self._retry_after(execution))
+                self._close(connection, "retry", self._retry_after(execution))
             return
-        ecs_task_id = ecs_task_of(execution.task_arn)
+        ecs_task_id = ecs.ecs_task_id(execution.task_arn)
+        writer = FrameWriter(functools.partial(self.send, connection), subscription.after)
         if self._output_complete(execution):
-            writer = FrameWriter(send, subscription.after)
             self._catch_up(writer, ecs_task_id, subscription.after)
             if not writer.gone:
-                send(end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error))
-                self._close(endpoint, connection_id, self._close_reason(execution, subscription.follow))
+                self.send(connection, _end_frame(execution))
+                self._close(connection, self._close_reason(execution, subscription.follow))
             return
         at = self._clock()
-        subscriber = Subscriber(connection_id=connection_id, endpoint=endpoint, execution_id=execution.execution_id,
-                                task_id=job.task_id, job_id=job.job_id, follow=subscription.follow,
-                                ecs_task_id=ecs_task_id, connected_at=at,
+        subscriber = Subscriber(connection_id=connection.connection_id, endpoint=connection.endpoint,
+                                execution_id=execution.execution_id, task_id=job.task_id, job_id=job.job_id,
+                                follow=subscription.follow, ecs_task_id=ecs_task_id, connected_at=at,
                                 expires_at=at + CONNECTION_LIFETIME_SECONDS + 60, cursor=subscription.after)
         # Registered before the catch-up is read, so no chunk falls between the two: chunks that
         # arrive meanwhile wait in the subscriber's item (pending) until the catch-up is sent.
@@ -225,10 +196,9 @@ class LiveLogs:
             # flag, so a container that stops from now on ends this subscriber's stream.
             self._executions.update_execution(execution, None, watched=True)
         self._connections.open_stream(ecs_task_id, execution.execution_id)
-        writer = FrameWriter(send, subscription.after)
         self._catch_up(writer, ecs_task_id, subscription.after)
         if writer.gone:
-            self._connections.delete(connection_id)
+            self._connections.delete(connection.connection_id)
             return
         self._go_live(subscriber, writer)
         if not execution.watched:
@@ -241,9 +211,7 @@ class LiveLogs:
 
     def _catch_up(self, writer: FrameWriter, ecs_task_id: str, after: Cursor,
                   streams: tuple[str, ...] = STREAMS) -> None:
-        first = after.of(streams[0])
-        start = after.earliest_timestamp if streams == STREAMS else (first.timestamp if first else None)
-        for page in self._log_events.read(ecs_task_id, streams, start):
+        for page in self._log_events.read(ecs_task_id, streams, after.start_of(streams)):
             writer.add_all(page)
             if writer.gone:
                 return
@@ -268,10 +236,7 @@ class LiveLogs:
             if current.end is not None or (record is not None and record.ended):
                 self._finish_alone(current, writer, current.end)
                 return
-            missed = record is not None and any(
-                record.delivered.of(s) is not None and is_after(record.delivered.of(s), writer.cursor.of(s))  # type: ignore[arg-type]
-                for s in STREAMS)
-            if missed or current.overflow:
+            if (record is not None and record.delivered.ahead_of(writer.cursor)) or current.overflow:
                 logger.info("live logs: reading what the subscription delivered meanwhile",
                             extra={"connection_id": subscriber.connection_id, "overflow": current.overflow,
                                    "delivered": str(record.delivered) if record else None,
@@ -287,7 +252,7 @@ class LiveLogs:
             if self._connections.go_live(subscriber.connection_id, writer.cursor, seen):
                 return
         logger.warning("live logs: subscriber could not go live", extra={"connection_id": subscriber.connection_id})
-        self._close(subscriber.endpoint, subscriber.connection_id, "retry", 1.0)
+        self._close(subscriber.connection, "retry", 1.0)
         self._connections.delete(subscriber.connection_id)
 
     def _finish_alone(self, subscriber: Subscriber, writer: FrameWriter, end: dict[str, Any] | None) -> None:
@@ -296,26 +261,17 @@ class LiveLogs:
             self._catch_up(writer, subscriber.ecs_task_id, writer.cursor, (stream,))
         execution = self._executions.get_execution(subscriber.job_id, subscriber.execution_id)
         if not writer.gone and execution is not None:
-            self._sockets.post(subscriber.endpoint, subscriber.connection_id, end_frame(
-                execution.execution_id, execution.status.value, execution.exit_code, execution.error))
+            self.send(subscriber.connection, _end_frame(execution))
             reason = (end or {}).get("reason") or self._close_reason(execution, subscriber.follow)
-            self._close(subscriber.endpoint, subscriber.connection_id, reason)
+            self._close(subscriber.connection, reason)
         self._connections.delete(subscriber.connection_id)
 
     # the live fan-out ---------------------------------------------------------------------------
 
-    def deliver(self, event: dict[str, Any]) -> int:
-        """A CloudWatch Logs subscription event: send its chunk to the execution's subscribers.
+    def deliver(self, chunk: LogChunk) -> int:
+        """A delivery of the log subscription: send its chunk to the execution's subscribers.
         Returns how many subscribers were sent (or kept) it."""
-        data = decode_subscription(event)
-        if data.get("messageType") != "DATA_MESSAGE":
-            return 0
-        named = log_stream_of(data.get("logStream", ""))
-        if named is None:
-            return 0
-        ecs_task_id, stream = named
-        events = sorted((LogEvent(stream, int(e["timestamp"]), str(e["id"]), e.get("message", ""))
-                         for e in data.get("logEvents", [])), key=lambda e: e.position.key)
+        ecs_task_id, stream, events = chunk
         if not events:
             return 0
         record = self._connections.get_stream(ecs_task_id)
@@ -334,13 +290,13 @@ class LiveLogs:
             record = self._connections.get_stream(ecs_task_id)
             if record is None or record.ended:
                 return 0
-        chunk = json.dumps([e.to_list() for e in events])
+        pending = json.dumps([e.to_list() for e in events])
         count = 0
         for subscriber in subscribers:
             if subscriber.live:
                 count += self._send_live(subscriber, record, stream, events)
                 continue
-            kept = self._connections.append_pending(subscriber.connection_id, chunk)
+            kept = self._connections.append_pending(subscriber.connection_id, pending)
             if kept == "refused":
                 current = self._connections.get_subscriber(subscriber.connection_id)
                 if current is not None and current.live:
@@ -349,11 +305,11 @@ class LiveLogs:
                 count += 1
         return count
 
-    def _send_live(self, subscriber: Subscriber, record: StreamRecord, stream: str, events: list[LogEvent]) -> int:
+    def _send_live(self, subscriber: Subscriber, record: StreamRecord, stream: str,
+                   events: Sequence[LogEvent]) -> int:
         other = "stderr" if stream == "stdout" else "stdout"
         cursor = subscriber.cursor.moved(other, record.delivered.of(other))
-        writer = FrameWriter(lambda data: self._sockets.post(subscriber.endpoint, subscriber.connection_id, data),
-                             cursor)
+        writer = FrameWriter(functools.partial(self.send, subscriber.connection), cursor)
         writer.add_all(events)
         writer.flush()
         if writer.gone:
@@ -370,7 +326,7 @@ class LiveLogs:
         if execution is not None:
             if not execution.watched:
                 return  # nobody watched it: no read at all
-        elif self._connections.get_stream(ecs_task_of(task_arn)) is None:
+        elif self._connections.get_stream(ecs.ecs_task_id(task_arn)) is None:
             return  # nobody ever watched it: one read, and nothing else
         else:
             execution = self._executions.get_execution(job_id, execution_id)
@@ -381,18 +337,12 @@ class LiveLogs:
         """Send every subscriber of the execution the output it has not got yet (one read of
         CloudWatch for all of them), the exit code, and a close."""
         assert execution.task_arn
-        ecs_task_id = ecs_task_of(execution.task_arn)
+        ecs_task_id = ecs.ecs_task_id(execution.task_arn)
         record = self._connections.end_stream(ecs_task_id)
         if record is None:
             return
         subscribers = self._connections.subscribers(execution.execution_id)
-        reasons: dict[str, str] = {}
-
-        def reason(follow: str) -> str:
-            if follow not in reasons:
-                reasons[follow] = self._close_reason(execution, follow)
-            return reasons[follow]
-
+        reason = functools.cache(functools.partial(self._close_reason, execution))  # one read per follow
         live: list[Subscriber] = []
         for subscriber in subscribers:
             if subscriber.live:
@@ -405,46 +355,29 @@ class LiveLogs:
             return
         logger.info("live logs: execution ended", extra={"execution_id": execution.execution_id,
                                                           "subscribers": len(live)})
-        writers = []
-        for subscriber in live:
-            def send(data: str, s: Subscriber = subscriber) -> bool:
-                return self._sockets.post(s.endpoint, s.connection_id, data)
-
-            writers.append(FrameWriter(send, subscriber.cursor.merged(record.delivered)))
+        writers = [FrameWriter(functools.partial(self.send, s.connection), s.cursor.merged(record.delivered))
+                   for s in live]
         for stream in STREAMS:
-            marks = [w.cursor.of(stream) for w in writers]
-            start = None if any(m is None for m in marks) else min(m.timestamp for m in marks)  # type: ignore[union-attr]
+            starts = [w.cursor.start_of((stream,)) for w in writers]  # one read from the oldest, for all
+            start = min(t for t in starts if t is not None) if None not in starts else None
             for page in self._log_events.read(ecs_task_id, (stream,), start):
                 for writer in writers:
                     writer.add_all(page)
             for writer in writers:
                 writer.flush()
-        final = end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error)
-        for subscriber, writer in zip(live, writers, strict=False):
-            if not writer.gone and self._sockets.post(subscriber.endpoint, subscriber.connection_id, final):
-                self._close(subscriber.endpoint, subscriber.connection_id, reason(subscriber.follow))
+        final = _end_frame(execution)
+        for subscriber, writer in zip(live, writers, strict=True):
+            if not writer.gone and self.send(subscriber.connection, final):
+                self._close(subscriber.connection, reason(subscriber.follow))
             self._connections.delete(subscriber.connection_id)
 
-    def _heal(self, connection_id: str) -> None:
+    def _end_if_missed(self, connection_id: str) -> None:
         """A ping from a live subscriber of an execution that ended a while ago: its end was
-        missed (an ECS event lost, and the sweeper ended the execution), so send it now."""
+        missed (an ECS event lost, and the reconciler ended the execution), so send it now."""
         subscriber = self._connections.get_subscriber(connection_id)
         if subscriber is None or not subscriber.live:
             return
         execution = self._executions.get_execution(subscriber.job_id, subscriber.execution_id)
         if (execution is not None and execution.task_arn and self._output_complete(execution)
-                and self._clock() - (execution.finished_at or 0.0) > HEAL_AFTER_SECONDS):
+                and self._clock() - (execution.finished_at or 0.0) > MISSED_END_AFTER_SECONDS):
             self.end(execution)
-
-    # the logs function ------------------------------------------------------------------------
-
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The logs function: CloudWatch Logs subscription events, and subscriptions made on
-        $connect."""
-        if "awslogs" in event:
-            return {"subscribers": self.deliver(event)}
-        if event.get("liveLogs") == "subscribe":
-            self.start(event)
-            return {"started": True}
-        logger.warning("logs function: unknown event", extra={"keys": sorted(event)[:10]})
-        return {"ignored": True}

@@ -125,6 +125,15 @@ class Harness:
     def send(self, connection_id: str, body: Any) -> Any:
         return self.invoke("ws_message", ws_event("$default", connection_id, body=body))
 
+    def deliver(self, event: dict[str, Any]) -> int:
+        """The logs function's delivery, in the handler that runs (no function of its own)."""
+        from chalicelib.live_handlers import log_chunk
+
+        chunk = log_chunk(event)
+        assert chunk is not None
+        count: int = self.live.deliver(chunk)
+        return count
+
     def job(self, task: str = "live") -> tuple[str, str, str]:
         """A job whose execution runs as an ECS task; returns (job id, execution id, task arn)."""
         from chalicelib.domain.model import ExecutionStatus as S
@@ -263,6 +272,30 @@ def test_a_subscribe_message_without_a_job_is_an_error_and_the_connection_stays(
     assert "c2" not in live.sockets.closed
 
 
+def test_every_message_that_is_not_one_of_the_actions_gets_the_same_error(live: Harness) -> None:
+    from chalicelib.live_handlers import MALFORMED
+
+    for body in ("not json", "[1, 2]", {"action": "dance"}, {"taskId": "live"}, json.dumps({"a": [[1]]}),
+                 json.dumps({"action": "ping", "pad": "x" * 33_000})):
+        assert live.send("c1", body) == {"statusCode": 200}
+    assert MALFORMED.startswith('Messages are JSON objects: {"action": "subscribe", "taskId": ..., "jobId": ...')
+    assert live.sockets.of("c1") == [{"type": "error", "error": MALFORMED, "field": "action"}] * 6
+    assert live.sockets.closed == []
+
+
+def test_the_logs_function_ignores_what_is_not_job_output(live: Harness) -> None:
+    job_id, _, arn = live.job()
+    live.connect("c1", taskId="live", jobId=job_id)
+    control = {"messageType": "CONTROL_MESSAGE", "logGroup": "", "logStream": "", "logEvents": []}
+    assert live.invoke("logs", {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(control).encode())).decode()}}
+                       ) == {"subscribers": 0}
+    router = f"{arn.rsplit('/', 1)[-1]}/firelens"  # the log router's own stream
+    assert live.invoke("logs", subscription_event(GROUP, router, [{"eventId": "1", "timestamp": 1, "message": "x"}])
+                       ) == {"subscribers": 0}
+    assert live.invoke("logs", {"something": "else"}) == {"ignored": True}
+    assert live.sockets.lines("c1") == []
+
+
 def test_subscribing_by_message_and_ping(live: Harness) -> None:
     job_id, execution_id, arn = live.job()
     live.write(arn, "stdout", "hello")
@@ -347,13 +380,13 @@ def test_chunks_that_arrive_during_the_catch_up_wait_and_are_sent_in_order_once(
         yield from read(*args, **kwargs)
         if not during:  # after the catch-up read, before going live: the subscription delivers
             during.append(live.write(arn, "stdout", "new"))
-            live.live.deliver(during[0])
+            live.deliver(during[0])
 
     monkeypatch.setattr(live.live._log_events, "read", read_while_output_arrives)
     live.connect("c1", taskId="live", jobId=job_id)
     assert live.sockets.lines("c1") == ["old", "new"]
     assert live.live._connections.get_subscriber("c1").live
-    live.live.deliver(during[0])  # delivered again: at least once, yet sent once
+    live.deliver(during[0])  # delivered again: at least once, yet sent once
     assert live.sockets.lines("c1") == ["old", "new"]
 
 
@@ -452,7 +485,7 @@ def test_a_chunk_the_fan_out_missed_for_a_new_subscriber_is_read_before_it_goes_
             missed.append(True)
             monkeypatch.setattr(store, "subscribers", lambda execution: [s for s in query(execution)
                                                                          if s.connection_id == "c0"])
-            live.live.deliver(live.write(arn, "stdout", "while c1 caught up"))
+            live.deliver(live.write(arn, "stdout", "while c1 caught up"))
             monkeypatch.setattr(store, "subscribers", query)
 
     monkeypatch.setattr(live.live._log_events, "read", read_then_a_delivery_that_misses_the_new_subscriber)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from chalicelib.domain.live import Position
-from chalicelib.services.live_logs import decode_subscription
+from chalicelib.live_handlers import subscription_payload
 
 GROUP = "/contract/jobs"
 
@@ -252,7 +252,7 @@ def test_the_subscription_delivers_new_events_once_in_the_shape_cloudwatch_sends
     marker = ["line 3"]
 
     def handler(event: dict[str, Any], context: Any) -> None:
-        data = decode_subscription(event)
+        data = subscription_payload(event)
         delivered.append(data)
         if any(e["message"] == marker[0] for e in data["logEvents"]):
             arrived.set()
@@ -292,7 +292,7 @@ def test_the_local_subscription_delivers_a_line_within_milliseconds(tmp_path: An
 
     def handler(event: dict[str, Any], context: Any) -> None:
         with got:
-            for e in decode_subscription(event)["logEvents"]:
+            for e in subscription_payload(event)["logEvents"]:
                 arrivals[e["message"]] = time.perf_counter()
             got.notify_all()
 

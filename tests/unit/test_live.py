@@ -12,6 +12,7 @@ from chalicelib.domain.live import (
     FrameWriter,
     LogEvent,
     Position,
+    SubscribeRequest,
     Subscription,
     log_stream_of,
 )
@@ -38,17 +39,26 @@ def test_a_cursor_is_one_string_a_client_gives_back() -> None:
 
 
 def test_a_read_for_both_streams_starts_at_the_older_position_or_the_beginning() -> None:
-    assert Cursor(Position(10, "1"), Position(7, "2")).earliest_timestamp == 7
-    assert Cursor(Position(10, "1"), None).earliest_timestamp is None
+    assert Cursor(Position(10, "1"), Position(7, "2")).start_of() == 7
+    assert Cursor(Position(10, "1"), None).start_of() is None
+    assert Cursor(Position(10, "1"), None).start_of(("stdout",)) == 10
+
+
+def test_a_cursor_is_ahead_of_another_when_either_stream_is_further() -> None:
+    older = Cursor(Position(10, "1"), Position(7, "2"))
+    assert Cursor(Position(10, "2"), Position(7, "2")).ahead_of(older)
+    assert Cursor(None, Position(8, "1")).ahead_of(older)
+    assert not older.ahead_of(older) and not Cursor().ahead_of(older)
+    assert Cursor(Position(1, "1")).ahead_of(Cursor())
 
 
 def test_subscriptions_need_a_task_and_a_job() -> None:
-    assert Subscription.parse({"taskId": "t", "jobId": "j"}).follow == "job"
-    assert Subscription.parse({"taskId": "t", "jobId": "j", "executionId": "e"}).follow == "execution"
+    assert Subscription.parse(SubscribeRequest("t", "j")).follow == "job"
+    assert Subscription.parse(SubscribeRequest("t", "j", "e")).follow == "execution"
     with pytest.raises(ValidationError, match="taskId"):
-        Subscription.parse({"jobId": "j"})
+        Subscription.parse(SubscribeRequest(job_id="j"))
     with pytest.raises(ValidationError, match="jobId"):
-        Subscription.parse({"taskId": "t", "jobId": 5})
+        Subscription.parse(SubscribeRequest("t", 5))
 
 
 def test_log_streams_of_job_output_are_recognised() -> None:
