@@ -34,14 +34,17 @@ SUBSCRIPTION_FIELDS = ("taskId", "jobId", "executionId")
 
 
 def _connection(event: dict[str, Any]) -> Connection:
+    from .adapters.websocket import management_endpoint
+    from .config import get_settings
+
     context = event["requestContext"]
-    return Connection(context["connectionId"], wiring.get_live_logs().endpoint_of(context))
+    return Connection(context["connectionId"], management_endpoint(context, get_settings().region))
 
 
 def _message(event: dict[str, Any]) -> dict[str, Any] | None:
     """A message's body, parsed once; None for anything no subscription or ping can be: not a JSON
     object, or too long or too deeply nested to parse safely."""
-    from .domain.payload import json_depth
+    from .domain.json_text import json_depth
 
     body = event.get("body") or ""
     if not isinstance(body, str) or len(body) > MAX_MESSAGE_CHARS or json_depth(body) > 2:

@@ -196,13 +196,10 @@ def get_output_reader() -> OutputReader:
 def get_live_logs() -> LiveLogs:
     """Live logs over websockets: subscribers, the websocket API, the job log group, and the logs
     function that starts subscriptions made on $connect."""
-    from .adapters.websocket import management_endpoint
     from .services.live_logs import LiveLogs
 
     b = backend()
-    region = get_settings().region
-    return LiveLogs(b.connections, b.sockets, b.log_events, b.starter, b.jobs, b.executions,
-                    endpoint_of=lambda context: management_endpoint(context, region))
+    return LiveLogs(b.connections, b.sockets, b.log_events, b.starter, b.jobs, b.executions)
 
 
 @cache

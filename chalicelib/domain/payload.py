@@ -10,11 +10,8 @@ import time
 from typing import Any
 
 from .errors import TooLarge, ValidationError
-from .json_text import json_depth as json_depth  # still imported by chalicelib/live_handlers.py
 from .limits import ECS_MAX_OVERRIDE_BYTES
 from .model import Hook, JobSpec
-from .redaction import redact_url as redact_url  # still imported by chalicelib/services/notify.py
-from .redaction import redact_urls as redact_urls  # still imported by chalicelib/services/notify.py
 from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
 TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")

@@ -51,7 +51,7 @@ def _end_frame(execution: Execution) -> str:
 
 class LiveLogs:
     def __init__(self, connections: Connections, sockets: Sockets, log_events: LogEvents, starter: Starter,
-                 jobs: Jobs, executions: Executions, *, endpoint_of: Callable[[dict[str, Any]], str],
+                 jobs: Jobs, executions: Executions, *,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self._connections = connections
         self._sockets = sockets
@@ -59,9 +59,6 @@ class LiveLogs:
         self._starter = starter
         self._jobs = jobs
         self._executions = executions
-        # The management API of a websocket event's connection: the handlers ask it (the region is
-        # the wiring's to know); the service only ever sees the Connection they make.
-        self.endpoint_of = endpoint_of
         self._clock = clock
         self._sleep = sleep
 

@@ -176,7 +176,7 @@ def live(aws: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
     from chalicelib import wiring
     from chalicelib.adapters.connections import DynamoConnectionStore
     from chalicelib.adapters.log_events import CloudWatchLogEvents
-    from chalicelib.adapters.websocket import ApiGatewaySockets, management_endpoint
+    from chalicelib.adapters.websocket import ApiGatewaySockets
     from chalicelib.config import get_settings
     from chalicelib.services.live_logs import LiveLogs
     from tests.conftest import Api
@@ -194,8 +194,7 @@ def live(aws: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
     sockets.install(management, monkeypatch)
     instance = LiveLogs(DynamoConnectionStore(settings), ApiGatewaySockets(lambda endpoint: management),
                         CloudWatchLogEvents(logs, settings.log_group), started, wiring.backend().jobs,
-                        wiring.backend().executions, endpoint_of=lambda context: management_endpoint(context, REGION),
-                        sleep=lambda seconds: None)
+                        wiring.backend().executions, sleep=lambda seconds: None)
     monkeypatch.setattr(wiring, "get_live_logs", functools.lru_cache(maxsize=1)(lambda: instance))
     with Client(app, project_dir=str(tmp_path)) as client:
         yield Harness(client, Api(client), instance, sockets, started, boto3.client("logs", region_name=REGION), reads)

@@ -24,9 +24,6 @@ class Sockets:
     def __init__(self) -> None:
         self.told: list[dict[str, Any]] = []
 
-    def endpoint_of(self, context: dict[str, Any]) -> str:
-        return f"https://{context['apiId']}.execute-api.us-east-1.amazonaws.com/{context['stage']}"
-
     def send(self, connection: Any, frame: str) -> bool:
         self.told.append(json.loads(frame))
         return True
