@@ -164,8 +164,7 @@ class LocalRuntime:
                         region=backend.region),
             QueuePoller(backend.notify, app_module.send_notifications, name="notify", concurrency=notify,
                         region=backend.region),
-            # The app's own setting: the engine reads it too (which timeouts the reconciler checks).
-            Timer(app_module.reconcile, get_settings().reconcile_interval, name="reconciler"),
+            Timer(app_module.reconcile, get_settings().reconcile_interval, name="reconciler"),  # the app's setting
             backend.scheduler,
             backend.subscription(logs_handler),
             *backend.more,
