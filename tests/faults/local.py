@@ -1,53 +1,45 @@
-"""A schedule on the local backend: one SQLite file for the stores, the queues and the scheduler.
+"""A schedule on the local backend: the local runtime's own backend on one SQLite file, with what
+the schedule simulates replaced (ECS, websockets, webhooks, secrets).
 
 The driver asks the database when the next message or schedule is due only when something may
 have changed."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from chalicelib.config import get_settings
 from chalicelib.ports import Backend
-from infra.local.sqlite.db import Database
-from infra.local.sqlite.logs import LocalLogEvents, LocalLogReader, LocalLogStore
-from infra.local.sqlite.mail import LocalMailer
-from infra.local.sqlite.queues import (
-    EVENTS,
-    LocalJobQueue,
-    LocalNotifyQueue,
-    LocalQueueDepths,
-    LocalQueues,
-    ReceivedMessage,
-    create_queues,
-)
+from infra.local.sqlite.backend import handles_of, open_local_backend
+from infra.local.sqlite.queues import EVENTS, LocalQueues
 from infra.local.sqlite.scheduler import SqliteScheduler
-from infra.local.sqlite.stores import open_stores
 from tests.contract.support import FakeClock
 
-from .deployments import MAIL_SENDER, MAX_RECEIVE_COUNT, QUEUES, SCHEDULER, VISIBILITY_TIMEOUT, Unserved
+from .deployments import MAX_RECEIVE_COUNT, QUEUES, SCHEDULER, VISIBILITY_TIMEOUT, Unserved
 
 
-class _WatchedQueues(LocalQueues):
-    """The local queues, telling the driver when their contents may have changed, so it asks
-    the database when the next message is due only then."""
+class _Changes:
+    """Whether the queues' contents may have changed since the driver last looked."""
 
     changed = True
 
-    def send_in(self, connection: Any, name: str, body: str, delay_seconds: float = 0) -> str:
-        self.changed = True
-        return super().send_in(connection, name, body, delay_seconds)
 
-    def receive(self, name: str, max_messages: int = 1, visibility_timeout: float | None = None,
-                wait_seconds: float = 0.0) -> list[ReceivedMessage]:
-        self.changed = True
-        return super().receive(name, max_messages, visibility_timeout, wait_seconds)
+def _watch(queues: LocalQueues, changes: _Changes) -> None:
+    """The backend's queues, telling the driver when their contents may have changed, so it asks
+    the database when the next message is due only then (the methods every queue change goes
+    through, wrapped on this instance)."""
+    for name in ("send_in", "receive", "change_visibility"):
+        method = getattr(queues, name)
 
-    def change_visibility(self, name: str, receipt_handle: str, timeout: float) -> bool:
-        self.changed = True
-        return super().change_visibility(name, receipt_handle, timeout)
+        def marked(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            changes.changed = True
+            return _method(*args, **kwargs)
+
+        setattr(queues, name, marked)
 
 
 class _Watched:
@@ -80,36 +72,30 @@ class LocalDeployment:
 
     @contextmanager
     def opened(self) -> Iterator[Backend]:
-        clock = self._clock
-        self.db = Database(self._path)
+        local = open_local_backend(self._path, get_settings(), exclusive=False, visibility_timeout=VISIBILITY_TIMEOUT,
+                                   max_receive_count=MAX_RECEIVE_COUNT, clock=self._clock)
+        handles = handles_of(local)
+        self.db, self.queues, self.scheduler = handles.db, handles.queues, handles.scheduler
+        self.changes = _Changes()
+        _watch(self.queues, self.changes)
         try:
-            stores = open_stores(self.db, clock)
-            self.queues = _WatchedQueues(self.db, clock)
-            create_queues(self.queues, VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT)
-            self.scheduler = SqliteScheduler(self.db, self.queues, clock=clock)
-            log_store = LocalLogStore(self.db)
-            yield Backend(
-                name="local", jobs=stores.jobs, executions=stores.executions, pools=stores.pools,
-                schedules=stores.schedules, statistics=stores.statistics, deliveries=stores.deliveries,
-                connections=stores.connections, job_queue=LocalJobQueue(self.queues),
-                notify_queue=LocalNotifyQueue(self.queues), queue_depths=LocalQueueDepths(self.queues),
-                scheduler=_Watched(self.scheduler, self._stale), runner=Unserved("runner"),
-                logs=LocalLogReader(log_store), log_events=LocalLogEvents(log_store), sockets=Unserved("sockets"),
-                starter=Unserved("starter"), mailer=LocalMailer(self.db, MAIL_SENDER, clock),
-                webhooks=Unserved("webhooks"), read_secret=Unserved("secrets"))
+            yield dataclasses.replace(
+                local, scheduler=_Watched(self.scheduler, self._stale), runner=Unserved("runner"),
+                sockets=Unserved("sockets"), starter=Unserved("starter"), webhooks=Unserved("webhooks"),
+                read_secret=Unserved("secrets"), extras={})
         finally:
-            self.db.close()
+            handles.close()
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(self._path + suffix):
                     os.remove(self._path + suffix)
 
     def _stale(self) -> None:
-        self.queues.changed = True
+        self.changes.changed = True
 
     def moments(self) -> dict[str, float]:
-        if not self.queues.changed:
+        if not self.changes.changed:
             return self._moments
-        self.queues.changed = False
+        self.changes.changed = False
         with self.db.read() as connection:
             rows = connection.execute("SELECT queue, MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)"
                                       " GROUP BY queue", QUEUES).fetchall()
