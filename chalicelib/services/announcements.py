@@ -3,20 +3,22 @@ lifecycle order, and recorded on the execution, so a redelivered event publishes
 attempt missed and a duplicate publishes nothing (docs/notifications.md)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..domain.lifecycle import ENDED, STARTED
 from ..domain.model import Execution, Job
 from ..ports import Executions, Jobs
 from .notify import NotificationPublisher
 
 
+@dataclass(eq=False)
 class Announcer:
     """The engine's side of notifications. Without a publisher (no notify queue) it announces
     nothing and reads no job."""
 
-    def __init__(self, jobs: Jobs, executions: Executions, publisher: NotificationPublisher | None) -> None:
-        self._jobs = jobs
-        self._executions = executions
-        self.publisher = publisher
+    jobs: Jobs
+    executions: Executions
+    publisher: NotificationPublisher | None
 
     def job_for(self, execution: Execution, *, retrying: bool = False) -> Job | None:
         """The job, read only when announcing the execution or (`retrying`) starting its retry
@@ -26,7 +28,7 @@ class Announcer:
         retries_left = int(execution.metadata.get("retry") or 0) < execution.job_retries
         if not ((self.publisher is not None and execution.notifies) or (retrying and retries_left)):
             return None
-        return self._jobs.get_job(execution.job_id)
+        return self.jobs.get_job(execution.job_id)
 
     def announce(self, event: str, job: Job | None, execution: Execution) -> Execution:
         """Publish `event` of the execution once: the event is recorded on the execution after it
@@ -38,9 +40,9 @@ class Announcer:
             notified = execution.notified | {event}
             if execution.announcing and (event == ENDED or not self.publisher.owes(ENDED, job, execution)):
                 # The ending owes nothing more (its `started` was all it had to publish).
-                self._executions.update_execution(execution, None, notified=notified, announcing=False)
+                self.executions.update_execution(execution, None, notified=notified, announcing=False)
                 return execution.with_changes(notified=notified, announcing=False)
-            self._executions.update_execution(execution, None, notified=notified)
+            self.executions.update_execution(execution, None, notified=notified)
             return execution.with_changes(notified=notified)
         return execution
 
@@ -84,8 +86,8 @@ class Announcer:
         """Publish the ending (and the start before it) that an attempt which died left owed;
         one that is announced already, or no longer owed anything, leaves the reconciler's
         worklist."""
-        job = self._jobs.get_job(execution.job_id)
+        job = self.jobs.get_job(execution.job_id)
         if job is None or not self.owes_on_ending(job, execution):
-            self._executions.update_execution(execution, None, announcing=False)
+            self.executions.update_execution(execution, None, announcing=False)
             return
         self.announce_missed(execution, ENDED, job)

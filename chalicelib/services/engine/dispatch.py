@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ...config import Settings
 from ...domain.errors import LaunchFailed
@@ -30,24 +31,23 @@ LAUNCH_OVERDRIVE = 1.25
 BACKLOG_READ_SECONDS = 5.0  # how long one reading of the backlog serves this process
 
 
+@dataclass(eq=False)
 class Dispatcher:
-    def __init__(self, executions: Executions, pools: Pools, queue: JobQueue, runner: Runner, launches: Launches,
-                 ending: Ending, configured: tuple[Pool, ...], settings: Settings,
-                 clock: Callable[[], float]) -> None:
-        self._executions = executions
-        self._pools = pools
-        self._queue = queue
-        self._runner = runner
-        self._launches = launches
-        self._ending = ending
-        self._configured = configured
-        self._settings = settings
-        self._clock = clock
-        self._paused_until = 0.0  # after a throttled RunTask: launches are sent back until then
-        self._backlog: tuple[float, int] | None = None  # (read at, messages pending on the jobs queue)
-        # Drawn from the process's generator, so a process that seeds it (the fault harness)
-        # replays the same spread of throttled launches; one a Lambda starts is seeded by the OS.
-        self._random = random.Random(random.getrandbits(64))
+    executions: Executions
+    pools: Pools
+    queue: JobQueue
+    runner: Runner
+    launches: Launches
+    ending: Ending
+    configured: tuple[Pool, ...]
+    settings: Settings
+    clock: Callable[[], float]
+    _paused_until: float = field(default=0.0, init=False)  # after a throttled RunTask: launches are sent back until then
+    # (read at, messages pending on the jobs queue)
+    _backlog: tuple[float, int] | None = field(default=None, init=False)
+    # Drawn from the process's generator, so a process that seeds it (the fault harness) replays
+    # the same spread of throttled launches; one a Lambda starts is seeded by the OS.
+    _random: random.Random = field(default_factory=lambda: random.Random(random.getrandbits(64)), init=False)
 
     def dispatch(self, launch: Launch, wait: Callable[[float], None] | None = None) -> None:
         """Launch an execution. With `wait`, an execution due within a few seconds is prepared
@@ -59,10 +59,10 @@ class Dispatcher:
             execution = self._current(launch)
             if execution is None:
                 return
-        at = self._clock()
+        at = self.clock()
         due = launch.due_at or execution.due_at
         if due is not None and due - at > (PREPARE_EARLY_SECONDS if wait else LAUNCH_EARLY_SECONDS):
-            self._launches.renew(execution, due - at, attempt=launch.attempt, due_at=due)
+            self.launches.renew(execution, due - at, attempt=launch.attempt, due_at=due)
             return
         expiration = execution.expiration
         if expiration is not None and at > expiration and launch.frozen is not None:
@@ -73,37 +73,37 @@ class Dispatcher:
         # One that holds a slot already may have a task from an earlier attempt: it is launched
         # (the client token finds that task), never expired.
         if execution.pool is None and expiration is not None and at > expiration:
-            self._ending.end(execution, S.EXPIRED, error=EXPIRED)
+            self.ending.end(execution, S.EXPIRED, error=EXPIRED)
             return
-        pool = pool_holding(self._configured, execution)
+        pool = pool_holding(self.configured, execution)
         fresh_slot = False
         if execution.pool is None:
-            taken = self._pools.take_slot(execution, pool.name, pool.max_running)
+            taken = self.pools.take_slot(execution, pool.name, pool.max_running)
             if taken is Slot.MOVED:
                 refreshed = self._current(launch)
                 if refreshed is None or refreshed.pool is None:
                     return
                 execution = refreshed  # holds a slot already: an earlier attempt died before launching
-                pool = pool_holding(self._configured, execution)
+                pool = pool_holding(self.configured, execution)
             elif taken is Slot.FULL:
                 self._wait_for_slot(execution, launch)
                 return
             else:
                 execution, fresh_slot = execution.with_changes(pool=pool.name), True
-        if wait is not None and due is not None and due > self._clock():
-            wait(due - self._clock())
-            current = self._executions.get_execution(execution.job_id, execution.execution_id)
-            if current is not None and fresh_slot and expiration is not None and self._clock() > expiration:
-                current = self._ending.end(current, S.EXPIRED, error=EXPIRED)
+        if wait is not None and due is not None and due > self.clock():
+            wait(due - self.clock())
+            current = self.executions.get_execution(execution.job_id, execution.execution_id)
+            if current is not None and fresh_slot and expiration is not None and self.clock() > expiration:
+                current = self.ending.end(current, S.EXPIRED, error=EXPIRED)
             if current is None or current.status not in LAUNCHABLE:
                 if fresh_slot and current is not None:
-                    self._pools.release_slot(current)  # stopped or expired while it waited: no task was asked for
+                    self.pools.release_slot(current)  # stopped or expired while it waited: no task was asked for
                 return
         self._launch(execution, pool, launch, fresh_slot)
 
     def _current(self, launch: Launch) -> Execution | None:
         """The stored execution a launch message names, if that message may still act on it."""
-        execution = self._executions.get_execution(launch.job_id, launch.execution_id)
+        execution = self.executions.get_execution(launch.job_id, launch.execution_id)
         if execution is None or execution.status not in LAUNCHABLE:
             return None  # a duplicate, or it was stopped or launched already (an ending owed is the reconciler's)
         if launch.generation != execution.launches:
@@ -114,51 +114,51 @@ class Dispatcher:
         """A full pool: the launch waits in the queue and is tried again, never dropped."""
         attempt = launch.attempt + 1
         delay = max(1.0, backoff(attempt, 0.5, 2.0, 30.0, jitter=0.2))
-        if self._launches.renew(execution, delay, attempt=attempt):
+        if self.launches.renew(execution, delay, attempt=attempt):
             metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
     def _throttle_delay(self) -> float:
         """When a throttled launch tries again: uniformly over the time the backlog takes at
         the launch rate (at least a second or two), so attempts arrive as evenly as the bucket
         refills instead of in waves, and most launches are throttled once at most."""
-        at = self._clock()
+        at = self.clock()
         if self._backlog is None or at - self._backlog[0] > BACKLOG_READ_SECONDS:
             try:
-                self._backlog = (at, self._queue.pending())
+                self._backlog = (at, self.queue.pending())
             except Exception:  # noqa: BLE001 - without a reading, the last one (or a small window) serves
                 logger.exception("the jobs queue's backlog could not be read")
                 self._backlog = (at, self._backlog[1] if self._backlog else 0)
-        window = self._backlog[1] / (self._settings.launch_rate * LAUNCH_OVERDRIVE)
+        window = self._backlog[1] / (self.settings.launch_rate * LAUNCH_OVERDRIVE)
         return self._random.uniform(1.0, min(float(SQS_MAX_DELAY_SECONDS), max(2.0, window)))
 
     def _launch(self, execution: Execution, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
-        if self._clock() < self._paused_until:
+        if self.clock() < self._paused_until:
             metrics.add_metric(name="LaunchesPaced", unit=MetricUnit.Count, value=1)
-            self._launches.renew(execution, self._throttle_delay(), attempt=launch.attempt + 1)  # it keeps its slot
+            self.launches.renew(execution, self._throttle_delay(), attempt=launch.attempt + 1)  # it keeps its slot
             return
         try:
-            task_arn = self._runner.run(execution, execution.spec, pool)
+            task_arn = self.runner.run(execution, execution.spec, pool)
         except LaunchFailed as failure:
             if failure.retryable:
-                self._paused_until = self._clock() + THROTTLE_PAUSE_SECONDS
+                self._paused_until = self.clock() + THROTTLE_PAUSE_SECONDS
                 delay = self._throttle_delay()
                 logger.warning("launch throttled; trying again", extra={"reason": failure.reason, "delay": delay})
                 metrics.add_metric(name="LaunchesThrottled", unit=MetricUnit.Count, value=1)
-                self._launches.renew(execution, delay, attempt=launch.attempt + 1)
+                self.launches.renew(execution, delay, attempt=launch.attempt + 1)
                 return
-            ended = self._ending.end(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
+            ended = self.ending.end(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
             if ended is not None and fresh_slot:
-                self._pools.release_slot(ended)  # refused: no task exists
+                self.pools.release_slot(ended)  # refused: no task exists
             # A slot held from an earlier attempt may have a task: the reconciler finds out.
             return
-        at = self._clock()
-        moved = self._executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at)
+        at = self.clock()
+        moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at)
         if moved is None:
-            current = self._executions.get_execution(execution.job_id, execution.execution_id)
+            current = self.executions.get_execution(execution.job_id, execution.execution_id)
             if current is not None and current.status.is_final and current.task_arn is None:
                 # Stopped while it was being launched: the task must not run on.
-                self._executions.update_execution(current, None, task_arn=task_arn)
-                self._ending.stop_container(task_arn, current.error or STOPPED_BY_CLIENT)
+                self.executions.update_execution(current, None, task_arn=task_arn)
+                self.ending.stop_container(task_arn, current.error or STOPPED_BY_CLIENT)
             return
         metrics.add_metric(name="QueueWait", unit=MetricUnit.Seconds, value=max(0.0, at - execution.created_at))
         logger.info("execution launched", extra={"execution_id": execution.execution_id, "task_arn": task_arn})

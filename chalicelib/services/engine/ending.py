@@ -4,6 +4,7 @@ timeout, an expiration, a refused launch, a lost task."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...config import Settings
 from ...domain.ecs import TaskState
@@ -19,22 +20,20 @@ from .launches import Launches
 STOPPED_BY_CLIENT = "stopped by a client"
 
 
+@dataclass(frozen=True)
 class Ending:
-    def __init__(self, executions: Executions, pools: Pools, runner: Runner, launches: Launches,
-                 announcer: Announcer, settings: Settings, placement: Callable[[str], Placement],
-                 clock: Callable[[], float]) -> None:
-        self._executions = executions
-        self._pools = pools
-        self._runner = runner
-        self._launches = launches
-        self._announcer = announcer
-        self._settings = settings
-        self._placement = placement
-        self._clock = clock
+    executions: Executions
+    pools: Pools
+    runner: Runner
+    launches: Launches
+    announcer: Announcer
+    settings: Settings
+    placement: Callable[[str], Placement]
+    clock: Callable[[], float]
 
     def timeout_of(self, execution: Execution) -> float:
         """The timeout frozen on the execution (none frozen: the default)."""
-        return float(execution.timeout or self._settings.default_timeout)
+        return float(execution.timeout or self.settings.default_timeout)
 
     def end(self, execution: Execution, status: S, *, exit_code: int | None = None, error: str | None = None,
             started_at: float | None = None, finished_at: float | None = None,
@@ -43,9 +42,9 @@ class Ending:
         `release_slot` when its container is gone (the slot is given back in the same write).
         Returns the ended execution, or None when something else ended it first."""
         retrying = status in RETRYABLE
-        job = self._announcer.job_for(execution, retrying=retrying)
+        job = self.announcer.job_for(execution, retrying=retrying)
         follow_up = self._retry_of(job, execution) if job is not None and retrying else None
-        fields: ExecutionChanges = {"finished_at": finished_at or self._clock()}
+        fields: ExecutionChanges = {"finished_at": finished_at or self.clock()}
         if exit_code is not None:
             fields["exit_code"] = exit_code
         if error is not None:
@@ -53,22 +52,22 @@ class Ending:
         if started_at is not None and execution.started_at is None:
             fields["started_at"] = started_at
         ending = execution.with_changes(status=status, started_at=execution.started_at or started_at)
-        if job is not None and self._announcer.owes_on_ending(job, ending):
+        if job is not None and self.announcer.owes_on_ending(job, ending):
             # On the reconciler's worklist until announced: a function that dies between this
             # write and publishing loses no notification.
             fields["announcing"] = True
-        moved = self._executions.transition(execution, status, follow_up=follow_up, release_slot=release_slot,
+        moved = self.executions.transition(execution, status, follow_up=follow_up, release_slot=release_slot,
                                             job=job if follow_up is not None else None, **fields)
         if moved is None:
             return None
         ended, retry = moved
-        self._announcer.announce_ending(job, ended)
+        self.announcer.announce_ending(job, ended)
         metrics.add_metric(name=f"Executions{status.value.capitalize()}", unit=MetricUnit.Count, value=1)
         logger.info("execution ended", extra={"execution_id": execution.execution_id, "status": status.value,
                                               "exit_code": exit_code, "error": error})
         if retry is not None:
             logger.info("retry scheduled", extra={"execution_id": retry.execution_id, "due_at": retry.due_at})
-            self._launches.send(retry)
+            self.launches.send(retry)
         return ended
 
     def _retry_of(self, job: Job, ended: Execution) -> MakeExecution | None:
@@ -77,11 +76,11 @@ class Ending:
             return None
 
         def make(current: Job) -> Execution:
-            settings = self._settings
+            settings = self.settings
             delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
                             settings.retry_backoff_max)
-            at = self._clock()
-            return new_execution(current, at, placement=self._placement(current.task_id),
+            at = self.clock()
+            return new_execution(current, at, placement=self.placement(current.task_id),
                                  request_ip=ended.request_ip, due_at=round(at + delay, 3),
                                  metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1})
 
@@ -97,15 +96,15 @@ class Ending:
                          started_at=state.started_at, finished_at=state.stopped_at, release_slot=True)
         if ended is not None:
             return ended
-        current = self._executions.get_execution(execution.job_id, execution.execution_id)
+        current = self.executions.get_execution(execution.job_id, execution.execution_id)
         if current is None:
             return None
         if state.exit_code is not None and current.exit_code is None and current.status in ENDED_BY_SERVICE:
             # Stopped or timed out by us before the container ended: keep its exit code.
-            self._executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
+            self.executions.update_execution(current, frozenset({current.status}), exit_code=state.exit_code)
             current = current.with_changes(exit_code=state.exit_code)
-        self._announcer.announce_missed(current, ENDED)
-        if current.pool is not None and self._pools.release_slot(current):
+        self.announcer.announce_missed(current, ENDED)
+        if current.pool is not None and self.pools.release_slot(current):
             current = current.with_changes(pool=None)
         return current
 
@@ -118,7 +117,7 @@ class Ending:
         ended = self.end(execution, S.STOPPED, error=reason)
         if ended is None:
             return False
-        current = self._executions.get_execution(execution.job_id, execution.execution_id) or ended
+        current = self.executions.get_execution(execution.job_id, execution.execution_id) or ended
         if current.task_arn:
             self.stop_container(current.task_arn, reason)
         return True
@@ -135,7 +134,7 @@ class Ending:
         """Ask for an ECS task to stop; a failure is left to the reconciler, which asks again
         until the task is seen stopped (the execution keeps its slot until then)."""
         try:
-            self._runner.stop(task_arn, reason)
+            self.runner.stop(task_arn, reason)
             return True
         except Exception:  # noqa: BLE001 - repeated by the reconciler
             logger.exception("StopTask failed; the reconciler will ask again", extra={"task_arn": task_arn})

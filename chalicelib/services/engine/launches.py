@@ -4,6 +4,7 @@ reconciler's resend), with one error policy."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...domain.limits import SQS_MAX_DELAY_SECONDS
 from ...domain.messages import Launch
@@ -16,11 +17,11 @@ from ...ports import ExecutionChanges, Executions, JobQueue
 Dispatch = Callable[[Launch], None]
 
 
+@dataclass(frozen=True)
 class Launches:
-    def __init__(self, executions: Executions, queue: JobQueue, clock: Callable[[], float]) -> None:
-        self._executions = executions
-        self._queue = queue
-        self._clock = clock
+    executions: Executions
+    queue: JobQueue
+    clock: Callable[[], float]
 
     def send(self, execution: Execution, attempt: int = 0, *, dispatch: Dispatch | None = None) -> str | None:
         """Launch an execution that is stored as enqueued: a launch message on the jobs queue,
@@ -29,13 +30,13 @@ class Launches:
         its launch is overdue and sent again; telling a client otherwise would make it enqueue
         the job twice. Returns the message id (None when dispatched here or not sent)."""
         due = execution.due_at
-        delay = max(0.0, (due or 0) - self._clock())
+        delay = max(0.0, (due or 0) - self.clock())
         message = Launch.of(execution, due_at=due if delay > SQS_MAX_DELAY_SECONDS else None, attempt=attempt)
         try:
             if dispatch is not None:
                 dispatch(message)
                 return None
-            return self._queue.send(message, delay_seconds=delay)
+            return self.queue.send(message, delay_seconds=delay)
         except Exception:  # noqa: BLE001 - the reconciler resends a launch that never left
             logger.exception("launch not sent; the reconciler will send it",
                              extra={"execution_id": execution.execution_id})
@@ -47,10 +48,10 @@ class Launches:
         """Send the next launch message of an execution as the one that may act: the next launch
         generation is taken first, so the message being handled and any copy of it act no more.
         False when the execution moved on meanwhile."""
-        fields: ExecutionChanges = {"due_at": round(due_at if due_at is not None else self._clock() + delay, 3)}
+        fields: ExecutionChanges = {"due_at": round(due_at if due_at is not None else self.clock() + delay, 3)}
         if resent:
             fields["resends"] = execution.resends + 1
-        renewed = self._executions.renew_launch(execution, **fields)
+        renewed = self.executions.renew_launch(execution, **fields)
         if renewed is None:
             return False
         self.send(renewed, attempt)  # its delay is until the due time just stored

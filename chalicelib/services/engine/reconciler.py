@@ -3,6 +3,7 @@ state, repeating each side effect until it is observed (docs/execution.md#the-re
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -30,44 +31,42 @@ LISTING_LIMIT = 10_000
 COUNTS = ("resent", "finalised", "timedout", "checks", "stopped", "released", "recounted", "announced", "errors")
 
 
+@dataclass(eq=False)
 class Reconciler:
-    def __init__(self, executions: Executions, pools: Pools, runner: Runner, launches: Launches, ending: Ending,
-                 monitor: Monitor, timeouts: Timeouts, announcer: Announcer, configured: tuple[Pool, ...],
-                 settings: Settings, clock: Callable[[], float]) -> None:
-        self._executions = executions
-        self._pools = pools
-        self._runner = runner
-        self._launches = launches
-        self._ending = ending
-        self._monitor = monitor
-        self._timeouts = timeouts
-        self._announcer = announcer
-        self._configured = configured
-        self._settings = settings
-        self._clock = clock
-        self._drifts: dict[str, tuple[int, int]] = {}  # pool -> (count, holders) seen by the last pass
+    executions: Executions
+    pools: Pools
+    runner: Runner
+    launches: Launches
+    ending: Ending
+    monitor: Monitor
+    timeouts: Timeouts
+    announcer: Announcer
+    configured: tuple[Pool, ...]
+    settings: Settings
+    clock: Callable[[], float]
+    _drifts: dict[str, tuple[int, int]] = field(default_factory=dict, init=False)  # pool -> (count, holders) last seen
 
     def reconcile(self) -> dict[str, int]:
         """One pass. Idempotent. Each execution is repaired on its own: one that fails (a
         dependency refuses it, a record it cannot handle) is logged with its ids and counted in
         `errors`, and the pass goes on with the others; the next pass tries again."""
-        at = self._clock()
+        at = self.clock()
         counts = dict.fromkeys(COUNTS, 0)
         incomplete: set[str] = set()  # worklists that left out records they could not read
         listed = partial(self._listed, counts, incomplete)
         # Lost launches, soonest due first: those waiting out a delay are not listed, so however
         # many wait, one whose launch is overdue is found on the next pass.
-        overdue = listed("overdue", lambda: self._executions.overdue_launches(
-            at - self._settings.reconcile_grace_seconds, self._settings.reconcile_batch))
-        prepared = listed("prepared", lambda: self._executions.prepared_executions(LISTING_LIMIT))
+        overdue = listed("overdue", lambda: self.executions.overdue_launches(
+            at - self.settings.reconcile_grace_seconds, self.settings.reconcile_batch))
+        prepared = listed("prepared", lambda: self.executions.prepared_executions(LISTING_LIMIT))
         for execution in [*(prepared or []), *(overdue or [])]:
             self._isolated(counts, "resend a lost launch", partial(self._resend_if_lost, execution, at, counts),
                            execution)
         # Every launched execution, not a first page: the reconciler enforces the timeouts of
         # those that run long, and follows their containers.
         launched = listed("launched", lambda: [
-            e for status in sorted(LAUNCHED) for e in self._executions.active_executions(status, LISTING_LIMIT)])
-        held = listed("held", lambda: self._executions.held_executions(LISTING_LIMIT))
+            e for status in sorted(LAUNCHED) for e in self.executions.active_executions(status, LISTING_LIMIT)])
+        held = listed("held", lambda: self.executions.held_executions(LISTING_LIMIT))
         states = self._describe([e.task_arn for e in [*(launched or []), *(held or [])] if e.task_arn], counts)
         for execution in launched or []:
             self._isolated(counts, "follow a launched execution",
@@ -129,7 +128,7 @@ class Reconciler:
         states: dict[str, TaskState | None] = {}
 
         def describe(batch: list[str]) -> None:
-            states.update(self._runner.describe(batch))
+            states.update(self.runner.describe(batch))
 
         for cluster, group in by_cluster.items():
             for start in range(0, len(group), ECS_DESCRIBE_BATCH):
@@ -141,15 +140,15 @@ class Reconciler:
     def _resend_if_lost(self, execution: Execution, at: float, counts: dict[str, int]) -> None:
         """An enqueued execution whose launch message is overdue has lost it: it is sent again,
         a bounded number of times, then the execution fails saying why."""
-        settings = self._settings
+        settings = self.settings
         if (execution.due_at or execution.created_at) + settings.reconcile_grace_seconds >= at:
             return  # its launch message is not overdue
         if execution.resends >= settings.launch_resends:
-            if self._ending.end(execution, S.FAILED, error=(
+            if self.ending.end(execution, S.FAILED, error=(
                     f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
                 counts["finalised"] += 1
             return
-        if self._launches.renew(execution, 0.0, attempt=0, due_at=at, resent=True):
+        if self.launches.renew(execution, 0.0, attempt=0, due_at=at, resent=True):
             counts["resent"] += 1
 
     def _follow_launched(self, execution: Execution, states: dict[str, TaskState | None], at: float,
@@ -161,29 +160,29 @@ class Reconciler:
             state = states.get(arn) if arn else None
             if state is None:
                 # ECS may not know a task just after RunTask: it is gone only after the grace.
-                if (execution.launched_at or execution.created_at) + self._settings.missing_grace_seconds < at:
-                    ended = self._ending.end(execution, S.FAILED, error=LOST_TASK)
+                if (execution.launched_at or execution.created_at) + self.settings.missing_grace_seconds < at:
+                    ended = self.ending.end(execution, S.FAILED, error=LOST_TASK)
                     if ended is not None:
-                        self._pools.release_slot(ended)
+                        self.pools.release_slot(ended)
                         counts["finalised"] += 1
                 return
             if state.last_status == ECS_STOPPED:
-                self._monitor.apply(execution, state)
+                self.monitor.apply(execution, state)
                 counts["finalised"] += 1
                 return
             if state.last_status == ECS_RUNNING and execution.status is not S.RUNNING:
-                self._monitor.apply(execution, state)
-                execution = self._executions.get_execution(execution.job_id, execution.execution_id) or execution
+                self.monitor.apply(execution, state)
+                execution = self.executions.get_execution(execution.job_id, execution.execution_id) or execution
         if execution.status in TIMEABLE and execution.started_at is not None:
-            deadline = execution.started_at + self._ending.timeout_of(execution)
-            interval = self._settings.reconcile_interval
+            deadline = execution.started_at + self.ending.timeout_of(execution)
+            interval = self.settings.reconcile_interval
             if at > deadline + 1:
-                self._ending.time_out(execution)
+                self.ending.time_out(execution)
                 counts["timedout"] += 1
             elif interval < deadline - at <= 2 * interval:
                 # The last pass before the deadline: its check, to the second (one pass falls in
                 # each interval; a pass that is skipped leaves the next one to enforce it late).
-                self._timeouts.send_check(execution, round(deadline, 3))
+                self.timeouts.send_check(execution, round(deadline, 3))
                 counts["checks"] += 1
 
     def _finish_held(self, execution: Execution, states: dict[str, TaskState | None], at: float,
@@ -192,11 +191,11 @@ class Reconciler:
         gone: announce it, ask the container to stop again, or give its slot back once it is
         stopped (or gone, after the grace)."""
         if execution.announcing:
-            self._announcer.announce_owed(execution)
+            self.announcer.announce_owed(execution)
             counts["announced"] += 1
             if execution.pool is None:
                 return
-        grace = self._settings.missing_grace_seconds
+        grace = self.settings.missing_grace_seconds
         since = execution.finished_at or execution.launched_at or execution.created_at
         state: TaskState | None
         if execution.task_arn:
@@ -205,29 +204,29 @@ class Reconciler:
             state = states[execution.task_arn]
         elif since + grace < at:
             # Ended before its task was recorded: a launch may have been in flight; look it up.
-            state = self._runner.find(execution, pool_holding(self._configured, execution))
+            state = self.runner.find(execution, pool_holding(self.configured, execution))
             if state is not None:
-                self._executions.update_execution(execution, None, task_arn=state.arn)
+                self.executions.update_execution(execution, None, task_arn=state.arn)
                 execution = execution.with_changes(task_arn=state.arn)
         else:
             return
         if state is None:
-            if since + grace < at and self._pools.release_slot(execution):
+            if since + grace < at and self.pools.release_slot(execution):
                 counts["released"] += 1
             return
         if state.last_status == ECS_STOPPED:
-            self._ending.container_stopped(execution, state)  # records its exit code, gives the slot back
+            self.ending.container_stopped(execution, state)  # records its exit code, gives the slot back
             counts["released"] += 1
             return
-        self._ending.stop_container(state.arn, execution.error or STOPPED_BY_CLIENT)
+        self.ending.stop_container(state.arn, execution.error or STOPPED_BY_CLIENT)
         counts["stopped"] += 1
 
     def _recount(self, holders: list[Execution], counts: dict[str, int]) -> None:
         """Pool counts against the executions seen holding their slots. A drift is repaired
         only when two passes in a row saw the same one (the listings may lag the counters),
         and only if the count did not move since; either way it is reported."""
-        running = self._pools.pool_running([p.name for p in self._configured])
-        seen: dict[str, int] = {p.name: 0 for p in self._configured}
+        running = self.pools.pool_running([p.name for p in self.configured])
+        seen: dict[str, int] = {p.name: 0 for p in self.configured}
         for execution in holders:
             if execution.pool in seen:
                 seen[execution.pool] += 1
@@ -238,7 +237,7 @@ class Reconciler:
                 metrics.add_metric(name="PoolDrift", unit=MetricUnit.Count, value=abs(count - seen[name]))
                 logger.warning("pool count differs from its holders",
                                extra={"pool": name, "running": count, "holders": seen[name]})
-                if self._drifts.get(name) == (count, seen[name]) and self._pools.recount(name, count, seen[name]):
+                if self._drifts.get(name) == (count, seen[name]) and self.pools.recount(name, count, seen[name]):
                     counts["recounted"] += 1
                     drifts.pop(name)
         self._drifts = drifts

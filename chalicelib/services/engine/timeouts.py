@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ...config import Settings
 from ...domain.ecs import TaskState
@@ -13,46 +14,45 @@ from ...ports import Executions, JobQueue, Runner
 from .ending import Ending
 
 
+@dataclass(frozen=True)
 class Timeouts:
-    def __init__(self, executions: Executions, queue: JobQueue, runner: Runner, ending: Ending,
-                 settings: Settings, clock: Callable[[], float]) -> None:
-        self._executions = executions
-        self._queue = queue
-        self._runner = runner
-        self._ending = ending
-        self._settings = settings
-        self._clock = clock
+    executions: Executions
+    queue: JobQueue
+    runner: Runner
+    ending: Ending
+    settings: Settings
+    clock: Callable[[], float]
 
     def started(self, execution: Execution) -> None:
         """A check message for a timeout shorter than two reconcile intervals; a longer one gets
         its check from the reconciler's pass before the deadline, so an execution that ends well
         before its timeout, most of them, costs no message."""
-        limit = self._ending.timeout_of(execution)
-        if limit > 2 * self._settings.reconcile_interval:
+        limit = self.ending.timeout_of(execution)
+        if limit > 2 * self.settings.reconcile_interval:
             return
-        self.send_check(execution, round((execution.started_at or self._clock()) + limit, 3))
+        self.send_check(execution, round((execution.started_at or self.clock()) + limit, 3))
 
     def send_check(self, execution: Execution, deadline: float) -> None:
         try:
-            self._queue.send(TimeoutCheck.of(execution, deadline), delay_seconds=deadline - self._clock())
+            self.queue.send(TimeoutCheck.of(execution, deadline), delay_seconds=deadline - self.clock())
         except Exception:  # noqa: BLE001 - the reconciler enforces timeouts whose check was lost
             logger.exception("timeout check not sent; the reconciler will enforce it")
 
     def check(self, check: TimeoutCheck) -> None:
         """A timeout check message: early, it goes back to the queue; at the deadline, the
         execution times out unless its container had in fact stopped before."""
-        execution = self._executions.get_execution(check.job_id, check.execution_id)
+        execution = self.executions.get_execution(check.job_id, check.execution_id)
         if execution is None or execution.status not in TIMEABLE:
             return
-        remaining = check.due_at - self._clock()
+        remaining = check.due_at - self.clock()
         if remaining > 0.5:
-            self._queue.send(check, delay_seconds=remaining)
+            self.queue.send(check, delay_seconds=remaining)
             return
         state = self._stopped_by(execution, check.due_at)
         if state is not None:
-            self._ending.container_stopped(execution, state)
+            self.ending.container_stopped(execution, state)
             return
-        self._ending.time_out(execution)
+        self.ending.time_out(execution)
 
     def _stopped_by(self, execution: Execution, deadline: float) -> TaskState | None:
         """The stopped state of the container of an execution still recorded as running at its
@@ -63,7 +63,7 @@ class Timeouts:
         if not execution.task_arn:
             return None
         try:
-            state = self._runner.describe([execution.task_arn]).get(execution.task_arn)
+            state = self.runner.describe([execution.task_arn]).get(execution.task_arn)
         except Exception:  # noqa: BLE001 - not knowing, the limit holds
             logger.exception("the task could not be described; its timeout is enforced")
             return None
