@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .api import TRIVIAL, Api
@@ -67,17 +68,54 @@ def throughput(runtime: Runtime, jobs: int, clients: int, cap_seconds: float) ->
     waiting and reports the rate of what had ended (the bench must end in minutes)."""
     watcher = Api(runtime.api)
     base = watcher.ended_count()
+    posted = post_batch(runtime.api, jobs, clients)
+    started, accepted = posted.started, len(posted.post_ms)
+    ended = 0
+    while True:
+        ended = watcher.ended_count() - base
+        if ended >= accepted or time.monotonic() - started > cap_seconds:
+            break
+        time.sleep(0.1)
+    done = time.monotonic()
+    return {"jobs": jobs, "clients": clients, "accepted": accepted, "postErrors": posted.errors[:5],
+            "postErrorCount": len(posted.errors), "ended": ended, "capped": ended < accepted,
+            "capSeconds": cap_seconds, "enqueueSeconds": posted.seconds, "completeSeconds": done - started,
+            "enqueuesPerSecond": accepted / posted.seconds, "jobsPerSecond": ended / (done - started),
+            "postMs": posted.post_ms, "executionsAfter": watcher.status()["executions"]}
+
+
+@dataclass
+class Posted:
+    """What a batch of posts came to: each accepted post's latency (ms), the refused or failed
+    ones' errors, and the monotonic times of the first post and of the last answer."""
+
+    post_ms: list[float]
+    errors: list[str]
+    started: float
+    ended: float
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+def post_batch(base: str, jobs: int, clients: int, body: dict[str, Any] | None = None) -> Posted:
+    """`jobs` jobs (TRIVIAL unless `body`) posted to `base` by `clients` threads, a keep-alive
+    session each, each client to its own task (`bench-tp-<n>`); a post answered other than 200 or
+    not answered is counted, not fatal. The same loop posts to the service (figure 3a) and to the
+    peer (bench.peer), so both rates are measured alike."""
+    payload = TRIVIAL if body is None else body
     shares = [jobs // clients + (1 if n < jobs % clients else 0) for n in range(clients)]
     errors: list[str] = []
     post_ms: list[float] = []
     lock = threading.Lock()
 
     def client(n: int, count: int) -> None:
-        api = Api(runtime.api)
+        api = Api(base)
         for _ in range(count):
             sent = time.monotonic()
             try:
-                api.post_job(f"bench-tp-{n}", TRIVIAL)
+                api.post_job(f"bench-tp-{n}", payload)
             except Exception as error:  # noqa: BLE001 - a refused or timed-out post is counted, not fatal
                 with lock:
                     errors.append(f"{type(error).__name__}: {error}"[:200])
@@ -91,20 +129,7 @@ def throughput(runtime: Runtime, jobs: int, clients: int, cap_seconds: float) ->
         thread.start()
     for thread in threads:
         thread.join()
-    enqueued = time.monotonic()
-    accepted = len(post_ms)
-    ended = 0
-    while True:
-        ended = watcher.ended_count() - base
-        if ended >= accepted or time.monotonic() - started > cap_seconds:
-            break
-        time.sleep(0.1)
-    done = time.monotonic()
-    return {"jobs": jobs, "clients": clients, "accepted": accepted, "postErrors": errors[:5],
-            "postErrorCount": len(errors), "ended": ended, "capped": ended < accepted, "capSeconds": cap_seconds,
-            "enqueueSeconds": enqueued - started, "completeSeconds": done - started,
-            "enqueuesPerSecond": accepted / (enqueued - started), "jobsPerSecond": ended / (done - started),
-            "postMs": post_ms, "executionsAfter": watcher.status()["executions"]}
+    return Posted(post_ms, errors, started, time.monotonic())
 
 
 def bounds(runtime: Runtime, requests: int, clients: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Figures as rows of one table: summaries of samples, targets, the RQ reference, text and JSON."""
+"""Figures as rows of one table: summaries of samples, targets, the RQ reference and the peer, text and JSON."""
 from __future__ import annotations
 
 import json
@@ -55,12 +55,24 @@ class Row:
     aws: str = ""  # the same figure on the aws backend (moto), where it is measured
     reference: str = ""
     ratio: str = ""
+    # The peer (figure 3a: the original fastlane's way, Flask and RQ under gunicorn, bench/peer.py),
+    # ours over it, and a moonshot: a further target shown apart, which `met` does not judge.
+    peer: str = ""
+    peer_ratio: str = ""
+    moonshot: str = ""
+    moonshot_met: bool | None = None
     data: dict[str, Any] = field(default_factory=dict)
     # A stable dotted name for comparing runs ("cost.single_run.calls"), and the figure as a number
     # (p50 of a latency summary, calls, a rate), None when it was not measured.
     key: str = ""
     value: float | None = None
     printed: bool = True  # False: in the JSON only (the second number of a row that shows two)
+
+    @property
+    def moonshot_text(self) -> str:
+        if not self.moonshot:
+            return ""
+        return self.moonshot + ("" if self.moonshot_met is None else ": ok" if self.moonshot_met else ": MISS")
 
     @property
     def verdict(self) -> str:
@@ -107,6 +119,9 @@ COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("aws on moto", lambda r: r.aws),
     ("RQ reference", lambda r: r.reference),
     ("ours/RQ", lambda r: r.ratio),
+    ("peer (Flask+RQ)", lambda r: r.peer),
+    ("ours/peer", lambda r: r.peer_ratio),
+    ("moonshot", lambda r: r.moonshot_text),
 )
 
 

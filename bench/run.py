@@ -46,6 +46,7 @@ class Plan:
     schedule_samples: int = 50
     log_bytes: int = logs.TOTAL_BYTES
     rq_workers: int = os.cpu_count() or 2  # one per core
+    peer_workers: int = os.cpu_count() or 2  # the peer's gunicorn: one sync worker per core
     # The aws backend's column: fewer samples, since each job there costs about a second of moto.
     aws_latency_samples: int = 60
     aws_throughput_jobs: int = 150
@@ -116,8 +117,9 @@ def figure_cold_start(plan: Plan) -> list[Row]:
 # the RQ reference ---------------------------------------------------------------------------------
 
 
-def rq_figures(plan: Plan, log_dir: Path) -> dict[str, Any]:
-    """Figures 2 and 3 through RQ; {"error": why} when the reference cannot run."""
+def rq_figures(plan: Plan, log_dir: Path, with_peer: bool = True) -> dict[str, Any]:
+    """Figures 2 and 3 through RQ, and (`with_peer`) figure 3a's peer on the same Redis and workers;
+    {"error": why} when the reference cannot run, {"peer": {"error": why}} when only the peer cannot."""
     if shutil.which("redis-server") is None:
         return {"error": "redis-server is not installed"}
     try:
@@ -132,6 +134,7 @@ def rq_figures(plan: Plan, log_dir: Path) -> dict[str, Any]:
         try:
             latency = rq_reference.latency(cluster, plan.latency_samples, plan.latency_streams)
             throughput = rq_reference.throughput(cluster, plan.throughput_jobs, plan.throughput_clients)
+            peer = peer_figures(plan, cluster, log_dir) if with_peer else {"error": "not run"}
         finally:
             cluster.stop()
     except Exception as error:  # noqa: BLE001 - the service's figures are printed without the reference
@@ -139,7 +142,34 @@ def rq_figures(plan: Plan, log_dir: Path) -> dict[str, Any]:
         return {"error": f"{type(error).__name__}: {error}"[:160]}
     finally:
         redis_server.stop()
-    return {"latency": latency, "throughput": throughput, "workers": plan.rq_workers}
+    return {"latency": latency, "throughput": throughput, "workers": plan.rq_workers, "peer": peer}
+
+
+def peer_figures(plan: Plan, cluster: rq_reference.RqCluster, log_dir: Path) -> dict[str, Any]:
+    """Figure 3a's peer (bench/peer.py): the same posts to Flask and RQ under gunicorn, while the
+    reference's workers run the jobs; {"error": why} when it cannot run."""
+    try:
+        import flask  # noqa: F401
+        import gunicorn  # noqa: F401
+
+        from . import peer
+    except ImportError as error:
+        return {"error": f"{error.name} is not installed (requirements-bench.txt)"}
+    say(f"peer: Flask and RQ under gunicorn ({plan.peer_workers} sync workers), {plan.throughput_jobs} jobs "
+        f"from {plan.throughput_clients} clients, {plan.rq_workers} RQ workers running them")
+    started = time.monotonic()
+    try:
+        server, base = peer.start(cluster.url, plan.peer_workers, log_dir)
+        try:
+            result = peer.throughput(cluster, base, plan.throughput_jobs, plan.throughput_clients)
+        finally:
+            server.stop()
+    except Exception as error:  # noqa: BLE001 - 3a is printed without the peer, and says why
+        say(f"the peer failed: {error}")
+        return {"error": f"{type(error).__name__}: {error}"[:160]}
+    finally:
+        say(f"peer: {time.monotonic() - started:.0f} s")
+    return {**result, "workers": plan.peer_workers, "rqWorkers": plan.rq_workers}
 
 
 # 2 and 3 ------------------------------------------------------------------------------------------
@@ -234,41 +264,81 @@ def _capped(data: dict[str, Any]) -> str:
     return f" (capped: {data['ended']} of {data['accepted']} ended in {data['capSeconds']:g} s)" if data["capped"] else ""
 
 
+# Figure 3a's targets, against the peer (bench/peer.py) while the jobs run; ours/RQ is printed too.
+PEER_TARGET, PEER_MOONSHOT = 1.0, 1.5
+
+
 def throughput_rows(ours: dict[str, Any], aws: dict[str, Any], plan: Plan, reference: dict[str, Any]) -> list[Row]:
     theirs = reference.get("throughput")
-    enqueue_label = f"enqueue rate: {plan.throughput_jobs} trivial jobs posted by {plan.throughput_clients} concurrent clients"
+    peer = reference.get("peer") or {"error": reference.get("error", "not run")}
+    enqueue_target = f"≥ {PEER_TARGET:.1f}x peer"
+    enqueue_label = (f"enqueue rate: {plan.throughput_jobs} trivial jobs posted by {plan.throughput_clients} "
+                     "concurrent clients while they run")
     complete_label = "completion rate, pool maxRunning 16: first post → last job ended"
     if "error" in ours:
-        enqueue = Row("3a", enqueue_label, ours["error"], target="≥ 1.0x RQ", met=False, key="throughput.enqueue_rate")
+        enqueue = Row("3a", enqueue_label, ours["error"], target=enqueue_target, met=False,
+                      key="throughput.enqueue_rate")
         complete = Row("3b", complete_label, ours["error"], target="≥ 1.0x RQ", met=False,
                        key="throughput.completion_rate")
     else:
         refused = f", {ours['postErrorCount']} posts failed" if ours["postErrorCount"] else ""
         enqueue = Row("3a", enqueue_label + refused, f"{ours['enqueuesPerSecond']:.1f}", "requests/s",
-                      str(ours["accepted"]), "≥ 1.0x RQ", data=ours, key="throughput.enqueue_rate",
+                      str(ours["accepted"]), enqueue_target, data=ours, key="throughput.enqueue_rate",
                       value=ours["enqueuesPerSecond"])
         complete = Row("3b", complete_label, f"{ours['jobsPerSecond']:.1f}{_capped(ours)}", "jobs/s",
                        str(ours["ended"]), "≥ 1.0x RQ", key="throughput.completion_rate", value=ours["jobsPerSecond"])
         if theirs:
             enqueue.reference = f"{theirs['enqueuesPerSecond']:.0f}"
             enqueue.ratio = ratio(ours["enqueuesPerSecond"], theirs["enqueuesPerSecond"])
-            enqueue.met = ours["enqueuesPerSecond"] >= theirs["enqueuesPerSecond"] and not ours["postErrorCount"]
             complete.reference = f"{theirs['jobsPerSecond']:.1f} ({reference['workers']} workers)"
             complete.ratio = ratio(ours["jobsPerSecond"], theirs["jobsPerSecond"])
             complete.met = ours["jobsPerSecond"] >= theirs["jobsPerSecond"] and not ours["capped"]
             complete.data["rq"] = theirs
         else:
             enqueue.reference = complete.reference = f"n/a: {reference.get('error')}"
+        _judge_against_peer(enqueue, ours, peer)
     enqueue.aws = _aws_text(aws, lambda d: f"{d['enqueuesPerSecond']:.1f} ({d['accepted']} of {d['jobs']} jobs"
                                            + (f", {d['postErrorCount']} failed" if d["postErrorCount"] else "") + ")")
     complete.aws = _aws_text(aws, lambda d: f"{d['jobsPerSecond']:.1f}{_capped(d)}")
     if aws and "error" not in aws:
         complete.data["aws"] = aws
-    return [enqueue, complete, *_bound_rows(ours.get("bounds"), theirs)]
+    return [enqueue, *_peer_rows(peer), complete,
+            *_bound_rows(ours.get("bounds"), theirs, None if "error" in peer else peer)]
 
 
-def _bound_rows(bounds: dict[str, Any] | None, theirs: dict[str, Any] | None) -> list[Row]:
-    """3c, 3d: what bounds 3a on this machine, next to RQ's enqueue rate."""
+def _judge_against_peer(enqueue: Row, ours: dict[str, Any], peer: dict[str, Any]) -> None:
+    """3a's verdict: ours at least PEER_TARGET times the peer's enqueue rate, with no post refused;
+    the moonshot column, PEER_MOONSHOT times. Without the peer, n/a and no verdict."""
+    enqueue.moonshot = f"≥ {PEER_MOONSHOT:.1f}x peer"
+    if "error" in peer:
+        enqueue.peer = f"n/a: {peer['error']}"
+        return
+    enqueue.peer = f"{peer['enqueuesPerSecond']:.0f}" + (f" ({peer['postErrorCount']} posts failed)"
+                                                          if peer["postErrorCount"] else "")
+    enqueue.data["peer"] = peer
+    if "error" in ours:
+        return
+    theirs = peer["enqueuesPerSecond"]
+    enqueue.peer_ratio = ratio(ours["enqueuesPerSecond"], theirs)
+    clean = not ours["postErrorCount"]
+    enqueue.met = ours["enqueuesPerSecond"] >= PEER_TARGET * theirs and clean
+    enqueue.moonshot_met = ours["enqueuesPerSecond"] >= PEER_MOONSHOT * theirs and clean
+
+
+def _peer_rows(peer: dict[str, Any]) -> list[Row]:
+    """The peer's own rates, in the JSON only (keys throughput.peer.*), for comparing runs."""
+    if "error" in peer:
+        return []
+    n = str(peer["accepted"])
+    return [Row("3a", "peer: enqueue rate (Flask and RQ under gunicorn)", f"{peer['enqueuesPerSecond']:.1f}",
+                "requests/s", n, key="throughput.peer.enqueue_rate", value=peer["enqueuesPerSecond"], printed=False),
+            Row("3a", f"peer: completion rate ({peer['rqWorkers']} RQ workers)", f"{peer['jobsPerSecond']:.1f}",
+                "jobs/s", n, key="throughput.peer.completion_rate", value=peer["jobsPerSecond"], printed=False)]
+
+
+def _bound_rows(bounds: dict[str, Any] | None, theirs: dict[str, Any] | None,
+                peer: dict[str, Any] | None = None) -> list[Row]:
+    """3c, 3d: what bounds 3a on this machine, next to RQ's enqueue rate and the peer's."""
     if not bounds:
         return []
     n = f"{bounds['requests']} requests"
@@ -284,6 +354,10 @@ def _bound_rows(bounds: dict[str, Any] | None, theirs: dict[str, Any] | None) ->
         for row, value in zip(rows, (bounds["notFoundPerSecond"], bounds["laterPostsPerSecond"]), strict=True):
             row.reference = f"{theirs['enqueuesPerSecond']:.0f}"
             row.ratio = ratio(value, theirs["enqueuesPerSecond"])
+    if peer:
+        for row, value in zip(rows, (bounds["notFoundPerSecond"], bounds["laterPostsPerSecond"]), strict=True):
+            row.peer = f"{peer['enqueuesPerSecond']:.0f}"
+            row.peer_ratio = ratio(value, peer["enqueuesPerSecond"])
     return rows
 
 
@@ -562,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     reference: dict[str, Any] = {"error": "not run"}
     if groups & {"latency", "throughput"}:
         reference_started = time.monotonic()
-        reference = rq_figures(plan, log_dir)
+        reference = rq_figures(plan, log_dir, with_peer="throughput" in groups)
         say(f"reference: {time.monotonic() - reference_started:.0f} s")
     later: list[Row] = []
     local: dict[str, dict[str, Any]] = {}
@@ -615,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         later.append(failed("rt", "the local runtime (aws backend)", error, key="runtime.aws.error"))
     if "scale" in groups:
         # In this process, after every runtime has stopped: it sets (and then restores) the environment.
-        later += guarded("8", "scale simulation", "≥ 19 launches/s; 0 lost; 0 duplicates",
+        later += guarded("8", "scale simulation", "≥ 19 launches/s; 0 lost; 0 duplicates; ≤ 10 min per 10,000 jobs",
                          lambda: figure_scale(plan.scale_jobs), key="scale.error")
     if "latency" in groups:
         rows += latency_rows(local.get("2", {"error": "not run"}), aws.get("2", {}), plan, reference)
