@@ -16,6 +16,7 @@ from ..domain.payload import (
     MAX_RECIPIENTS_PER_EVENT,
     OVERLAP_POLICIES,
 )
+from ..domain.retry import ACTIONS, MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS, MAX_EXIT_CODE, MAX_RULES, REASONS
 from .output_tail import OUTPUT_TAIL_BYTES
 
 STATUSES = ["enqueued", "pulling", "running", "done", "failed", "timedout", "expired", "stopped"]
@@ -57,6 +58,28 @@ def _per_event(item: dict[str, Any], most: int) -> dict[str, Any]:
             "properties": {event: {"type": "array", "items": item, "maxItems": most} for event in EVENTS}}
 
 
+RETRY_POLICY = {
+    "type": ["object", "null"], "additionalProperties": False,
+    "description": "Instead of `retries`: how many, with what backoff, and rules on why an execution failed "
+                   "(docs/execution.md#retry-policies). Giving both is a 400.",
+    "properties": {
+        "attempts": {"type": "integer", "minimum": 0},
+        "backoff": {"type": "object", "additionalProperties": False, "properties": {
+            "initial": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_BACKOFF_SECONDS},
+            "factor": {"type": "number", "minimum": 1, "maximum": MAX_BACKOFF_FACTOR},
+            "max": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_BACKOFF_SECONDS},
+            "jitter": {"type": "number", "minimum": 0, "maximum": 1}}},
+        "rules": {"type": "array", "maxItems": MAX_RULES, "items": {
+            "type": "object", "additionalProperties": False, "required": ["action"], "properties": {
+                "reasons": {"type": "array", "minItems": 1, "items": {"enum": list(REASONS)}},
+                "exitCodes": {"type": "array", "minItems": 1, "items": {"oneOf": [
+                    {"type": "integer", "minimum": 0, "maximum": MAX_EXIT_CODE},
+                    {"type": "string", "pattern": "^[0-9]{1,3}-[0-9]{1,3}$", "description": "an inclusive range a-b"}]}},
+                "action": {"enum": list(ACTIONS)}}}},
+        "default": {"enum": list(ACTIONS)},
+    },
+}
+
 JOB_PAYLOAD = _object({
     "image": {"type": "string", "minLength": 1, "maxLength": 1024,
               "description": "name, name:tag, registry:port/name:tag or name@sha256:digest"},
@@ -67,6 +90,7 @@ JOB_PAYLOAD = _object({
                             + " (configurable) are shown as ***."},
     "metadata": {"type": ["object", "null"], "description": "free client data, shown as metadata.custom"},
     "retries": {"type": ["integer", "null"], "minimum": 0},
+    "retry": RETRY_POLICY,
     "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0},
     "expiration": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 253402300799},
     "startAt": {"type": ["number", "null"], "exclusiveMinimum": 0},
@@ -131,6 +155,7 @@ SCHEMAS: dict[str, Any] = {
         "taskId": {"type": "string"}, "scheduled": {"type": "boolean"}, "schedule": {"type": ["object", "null"]},
         "executionCount": {"type": "integer", "minimum": 0}, "requestIPAddress": NULLABLE_STRING,
         "metadata": _object({"retries": {"type": "integer"}, "retry_count": {"type": "integer"},
+                             "retry": {"type": "object", "description": "the job's retry policy, when it has one"},
                              "notify": {"type": "object"},
                              "webhooks": {"type": "object", "description": "the hooks, each `url` redacted "
                                           "(scheme, host, first path segment, then `…`) and header values `***`"},

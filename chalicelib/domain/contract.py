@@ -91,6 +91,7 @@ def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "retries": spec.retries,
         "retry_count": job.retry_count,
+        **({"retry": spec.retry.to_dict()} if spec.retry is not None else {}),
         "notify": spec.notify,
         "webhooks": {k: [{**h.to_dict(), "url": redact_url(h.url), "headers": redact_headers(h.headers)} for h in v]
                      for k, v in spec.webhooks.items()},

@@ -36,9 +36,11 @@ class TaskState:
     arn: str
     last_status: str
     exit_code: int | None = None
-    reason: str | None = None
+    reason: str | None = None  # the container's reason, else the task's stopped reason
     started_at: float | None = None
     stopped_at: float | None = None
+    stop_code: str | None = None  # TaskFailedToStart, EssentialContainerExited, SpotInterruption ...
+    stopped_reason: str | None = None  # the task's, beside the container's own reason
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def task_state(task: dict[str, Any]) -> TaskState:
         reason=container.get("reason") or task.get("stoppedReason"),
         started_at=epoch(task.get("startedAt")),
         stopped_at=epoch(task.get("stoppedAt")),
+        stop_code=task.get("stopCode") or None,
+        stopped_reason=task.get("stoppedReason") or None,
     )
 
 

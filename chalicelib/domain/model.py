@@ -6,7 +6,10 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # retry.py reads the lifecycle, which reads this module
+    from .retry import RetryPolicy
 
 
 class ExecutionStatus(str, Enum):
@@ -77,6 +80,12 @@ class JobSpec:
     overlap: str = "allow"  # cron only: allow, forbid (skip a tick while one runs) or replace
     notify: dict[str, list[str]] = field(default_factory=dict)
     webhooks: dict[str, list[Hook]] = field(default_factory=dict)
+    retry: RetryPolicy | None = None  # instead of `retries`: rules on why an execution failed
+
+    @property
+    def retry_budget(self) -> int:
+        """The most retries one run of the job can make."""
+        return self.retry.budget if self.retry is not None else self.retries
 
     @property
     def scheduled(self) -> bool:
@@ -98,10 +107,13 @@ class JobSpec:
             "overlap": self.overlap,
             "notify": {k: list(v) for k, v in self.notify.items()},
             "webhooks": {k: [h.to_dict() for h in v] for k, v in self.webhooks.items()},
+            **({"retry": self.retry.to_dict()} if self.retry is not None else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        from .retry import RetryPolicy
+
         return cls(
             image=data["image"],
             command=data["command"],
@@ -120,6 +132,7 @@ class JobSpec:
                 k: [Hook(url=h["url"], headers=dict(h.get("headers") or {}), retries=int(h.get("retries") or 0)) for h in v]
                 for k, v in (data.get("webhooks") or {}).items()
             },
+            retry=RetryPolicy.from_dict(data["retry"]) if data.get("retry") else None,
         )
 
 
@@ -272,4 +285,4 @@ def new_execution(job: Job, at: float, *, placement: Placement, request_ip: str 
                      command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
                      due_at=due_at, metadata=dict(metadata or {}), envs=dict(spec.envs),
                      timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration,
-                     placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retries)
+                     placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retry_budget)

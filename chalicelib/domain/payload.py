@@ -12,6 +12,7 @@ from typing import Any
 from .errors import TooLarge, ValidationError
 from .limits import ECS_MAX_OVERRIDE_BYTES
 from .model import Hook, JobSpec
+from .retry import parse_retry
 from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
 TASK_ID = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
@@ -289,6 +290,12 @@ def validate_job_payload(
         retries = 0
     if not _is_int(retries) or not 0 <= retries <= max_retries:
         raise ValidationError(f"retries must be an integer from 0 to {max_retries}.", field="retries")
+    retry = None
+    if data.get("retry") is not None:
+        if data.get("retries") is not None:
+            raise ValidationError("Give retries or retry, not both: retry.attempts says how many retries.",
+                                  field="retry")
+        retry = parse_retry(data["retry"], max_retries)
 
     timeout = data.get("timeout")
     if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= max_timeout):
@@ -315,6 +322,7 @@ def validate_job_payload(
         overlap=overlap,
         notify=_notify(data.get("notify")),
         webhooks=_webhooks(data.get("webhooks"), max_retries),
+        retry=retry,
     )
     if max_stored_bytes is not None and (stored := stored_bytes(spec)) > max_stored_bytes:
         raise TooLarge(f"The job takes {stored} bytes as stored (non-ASCII text is stored escaped); at most "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from chalicelib.domain.lifecycle import ENDED, ENDED_BY_SERVICE, RETRYABLE, STARTED, events_for, status_of_stopped_task
 from chalicelib.domain.messages import EMAIL, WEBHOOK
 from chalicelib.domain.model import Execution, ExecutionStatus, Job, JobSpec
+from chalicelib.domain.retry import EXIT, FAIL, IGNORE, MAX_IGNORED_RETRIES, RETRY, TIMEOUT
 
 from .containers import Behaviour, Container
 from .simulation import STOP_BOUND, Simulation
@@ -181,6 +182,21 @@ def _expected_outcome(spec: JobSpec) -> ExecutionStatus:
     return status_of_stopped_task(behaviour.exit_code)
 
 
+def _runs_wanted(spec: JobSpec, expected: ExecutionStatus) -> tuple[int, str | None]:
+    """How many executions a job left alone makes, and the rule its retries name (None: no
+    policy). With a policy: `fail` runs once, `retry` uses the attempts, `ignore` runs up to the
+    ceiling of ignored retries before its failures count as attempts."""
+    if expected not in RETRYABLE:
+        return 1, None
+    if spec.retry is None:
+        return spec.retries + 1, None
+    behaviour = Behaviour.parse(spec.command)
+    reason = TIMEOUT if expected is ExecutionStatus.TIMEDOUT else EXIT
+    decision = spec.retry.decide(reason, None if reason == TIMEOUT else behaviour.exit_code)
+    runs = {FAIL: 1, RETRY: spec.retry.attempts + 1, IGNORE: 1 + MAX_IGNORED_RETRIES + spec.retry.attempts}
+    return runs[decision.action], decision.by
+
+
 def retries_exactly_as_asked(sim: Simulation) -> Iterator[Violation]:
     """A job left alone by its clients (never stopped, replaced or retried, without expiration
     or cron) runs until it succeeds or has used exactly the retries it asked for."""
@@ -190,10 +206,11 @@ def retries_exactly_as_asked(sim: Simulation) -> Iterator[Violation]:
         if sim.ledger.disturbed(job_id) or spec.expiration is not None or spec.cron or not executions:
             continue
         expected = _expected_outcome(spec)
-        wanted = spec.retries + 1 if expected in RETRYABLE else 1
+        wanted, decided_by = _runs_wanted(spec, expected)
         statuses = [execution.status.value + (f" ({execution.error})" if execution.error else "")
                     for execution in executions]
-        if len(executions) != wanted or any(execution.status is not expected for execution in executions):
+        misnamed = [e.metadata.get("rule") for e in executions[1:] if decided_by and e.metadata.get("rule") != decided_by]
+        if misnamed or len(executions) != wanted or any(execution.status is not expected for execution in executions):
             yield Violation("retries exactly as asked",
                             f"job {_short(job.job_id)} (plan {spec.metadata.get('plan')}, retries {spec.retries}, "
                             f"should end {expected.value}) has executions {statuses}")

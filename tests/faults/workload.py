@@ -78,7 +78,7 @@ def build(rng: random.Random, *, jobs: tuple[int, int], duration: tuple[float, f
         task = f"{rng.choice(['narrow', 'wide'])}-{rng.randint(1, 3)}"
         at = round(rng.uniform(0, length * 0.8), 3)
         kind = rng.choice(["succeeds", "succeeds", "fails", "fails", "times-out", "stopped", "expires", "later",
-                           "cron", "put", "retried"])
+                           "cron", "put", "retried", "policy"])
         retries = rng.randint(0, 2)
         timeout = rng.randint(30, 120)
         if kind == "fails":
@@ -105,6 +105,15 @@ def build(rng: random.Random, *, jobs: tuple[int, int], duration: tuple[float, f
             payload = _payload(rng, plan, _behaviour(rng, exit_code=0, low=5, high=60),
                                **({"startIn": f"{rng.randint(30, 120)}s"} if delayed else {}))
             actions.append(Action(round(at + rng.uniform(0.5, 20), 3), "put", plan, _changed(rng, payload)))
+        elif kind == "policy":
+            # A retry policy: exit 2 fails at once, exit 3 is ignored (up to the ceiling), exit 1
+            # uses the attempts; the job's own backoff, with jitter or not.
+            policy = {"attempts": rng.randint(0, 2), "default": "retry",
+                      "backoff": {"initial": rng.choice([1, 5, 20]), "factor": 2, "max": 60,
+                                  "jitter": rng.choice([0, 0.5])},
+                      "rules": [{"exitCodes": [2], "action": "fail"}, {"exitCodes": ["3-4"], "action": "ignore"}]}
+            payload = _payload(rng, plan, _behaviour(rng, exit_code=rng.choice([0, 1, 2, 3]), low=5, high=60),
+                               retry=policy)
         elif kind == "retried":
             payload = _payload(rng, plan, _behaviour(rng, exit_code=rng.choice([0, 1]), low=5, high=40))
             actions.append(Action(round(at + rng.uniform(120, 400), 3), "retry", plan))

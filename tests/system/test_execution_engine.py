@@ -82,6 +82,29 @@ def test_retries_with_backoff(runtime):
     assert gaps[0] >= 1.5 and gaps[1] >= 3.5 and gaps[1] > gaps[0]  # 2 s, then 4 s
 
 
+def test_a_retry_policy_decides_on_the_exit_code_and_on_a_container_that_cannot_start(runtime):
+    """Exit 3 is retried (the default) once, with the job's own backoff; a program that does not
+    exist is a `launch` failure, which the rule fails at once."""
+    policy = {"attempts": 1, "backoff": {"initial": 0.5, "factor": 1, "max": 0.5},
+              "rules": [{"reasons": ["launch"], "action": "fail"}]}
+    retried = runtime.post("/tasks/engine-policy", {"image": "ubuntu", "command": "bash -c 'exit 3'",
+                                                   "retry": policy}).json()
+    unstartable, execution = run(runtime, "engine-policy", {"image": "ubuntu", "command": "no-such-program-here",
+                                                            "retry": policy})
+    assert execution["status"] == "failed"
+
+    def two_ended():
+        executions = runtime.get(runtime.path(retried["jobUrl"])).json()["job"]["executions"]
+        return executions if len(executions) == 2 and all(e["status"] in FINAL for e in executions) else None
+
+    second, first = wait_until(two_ended, timeout=40, what="the failure and its one retry")
+    assert (first["exitCode"], second["exitCode"]) == (3, 3)
+    assert second["metadata"] == {"retryOf": first["executionId"], "retry": 1, "reason": "exit", "rule": "default"}
+    # A retry is made in the same write as the failure it follows: none was.
+    job = runtime.get(runtime.path(unstartable["jobUrl"])).json()["job"]
+    assert job["executionCount"] == 1 and "executable file not found" in job["executions"][0]["error"]
+
+
 def test_timeout(runtime):
     started = time.time()
     created, execution = run(runtime, "engine", {"image": "ubuntu", "command": "sleep 30", "timeout": 1})

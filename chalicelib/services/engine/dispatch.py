@@ -13,6 +13,7 @@ from ...domain.messages import Launch
 from ...domain.model import Execution
 from ...domain.model import ExecutionStatus as S
 from ...domain.pools import Pool, pool_holding
+from ...domain.retry import classify_refusal
 from ...observability import MetricUnit, logger, metrics
 from ...ports import Executions, JobQueue, Pools, Runner, Slot
 from .ending import STOPPED_BY_CLIENT, Ending
@@ -146,7 +147,8 @@ class Dispatcher:
                 metrics.add_metric(name="LaunchesThrottled", unit=MetricUnit.Count, value=1)
                 self.launches.renew(execution, delay, attempt=launch.attempt + 1)
                 return
-            ended = self.ending.end(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}")
+            ended = self.ending.end(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}",
+                                    reason=classify_refusal(failure.reason))
             if ended is not None and fresh_slot:
                 self.pools.release_slot(ended)  # refused: no task exists
             # A slot held from an earlier attempt may have a task: the reconciler finds out.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ...config import Settings
 from ...domain.ecs import TaskState
@@ -12,6 +13,7 @@ from ...domain.lifecycle import ENDED, ENDED_BY_SERVICE, RETRYABLE, backoff, sta
 from ...domain.limits import MAX_ERROR_CHARS
 from ...domain.model import Execution, Job, Placement, new_execution
 from ...domain.model import ExecutionStatus as S
+from ...domain.retry import EXIT, FAIL, IGNORE, MAX_IGNORED_RETRIES, RETRY, TIMEOUT, classify_stop
 from ...observability import MetricUnit, logger, metrics
 from ...ports import ExecutionChanges, Executions, MakeExecution, Pools, Runner
 from ..announcements import Announcer
@@ -36,14 +38,18 @@ class Ending:
         return float(execution.timeout or self.settings.default_timeout)
 
     def end(self, execution: Execution, status: S, *, exit_code: int | None = None, error: str | None = None,
-            started_at: float | None = None, finished_at: float | None = None,
-            release_slot: bool = False) -> Execution | None:
+            started_at: float | None = None, finished_at: float | None = None, release_slot: bool = False,
+            reason: str | None = None) -> Execution | None:
         """End an execution (if it has not ended yet), and start its retry when one is due;
-        `release_slot` when its container is gone (the slot is given back in the same write).
-        Returns the ended execution, or None when something else ended it first."""
+        `release_slot` when its container is gone (the slot is given back in the same write);
+        `reason` why a failure failed (domain/retry.py; by default `timeout` for a timeout,
+        `exit` otherwise), which a job's retry rules decide on. Returns the ended execution, or
+        None when something else ended it first."""
         retrying = status in RETRYABLE
         job = self.announcer.job_for(execution, retrying=retrying)
-        follow_up = self._retry_of(job, execution) if job is not None and retrying else None
+        if reason is None:
+            reason = TIMEOUT if status is S.TIMEDOUT else EXIT
+        follow_up = self._retry_of(job, execution, reason, exit_code) if job is not None and retrying else None
         fields: ExecutionChanges = {"finished_at": finished_at or self.clock()}
         if exit_code is not None:
             fields["exit_code"] = exit_code
@@ -70,19 +76,38 @@ class Ending:
             self.launches.send(retry)
         return ended
 
-    def _retry_of(self, job: Job, ended: Execution) -> MakeExecution | None:
-        """The next execution of a job whose execution ended badly, if it has retries left."""
-        if job.stopped or job.spec.retries <= job.retry_count:
+    def _retry_of(self, job: Job, ended: Execution, reason: str, exit_code: int | None) -> MakeExecution | None:
+        """The next execution of a job whose execution failed, if its retries (`retries`, or its
+        `retry` policy's rules on `reason` and `exit_code`) call for one."""
+        if job.stopped:
             return None
+        policy = job.spec.retry
+        said: dict[str, Any] = {}
+        ignored = int(ended.metadata.get("ignored") or 0)  # retries of this run that counted for nothing
+        if policy is None:
+            if job.spec.retries <= job.retry_count:
+                return None
+        else:
+            decision = policy.decide(reason, exit_code)
+            action = decision.action
+            if action == IGNORE and ignored >= MAX_IGNORED_RETRIES:
+                action = RETRY  # the ceiling: a failure that keeps coming back counts from now on
+            if action == FAIL or (action == RETRY and job.retry_count - ignored >= policy.attempts):
+                return None
+            ignored += action == IGNORE
+            said = {"reason": reason, "rule": decision.by, **({"ignored": ignored} if ignored else {})}
 
         def make(current: Job) -> Execution:
-            settings = self.settings
-            delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
-                            settings.retry_backoff_max)
+            if policy is not None and policy.backoff is not None:
+                delay = policy.backoff.delay(current.retry_count)
+            else:
+                settings = self.settings
+                delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
+                                settings.retry_backoff_max)
             at = self.clock()
             return new_execution(current, at, placement=self.placement(current.task_id),
                                  request_ip=ended.request_ip, due_at=round(at + delay, 3),
-                                 metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1})
+                                 metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1, **said})
 
         return make
 
@@ -92,8 +117,10 @@ class Ending:
         write; one ended first by someone else keeps its status, gains the exit code, and gives
         its slot back here (once, whoever sees it first). Returns the execution as it then is."""
         error = None if state.exit_code is not None else (state.reason or "The container stopped without an exit code.")
+        reason = classify_stop(state.exit_code, " ".join(filter(None, (state.reason, state.stopped_reason))),
+                               state.stop_code)
         ended = self.end(execution, status_of_stopped_task(state.exit_code), exit_code=state.exit_code, error=error,
-                         started_at=state.started_at, finished_at=state.stopped_at, release_slot=True)
+                         started_at=state.started_at, finished_at=state.stopped_at, release_slot=True, reason=reason)
         if ended is not None:
             return ended
         current = self.executions.get_execution(execution.job_id, execution.execution_id)
@@ -126,7 +153,8 @@ class Ending:
         """Time the execution out, then stop its container; the slot stays held until the
         container is seen stopped, and the reconciler repeats the stop until it is."""
         limit = self.timeout_of(execution)
-        ended = self.end(execution, S.TIMEDOUT, error=f"The execution ran longer than its timeout of {limit:g} s.")
+        ended = self.end(execution, S.TIMEDOUT, error=f"The execution ran longer than its timeout of {limit:g} s.",
+                         reason=TIMEOUT)
         if ended is not None and execution.task_arn:
             self.stop_container(execution.task_arn, f"timed out after {limit:g} s")
 

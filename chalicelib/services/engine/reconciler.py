@@ -15,6 +15,7 @@ from ...domain.limits import ECS_DESCRIBE_BATCH
 from ...domain.model import Execution
 from ...domain.model import ExecutionStatus as S
 from ...domain.pools import Pool, pool_holding
+from ...domain.retry import LOST
 from ...observability import MetricUnit, logger, metrics
 from ...ports import Executions, Pools, Runner
 from ..announcements import Announcer
@@ -144,7 +145,7 @@ class Reconciler:
         if (execution.due_at or execution.created_at) + settings.reconcile_grace_seconds >= at:
             return  # its launch message is not overdue
         if execution.resends >= settings.launch_resends:
-            if self.ending.end(execution, S.FAILED, error=(
+            if self.ending.end(execution, S.FAILED, reason=LOST, error=(
                     f"Its launch message was lost {execution.resends + 1} times; it was not launched.")):
                 counts["finalised"] += 1
             return
@@ -161,7 +162,7 @@ class Reconciler:
             if state is None:
                 # ECS may not know a task just after RunTask: it is gone only after the grace.
                 if (execution.launched_at or execution.created_at) + self.settings.missing_grace_seconds < at:
-                    ended = self.ending.end(execution, S.FAILED, error=LOST_TASK)
+                    ended = self.ending.end(execution, S.FAILED, error=LOST_TASK, reason=LOST)
                     if ended is not None:
                         self.pools.release_slot(ended)
                         counts["finalised"] += 1
