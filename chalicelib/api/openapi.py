@@ -10,9 +10,13 @@ from ..config import DEFAULT_SECRET_ENV_PATTERNS
 from ..domain.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ..domain.idempotency import KEEP_SECONDS, MAX_KEY_LENGTH, REPLAYED_HEADER
 from ..domain.payload import (
+    DEFAULT_CATCHUP_WINDOW,
     EVENTS,
+    MAX_CATCHUP_WINDOW,
+    MAX_CONCURRENCY_LIMIT,
     MAX_HEADERS_PER_HOOK,
     MAX_HOOKS_PER_EVENT,
+    MAX_JITTER,
     MAX_RECIPIENTS_PER_EVENT,
     OVERLAP_POLICIES,
 )
@@ -97,7 +101,20 @@ JOB_PAYLOAD = _object({
     "startIn": {"type": ["string", "null"], "pattern": "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"},
     "cron": {"type": ["string", "null"], "maxLength": 256, "description": "5-field Unix cron"},
     "timezone": {"type": ["string", "null"], "maxLength": 64, "description": "IANA name; cron only"},
-    "overlap": {"type": ["string", "null"], "enum": [*OVERLAP_POLICIES, None]},
+    "overlap": {"type": ["string", "null"], "enum": [*OVERLAP_POLICIES, None],
+                "description": "cron only: allow, forbid (skip a tick while one runs), replace, or buffer (one "
+                               "tick waits for the run before it)"},
+    "catchupWindow": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_CATCHUP_WINDOW,
+                      "description": f"scheduled only: how late (seconds) a run that could not fire on time may "
+                                     f"still run (default {DEFAULT_CATCHUP_WINDOW:g}); one late run at most"},
+    "jitter": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_JITTER,
+               "description": "cron only: each tick fires at a random offset in [0, jitter) seconds, less than "
+                              "the time between two ticks"},
+    "concurrency": {"type": ["object", "null"], "additionalProperties": False, "required": ["key", "limit"],
+                    "description": "at most `limit` executions of the jobs naming `key` ({taskId} filled in) "
+                                   "run at once; the others wait, enqueued",
+                    "properties": {"key": {"type": "string", "pattern": "^([A-Za-z0-9_.:/-]|\\{taskId\\}){1,128}$"},
+                                   "limit": {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY_LIMIT}}},
     "notify": _per_event({"type": "string", "format": "email"}, MAX_RECIPIENTS_PER_EVENT),
     "webhooks": _per_event(HOOK, MAX_HOOKS_PER_EVENT),
 }, required=["image", "command"], additionalProperties=True,

@@ -63,6 +63,21 @@ class Hook:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` executions of the jobs naming one key run at once; `{taskId}` in the key
+    is the job's task id."""
+
+    key: str
+    limit: int
+
+    def key_of(self, task_id: str) -> str:
+        return self.key.replace("{taskId}", task_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "limit": self.limit}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What a client asked for: everything a future execution of the job is made from."""
 
@@ -77,10 +92,14 @@ class JobSpec:
     start_in: str | None = None
     cron: str | None = None
     timezone: str | None = None
-    overlap: str = "allow"  # cron only: allow, forbid (skip a tick while one runs) or replace
+    # cron only: allow, forbid (skip a tick while one runs), replace, or buffer (one waits for it)
+    overlap: str = "allow"
     notify: dict[str, list[str]] = field(default_factory=dict)
     webhooks: dict[str, list[Hook]] = field(default_factory=dict)
     retry: RetryPolicy | None = None  # instead of `retries`: rules on why an execution failed
+    catchup_window: float | None = None  # scheduled only: how late a missed run may still run (None: the default)
+    jitter: float = 0.0  # cron only: each tick fires at a random offset in [0, jitter) seconds
+    concurrency: Concurrency | None = None
 
     @property
     def retry_budget(self) -> int:
@@ -108,6 +127,9 @@ class JobSpec:
             "notify": {k: list(v) for k, v in self.notify.items()},
             "webhooks": {k: [h.to_dict() for h in v] for k, v in self.webhooks.items()},
             **({"retry": self.retry.to_dict()} if self.retry is not None else {}),
+            **({"catchupWindow": self.catchup_window} if self.catchup_window is not None else {}),
+            **({"jitter": self.jitter} if self.jitter else {}),
+            **({"concurrency": self.concurrency.to_dict()} if self.concurrency is not None else {}),
         }
 
     @classmethod
@@ -133,6 +155,9 @@ class JobSpec:
                 for k, v in (data.get("webhooks") or {}).items()
             },
             retry=RetryPolicy.from_dict(data["retry"]) if data.get("retry") else None,
+            catchup_window=data.get("catchupWindow"),
+            jitter=float(data.get("jitter") or 0.0),
+            concurrency=Concurrency(**data["concurrency"]) if data.get("concurrency") else None,
         )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import TooLarge, ValidationError
 from .limits import ECS_MAX_OVERRIDE_BYTES
-from .model import Hook, JobSpec
+from .model import Concurrency, Hook, JobSpec
 from .retry import parse_retry
 from .schedule import next_cron_run, parse_duration, validate_cron, validate_timezone
 
@@ -38,7 +38,12 @@ MAX_HOOKS_PER_EVENT = 10
 MAX_HEADERS_PER_HOOK = 20
 MAX_HEADER_VALUE_CHARS = 4096
 MAX_URL_CHARS = 2048
-OVERLAP_POLICIES = ("allow", "forbid", "replace")
+OVERLAP_POLICIES = ("allow", "forbid", "replace", "buffer")
+DEFAULT_CATCHUP_WINDOW = 60.0  # seconds: a run that could not fire on time still runs this late
+MAX_CATCHUP_WINDOW = 86_400.0
+MAX_JITTER = 3_600.0
+MAX_CONCURRENCY_LIMIT = 10_000
+CONCURRENCY_KEY = re.compile(r"(?:[A-Za-z0-9_.:/-]|\{taskId\}){1,128}")
 # EventBridge Scheduler takes one-time dates far ahead, but a schedule five years out is a mistake.
 MAX_SCHEDULE_AHEAD = 5 * 366 * 86400
 MAX_RECIPIENTS_PER_EVENT = 50
@@ -254,6 +259,51 @@ def _schedule(data: dict[str, Any], current: float) -> tuple[float | None, str |
     return start_at, start_in, cron, timezone, overlap
 
 
+def _catchup_window(data: dict[str, Any], scheduled: bool) -> float | None:
+    window = data.get("catchupWindow")
+    if window is None:
+        return None
+    if not scheduled:
+        raise ValidationError("catchupWindow applies to scheduled jobs only (startAt, startIn or cron).",
+                              field="catchupWindow")
+    if not _is_number(window) or not 0 <= window <= MAX_CATCHUP_WINDOW:
+        raise ValidationError(f"catchupWindow must be a number of seconds from 0 to {MAX_CATCHUP_WINDOW:g}.",
+                              field="catchupWindow")
+    return float(window)
+
+
+def _jitter(data: dict[str, Any], cron: str | None, timezone: str | None, current: float) -> float:
+    jitter = data.get("jitter")
+    if jitter is None:
+        return 0.0
+    if cron is None:
+        raise ValidationError("jitter applies to cron only.", field="jitter")
+    if not _is_number(jitter) or not 0 <= jitter <= MAX_JITTER:
+        raise ValidationError(f"jitter must be a number of seconds from 0 to {MAX_JITTER:g}.", field="jitter")
+    first = next_cron_run(cron, current, timezone)
+    second = next_cron_run(cron, first, timezone) if first is not None else None
+    if first is not None and second is not None and jitter >= second - first:
+        raise ValidationError(f"jitter must be less than the time between two ticks ({second - first:g} s), so "
+                              "ticks stay in order.", field="jitter")
+    return float(jitter)
+
+
+def _concurrency(value: Any) -> Concurrency | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"key", "limit"}:
+        raise ValidationError('concurrency must be a JSON object with a key and a limit, like '
+                              '{"key": "reports-{taskId}", "limit": 2}.', field="concurrency")
+    key, limit = value["key"], value["limit"]
+    if not isinstance(key, str) or not CONCURRENCY_KEY.fullmatch(key):
+        raise ValidationError("concurrency.key must be 1 to 128 letters, digits and _ . : / -, with {taskId} "
+                              "standing for the task's id.", field="concurrency.key")
+    if not _is_int(limit) or not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise ValidationError(f"concurrency.limit must be an integer from 1 to {MAX_CONCURRENCY_LIMIT}.",
+                              field="concurrency.limit")
+    return Concurrency(key, int(limit))
+
+
 def validate_job_payload(
     data: dict[str, Any], *, max_timeout: float, max_retries: int, clock: Any = time.time,
     task_id: str | None = None, max_stored_bytes: int | None = None,
@@ -307,6 +357,9 @@ def validate_job_payload(
         raise ValidationError("expiration must be in the future.", field="expiration")
 
     start_at, start_in, cron, timezone, overlap = _schedule(data, current)
+    catchup_window = _catchup_window(data, start_at is not None or start_in is not None or cron is not None)
+    jitter = _jitter(data, cron, timezone, current)
+    concurrency = _concurrency(data.get("concurrency"))
     spec = JobSpec(
         image=image,
         command=command,
@@ -323,6 +376,9 @@ def validate_job_payload(
         notify=_notify(data.get("notify")),
         webhooks=_webhooks(data.get("webhooks"), max_retries),
         retry=retry,
+        catchup_window=catchup_window,
+        jitter=jitter,
+        concurrency=concurrency,
     )
     if max_stored_bytes is not None and (stored := stored_bytes(spec)) > max_stored_bytes:
         raise TooLarge(f"The job takes {stored} bytes as stored (non-ASCII text is stored escaped); at most "
