@@ -129,16 +129,21 @@ def _metadata(values: tuple[str, ...]) -> dict[str, Any] | None:
     found: dict[str, Any] = {}
     for value in values:
         if value.lstrip().startswith("{"):
-            try:
-                data = json.loads(value)
-            except ValueError as error:
-                raise CliError(f"--metadata is not valid JSON: {error}", USAGE) from None
-            if not isinstance(data, dict):
-                raise CliError("--metadata must be a JSON object or KEY=VALUE", USAGE)
-            found.update(data)
+            found.update(_json_object(value, "--metadata", "a JSON object or KEY=VALUE"))
         else:
             found.update(_pairs((value,), "--metadata"))
     return found
+
+
+def _json_object(value: str, option: str, what: str) -> dict[str, Any]:
+    """An option's JSON object, or a usage error naming the option."""
+    try:
+        data = json.loads(value)
+    except ValueError as error:
+        raise CliError(f"{option} is not valid JSON: {error}", USAGE) from None
+    if not isinstance(data, dict):
+        raise CliError(f"{option} must be {what}", USAGE)
+    return data
 
 
 def _hooks(urls: dict[str, tuple[str, ...]]) -> dict[str, list[dict[str, str]]]:
@@ -152,13 +157,7 @@ def build_payload(image: str, command: tuple[str, ...], env: tuple[str, ...], re
     """The job's JSON body (API.md, "Job payload") from the options of `run`."""
     body: dict[str, Any] = {"image": image, "command": shlex.join(command)}
     if payload:
-        try:
-            extra = json.loads(payload)
-        except ValueError as error:
-            raise CliError(f"--payload is not valid JSON: {error}", USAGE) from None
-        if not isinstance(extra, dict):
-            raise CliError("--payload must be a JSON object of payload keys", USAGE)
-        body = {**extra, **body}
+        body = {**_json_object(payload, "--payload", "a JSON object of payload keys"), **body}
     optional: dict[str, Any] = {
         "envs": _pairs(env, "-e", from_environment=True) or None,
         "retries": retries,
