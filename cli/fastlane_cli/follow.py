@@ -22,7 +22,8 @@ STREAMS = ("stdout", "stderr")
 # stream whose end was lost); the pause doubles to SILENCE_MAX while nothing comes.
 SILENCE_FIRST, SILENCE_MAX = 0.25, 15.0
 # The API says the execution ended but the stream has not: reconnect (a subscriber that comes after
-# the end gets the rest, the end frame and `done`), and after this long take the API's word for it.
+# the end gets the rest, the end frame and `done`), waiting twice as long before each next
+# reconnect, and after END_GIVE_UP take the API's word for it.
 END_GRACE, END_GIVE_UP = 0.25, 20.0
 PING_EVERY = 60.0  # API Gateway drops a connection idle for 10 minutes
 RECONNECT_WINDOW = 60.0  # give up after failing to (re)connect for this long in a row
@@ -116,6 +117,8 @@ class Follower:
         self.connections = 0
         self._base: str | None = None
         self._final_since: float | None = None
+        self._end_wait = END_GRACE  # how long after the last reconnect for a lost end to ask again
+        self._end_check_at = 0.0
 
     # the loop ----------------------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ class Follower:
         self.position = None
         self.partial = dict.fromkeys(STREAMS, "")
         self.resumed = dict.fromkeys(STREAMS, False)
-        self._final_since = None
+        self._final_since, self._end_wait, self._end_check_at = None, END_GRACE, 0.0
 
     def _wait(self, retry_after: float | None) -> None:
         """The job has not started: say so (and why, where the service says) and ask again soon;
@@ -308,15 +311,22 @@ class Follower:
         if execution is None or execution.get("status") not in FINAL:
             if execution is not None:
                 self.progress.waiting(execution.get("status", ""), execution.get("waitingFor"))
-            self._final_since = None
+            self._final_since, self._end_wait, self._end_check_at = None, END_GRACE, 0.0
             return False
-        self._final_since = self._final_since or now
+        if self._final_since is None:
+            self._final_since, self._end_check_at = now, now + END_GRACE
         if now - self._final_since >= END_GIVE_UP:
             self.ended[self.current] = Ending.of({**execution, "error": execution.get("reason")})
             self.progress.note(f"the live logs of execution {self.current} did not end; the output above may be "
                                f"incomplete: `fastlane logs {self.task} {self.job} {self.current}` prints it all")
             return True
-        return True if now - self._final_since >= END_GRACE else None
+        if now < self._end_check_at:
+            return None
+        # Reconnect for the end; the next reconnect waits twice as long, so an end that never
+        # comes costs a handful of connections before END_GIVE_UP, not one every END_GRACE.
+        self._end_wait = min(self._end_wait * 2, END_GIVE_UP / 4)
+        self._end_check_at = now + self._end_wait
+        return True
 
     # frames ------------------------------------------------------------------------------------
 
