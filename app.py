@@ -73,6 +73,16 @@ def stop_job(task_id, job_id):
     return routes.stop_job(app.current_request, task_id, job_id)
 
 
+@app.route("/tasks/{task_id}/jobs/{job_id}/pause", methods=["POST"], content_types=BODY_TYPES)
+def pause_job(task_id, job_id):
+    return routes.pause_job(app.current_request, task_id, job_id)
+
+
+@app.route("/tasks/{task_id}/jobs/{job_id}/resume", methods=["POST"], content_types=BODY_TYPES)
+def resume_job(task_id, job_id):
+    return routes.resume_job(app.current_request, task_id, job_id)
+
+
 @app.route("/tasks/{task_id}/jobs/{job_id}/retry", methods=["POST"], content_types=BODY_TYPES)
 def retry_job(task_id, job_id):
     return routes.retry_job(app.current_request, task_id, job_id)

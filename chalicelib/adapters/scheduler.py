@@ -28,14 +28,15 @@ class EventBridgeScheduler:
         self._scheduler = client
         self._settings = settings
 
-    def _put(self, name: str, expression: str, zone: str, message: JobMessage, one_time: bool) -> str:
+    def _put(self, name: str, expression: str, zone: str, message: JobMessage, one_time: bool,
+             enabled: bool = True) -> str:
         request: dict[str, Any] = {
             "Name": name,
             "GroupName": self._settings.schedule_group,
             "ScheduleExpression": expression,
             "ScheduleExpressionTimezone": zone,
             "FlexibleTimeWindow": {"Mode": "OFF"},
-            "State": "ENABLED",
+            "State": "ENABLED" if enabled else "DISABLED",
             "Target": {
                 "Arn": self._settings.jobs_queue_arn,
                 "RoleArn": self._settings.scheduler_role_arn,
@@ -59,8 +60,21 @@ class EventBridgeScheduler:
     def put_one_time(self, name: str, moment: float, message: ScheduleFiring | CronTick) -> str:
         return self._put(name, at_expression(moment), "UTC", message, one_time=True)
 
-    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick) -> str:
-        return self._put(name, expression, zone or "UTC", message, one_time=False)
+    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick, *, enabled: bool = True) -> str:
+        # A paused job's schedule is put DISABLED whole (UpdateSchedule replaces every field), so
+        # pausing needs no GetSchedule first.
+        return self._put(name, expression, zone or "UTC", message, one_time=False, enabled=enabled)
+
+    def is_enabled(self, name: str) -> bool | None:
+        try:
+            found = self._scheduler.get_schedule(Name=name, GroupName=self._settings.schedule_group)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None
+            raise DependencyDown.of("EventBridge Scheduler", error) from error
+        except BotoCoreError as error:
+            raise DependencyDown.of("EventBridge Scheduler", error) from error
+        return bool(found.get("State", "ENABLED") == "ENABLED")
 
     def delete(self, name: str) -> None:
         try:

@@ -38,6 +38,25 @@ def _object(properties: dict[str, Any], required: list[str] | None = None, **ext
             "required": list(properties) if required is None else required, **extra}
 
 
+# A scheduled job's schedule in its details (null for a job that runs once, now).
+SCHEDULE = {
+    "type": ["object", "null"],
+    "properties": {
+        "type": {"enum": ["cron", "once"]}, "pending": {"type": "boolean"}, "nextRunAt": {"type": ["number", "null"]},
+        "cron": {"type": "string"}, "timezone": {"type": "string"},
+        "overlap": {"enum": ["allow", "forbid", "replace", "buffer"]}, "jitter": {"type": "number"},
+        "startAt": {"type": "number"}, "startIn": {"type": "string"}, "catchupWindow": {"type": "number"},
+        "paused": {"type": "boolean"}, "pausedAt": {"type": ["number", "null"]},
+        "skippedTicks": {"type": "integer", "minimum": 0}, "lastSkippedAt": {"type": ["number", "null"]},
+        "lastSkipReason": {"type": ["string", "null"], "description": "why the last skipped tick did not run"},
+        "nextRuns": {"type": "array", "items": {"type": "number"},
+                     "description": "the next five fire times (epoch seconds, jitter included); empty while paused"},
+        "waitingTick": {"type": ["number", "null"], "description": "overlap buffer: the tick waiting to run"},
+    },
+    "required": ["type", "pending", "nextRunAt", "catchupWindow", "paused", "pausedAt", "skippedTicks",
+                 "lastSkippedAt", "lastSkipReason", "nextRuns"],
+}
+
 PAGINATION = {
     "total": {"type": "integer", "minimum": 0},
     "page": {"type": "integer", "minimum": 1},
@@ -169,7 +188,7 @@ SCHEMAS: dict[str, Any] = {
     "JobDetails": _object({"task": ID_AND_URL, "job": _object({
         "jobId": {"type": "string", "format": "uuid"}, "url": URL, "createdAt": {"type": "number"},
         "lastModifiedAt": {"type": "number"}, "image": {"type": "string"}, "command": {"type": "string"},
-        "taskId": {"type": "string"}, "scheduled": {"type": "boolean"}, "schedule": {"type": ["object", "null"]},
+        "taskId": {"type": "string"}, "scheduled": {"type": "boolean"}, "schedule": SCHEDULE,
         "executionCount": {"type": "integer", "minimum": 0}, "requestIPAddress": NULLABLE_STRING,
         "metadata": _object({"retries": {"type": "integer"}, "retry_count": {"type": "integer"},
                              "retry": {"type": "object", "description": "the job's retry policy, when it has one"},
@@ -182,6 +201,8 @@ SCHEMAS: dict[str, Any] = {
         "executions": {"type": "array", "items": _ref("Execution")}}), **PAGINATION}),
     "ExecutionDetails": _object({"task": ID_AND_URL, "job": ID_AND_URL, "execution": _ref("Execution")}),
     "JobStopped": _object({"taskId": {"type": "string"}, "jobId": {"type": "string"}, "jobUrl": URL, "taskUrl": URL}),
+    "ScheduleChanged": _object({"taskId": {"type": "string"}, "jobId": {"type": "string"}, "jobUrl": URL,
+                                "schedule": SCHEDULE}),
     "ExecutionStopped": _object({"task": ID_AND_URL, "job": ID_AND_URL, "execution": ID_AND_URL}),
     "StreamToken": _object({"taskId": {"type": "string"}, "jobId": {"type": "string"},
                             "executionId": NULLABLE_STRING, "token": NULLABLE_STRING,
@@ -297,7 +318,12 @@ def _paths() -> dict[str, Any]:
                                 ("400", "404", "409", "413"), [*JOB_PARAMETERS, IDEMPOTENCY_KEY], body=True)},
         f"{JOB}/stop": {"post": _operation("stop_job", "stop the job's running execution and future runs",
                                            _json("JobStopped"), ("400", "404"), JOB_PARAMETERS)},
-        f"{JOB}/retry": {"post": _operation("retry_job", "start a new execution now (its body is ignored)", ENQUEUED,
+        f"{JOB}/pause": {"post": _operation("pause_job", "pause the job's schedule: it fires nothing until resumed",
+                                            _json("ScheduleChanged"), ("400", "404", "409"), JOB_PARAMETERS)},
+        f"{JOB}/resume": {"post": _operation("resume_job", "resume the job's schedule from now",
+                                             _json("ScheduleChanged"), ("400", "404", "409"), JOB_PARAMETERS)},
+        f"{JOB}/retry": {"post": _operation("retry_job", "start a new execution now (its body is ignored); for a "
+                                            "scheduled job, run now: one execution, the schedule unchanged", ENQUEUED,
                                             ("400", "404", "409"), [*JOB_PARAMETERS, IDEMPOTENCY_KEY])},
         f"{JOB}/stream": {"get": _operation("get_job_stream", "live log page of the job", HTML, ("400", "404"),
                                             JOB_PARAMETERS)},

@@ -149,6 +149,20 @@ def stop_execution(request: Request, task_id: str, job_id: str, execution_id: st
     return json_response(shapes.execution_stopped(_urls(request), execution))
 
 
+@operation("pause_job")
+def pause_job(request: Request, task_id: str, job_id: str) -> Response:
+    service = wiring.get_job_service()
+    job = service.pause_job(service.job(task_id_of(task_id), job_id_of(job_id)))
+    return json_response(shapes.schedule_changed(_urls(request), job))
+
+
+@operation("resume_job")
+def resume_job(request: Request, task_id: str, job_id: str) -> Response:
+    service = wiring.get_job_service()
+    job = service.resume_job(service.job(task_id_of(task_id), job_id_of(job_id)))
+    return json_response(shapes.schedule_changed(_urls(request), job))
+
+
 def _retry(request: Request, task_id: str, job_id: str) -> Response:
     job = wiring.get_job_service().job(task_id_of(task_id), job_id_of(job_id))
     execution, message_id = wiring.get_job_service().retry_job(job)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Execution, Job, Page, Task
+from .model import Execution, Job, Page, Task, now
+from .payload import DEFAULT_CATCHUP_WINDOW
 from .redaction import redact_envs, redact_headers, redact_url, redact_urls
+from .schedule import jitter_offset, next_runs
 
 
 class Urls:
@@ -110,20 +112,37 @@ def job_metadata(job: Job, secret_patterns: tuple[str, ...]) -> dict[str, Any]:
     return metadata
 
 
-def schedule(job: Job) -> dict[str, Any] | None:
+def next_runs_of(job: Job, at: float, count: int = 5) -> list[float]:
+    """The job's next `count` fire times after `at` (epoch seconds, each cron tick plus its jitter
+    offset) in its time zone's rules; none while it is paused or has nothing pending."""
+    spec = job.spec
+    if job.paused or job.schedule_version is None or job.next_run_at is None:
+        return []
+    if not spec.cron:
+        return [job.next_run_at]
+    ticks = next_runs(spec.cron, max(at, job.next_run_at - 0.001), spec.timezone, count)
+    return [round(tick + jitter_offset(job.job_id, job.schedule_version, tick, spec.jitter), 3) for tick in ticks]
+
+
+def schedule(job: Job, at: float | None = None) -> dict[str, Any] | None:
     """When and how a scheduled job runs; None for a job that runs once, now."""
     spec = job.spec
     if not spec.scheduled:
         return None
     shape: dict[str, Any] = {"type": "cron" if spec.cron else "once", "pending": job.schedule_version is not None,
-                             "nextRunAt": job.next_run_at if job.schedule_version else None}
+                             "nextRunAt": job.next_run_at if job.schedule_version and not job.paused else None}
     if spec.cron:
-        shape.update(cron=spec.cron, timezone=spec.timezone or "UTC", overlap=spec.overlap,
-                     skippedTicks=job.skipped_ticks, lastSkippedAt=job.last_skipped_at)
+        shape.update(cron=spec.cron, timezone=spec.timezone or "UTC", overlap=spec.overlap, jitter=spec.jitter)
     elif spec.start_at is not None:
         shape["startAt"] = spec.start_at
     else:
         shape["startIn"] = spec.start_in
+    shape.update(
+        catchupWindow=DEFAULT_CATCHUP_WINDOW if spec.catchup_window is None else spec.catchup_window,
+        paused=job.paused, pausedAt=job.paused_at, skippedTicks=job.skipped_ticks, lastSkippedAt=job.last_skipped_at,
+        lastSkipReason=job.last_skip_reason, nextRuns=next_runs_of(job, now() if at is None else at))
+    if spec.overlap == "buffer":
+        shape["waitingTick"] = job.buffered_tick
     return shape
 
 
@@ -255,6 +274,12 @@ def health(checks: dict[str, str], errors: list[dict[str, str]]) -> dict[str, An
 def job_stopped(urls: Urls, job: Job) -> dict[str, Any]:
     return {"taskId": job.task_id, "jobId": job.job_id, "jobUrl": urls.job(job.task_id, job.job_id),
             "taskUrl": urls.task(job.task_id)}
+
+
+def schedule_changed(urls: Urls, job: Job) -> dict[str, Any]:
+    """The answer to a pause or a resume: the job and its schedule as it is now."""
+    return {"taskId": job.task_id, "jobId": job.job_id, "jobUrl": urls.job(job.task_id, job.job_id),
+            "schedule": schedule(job)}
 
 
 def execution_stopped(urls: Urls, item: Execution) -> dict[str, Any]:

@@ -151,6 +151,7 @@ class CronTick:
     version: str
     scheduled_at: float | None = None
     per_tick: bool = False
+    buffered: bool = False  # overlap buffer: the tick waiting for the job's execution to end looks again
 
 
 JobMessage = Union[Launch, TimeoutCheck, ScheduleFiring, CronTick]
@@ -216,7 +217,7 @@ def to_dict(message: JobMessage | Notification) -> dict[str, Any]:
     if isinstance(message, CronTick):
         return {"kind": TICK, "taskId": message.task_id, "jobId": message.job_id, "version": message.version,
                 "scheduledAt": SCHEDULED_TIME if message.scheduled_at is None else _iso(message.scheduled_at),
-                "perTick": message.per_tick}
+                "perTick": message.per_tick, **({"buffered": True} if message.buffered else {})}
     body = {"kind": message.kind, "event": message.event, "index": message.index, "taskId": message.task_id,
             "jobId": message.job_id, "executionId": message.execution_id, "status": message.status,
             "attempt": message.attempt}
@@ -282,7 +283,7 @@ def decode_job_message(raw: str | dict[str, Any]) -> JobMessage:
         if scheduled is None or scheduled == SCHEDULED_TIME:
             raise MalformedMessage("a tick without the time it was due")
         return CronTick(str(body.get("taskId") or ""), _text(body, "jobId"), _text(body, "version"),
-                        parse_time(scheduled), bool(body.get("perTick")))
+                        parse_time(scheduled), bool(body.get("perTick")), bool(body.get("buffered")))
     raise MalformedMessage(f"unknown kind {kind!r}")
 
 

@@ -188,6 +188,14 @@ class Job:
     last_tick: float | None = None  # scheduled time of the last cron tick taken (ticks are taken once)
     skipped_ticks: int = 0
     last_skipped_at: float | None = None
+    last_skip_reason: str | None = None  # why the last tick (or one-shot firing) counted in skipped_ticks did not run
+    paused_at: float | None = None  # paused by a client: its schedule fires nothing until resumed
+    buffered_tick: float | None = None  # overlap buffer: the one tick waiting for the running execution to end
+    buffered_at: float | None = None  # when that tick began to wait
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None
 
     def with_changes(self, **changes: Any) -> Job:
         return replace(self, **changes)

@@ -2,7 +2,10 @@
 zones, and the one daylight-saving rule next runs follow."""
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -11,6 +14,13 @@ from cronsim import CronSim, CronSimError
 # ASCII digits only: `\d` would take any script's digits (and int() would read them).
 _DURATION = re.compile(r"(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
 _ZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
+
+
+def schedule_name(task_id: str, job_id: str) -> str:
+    """A job's Scheduler schedule: at most 64 characters of [0-9A-Za-z-_.], the task's start,
+    then the whole job id, so an operator finds a job's schedule by its name."""
+    task = re.sub(r"[^0-9A-Za-z_.-]", "_", task_id)[:27]
+    return f"{task}-{job_id}"
 
 
 def parse_duration(text: str) -> int:
@@ -99,21 +109,25 @@ def next_cron_run(expression: str, after: float, timezone: str | None = None) ->
     """The first tick of a Unix cron expression strictly after `after` (epoch seconds), in the
     time zone (UTC by default), within five years. Day of month and day of week combine as in
     Vixie cron: when either field starts with `*`, a day must match both; otherwise either."""
+    return next(cron_ticks(expression, after, timezone), None)
+
+
+def cron_ticks(expression: str, after: float, timezone: str | None = None) -> Iterator[float]:
+    """The ticks strictly after `after`, soonest first, within five years of it."""
     validate_cron(expression)
     zone = validate_timezone(timezone) if timezone else ZoneInfo("UTC")
     start = datetime.fromtimestamp(after, zone).replace(tzinfo=None)
     horizon = start + timedelta(days=MAX_SEARCH_DAYS)
     for local in CronSim(" ".join(expression.split()), start):
         if local > horizon:
-            return None
+            return
         placed = local.replace(tzinfo=zone)  # fold=0: the first occurrence of a repeated time
         moment = placed.timestamp()
         if datetime.fromtimestamp(moment, zone).replace(tzinfo=None) != local:
             continue  # a local time the clock skipped
         if moment <= after:
             continue  # the repeated hour's second pass, whose first occurrence is behind us
-        return moment
-    return None
+        yield moment
 
 
 def _restricted(values: frozenset[int], index: int) -> bool:
@@ -146,3 +160,35 @@ def to_scheduler_cron(expression: str) -> str | None:
     weekday = render(4) if restricted[4] else "?"
     text = f"cron({render(0)} {render(1)} {day} {render(3)} {weekday} *)"
     return text if len(text) <= 256 else None
+
+
+# Jitter, missed ticks and next runs -------------------------------------------------------------
+
+MAX_COUNTED_TICKS = 100_000  # missed ticks are counted up to this many (a paused per-minute cron: 69 days)
+
+
+def jitter_offset(job_id: str, version: str, tick: float, jitter: float) -> float:
+    """The tick's offset in [0, jitter): drawn from the job, its schedule version and the tick, so
+    every copy of a tick (a duplicate delivery, the reconciler's resend) agrees on when it fires
+    and how late it is."""
+    if jitter <= 0:
+        return 0.0
+    digest = hashlib.sha256(f"{job_id}/{version}/{tick:.3f}".encode()).digest()
+    return round(int.from_bytes(digest[:8], "big") / 2**64 * jitter, 3)
+
+
+def ticks_between(expression: str, start: float, end: float, timezone: str | None = None,
+                  limit: int = MAX_COUNTED_TICKS) -> tuple[int, float | None]:
+    """How many ticks fall in [start, end] (counted up to `limit`), and the latest of them (None
+    when none does)."""
+    count, latest = 0, None
+    for tick in cron_ticks(expression, start - 0.001, timezone):
+        if tick > end or count >= limit:
+            break
+        count, latest = count + 1, tick
+    return count, latest
+
+
+def next_runs(expression: str, after: float, timezone: str | None = None, count: int = 5) -> list[float]:
+    """The next `count` ticks strictly after `after`, by the daylight-saving rule of next_cron_run."""
+    return list(itertools.islice(cron_ticks(expression, after, timezone), count))

@@ -51,9 +51,14 @@ class Scheduler(Protocol):
 
     def put_one_time(self, name: str, moment: float, message: ScheduleFiring | CronTick) -> str: ...
 
-    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick) -> str:
+    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick, *, enabled: bool = True) -> str:
         """`expression` is EventBridge Scheduler's `cron(...)`; the message's scheduled time is
-        filled in by the scheduler at each firing."""
+        filled in by the scheduler at each firing. A schedule put not `enabled` fires nothing
+        until it is put again enabled (Scheduler's `State`)."""
+        ...
+
+    def is_enabled(self, name: str) -> bool | None:
+        """Whether the schedule fires (its `State`); None when there is no such schedule."""
         ...
 
     def delete(self, name: str) -> None:

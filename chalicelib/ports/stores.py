@@ -169,7 +169,8 @@ class Pools(Protocol):
 class Schedules(Protocol):
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
                       next_run_at: float | None, skipped: bool = False, max_active: int | None = None,
-                      job: Job | None = None) -> tuple[Job, Execution | None] | None:
+                      job: Job | None = None, skip_reason: str | None = None, missed: int = 0,
+                      buffer_at: float | None = None) -> tuple[Job, Execution | None] | None:
         """Take one firing of the job's schedule `version`, at most once: a one-shot (tick_at
         None) ends the schedule; a cron tick must be later than the last tick taken and sets the
         next run. With `make`, the execution it returns is added in the same write; `skipped`
@@ -178,7 +179,40 @@ class Schedules(Protocol):
         an attribute of its item, stays bounded); the caller sees no execution. None when the
         firing is stale (another version, a tick taken). `job`: the caller's read of the job,
         which a store may take instead of reading it (the write conditions on the version and
-        execution count it holds, so its active set can only have shrunk since)."""
+        execution count it holds, so its active set can only have shrunk since).
+        Paused: a one-shot firing of a paused job is stale (None, nothing written: the schedule
+        stays pending); a tick of a paused job adds nothing, is counted skipped (`paused`), and
+        leaves the next run as it is. A job paused after the caller's read is seen by the write.
+        `skip_reason`: the `last_skip_reason` of a tick counted skipped. `missed`: ticks before
+        this one that never fired, counted skipped too (`missed`). `buffer_at` (overlap buffer):
+        a tick that finds the job full waits as the job's `buffered_tick` (since `buffer_at`)
+        when none waits yet, instead of being skipped; a tick that runs while one waits replaces
+        it (the waiting one is counted skipped)."""
+        ...
+
+    def take_buffered(self, job_id: str, version: str, tick_at: float, make: MakeExecution | None,
+                      skip_reason: str | None = None) -> tuple[Job, Execution | None] | None:
+        """Run the job's waiting tick `tick_at` (overlap buffer) with the execution `make`
+        returns, once the job has no execution that has not ended, clearing it in the same
+        write; with `make` None (or the job paused) drop it, counted skipped (`skip_reason`, or
+        `paused`). None when that tick no longer waits (another version, run or dropped
+        already) or when the job still has an execution that has not ended (nothing written)."""
+        ...
+
+    def pause_schedule(self, job_id: str, at: float) -> Job | None:
+        """Pause the job's pending schedule since `at`; idempotent (a paused job keeps its
+        pausedAt). Returns the job as stored; None when it has no pending schedule."""
+        ...
+
+    def skip_ticks(self, job_id: str, version: str, *, paused: bool, last_tick: float | None, count: int,
+                   skipped_at: float | None, reason: str, next_run_at: float | None, through: float | None = None,
+                   resume: bool = False) -> Job | None:
+        """Count `count` ticks (or one-shot firings) skipped without running (`lastSkippedAt`
+        `skipped_at`, `lastSkipReason` `reason`), set the next run (None ends the schedule)
+        and, with `through`, the last tick taken; with `resume`, the job is no longer paused.
+        Conditional on the version, on the job being `paused` or not, and on its last tick
+        taken being still `last_tick` (so no tick is counted twice, or counted and run); None
+        when any of them changed."""
         ...
 
     def end_schedule(self, job_id: str, version: str | None = None) -> None:

@@ -158,16 +158,31 @@ class JobService:
         return execution
 
     def retry_job(self, job: Job) -> tuple[Execution, str | None]:
-        """A new execution of the job now, on a client's request: the job is no longer stopped."""
-        if job.execution_count == 0:
+        """A new execution of the job now, on a client's request: the job is no longer stopped.
+        For a scheduled job it is "run now": one execution now, even if it never ran, its schedule
+        (paused or not) unchanged."""
+        scheduled = job.spec.scheduled
+        if job.execution_count == 0 and not scheduled:
             raise ValidationError("The job has never run, so it cannot be retried.", field="jobId")
+        said = {"runNow": True} if scheduled else {"retriedByClient": True}
 
         def make(current: Job) -> Execution:
             return new_execution(current, self._clock(), placement=self._engine.placement(current.task_id),
-                                 metadata={"retriedByClient": True})
+                                 metadata=said)
 
         _, execution = self._jobs.add_execution(job.job_id, make, require_idle=True, clear_stopped=True)
         return execution, self._engine.launches.send(execution)
+
+
+    # schedule controls ---------------------------------------------------------------------------
+
+    def pause_job(self, job: Job) -> Job:
+        """Its schedule fires nothing until resumed; Conflict for a job with no schedule, a
+        stopped one, or one with nothing left to fire."""
+        return self._scheduling.pausing.pause(job)
+
+    def resume_job(self, job: Job) -> Job:
+        return self._scheduling.pausing.resume(job)
 
 
 def _check_page(page: Page) -> None:

@@ -1,10 +1,10 @@
 """Jobs that run later or repeatedly: startAt and startIn through SQS timers or one-time
 EventBridge Scheduler schedules, cron through Scheduler cron schedules (or one schedule per tick
-when Scheduler cannot express the cron exactly), overlap policies, and repair of lost firings."""
+when Scheduler cannot express the cron exactly), overlap policies, jitter, the catch-up window,
+and repair of lost firings. Pausing and resuming are `pausing.py`'s."""
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -14,22 +14,32 @@ from ..domain.errors import UnreadableRecords
 from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import CronTick, JobMessage, ScheduleFiring
 from ..domain.model import Execution, Job, new_execution, now
-from ..domain.schedule import next_cron_run, parse_duration, to_scheduler_cron
+from ..domain.schedule import (
+    next_cron_run,
+    parse_duration,
+    schedule_name,
+    ticks_between,
+    to_scheduler_cron,
+)
 from ..observability import MetricUnit, logger, metrics
 from ..ports import Executions, JobQueue, Jobs, Scheduler, Schedules
 from .engine import Engine
+from .pausing import Pausing, catchup_window, fire_time, missed_ticks
 
 # One-shot firings arrive up to this many seconds early; the execution is written and its pool
 # slot taken meanwhile, and the handler waits the rest, so the container starts on its second
 # rather than after the queue's and the database's latency.
 EARLY = 2.0
 
+# A firing handled within this many seconds of its time is on time, whatever the job's catch-up
+# window (even 0): the queue's and Scheduler's own latency is not a missed run.
+ON_TIME = 5.0
 
-def schedule_name(task_id: str, job_id: str) -> str:
-    """At most 64 characters of [0-9A-Za-z-_.]: the task's start, then the whole job id, so an
-    operator finds a job's schedule by its name."""
-    task = re.sub(r"[^0-9A-Za-z_.-]", "_", task_id)[:27]
-    return f"{task}-{job_id}"
+# overlap buffer: the tick that waits for the job's execution to end looks again this often (the
+# ending path stays the engine's one room; a wait costs one message per look).
+BUFFER_POLL_SECONDS = 5
+
+SUPERSEDED = "missed: a later tick is due"
 
 
 class Scheduling:
@@ -45,6 +55,7 @@ class Scheduling:
         self._settings = settings
         self._clock = clock
         self._sleep = sleep
+        self.pausing = Pausing(jobs, schedules, queue, scheduler, clock=clock, arm=self.arm)
 
     # planning and arming ------------------------------------------------------------------------
 
@@ -53,7 +64,8 @@ class Scheduling:
         earlier schedule are ignored) and its next run. Done before the job is written."""
         spec = job.spec
         if not spec.scheduled:
-            return job.with_changes(schedule_version=None, next_run_at=None, skipped_ticks=0, last_skipped_at=None)
+            return job.with_changes(schedule_version=None, next_run_at=None, skipped_ticks=0, last_skipped_at=None,
+                                    last_skip_reason=None, paused_at=None, buffered_tick=None, buffered_at=None)
         at = self._clock()
         next_run: float | None
         if spec.cron:
@@ -64,16 +76,17 @@ class Scheduling:
             next_run = at + parse_duration(spec.start_in or "")
         return job.with_changes(schedule_version=uuid.uuid4().hex,
                                 next_run_at=None if next_run is None else round(next_run, 3),
-                                skipped_ticks=0, last_skipped_at=None)
+                                skipped_ticks=0, last_skipped_at=None, last_skip_reason=None, paused_at=None,
+                                buffered_tick=None, buffered_at=None)
 
     @staticmethod
     def _once(job: Job) -> ScheduleFiring:
         return ScheduleFiring(job.task_id, job.job_id, job.schedule_version or "", job.next_run_at or 0.0)
 
     @staticmethod
-    def _tick_of(job: Job, scheduled_at: float | None, per_tick: bool = False) -> CronTick:
+    def _tick_of(job: Job, scheduled_at: float | None, per_tick: bool = False, buffered: bool = False) -> CronTick:
         """A cron tick. Scheduler fills in the time it was due; per-tick schedules say it."""
-        return CronTick(job.task_id, job.job_id, job.schedule_version or "", scheduled_at, per_tick)
+        return CronTick(job.task_id, job.job_id, job.schedule_version or "", scheduled_at, per_tick, buffered)
 
     def arm(self, job: Job, had_schedule: bool = False) -> str | None:
         """Make the job's pending schedule fire: returns the id of the message or the schedule
@@ -87,7 +100,10 @@ class Scheduling:
         if spec.cron:
             expression = to_scheduler_cron(spec.cron)
             if expression is not None:
-                return self._scheduler.put_cron(name, expression, spec.timezone, self._tick_of(job, None))
+                return self._scheduler.put_cron(name, expression, spec.timezone, self._tick_of(job, None),
+                                                enabled=not job.paused)
+            if job.paused:
+                return None  # a tick-by-tick schedule is armed again on resume
             # Scheduler cannot say it: one one-time schedule per tick, each arming the next.
             return self._scheduler.put_one_time(name, job.next_run_at, self._tick_of(job, job.next_run_at, True))
         delay = job.next_run_at - self._clock()
@@ -106,10 +122,17 @@ class Scheduling:
 
     # firings ------------------------------------------------------------------------------------
 
-    def _new_execution(self, job: Job, scheduled_at: float) -> Execution:
-        return new_execution(job, self._clock(), placement=self._engine.placement(job.task_id),
-                             request_ip=job.request_ip, due_at=round(scheduled_at, 3),
-                             metadata={"scheduledAt": round(scheduled_at, 3)})
+    def _new_execution(self, job: Job, scheduled_at: float, due: float | None = None,
+                       **said: float) -> Execution:
+        """A run of a firing: `metadata.scheduledAt` says which tick (or one-shot time); `lateBy`
+        a run that could not fire on time and caught up, `bufferedAt` one that waited."""
+        at = self._clock()
+        late = at - (scheduled_at if due is None else due)
+        metadata: dict[str, float] = {"scheduledAt": round(scheduled_at, 3), **said}
+        if late > ON_TIME and "bufferedAt" not in said:
+            metadata["lateBy"] = round(late, 3)
+        return new_execution(job, at, placement=self._engine.placement(job.task_id), request_ip=job.request_ip,
+                             due_at=round(scheduled_at if due is None else due, 3), metadata=metadata)
 
     def _launch(self, execution: Execution, wait: Callable[[float], None] | None = None) -> None:
         """A firing is itself a jobs-queue message: the execution it made is launched in the same
@@ -136,47 +159,137 @@ class Scheduling:
         due = firing.due_at
         if self._wait(firing, due):
             return
+        late = self._clock() - due
+        if late > ON_TIME:
+            # Late (an outage, a lost firing the reconciler sent again): within the job's catch-up
+            # window it runs, else it is skipped and counted, and the one-shot is over.
+            job = self._jobs.get_job(firing.job_id)
+            if job is None or job.schedule_version != firing.version or job.paused:
+                return  # replaced, stopped, fired already, or paused (resume decides)
+            window = catchup_window(job)
+            if late > max(window, ON_TIME):
+                reason = f"missed its catch-up window ({window:g} s): {late:.0f} s late"
+                if self._schedules.take_schedule(firing.job_id, firing.version, None, tick_at=None, next_run_at=None,
+                                                 skipped=True, skip_reason=reason) is not None:
+                    self._skipped(job, due, reason)
+                return
         taken = self._schedules.take_schedule(firing.job_id, firing.version, lambda job: self._new_execution(job, due),
                                               tick_at=None, next_run_at=None)
         if taken is None or taken[1] is None:
-            return  # replaced, stopped, or fired already
+            return  # replaced, stopped, paused, or fired already
         metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
         self._launch(taken[1], wait=self._sleep)
+
+    @staticmethod
+    def _skipped(job: Job, scheduled_at: float | None, why: str) -> None:
+        logger.info("cron tick skipped" if job.spec.cron else "scheduled run skipped",
+                    extra={"job_id": job.job_id, "scheduled_at": scheduled_at, "why": why})
+        metrics.add_metric(name="ScheduledTicksSkipped", unit=MetricUnit.Count, value=1)
+
+    def _missed(self, job: Job, tick: float) -> int:
+        """Ticks before `tick` that never fired: from the job's next run (the first tick not yet
+        taken) up to it."""
+        return missed_ticks(job, tick - 0.001)[0]
 
     def _tick(self, tick: CronTick) -> None:
         if tick.scheduled_at is None:
             return  # never delivered so: Scheduler fills in the time
         scheduled_at = tick.scheduled_at
-        if self._wait(tick, scheduled_at):
-            return
         job = self._jobs.get_job(tick.job_id)
         if job is None or job.schedule_version != tick.version or not job.spec.cron:
             return
+        if tick.buffered:
+            self._run_buffered(job, scheduled_at)
+            return
+        due = fire_time(job, scheduled_at)
+        if self._wait(tick, due):
+            return  # jitter, or an early firing: it comes back at its time
+        at = self._clock()
         next_run = next_cron_run(job.spec.cron, scheduled_at, job.spec.timezone)
         running = sorted(job.active)
-        # The store decides in the write that takes the tick: forbid allows no other execution
-        # that has not ended; any policy allows at most MAX_ACTIVE_PER_JOB, so a tick that finds
-        # the job full (its executions waiting for a pool that stays full) is skipped and counted.
-        forbid = job.spec.overlap == "forbid"
+        missed = self._missed(job, scheduled_at)
+        window = catchup_window(job)
+        late = at - due
+        # A tick that could not fire on time: when a later tick is due already, only the latest
+        # one may run (never more than one late run for a series of missed ticks); past the
+        # catch-up window, none does.
+        reason = None
+        if job.paused:
+            pass  # the store counts it skipped as paused
+        elif next_run is not None and fire_time(job, next_run) <= at:
+            reason = SUPERSEDED
+        elif late > max(window, ON_TIME):
+            reason = f"missed its catch-up window ({window:g} s): {late:.0f} s late"
+        if reason is not None:
+            taken = self._schedules.take_schedule(job.job_id, tick.version, None, tick_at=scheduled_at,
+                                                  next_run_at=next_run, skipped=True, skip_reason=reason,
+                                                  missed=missed, job=job)
+            if taken is not None:
+                self._skipped(job, scheduled_at, reason)
+                self._arm_next_tick(taken[0], tick, next_run)
+            return
+        # The store decides in the write that takes the tick: forbid and buffer allow no other
+        # execution that has not ended (buffer keeps one tick waiting for it); any policy allows
+        # at most MAX_ACTIVE_PER_JOB, so a tick that finds the job full (its executions waiting
+        # for a pool that stays full) is skipped and counted. A paused job runs none.
+        overlap = job.spec.overlap
+        single = overlap in ("forbid", "buffer")
+        why = ("the previous execution still runs" if single else
+               f"the job has {self._settings.max_active_per_job} executions that have not ended")
+        if overlap == "buffer" and job.buffered_tick is not None:
+            why = "a tick is already waiting for the previous execution to end"
         taken = self._schedules.take_schedule(
-            job.job_id, tick.version, lambda current: self._new_execution(current, scheduled_at), tick_at=scheduled_at,
-            next_run_at=next_run, max_active=1 if forbid else self._settings.max_active_per_job, job=job)
+            job.job_id, tick.version, lambda current: self._new_execution(current, scheduled_at, due),
+            tick_at=scheduled_at, next_run_at=next_run, max_active=1 if single else self._settings.max_active_per_job,
+            job=job, skip_reason=why, missed=missed, buffer_at=at if overlap == "buffer" else None)
         if taken is None:
             return  # a tick taken already
-        if tick.per_tick and next_run is not None:
+        stored, execution = taken
+        self._arm_next_tick(stored, tick, next_run)
+        if execution is None:
+            if stored.buffered_tick == scheduled_at:
+                logger.info("cron tick waits for the previous execution", extra={"job_id": job.job_id,
+                                                                                  "scheduled_at": scheduled_at})
+            else:
+                self._skipped(job, scheduled_at, "paused" if stored.paused else why)
+            if stored.buffered_tick is not None:  # (again, should the waiting tick's own look be lost)
+                self._queue.send(self._tick_of(job, stored.buffered_tick, buffered=True),
+                                 delay_seconds=BUFFER_POLL_SECONDS)
+            return
+        if overlap == "replace":
+            for execution_id in running:
+                current = self._executions.get_execution(job.job_id, execution_id)
+                if current is not None:
+                    self._engine.ending.stop(current, reason="replaced by the next cron tick")
+        metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
+        self._launch(execution)
+
+    def _arm_next_tick(self, job: Job, tick: CronTick, next_run: float | None) -> None:
+        """A tick-by-tick schedule arms the next tick (none while the job is paused: resume does)."""
+        if tick.per_tick and next_run is not None and not job.paused:
             self._scheduler.put_one_time(schedule_name(job.task_id, job.job_id), next_run,
                                          self._tick_of(job, next_run, per_tick=True))
-        if taken[1] is None:
-            why = ("the previous execution still runs" if forbid else
-                   f"the job has {self._settings.max_active_per_job} executions that have not ended")
-            logger.info("cron tick skipped", extra={"job_id": job.job_id, "scheduled_at": scheduled_at, "why": why})
-            metrics.add_metric(name="ScheduledTicksSkipped", unit=MetricUnit.Count, value=1)
+
+    def _run_buffered(self, job: Job, scheduled_at: float) -> None:
+        """overlap buffer: the waiting tick runs once the job has no execution that has not ended
+        (and is dropped, counted, if the job was paused meanwhile); until then it looks again."""
+        if job.buffered_tick != scheduled_at:
+            return  # ran, or dropped, already
+        if job.active and not job.paused:
+            self._queue.send(self._tick_of(job, scheduled_at, buffered=True), delay_seconds=BUFFER_POLL_SECONDS)
             return
-        if job.spec.overlap == "replace":
-            for execution_id in running:
-                execution = self._executions.get_execution(job.job_id, execution_id)
-                if execution is not None:
-                    self._engine.ending.stop(execution, reason="replaced by the next cron tick")
+        waited = job.buffered_at if job.buffered_at is not None else scheduled_at
+        taken = self._schedules.take_buffered(
+            job.job_id, job.schedule_version or "", scheduled_at,
+            lambda current: self._new_execution(current, scheduled_at, bufferedAt=round(waited, 3)))
+        if taken is None:
+            current = self._jobs.get_job(job.job_id)
+            if current is not None and current.buffered_tick == scheduled_at:  # an execution started meanwhile
+                self._queue.send(self._tick_of(job, scheduled_at, buffered=True), delay_seconds=BUFFER_POLL_SECONDS)
+            return
+        if taken[1] is None:
+            self._skipped(job, scheduled_at, "paused")
+            return
         metrics.add_metric(name="ScheduledRuns", unit=MetricUnit.Count, value=1)
         self._launch(taken[1])
 
@@ -214,9 +327,18 @@ class Scheduling:
     def _repair(self, job: Job) -> None:
         if job.next_run_at is None or job.schedule_version is None:
             return
+        if job.paused:
+            self.pausing.repair(job)
+            return
         if job.spec.cron:
+            at = self._clock()
+            if fire_time(job, job.next_run_at) + self._settings.reconcile_grace_seconds > at:
+                return  # its jitter holds it back: not overdue yet
+            # The latest tick due (the earlier ones it counts as missed): one late run at most.
+            _, latest = ticks_between(job.spec.cron, job.next_run_at, at, job.spec.timezone)
+            tick = latest if latest is not None else job.next_run_at
             per_tick = to_scheduler_cron(job.spec.cron) is None
-            self._queue.send(self._tick_of(job, job.next_run_at, per_tick=per_tick))
+            self._queue.send(self._tick_of(job, tick, per_tick=per_tick))
             if not per_tick:
                 self.arm(job)  # a tick-by-tick schedule is armed by the tick it fires
         else:

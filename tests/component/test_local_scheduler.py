@@ -93,6 +93,19 @@ def test_a_cron_schedule_fires_on_its_ticks_in_its_time_zone_with_the_time_fille
     assert local.scheduler.next_fire("task-job") == epoch("2026-03-30T09:30:00", "Europe/Paris")
 
 
+def test_a_disabled_cron_schedule_fires_nothing_and_fires_again_from_now_once_enabled(local: Local,
+                                                                                      clock: Clock) -> None:
+    local.scheduler.put_cron("task-job", "cron(0 * * * ? *)", None, TICK, enabled=False)
+    assert local.scheduler.is_enabled("task-job") is False
+    clock.at += 3 * 3600
+    assert local.scheduler.fire_due() == 0 and local.sent() == []
+
+    local.scheduler.put_cron("task-job", "cron(0 * * * ? *)", None, TICK)
+
+    assert local.scheduler.is_enabled("task-job") is True and local.scheduler.is_enabled("other") is None
+    assert local.scheduler.next_fire("task-job") == epoch("2026-03-28T16:00:00")  # the hours it missed are gone
+
+
 def test_weekdays_count_from_sunday_as_scheduler_counts_them(local: Local, clock: Clock) -> None:
     local.scheduler.put_cron("task-job", "cron(0 8 ? * 2 *)", None, TICK)  # 2: Monday
     assert local.scheduler.next_fire("task-job") == epoch("2026-03-30T08:00:00")

@@ -85,13 +85,26 @@ def test_a_cron_scheduler_cannot_say_is_scheduled_tick_by_tick(api, runner, sche
     assert message["perTick"] is True
     from chalicelib.domain.schedule import next_cron_run
 
-    last_friday = next_cron_run("0 0 * * 5", time.time() - 8 * 86400)  # a tick in the past
-    message["scheduledAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_friday))
+    due = float(int(time.time()) - 1)  # as the one-time schedule delivers it: the tick's own time
+    message["scheduledAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
     fire(sqs, aws, message)
     assert len(runner.runs) == 1
     rearmed = json.loads(schedules(scheduler)[f"t-{created['jobId']}"]["Target"]["Input"])
-    expected = next_cron_run("0 0 13 * 5", last_friday)
+    expected = next_cron_run("0 0 13 * 5", due)
     assert rearmed["scheduledAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expected))
+
+
+def test_a_tick_a_week_late_is_skipped_and_counted_not_run(api, runner, scheduler, sqs, aws):
+    from chalicelib.domain.schedule import next_cron_run
+
+    created = api.post("/tasks/t", {**JOB, "cron": "0 0 * * 5"}).json
+    last_friday = next_cron_run("0 0 * * 5", time.time() - 8 * 86400)
+    fire(sqs, aws, {"kind": "tick", "taskId": "t", "jobId": created["jobId"], "version": _version(aws, created["jobId"]),
+                    "scheduledAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_friday)), "perTick": False})
+    shown = job(api, created)["schedule"]
+    assert runner.runs == []
+    assert (shown["skippedTicks"], shown["lastSkippedAt"]) == (1, last_friday)
+    assert shown["lastSkipReason"].startswith("missed")
 
 
 def test_a_firing_is_taken_once_and_launches_at_once(api, runner, sqs, aws):
@@ -120,15 +133,20 @@ def test_a_stale_firing_is_dropped(api, runner, sqs, aws):
     assert runner.runs == []
 
 
+# Ticks a test sends a few seconds apart, each on time: a cron whose next tick is far away, so no
+# tick is superseded by a later one due already (see the catch-up tests).
+YEARLY = "0 0 1 1 *"
+
+
 def tick(created, version, seconds_ago: float) -> dict:
     return {"kind": "tick", "taskId": created["taskId"], "jobId": created["jobId"], "version": version,
             "scheduledAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))}
 
 
 def test_each_tick_runs_once_and_older_ticks_are_dropped(api, runner, sqs, aws):
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY}).json
     version = _version(aws, created["jobId"])
-    two_ago, one_ago, three_ago = (tick(created, version, s) for s in (120, 60, 180))
+    two_ago, one_ago, three_ago = (tick(created, version, s) for s in (2, 1, 3))
     fire(sqs, aws, two_ago)
     fire(sqs, aws, two_ago)  # duplicate delivery
     fire(sqs, aws, one_ago)
@@ -138,21 +156,21 @@ def test_each_tick_runs_once_and_older_ticks_are_dropped(api, runner, sqs, aws):
 
 
 def test_overlap_forbid_skips_a_tick_while_one_runs(api, runner, sqs, aws):
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *", "overlap": "forbid"}).json
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY, "overlap": "forbid"}).json
     version = _version(aws, created["jobId"])
-    fire(sqs, aws, tick(created, version, 120))
-    fire(sqs, aws, tick(created, version, 60))
+    fire(sqs, aws, tick(created, version, 2))
+    fire(sqs, aws, tick(created, version, 1))
     details = job(api, created)
     assert details["executionCount"] == 1
     assert details["schedule"]["skippedTicks"] == 1 and details["schedule"]["lastSkippedAt"] is not None
 
 
 def test_overlap_replace_stops_the_running_one(api, runner, sqs, aws):
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *", "overlap": "replace"}).json
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY, "overlap": "replace"}).json
     version = _version(aws, created["jobId"])
-    fire(sqs, aws, tick(created, version, 120))
+    fire(sqs, aws, tick(created, version, 2))
     first = runner.runs[0][0]
-    fire(sqs, aws, tick(created, version, 60))
+    fire(sqs, aws, tick(created, version, 1))
     assert [arn for arn, _ in runner.stopped] == [runner.tasks[first]]
     executions = job(api, created)["executions"]
     assert [e["status"] for e in executions] == ["pulling", "stopped"]
@@ -174,11 +192,11 @@ def test_a_cron_job_on_a_full_pool_keeps_at_most_its_limit_of_executions_and_cou
     api.post("/tasks/other", {"image": "ubuntu", "command": "sleep 600"})  # holds the pool's one slot
     while deliver_once(sqs, aws["JOBS_QUEUE_URL"], app_module.dispatch_jobs):
         pass
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY}).json
     version = _version(aws, created["jobId"])
 
     for minutes_ago in range(6, 0, -1):  # six ticks; each finds the pool full
-        fire(sqs, aws, tick(created, version, 60 * minutes_ago))
+        fire(sqs, aws, tick(created, version, minutes_ago))
 
     details = job(api, created)
     assert details["executionCount"] == 3 and len(runner.runs) == 1  # the other job's, alone
@@ -203,19 +221,19 @@ def test_put_replaces_the_schedule(api, runner, scheduler, sqs, aws):
 
 
 def test_stopping_a_cron_job_deletes_its_schedule_and_later_ticks_run_nothing(api, runner, scheduler, sqs, aws):
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY}).json
     version = _version(aws, created["jobId"])
-    fire(sqs, aws, tick(created, version, 120))
+    fire(sqs, aws, tick(created, version, 2))
     assert api.post(f"/tasks/t/jobs/{created['jobId']}/stop").status_code == 200
     assert schedules(scheduler) == {}
-    fire(sqs, aws, tick(created, version, 60))
+    fire(sqs, aws, tick(created, version, 1))
     assert len(runner.runs) == 1
     assert job(api, created)["schedule"]["pending"] is False
 
 
 def test_stopping_an_execution_leaves_the_schedule(api, runner, scheduler, sqs, aws):
-    created = api.post("/tasks/t", {**JOB, "cron": "* * * * *"}).json
-    fire(sqs, aws, tick(created, _version(aws, created["jobId"]), 60))
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY}).json
+    fire(sqs, aws, tick(created, _version(aws, created["jobId"]), 1))
     execution = job(api, created)["executions"][0]
     assert api.post(execution["url"].replace("http://fastlane.test", "") + "/stop").status_code == 200
     assert len(schedules(scheduler)) == 1 and job(api, created)["schedule"]["pending"] is True
@@ -238,7 +256,8 @@ def test_bad_schedules_are_400_and_store_nothing(api, runner, scheduler, sqs, aw
 
 
 @pytest.mark.parametrize(("payload", "kind"), [({"cron": "* * * * *"}, "tick"),
-                                               ({"startAt": int(time.time()) + 86400}, "schedule")])
+                                               ({"startAt": int(time.time()) + 86400, "catchupWindow": 3600},
+                                                "schedule")])
 def test_the_reconciler_hands_an_overdue_firing_to_the_jobs_queue_and_launches_nothing(
         api, runner, sqs, aws, payload, kind):
     """The reconciler's role may not run tasks: the dispatcher launches what it repairs, as it

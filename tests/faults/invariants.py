@@ -280,6 +280,86 @@ def launches_use_frozen_parameters(sim: Simulation) -> Iterator[Violation]:
                             f"ran {launched}")
 
 
+# schedules: pause, ticks taken once, the catch-up window, overlap buffer -------------------------
+
+ON_TIME = 5.0  # services/scheduling.ON_TIME: a run this late is on time
+SLACK = 1.0  # the clock may move within one handling (a sleep, a fault's delay)
+DEFAULT_WINDOW = 60.0  # payload.DEFAULT_CATCHUP_WINDOW
+
+
+def _runs(sim: Simulation, job_id: str) -> list[Execution]:
+    """The job's executions its schedule made (a tick, a one-shot firing, a waiting tick), oldest first."""
+    return [e for e in sim.report["executions"].get(job_id, []) if "scheduledAt" in e.metadata]
+
+
+def paused_jobs_fire_nothing(sim: Simulation) -> Iterator[Violation]:
+    for job_id in sim.ledger.pauses:
+        for start, end in sim.ledger.paused_intervals(job_id):
+            for execution in _runs(sim, job_id):
+                if start < execution.created_at < end:
+                    yield Violation("a paused job fires nothing while paused",
+                                    f"job {_short(job_id)}: execution {_short(execution.execution_id)} of the tick "
+                                    f"{execution.metadata['scheduledAt'] - start:+.0f} s from the pause was created "
+                                    f"{execution.created_at - start:.0f} s into a pause that lasted {end - start:.0f} s")
+
+
+def no_tick_runs_twice(sim: Simulation) -> Iterator[Violation]:
+    for job_id, specs in sim.ledger.specs.items():
+        if len(specs) != 1:
+            continue  # a PUT: another schedule, whose ticks may fall at the same times
+        for tick, count in Counter(e.metadata["scheduledAt"] for e in _runs(sim, job_id)).items():
+            if count > 1:
+                yield Violation("no tick runs twice", f"job {_short(job_id)}: the tick {tick - sim.clock.value:+.0f} s "
+                                                      f"from the end ran {count} times")
+
+
+def missed_ticks_obey_the_window(sim: Simulation) -> Iterator[Violation]:
+    """A run that could not fire on time runs within the job's catch-up window, and at most one
+    late run per series of missed ticks: a later late run's tick came due after the earlier ran."""
+    name = "missed ticks obey the catch-up window, one late run per gap"
+    for job_id, specs in sim.ledger.specs.items():
+        spec = specs[0][1]
+        window = DEFAULT_WINDOW if spec.catchup_window is None else float(spec.catchup_window)
+        late_runs = []
+        for execution in _runs(sim, job_id):
+            if "bufferedAt" in execution.metadata:
+                continue  # waited on purpose (overlap buffer)
+            due = execution.due_at if execution.due_at is not None else execution.metadata["scheduledAt"]
+            late = execution.created_at - due
+            if late > max(window, ON_TIME) + SLACK:
+                yield Violation(name, f"job {_short(job_id)}: execution {_short(execution.execution_id)} ran "
+                                      f"{late:.0f} s late, past its window of {window:g} s")
+            if late > ON_TIME:
+                late_runs.append((execution, due))
+        for (first, _), (second, due) in zip(late_runs, late_runs[1:], strict=False):
+            if due < first.created_at - SLACK:
+                yield Violation(name, f"job {_short(job_id)}: late runs {_short(first.execution_id)} and "
+                                      f"{_short(second.execution_id)} belong to one gap (the second's tick was due "
+                                      f"{first.created_at - due:.0f} s before the first ran)")
+
+
+def buffer_keeps_one_waiting_tick(sim: Simulation) -> Iterator[Violation]:
+    """overlap buffer: a waiting tick runs once every execution of the job has ended, and two
+    ticks never wait at once."""
+    name = "overlap buffer keeps at most one waiting tick, run after the previous execution ends"
+    for job_id, specs in sim.ledger.specs.items():
+        if specs[0][1].overlap != "buffer":
+            continue
+        executions = sim.report["executions"].get(job_id, [])
+        waited = [e for e in executions if "bufferedAt" in e.metadata]
+        for run in waited:
+            for other in executions:
+                if other.created_at < run.created_at and (other.finished_at is None
+                                                          or other.finished_at > run.created_at + SLACK):
+                    yield Violation(name, f"job {_short(job_id)}: waiting tick run {_short(run.execution_id)} "
+                                          f"started while {_short(other.execution_id)} had not ended")
+        spans = sorted((e.metadata["bufferedAt"], e.created_at) for e in waited)
+        for (_, first_end), (second_start, _) in zip(spans, spans[1:], strict=False):
+            if second_start < first_end - SLACK:
+                yield Violation(name, f"job {_short(job_id)}: two ticks waited at once "
+                                      f"({first_end - second_start:.0f} s together)")
+
+
 def no_call_refused(sim: Simulation) -> Iterator[Violation]:
     """A call the function's deployed role would refuse (tests/iam.py), once per distinct refusal."""
     for refusal, count in Counter(sim.iam_refusals).items():
@@ -290,7 +370,8 @@ CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
     every_job_ends_final, one_container_per_execution, containers_stop_in_time, pools_count_their_holders,
     pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
     outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters,
-    status_counts_are_the_truth, no_call_refused)
+    status_counts_are_the_truth, paused_jobs_fire_nothing, no_tick_runs_twice, missed_ticks_obey_the_window,
+    buffer_keeps_one_waiting_tick, no_call_refused)
 
 
 def check(sim: Simulation) -> list[Violation]:

@@ -40,6 +40,8 @@ class Ledger:
     retried: dict[str, list[float]] = field(default_factory=dict)  # new executions a client asked for
     stopped: dict[str, list[float]] = field(default_factory=dict)  # stop_job answered success
     marked_stopped: set[str] = field(default_factory=set)  # set_job_stopped(True) took effect
+    pauses: dict[str, list[float]] = field(default_factory=dict)  # pause_job answered success (in effect since)
+    resumes: dict[str, list[float]] = field(default_factory=dict)  # resume_job first tried (not in effect before)
     received: list[Received] = field(default_factory=list)
     mails: list[tuple[float, str, str]] = field(default_factory=list)  # (at, execution id, event)
 
@@ -79,6 +81,12 @@ class Ledger:
             if since <= execution.created_at:
                 found = spec
         return found
+
+    def paused_intervals(self, job_id: str) -> list[tuple[float, float]]:
+        """When the job was surely paused: from a pause's answer to the next resume's first try."""
+        resumes = sorted(self.resumes.get(job_id, []))
+        return [(pause, next((moment for moment in resumes if moment > pause), float("inf")))
+                for pause in sorted(self.pauses.get(job_id, []))]
 
     def disturbed(self, job_id: str) -> bool:
         """A client changed the job's course: stopped, replaced or retried it."""

@@ -308,6 +308,13 @@ class Simulation:
                     self.ledger.stopped.setdefault(job_id, []).append(self.clock.value)
                 elif action.kind == "retry":
                     service.retry_job(service.job(task_id, job_id))
+                elif action.kind == "pause":
+                    service.pause_job(service.job(task_id, job_id))
+                    self.ledger.pauses.setdefault(job_id, []).append(self.clock.value)  # in effect by now
+                elif action.kind == "resume":
+                    # Not in effect before its first attempt, whatever the answers.
+                    self.ledger.resumes.setdefault(job_id, []).append(START + action.at)
+                    service.resume_job(service.job(task_id, job_id))
         except EXPECTED_REFUSALS as refused:
             self.plan.note(f"client {action.kind} plan {action.plan} refused: {refused}")
         except (Exception, HandlerKilled) as error:  # noqa: BLE001 - a 5xx or no answer: the client tries again

@@ -30,7 +30,7 @@ class Action:
     """One client request at `at` (seconds after the workload starts)."""
 
     at: float
-    kind: str  # post, put, stop, retry
+    kind: str  # post, put, stop, retry, pause, resume
     plan: int
     payload: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +66,28 @@ def _changed(rng: random.Random, payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "image": f"sim/worker:put-{rng.randint(1, 9)}", "envs": {"RUN": f"put-{rng.randint(1, 9)}"}}
 
 
+def _schedule_policies(rng: random.Random, *, jitter: bool = False) -> dict[str, Any]:
+    """A catch-up window some of the time, and (cron) a jitter: runs that could not fire on time
+    (a lost firing, a throttled queue, a pause) run late within the window, else are counted."""
+    fields: dict[str, Any] = {}
+    if rng.random() < 0.5:
+        fields["catchupWindow"] = rng.choice([0, 20, 60, 300])
+    if jitter and rng.random() < 0.3:
+        fields["jitter"] = rng.randint(1, 45)
+    return fields
+
+
+def _pauses(rng: random.Random, plan: int, at: float, chance: float = 0.4) -> list[Action]:
+    """Some of the time, the job is paused a while after its post, and most of those resumed later."""
+    if rng.random() >= chance:
+        return []
+    paused = round(at + rng.uniform(5, 300), 3)
+    actions = [Action(paused, "pause", plan)]
+    if rng.random() < 0.8:
+        actions.append(Action(round(paused + rng.uniform(20, 240), 3), "resume", plan))
+    return actions
+
+
 def build(rng: random.Random, *, jobs: tuple[int, int], duration: tuple[float, float], start: float) -> Workload:
     """Between `jobs` posts over `duration` seconds, each of a kind drawn at random; `start` is
     the virtual time the workload starts at (expirations are absolute)."""
@@ -78,7 +100,7 @@ def build(rng: random.Random, *, jobs: tuple[int, int], duration: tuple[float, f
         task = f"{rng.choice(['narrow', 'wide'])}-{rng.randint(1, 3)}"
         at = round(rng.uniform(0, length * 0.8), 3)
         kind = rng.choice(["succeeds", "succeeds", "fails", "fails", "times-out", "stopped", "expires", "later",
-                           "cron", "put", "retried", "policy"])
+                           "cron", "cron", "put", "retried", "policy"])
         retries = rng.randint(0, 2)
         timeout = rng.randint(30, 120)
         if kind == "fails":
@@ -95,11 +117,14 @@ def build(rng: random.Random, *, jobs: tuple[int, int], duration: tuple[float, f
                                expiration=round(start + at + rng.uniform(1, 40), 3))
         elif kind == "later":
             payload = _payload(rng, plan, _behaviour(rng, exit_code=rng.choice([0, 1]), low=5, high=60),
-                               startIn=f"{rng.randint(5, 300)}s", retries=retries)
+                               startIn=f"{rng.randint(5, 300)}s", retries=retries, **_schedule_policies(rng))
+            actions += _pauses(rng, plan, at, chance=0.15)
         elif kind == "cron":
             payload = _payload(rng, plan, _behaviour(rng, exit_code=rng.choice([0, 0, 1]), low=5, high=100),
-                               cron=CRON_EVERY_MINUTE, overlap=rng.choice(["allow", "forbid", "replace"]))
+                               cron=CRON_EVERY_MINUTE, overlap=rng.choice(["allow", "forbid", "replace", "buffer"]),
+                               **_schedule_policies(rng, jitter=True))
             actions.append(Action(round(at + rng.uniform(90, 600), 3), "stop", plan))
+            actions += _pauses(rng, plan, at, chance=0.6)
         elif kind == "put":
             delayed = rng.random() < 0.5
             payload = _payload(rng, plan, _behaviour(rng, exit_code=0, low=5, high=60),

@@ -76,3 +76,39 @@ def test_a_stopped_cron_job_runs_no_more(runtime):
         assert len(executions(runtime, created)) == count
         time.sleep(0.5)
     assert runtime.get(runtime.path(created["jobUrl"])).json()["job"]["schedule"]["pending"] is False
+
+
+def test_a_paused_cron_job_runs_nothing_until_resumed(runtime):
+    created = runtime.post("/tasks/sched-pause", {"image": "ubuntu", "command": "echo tick",
+                                                  "cron": "* * * * *"}).json()
+    url = runtime.path(created["jobUrl"])
+    wait_until(lambda: len(executions(runtime, created)) >= 1, timeout=30, interval=0.5, what="a first tick")
+
+    paused = runtime.post(url + "/pause").json()["schedule"]
+    seen = len(executions(runtime, created))
+    time.sleep(3 * TICK)
+
+    assert paused["paused"] is True and paused["nextRuns"] == []
+    assert len(executions(runtime, created)) == seen
+    resumed = runtime.post(url + "/resume").json()["schedule"]
+    assert resumed["paused"] is False and len(resumed["nextRuns"]) == 5
+    wait_until(lambda: len(executions(runtime, created)) > seen, timeout=30, interval=0.5, what="a tick after resume")
+    runtime.post(url + "/stop")
+
+
+def test_run_now_runs_a_scheduled_job_at_once_and_keeps_its_schedule(runtime):
+    created = runtime.post("/tasks/sched-now", {"image": "ubuntu", "command": "echo now",
+                                                "startAt": time.time() + 86400}).json()
+    ran = runtime.post(runtime.path(created["jobUrl"]) + "/retry").json()
+
+    assert runtime.wait_for_execution(ran["executionUrl"], FINAL)["status"] == "done"
+    job = runtime.get(runtime.path(created["jobUrl"])).json()["job"]
+    assert job["schedule"]["pending"] is True and job["executions"][0]["metadata"] == {"runNow": True}
+
+
+def test_pause_of_a_job_without_a_schedule_is_a_409_naming_it(runtime):
+    created = runtime.post("/tasks/sched-409", {"image": "ubuntu", "command": "true"}).json()
+
+    refused = runtime.post(runtime.path(created["jobUrl"]) + "/pause")
+
+    assert refused.status_code == 409 and created["jobId"] in refused.json()["error"]

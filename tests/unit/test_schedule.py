@@ -103,3 +103,38 @@ def test_a_day_no_month_has_is_not_a_cron():
 
     with pytest.raises(ValueError):
         validate_cron("0 0 30 2 *")
+
+
+# jitter, missed ticks and next runs ------------------------------------------------------------
+
+
+def test_a_ticks_jitter_offset_is_in_its_range_and_the_same_for_every_copy() -> None:
+    from chalicelib.domain.schedule import jitter_offset
+
+    offsets = [jitter_offset("job", "v1", 1_800_000_000.0 + 60 * n, 30) for n in range(200)]
+
+    assert all(0 <= offset < 30 for offset in offsets) and len(set(offsets)) > 100
+    assert jitter_offset("job", "v1", 1_800_000_000.0, 30) == offsets[0]
+    assert jitter_offset("job", "v1", 1_800_000_000.0, 0) == 0.0
+
+
+def test_ticks_between_counts_both_ends_and_says_the_latest() -> None:
+    from chalicelib.domain.schedule import ticks_between
+
+    assert ticks_between("* * * * *", 1_800_000_000.0, 1_800_000_000.0 + 300) == (6, 1_800_000_300.0)
+    assert ticks_between("0 0 1 1 *", 1_800_000_000.0, 1_800_000_100.0) == (0, None)
+
+
+def test_next_runs_follow_the_daylight_saving_rule() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from chalicelib.domain.schedule import next_runs
+
+    paris = ZoneInfo("Europe/Paris")
+    after = datetime(2026, 3, 27, 12, tzinfo=paris).timestamp()
+
+    runs = next_runs("30 2 * * *", after, "Europe/Paris")
+
+    days = [datetime.fromtimestamp(run, paris).strftime("%m-%d %H:%M") for run in runs]
+    assert days == ["03-28 02:30", "03-30 02:30", "03-31 02:30", "04-01 02:30", "04-02 02:30"]  # 29th: skipped

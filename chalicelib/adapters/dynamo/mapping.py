@@ -33,7 +33,8 @@ def job_from_item(item: Any) -> Job:
                   active=frozenset(values["active"] or ()), stopped=bool(values["stopped"]),
                   next_run_at=_number(values["next_run_at"]), last_tick=_number(values["last_tick"]),
                   skipped_ticks=int(values["skipped_ticks"] or 0),
-                  last_skipped_at=_number(values["last_skipped_at"]))
+                  last_skipped_at=_number(values["last_skipped_at"]), paused_at=_number(values["paused_at"]),
+                  buffered_tick=_number(values["buffered_tick"]), buffered_at=_number(values["buffered_at"]))
     return Job(**values)
 
 

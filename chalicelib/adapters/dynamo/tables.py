@@ -145,6 +145,10 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         last_tick = NumberAttribute(null=True, attr_name="lastTick")
         skipped_ticks = NumberAttribute(default=0, attr_name="skippedTicks")
         last_skipped_at = NumberAttribute(null=True, attr_name="lastSkippedAt")
+        last_skip_reason = UnicodeAttribute(null=True, attr_name="lastSkipReason")
+        paused_at = NumberAttribute(null=True, attr_name="pausedAt")
+        buffered_tick = NumberAttribute(null=True, attr_name="bufferedTick")
+        buffered_at = NumberAttribute(null=True, attr_name="bufferedAt")
         by_task = JobsByTask()
         by_next_run = ScheduledJobs()
 

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_tick REAL,
     skipped_ticks INTEGER NOT NULL,
     last_skipped_at REAL,
+    last_skip_reason TEXT,
+    paused_at REAL,
+    buffered_tick REAL,
+    buffered_at REAL,
     UNIQUE (task_id, seq)
 ) STRICT;
 """

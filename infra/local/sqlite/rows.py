@@ -53,7 +53,7 @@ def task_of(row: sqlite3.Row) -> Task:
 
 JOB_COLUMNS = ("job_id", "task_id", "seq", "created_at", "last_modified_at", "spec", "request_ip",
                "execution_count", "retry_count", "stopped", "schedule_version", "next_run_at", "last_tick",
-               "skipped_ticks", "last_skipped_at")
+               "skipped_ticks", "last_skipped_at", "last_skip_reason", "paused_at", "buffered_tick", "buffered_at")
 
 
 def job_values(job: Job) -> dict[str, Any]:
@@ -64,6 +64,8 @@ def job_values(job: Job) -> dict[str, Any]:
         "execution_count": job.execution_count, "retry_count": job.retry_count, "stopped": int(job.stopped),
         "schedule_version": job.schedule_version, "next_run_at": job.next_run_at, "last_tick": job.last_tick,
         "skipped_ticks": job.skipped_ticks, "last_skipped_at": job.last_skipped_at,
+        "last_skip_reason": job.last_skip_reason, "paused_at": job.paused_at, "buffered_tick": job.buffered_tick,
+        "buffered_at": job.buffered_at,
     }
 
 
@@ -74,7 +76,8 @@ def job_of(row: sqlite3.Row, active: Iterable[str]) -> Job:
         execution_count=row["execution_count"], retry_count=row["retry_count"], seq=row["seq"],
         active=frozenset(active), stopped=bool(row["stopped"]), schedule_version=row["schedule_version"],
         next_run_at=row["next_run_at"], last_tick=row["last_tick"], skipped_ticks=row["skipped_ticks"],
-        last_skipped_at=row["last_skipped_at"],
+        last_skipped_at=row["last_skipped_at"], last_skip_reason=row["last_skip_reason"], paused_at=row["paused_at"],
+        buffered_tick=row["buffered_tick"], buffered_at=row["buffered_at"],
     )
 
 

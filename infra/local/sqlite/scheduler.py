@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS scheduler_schedules (
     zone TEXT NOT NULL,
     body TEXT NOT NULL,
     next_fire REAL,
+    enabled INTEGER NOT NULL DEFAULT 1,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scheduler_schedules_due ON scheduler_schedules (next_fire);
@@ -59,24 +60,29 @@ class SqliteScheduler:
     def put_one_time(self, name: str, moment: float, message: ScheduleFiring | CronTick) -> str:
         return self._put(name, AT, "UTC", encode(message), moment)
 
-    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick) -> str:
+    def put_cron(self, name: str, expression: str, zone: str | None, message: CronTick, *, enabled: bool = True) -> str:
         from_scheduler_cron(expression)  # refuses what Scheduler (or this stand-in) cannot fire
         at = self._clock()
         due = at + self._cron_tick if self._cron_tick else first_fire(expression, zone or "UTC", at)
-        return self._put(name, expression, zone or "UTC", encode(message), due)
+        return self._put(name, expression, zone or "UTC", encode(message), due, enabled)
+
+    def is_enabled(self, name: str) -> bool | None:
+        with self._db.read() as connection:
+            row = connection.execute("SELECT enabled FROM scheduler_schedules WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bool(row[0])
 
     def delete(self, name: str) -> None:
         with self._db.write() as connection:
             connection.execute("DELETE FROM scheduler_schedules WHERE name = ?", (name,))
 
-    def _put(self, name: str, expression: str, zone: str, body: str, due: float | None) -> str:
+    def _put(self, name: str, expression: str, zone: str, body: str, due: float | None, enabled: bool = True) -> str:
         with self._db.write() as connection:
             connection.execute(
-                "INSERT INTO scheduler_schedules (name, expression, zone, body, next_fire, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET expression = excluded.expression,"
+                "INSERT INTO scheduler_schedules (name, expression, zone, body, next_fire, enabled, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET expression = excluded.expression,"
                 " zone = excluded.zone, body = excluded.body, next_fire = excluded.next_fire,"
-                " updated_at = excluded.updated_at",
-                (name, expression, zone, body, due, self._clock()))
+                " enabled = excluded.enabled, updated_at = excluded.updated_at",
+                (name, expression, zone, body, due, int(enabled), self._clock()))
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
@@ -96,7 +102,7 @@ class SqliteScheduler:
         fired = 0
         with self._db.write() as connection:
             rows = connection.execute("SELECT name, expression, zone, body, next_fire FROM scheduler_schedules"
-                                      " WHERE next_fire IS NOT NULL AND next_fire <= ? ORDER BY next_fire",
+                                      " WHERE enabled AND next_fire IS NOT NULL AND next_fire <= ? ORDER BY next_fire",
                                       (at,)).fetchall()
             for name, expression, zone, body, due in rows:
                 if expression == AT:
@@ -126,7 +132,7 @@ class SqliteScheduler:
 
     def _earliest(self) -> float | None:
         with self._db.read() as connection:
-            row = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules").fetchone()
+            row = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules WHERE enabled").fetchone()
         return None if row is None else row[0]
 
     def _run(self) -> None:

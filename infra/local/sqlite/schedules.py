@@ -26,22 +26,43 @@ class SqliteSchedules:
 
     def take_schedule(self, job_id: str, version: str, make: MakeExecution | None, *, tick_at: float | None,
                       next_run_at: float | None, skipped: bool = False, max_active: int | None = None,
-                      job: Job | None = None) -> tuple[Job, Execution | None] | None:
+                      job: Job | None = None, skip_reason: str | None = None, missed: int = 0,
+                      buffer_at: float | None = None) -> tuple[Job, Execution | None] | None:
         with self._db.write() as connection:  # read inside the write: the caller's `job` saves nothing here
             job = rows.load_job(connection, job_id)
             if job is None or job.schedule_version != version:
                 return None
+            if tick_at is None and job.paused:
+                return None  # a paused one-shot stays pending
             if tick_at is not None and job.last_tick is not None and tick_at <= job.last_tick:
                 return None
-            if make is not None and tick_at is not None and max_active is not None and len(job.active) >= max_active:
-                make, skipped = None, True  # the job is full: the tick is counted, not run
             changed: dict[str, Any]
             if tick_at is None:  # a one-shot: the schedule is over
                 changed = {"schedule_version": None, "next_run_at": None}
             else:
                 changed = {"last_tick": tick_at, "next_run_at": next_run_at}
+            skips = missed
+            if missed:
+                changed |= {"last_skipped_at": tick_at, "last_skip_reason": "missed"}
+            if make is not None and tick_at is not None and job.paused:
+                make, skipped, skip_reason = None, True, "paused"
+                changed["next_run_at"] = job.next_run_at
+            elif make is not None and tick_at is not None and max_active is not None and len(job.active) >= max_active:
+                if buffer_at is not None and job.buffered_tick is None:
+                    make = None  # overlap buffer: the tick waits for the job's execution to end
+                    changed |= {"buffered_tick": tick_at, "buffered_at": buffer_at}
+                else:
+                    make, skipped = None, True  # the job is full: the tick is counted, not run
+            if make is not None and job.buffered_tick is not None:
+                changed |= {"buffered_tick": None, "buffered_at": None}  # replaced by this later tick
+                skips += 1
+                changed |= {"last_skipped_at": job.buffered_tick, "last_skip_reason": "a later tick ran first"}
             if skipped:
-                changed |= {"skipped_ticks": job.skipped_ticks + 1, "last_skipped_at": tick_at}
+                skips += 1
+                changed |= {"last_skipped_at": tick_at if tick_at is not None else job.next_run_at,
+                            "last_skip_reason": skip_reason or "busy"}
+            if skips:
+                changed["skipped_ticks"] = job.skipped_ticks + skips
             connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
                                [*changed.values(), job_id])
             taken = job.with_changes(**changed)
@@ -51,13 +72,65 @@ class SqliteSchedules:
                 taken = taken.with_changes(execution_count=added.seq, active=taken.active | {added.execution_id})
         return taken, added
 
+    def take_buffered(self, job_id: str, version: str, tick_at: float, make: MakeExecution | None,
+                      skip_reason: str | None = None) -> tuple[Job, Execution | None] | None:
+        with self._db.write() as connection:
+            job = rows.load_job(connection, job_id)
+            if job is None or job.schedule_version != version or job.buffered_tick != tick_at:
+                return None
+            if job.paused:
+                make, skip_reason = None, "paused"
+            if make is not None and job.active:
+                return None  # still running: the tick waits on
+            changed: dict[str, Any] = {"buffered_tick": None, "buffered_at": None}
+            if make is None:
+                changed |= {"skipped_ticks": job.skipped_ticks + 1, "last_skipped_at": tick_at,
+                            "last_skip_reason": skip_reason or "dropped"}
+            connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
+                               [*changed.values(), job_id])
+            taken = job.with_changes(**changed)
+            added = None
+            if make is not None:
+                added = rows.add_execution(connection, taken, make(job))
+                taken = taken.with_changes(execution_count=added.seq, active=taken.active | {added.execution_id})
+        return taken, added
+
+    def pause_schedule(self, job_id: str, at: float) -> Job | None:
+        with self._db.write() as connection:
+            connection.execute(f"UPDATE jobs SET paused_at = ? WHERE job_id = ? AND paused_at IS NULL AND {PENDING}",
+                               (at, job_id))
+            job = rows.load_job(connection, job_id)
+        return job if job is not None and job.paused and job.schedule_version is not None else None
+
+    def skip_ticks(self, job_id: str, version: str, *, paused: bool, last_tick: float | None, count: int,
+                   skipped_at: float | None, reason: str, next_run_at: float | None, through: float | None = None,
+                   resume: bool = False) -> Job | None:
+        with self._db.write() as connection:
+            job = rows.load_job(connection, job_id)
+            if job is None or job.schedule_version != version or job.paused != paused or job.last_tick != last_tick:
+                return None
+            changed: dict[str, Any] = {"next_run_at": next_run_at}
+            if next_run_at is None:
+                changed |= {"schedule_version": None, "buffered_tick": None, "buffered_at": None}
+            if count:
+                changed |= {"skipped_ticks": job.skipped_ticks + count, "last_skipped_at": skipped_at,
+                            "last_skip_reason": reason}
+            if through is not None:
+                changed["last_tick"] = through
+            if resume:
+                changed["paused_at"] = None
+            connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
+                               [*changed.values(), job_id])
+        return job.with_changes(**changed)
+
     def end_schedule(self, job_id: str, version: str | None = None) -> None:
         condition, values = "job_id = ?", [job_id]
         if version is not None:
             condition += " AND schedule_version = ?"
             values.append(version)
         with self._db.write() as connection:
-            connection.execute(f"UPDATE jobs SET schedule_version = NULL, next_run_at = NULL WHERE {condition}", values)
+            connection.execute("UPDATE jobs SET schedule_version = NULL, next_run_at = NULL, buffered_tick = NULL, "
+                               f"buffered_at = NULL WHERE {condition}", values)
 
     def scheduled_jobs(self, limit: int = 50, due_before: float | None = None) -> list[Job]:
         condition, values = PENDING, []
