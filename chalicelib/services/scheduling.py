@@ -233,6 +233,11 @@ class Scheduling:
         # at most MAX_ACTIVE_PER_JOB, so a tick that finds the job full (its executions waiting
         # for a pool that stays full) is skipped and counted. A paused job runs none.
         overlap = job.spec.overlap
+        if overlap == "buffer" and job.buffered_tick is not None and not job.active and not job.paused:
+            # The waiting tick's turn came when the job's execution ended, before this tick: it runs
+            # first (its look had not come yet), and this tick then finds it running.
+            self._run_buffered(job, job.buffered_tick)
+            job = self._jobs.get_job(job.job_id) or job
         single = overlap in ("forbid", "buffer")
         why = ("the previous execution still runs" if single else
                f"the job has {self._settings.max_active_per_job} executions that have not ended")

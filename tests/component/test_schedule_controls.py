@@ -204,6 +204,22 @@ def test_a_tick_while_the_previous_runs_waits_then_runs_and_one_more_is_skipped(
     assert "bufferedAt" in after["executions"][0]["metadata"]
 
 
+def test_a_tick_that_finds_the_job_idle_while_one_waits_runs_the_waiting_one_first_then_waits(api, runner, sqs,
+                                                                                               aws):
+    created = api.post("/tasks/t", {**JOB, "cron": YEARLY, "overlap": "buffer"}).json
+    version = version_of(created["jobId"])
+    fire(sqs, aws, tick(created, version, 3))
+    fire(sqs, aws, tick(created, version, 2))  # waits
+    first = job(api, created)["executions"][0]
+    api.post(first["url"].replace("http://fastlane.test", "") + "/stop")  # ends before the waiting one looks again
+
+    fire(sqs, aws, tick(created, version, 1))
+
+    after = job(api, created)
+    assert after["executionCount"] == 2 and "bufferedAt" in after["executions"][0]["metadata"]
+    assert after["schedule"]["waitingTick"] is not None and after["schedule"]["skippedTicks"] == 0
+
+
 # catch-up window ---------------------------------------------------------------------------------------
 
 

@@ -112,3 +112,19 @@ def test_pause_of_a_job_without_a_schedule_is_a_409_naming_it(runtime):
     refused = runtime.post(runtime.path(created["jobUrl"]) + "/pause")
 
     assert refused.status_code == 409 and created["jobId"] in refused.json()["error"]
+
+
+def test_overlap_buffer_runs_a_waiting_tick_after_the_previous_execution_ends(runtime):
+    created = runtime.post("/tasks/sched-buffer", {"image": "ubuntu", "command": "sleep 8", "cron": "* * * * *",
+                                                   "overlap": "buffer"}).json()
+    url = runtime.path(created["jobUrl"])
+
+    waited = wait_until(lambda: [e for e in executions(runtime, created) if "bufferedAt" in e["metadata"]],
+                        timeout=60, interval=0.5, what="a tick that waited")
+    runtime.post(url + "/stop")
+
+    ran = sorted(executions(runtime, created), key=lambda e: e["createdAt"])
+    later = next(e for e in ran if e["executionId"] == waited[0]["executionId"])
+    earlier = [e for e in ran if e["createdAt"] < later["createdAt"]]
+    assert all(e["finishedAt"] is not None and e["finishedAt"] <= later["createdAt"] + 1 for e in earlier)
+    assert runtime.get(url).json()["job"]["schedule"]["skippedTicks"] >= 1  # a second tick could not wait too
