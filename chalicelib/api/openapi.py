@@ -155,6 +155,10 @@ EXECUTION = _object({
     "error": {**NULLABLE_STRING, "description": "stderr then the platform's reason (execution details); "
                                                 "the reason only in job details"},
     "reason": {**NULLABLE_STRING, "description": "why the platform failed or ended the execution"},
+    "waitingFor": {**NULLABLE_STRING, "description": "while enqueued: what it waits for, in one sentence (a full "
+                                                     "pool or concurrency key, a throttled launch)"},
+    "concurrency": {"type": ["object", "null"], "description": "the concurrency key (its {taskId} filled in) and "
+                                                               "limit it takes a slot of, with its pool's"},
     "logTruncated": {"type": "boolean"},
     "errorTruncated": {"type": "boolean"},
     "outputLimitBytes": {"type": ["integer", "null"]},
@@ -215,10 +219,14 @@ SCHEMAS: dict[str, Any] = {
                        "executions": {"type": "object", "additionalProperties": {"type": "integer"}},
                        "scheduled": _object({"count": {"type": "integer"}, "jobs": {"type": "array"}}),
                        "queues": {"type": "object"}, "pools": {"type": "array", "items": {"type": "object"}},
+                       "concurrency": {"type": "array", "description": "concurrency keys in use",
+                                       "items": _object({"key": {"type": "string"}, "running": {"type": "integer"},
+                                                         "limit": {"type": "integer"}})},
                        "backend": {"type": "string", "description": "aws or local"},
                        "isolation": {"type": "string", "description": "how job containers are isolated"},
                        "notifications": {"type": "object"}},
-                      required=["version", "tasks", "jobs", "executions", "scheduled", "queues", "pools", "backend",
+                      required=["version", "tasks", "jobs", "executions", "scheduled", "queues", "pools", "concurrency",
+                                "backend",
                                 "isolation"]),
 }
 

@@ -208,6 +208,8 @@ def execution(urls: Urls, item: Execution, output: OutputTail | None = None,
         "stdoutUrl": f"{url}/stdout",
         "stderrUrl": f"{url}/stderr",
         "notifications": [notification_attempt(entry) for entry in item.notifications],
+        "waitingFor": item.waiting_for if item.status.value == "enqueued" else None,
+        "concurrency": item.concurrency.to_dict() if item.concurrency is not None else None,
         "url": url,
     }
     return shape
@@ -302,6 +304,7 @@ def farm_status(urls: Urls, status: dict[str, Any], queues: dict[str, Any], vers
         "scheduled": {"count": status["scheduled"], "jobs": upcoming},
         "queues": queues,
         "pools": status["pools"],
+        "concurrency": status["concurrency"],
         "backend": status["backend"],
         "isolation": status["isolation"],
         **({"notifications": notifications} if notifications is not None else {}),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
 
-from .model import Execution, ExecutionStatus, Hook, Placement
+from .model import Concurrency, Execution, ExecutionStatus, Hook, Placement
 
 LAUNCH, TIMEOUT, SCHEDULE, TICK = "launch", "timeout", "schedule", "tick"
 WEBHOOK, EMAIL = "webhook", "email"
@@ -41,12 +41,14 @@ class Frozen:
     request_ip: str | None = None
     pool: str | None = None
     placement: Placement | None = None
+    concurrency: Concurrency | None = None
 
     @classmethod
     def of(cls, execution: Execution) -> Frozen:
         return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
                    execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
-                   execution.due_at, execution.request_ip, execution.pool, execution.placement)
+                   execution.due_at, execution.request_ip, execution.pool, execution.placement,
+                   execution.concurrency)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"image": self.image, "command": self.command, "envs": self.envs,
@@ -57,6 +59,8 @@ class Frozen:
                 body[key] = value
         if self.placement is not None:
             body["placement"] = self.placement.to_dict()
+        if self.concurrency is not None:
+            body["concurrency"] = self.concurrency.to_dict()
         return body
 
     @classmethod
@@ -79,9 +83,18 @@ class Frozen:
                        optional["timeout"], optional["expiration"], optional["dueAt"],
                        body.get("requestIp") if isinstance(body.get("requestIp"), str) else None,
                        body.get("pool") if isinstance(body.get("pool"), str) else None,
-                       Placement.from_dict(body.get("placement")))
+                       Placement.from_dict(body.get("placement")), _concurrency(body.get("concurrency")))
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def _concurrency(value: Any) -> Concurrency | None:
+    if value is None:
+        return None
+    key, limit = value["key"], value["limit"]
+    if not isinstance(key, str) or not isinstance(limit, int) or isinstance(limit, bool):
+        raise ValueError("not a concurrency key")
+    return Concurrency(key, limit)
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class Launch:
                          created_at=frozen.created_at, request_ip=frozen.request_ip, due_at=frozen.due_at,
                          envs=dict(frozen.envs), timeout=frozen.timeout, expiration=frozen.expiration,
                          launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries,
-                         pool=frozen.pool, placement=frozen.placement)
+                         pool=frozen.pool, placement=frozen.placement, concurrency=frozen.concurrency)
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,11 @@ class Execution:
     job_retries: int = 0
     # A live log subscriber watches its output: the monitor ends their streams when it stops.
     watched: bool = False
+    # Its job's concurrency key (`{taskId}` filled in) and limit, frozen: a launch takes a slot of
+    # the key with its pool slot, and gives both back together.
+    concurrency: Concurrency | None = None
+    # While it waits to launch: what for, in one sentence (a full pool or key, a throttled RunTask).
+    waiting_for: str | None = None
 
     def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -318,4 +323,6 @@ def new_execution(job: Job, at: float, *, placement: Placement, request_ip: str 
                      command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
                      due_at=due_at, metadata=dict(metadata or {}), envs=dict(spec.envs),
                      timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration,
-                     placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retry_budget)
+                     placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retry_budget,
+                     concurrency=Concurrency(spec.concurrency.key_of(job.task_id), spec.concurrency.limit)
+                     if spec.concurrency is not None else None)

@@ -26,11 +26,13 @@ class ExecutionChanges(TypedDict, total=False):
     resends: int
     announcing: bool
     watched: bool
+    waiting_for: str | None
 
 
 class Slot(str, Enum):
     TAKEN = "taken"  # the execution now holds a slot of the pool
     FULL = "full"  # the pool is at its limit
+    KEY_FULL = "key full"  # the execution's concurrency key is at its limit (its pool is not)
     MOVED = "moved"  # the execution no longer waits for a slot: it holds one, or is no longer launchable
 
 
@@ -151,11 +153,23 @@ class Pools(Protocol):
         """Take a slot of `pool` for a launchable execution that holds none and whose launch
         generation is still the snapshot's (so a launch message's own snapshot needs no read),
         atomically with recording the pool on it. max_running 0: no limit (still counted).
-        MOVED when the execution is not as the snapshot says."""
+        An execution with a concurrency key (frozen on it) takes a slot of its key in the same
+        write, up to the key's limit, or neither. MOVED when the execution is not as the
+        snapshot says (whatever else is full), then FULL for its pool, then KEY_FULL."""
         ...
 
     def release_slot(self, execution: Execution) -> bool:
-        """Give back the slot the execution holds, once; False when it holds none."""
+        """Give back the slot the execution holds (and its key's, in the same write), once;
+        False when it holds none. A transition with `release_slot` gives back both too."""
+        ...
+
+    def keys_in_use(self, limit: int = 1000) -> dict[str, tuple[int, int]]:
+        """Concurrency keys whose count is not 0: key -> (running, limit), at most `limit` of
+        them (the reconciler recounts these; /status lists them)."""
+        ...
+
+    def recount_key(self, key: str, seen: int, holders: int, limit: int) -> bool:
+        """As `recount`, for a concurrency key (`limit`: its limit, as its holders froze it)."""
         ...
 
     def pool_running(self, names: Sequence[str]) -> dict[str, int]: ...

@@ -78,7 +78,7 @@ def test_execution_details_shape(api):
     assert set(body["execution"]) == {"executionId", "createdAt", "startedAt", "finishedAt", "image", "command",
                                       "status", "exitCode", "requestIPAddress", "metadata", "log", "error", "notifications", "url",
                                       "reason", "logTruncated", "errorTruncated", "outputLimitBytes", "outputError",
-                                      "stdoutUrl", "stderrUrl"}
+                                      "stdoutUrl", "stderrUrl", "waitingFor", "concurrency"}
 
 
 def test_unknown_things_are_404_with_the_operation(api):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain.errors import DependencyDown
+from chalicelib.domain.model import Concurrency, Execution, new_id
 from chalicelib.domain.model import ExecutionStatus as S
-from chalicelib.domain.model import new_id
 from chalicelib.ports import Slot
 from tests.contract.support import Ports, at_once, post
 
@@ -136,3 +136,79 @@ def test_a_launch_message_of_an_older_generation_takes_no_slot(backend: Ports) -
     assert backend.pools.take_slot(execution, "gen", 0) is Slot.MOVED  # the older message's snapshot
     assert backend.pools.pool_running(["gen"]) == {"gen": 0}
     assert backend.pools.take_slot(renewed, "gen", 0) is Slot.TAKEN
+
+
+# concurrency keys ---------------------------------------------------------------------------------
+
+
+def keyed(backend: Ports, key: str = "reports-t", limit: int = 2) -> Execution:
+    return post(backend, concurrency=Concurrency(key, limit))[1]
+
+
+def test_a_keyed_execution_takes_a_slot_of_its_key_with_its_pool_slot_up_to_the_key_limit(backend: Ports) -> None:
+    executions = [keyed(backend) for _ in range(3)]
+
+    taken = [backend.pools.take_slot(e, "wide", 0) for e in executions]
+
+    assert taken == [Slot.TAKEN, Slot.TAKEN, Slot.KEY_FULL]
+    assert backend.pools.keys_in_use() == {"reports-t": (2, 2)}
+    assert backend.pools.pool_running(["wide"]) == {"wide": 2}  # the one left waiting took no pool slot
+    waiting = backend.executions.get_execution(executions[2].job_id, executions[2].execution_id)
+    assert waiting is not None and waiting.pool is None
+
+
+def test_a_full_pool_is_told_before_a_full_key(backend: Ports) -> None:
+    first, second = keyed(backend, limit=1), keyed(backend, limit=1)
+    backend.pools.take_slot(first, "one", 1)
+
+    assert backend.pools.take_slot(second, "one", 1) is Slot.FULL
+
+
+def test_keys_are_counted_apart_and_a_job_without_one_takes_none(backend: Ports) -> None:
+    plain = post(backend)[1]
+    backend.pools.take_slot(keyed(backend, "a", 1), "p", 0)
+    backend.pools.take_slot(keyed(backend, "b", 1), "p", 0)
+
+    assert backend.pools.take_slot(plain, "p", 0) is Slot.TAKEN
+    assert backend.pools.keys_in_use() == {"a": (1, 1), "b": (1, 1)}
+
+
+def test_giving_back_the_slot_gives_back_the_keys_once(backend: Ports) -> None:
+    execution, waiting = keyed(backend, limit=1), keyed(backend, limit=1)
+    backend.pools.take_slot(execution, "p", 0)
+
+    assert backend.pools.release_slot(execution) is True
+    assert backend.pools.release_slot(execution) is False
+    assert backend.pools.keys_in_use() == {}
+    assert backend.pools.take_slot(waiting, "p", 0) is Slot.TAKEN
+
+
+def test_an_ending_that_frees_the_slot_frees_the_keys_too(backend: Ports) -> None:
+    execution = keyed(backend, limit=1)
+    backend.pools.take_slot(execution, "p", 0)
+    held = backend.executions.get_execution(execution.job_id, execution.execution_id)
+    assert held is not None
+    launched = backend.executions.transition(held, S.PULLING, task_arn="arn:aws:ecs:r:1:task/c/k")
+    assert launched is not None
+
+    assert backend.executions.transition(launched[0], S.DONE, release_slot=True, exit_code=0) is not None
+    assert backend.pools.keys_in_use() == {} and backend.pools.pool_running(["p"]) == {"p": 0}
+
+
+def test_key_slots_taken_at_once_never_exceed_the_limit(backend: Ports) -> None:
+    executions = [keyed(backend, "hot", 3) for _ in range(10)]
+
+    taken = at_once(10, lambda i: backend.pools.take_slot(executions[i], "open", 0))
+
+    assert taken.count(Slot.TAKEN) == 3 and taken.count(Slot.KEY_FULL) == 7
+    assert backend.pools.keys_in_use() == {"hot": (3, 3)} and backend.pools.pool_running(["open"]) == {"open": 3}
+
+
+def test_a_key_is_recounted_only_from_the_count_seen(backend: Ports) -> None:
+    backend.pools.take_slot(keyed(backend, "leaky", 4), "p", 0)
+
+    assert backend.pools.recount_key("leaky", 5, 0, 4) is False  # it changed since it was seen
+    assert backend.pools.recount_key("leaky", 1, 0, 4) is True
+    assert backend.pools.keys_in_use() == {}
+    assert backend.pools.recount_key("lost", 0, 2, 3) is True  # a count below its holders is raised too
+    assert backend.pools.keys_in_use() == {"lost": (2, 3)}

@@ -77,6 +77,7 @@ class Container:
     end_due: float | None = None  # when it ends, as things stand
     end_exit: int | None = None
     end_reason: str = "Essential container in task exited"
+    key: str | None = None  # the concurrency key whose slot its execution took
 
     @property
     def live(self) -> bool:
@@ -132,6 +133,8 @@ class SimulatedRunner:
         self._live: dict[str, int] = {}
         self.over_limit: list[tuple[float, str, int]] = []  # (time, pool, live count) above the pool's limit
         self.limits: dict[str, int] = {}
+        self._live_keys: dict[str, int] = {}
+        self.key_over_limit: list[tuple[float, str, int, int]] = []  # (time, key, live count, its limit)
 
     # the port -----------------------------------------------------------------------------------
 
@@ -150,7 +153,8 @@ class SimulatedRunner:
         arn = f"arn:aws:ecs:{self._region}:{ACCOUNT}:task/{pool.cluster}/{len(self.containers) + 1:032x}"
         container = Container(arn=arn, execution_id=execution.execution_id, job_id=execution.job_id, pool=pool.name,
                               image=spec.image, command=execution.command, envs=dict(spec.envs), behaviour=behaviour,
-                              created_at=at, missing_until=at + self._missing_seconds())
+                              created_at=at, missing_until=at + self._missing_seconds(),
+                              key=execution.concurrency.key if execution.concurrency is not None else None)
         container.end_due = at + behaviour.pull_seconds
         self.containers.append(container)
         self._by_execution[execution.execution_id] = container
@@ -160,6 +164,11 @@ class SimulatedRunner:
         self.max_live[pool.name] = max(self.max_live.get(pool.name, 0), live)
         if pool.max_running and live > pool.max_running:
             self.over_limit.append((at, pool.name, live))
+        if execution.concurrency is not None:
+            key = execution.concurrency
+            holding = self._live_keys[key.key] = self._live_keys.get(key.key, 0) + 1
+            if holding > key.limit:
+                self.key_over_limit.append((at, key.key, holding, key.limit))
         self._note(f"ecs run execution={execution.execution_id[-8:]} pool={pool.name} live={live}")
         self._emit(task_event(container, at))
         return arn
@@ -239,6 +248,8 @@ class SimulatedRunner:
             container.reason = container.end_reason if container.stop_requests else None
             container.end_due = None
             self._live[container.pool] -= 1
+            if container.key is not None:
+                self._live_keys[container.key] -= 1
         self._note(f"ecs {container.status} exit={container.exit_code} execution={container.execution_id[-8:]}")
         self._emit(task_event(container, moment))
 

@@ -113,6 +113,24 @@ def pools_count_their_holders(sim: Simulation) -> Iterator[Violation]:
                             f"of pool {execution.pool} though it has ended and has no container")
 
 
+def keys_count_their_holders(sim: Simulation) -> Iterator[Violation]:
+    holders = Counter(execution.concurrency.key for _, execution in _executions(sim)
+                      if execution.pool is not None and execution.concurrency is not None)
+    counted = {key: running for key, (running, _limit) in sim.report["keys_in_use"].items()}
+    for key in sorted(set(holders) | set(counted)):
+        if counted.get(key, 0) != holders.get(key, 0):
+            yield Violation("concurrency key counts equal their holders",
+                            f"key {key} counts {counted.get(key, 0)} running, {holders.get(key, 0)} executions "
+                            f"hold a slot of it")
+
+
+def keys_never_exceed_their_limit(sim: Simulation) -> Iterator[Violation]:
+    for at, key, live, limit in sim.runner.key_over_limit:
+        yield Violation("concurrency keys never exceed their limit",
+                        f"key {key} had {live} live containers at {at - sim.clock.value:+.0f} s from the end "
+                        f"(limit {limit})")
+
+
 def pools_never_exceed_their_limit(sim: Simulation) -> Iterator[Violation]:
     for at, pool, live in sim.runner.over_limit:
         yield Violation("pools never exceed maxRunning",
@@ -368,6 +386,7 @@ def no_call_refused(sim: Simulation) -> Iterator[Violation]:
 
 CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
     every_job_ends_final, one_container_per_execution, containers_stop_in_time, pools_count_their_holders,
+    keys_count_their_holders, keys_never_exceed_their_limit,
     pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
     outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters,
     status_counts_are_the_truth, paused_jobs_fire_nothing, no_tick_runs_twice, missed_ticks_obey_the_window,

@@ -355,5 +355,6 @@ class Simulation:
             executions[job_id] = sorted(page.items, key=lambda execution: execution.seq)
         names = [pool.name for pool in wiring.get_engine().pools]
         return {"jobs": jobs, "executions": executions, "pool_running": stores.pools.pool_running(names),
+                "keys_in_use": stores.pools.keys_in_use(),
                 "pool_limits": {pool.name: pool.max_running for pool in wiring.get_engine().pools},
                 "stats": stores.statistics.stats(), "dead_letters": self.deployment.dead_letters()}

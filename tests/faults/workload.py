@@ -58,6 +58,8 @@ def _payload(rng: random.Random, plan: int, behaviour: Behaviour, **fields: Any)
         payload["webhooks"].setdefault("starts", [{"url": f"{HOOK_URL}/{plan}/starts", "retries": 1}])
     if rng.random() < 0.15:
         payload["notify"] = {"finishes": [MAIL_TO]}
+    if rng.random() < 0.3:  # one key shared by every task (limit 2), or one per task (limit 1)
+        payload["concurrency"] = rng.choice([{"key": "shared", "limit": 2}, {"key": "per-{taskId}", "limit": 1}])
     return payload
 
 

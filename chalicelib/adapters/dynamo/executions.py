@@ -24,7 +24,7 @@ from .mapping import (
     worklist_keys,
 )
 from .statistics import DynamoStatistics
-from .tables import POOL_PREFIX, Tables, get_or_none
+from .tables import KEY_PREFIX, POOL_PREFIX, Tables, get_or_none
 from .transactions import CONTENTION_ATTEMPTS, contention, refused_item, update_if
 
 
@@ -145,6 +145,8 @@ class DynamoExecutions:
                       condition=(ExecM.status == current.status.value) & slot & watched, return_values="ALL_OLD")
             if freed:
                 tx.update(TaskM(task_id=POOL_PREFIX + freed), actions=[TaskM.running.add(-1)])
+                if current.concurrency is not None:
+                    tx.update(TaskM(task_id=KEY_PREFIX + current.concurrency.key), actions=[TaskM.running.add(-1)])
             if follow_up is not None and stored is not None and not stored.stopped:
                 count = stored.execution_count
                 active = stored.active

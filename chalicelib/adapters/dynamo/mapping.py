@@ -6,7 +6,7 @@ from dataclasses import fields
 from typing import Any
 
 from ...domain.lifecycle import ACTIVE_STATUSES, LAUNCHABLE
-from ...domain.model import Execution, ExecutionStatus, Job, JobSpec, Placement, Task
+from ...domain.model import Concurrency, Execution, ExecutionStatus, Job, JobSpec, Placement, Task
 from .tables import SCHEDULE_BUCKET
 
 _TASK_FIELDS = tuple(f.name for f in fields(Task))
@@ -56,7 +56,8 @@ def execution_from_item(item: Any) -> Execution:
                   expiration=_number(values["expiration"]), launches=int(values["launches"] or 0),
                   resends=int(values["resends"] or 0), announcing=bool(values["announcing"]),
                   envs=dict(values["envs"]), notifies=bool(values["notifies"]), job_retries=int(values["job_retries"]),
-                  watched=bool(values["watched"]), placement=Placement.from_dict(values["placement"]))
+                  watched=bool(values["watched"]), placement=Placement.from_dict(values["placement"]),
+                  concurrency=Concurrency(**values["concurrency"]) if values["concurrency"] else None)
     return Execution(**values)
 
 
@@ -66,6 +67,7 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
                   notified=set(execution.notified) or None, notifications=list(execution.notifications) or None,
                   announcing=execution.announcing or None, watched=execution.watched or None,
                   placement=None if execution.placement is None else execution.placement.to_dict(),
+                  concurrency=None if execution.concurrency is None else execution.concurrency.to_dict(),
                   worklist=worklist_key(execution.status, execution.pool, execution.announcing),
                   check_at=check_at(execution.status, execution.due_at, execution.created_at))
     return model(**values)

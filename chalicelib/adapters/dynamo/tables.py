@@ -27,6 +27,8 @@ from .transactions import T, guard
 TASKS_COUNTER_ID = "#tasks"  # never a valid task id, so it cannot clash with one
 TASK_LIST_BUCKET = "tasks"
 POOL_PREFIX = "#pool:"
+KEY_PREFIX = "#key:"  # a concurrency key's count, listed in the `keys` bucket of by_seq
+KEY_BUCKET = "keys"
 STATS_PREFIX = "#stats:"
 SCHEDULE_BUCKET = "scheduled"
 
@@ -100,7 +102,8 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         last_modified_at = NumberAttribute(null=True, attr_name="lastModifiedAt")
         jobs_count = NumberAttribute(null=True, attr_name="jobsCount")
         total = NumberAttribute(null=True)  # the #tasks counter item only
-        running = NumberAttribute(null=True)  # #pool:<name> items only
+        running = NumberAttribute(null=True)  # #pool:<name> and #key:<key> items only
+        max_running = NumberAttribute(null=True, attr_name="maxRunning")  # #key:<key> items: the key's limit
         by_seq = TasksBySeq()
 
     class JobsByTask(GlobalSecondaryIndex):
@@ -216,6 +219,8 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         timeout = NumberAttribute(null=True)
         expiration = NumberAttribute(null=True)
         placement = JSONAttribute(null=True)
+        concurrency = JSONAttribute(null=True)  # {"key", "limit"}: the key whose slot it takes with its pool's
+        waiting_for = UnicodeAttribute(null=True, attr_name="waitingFor")
         launches = NumberAttribute(default=0)
         resends = NumberAttribute(default=0)
         announcing = BooleanAttribute(null=True)

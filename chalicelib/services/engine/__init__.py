@@ -28,6 +28,8 @@ from .monitor import Monitor
 from .reconciler import Reconciler
 from .timeouts import Timeouts
 
+KEYS_SHOWN = 100  # /status lists at most this many concurrency keys in use
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -49,7 +51,8 @@ class Engine:
         return pool_for(self.pools, task_id).placement
 
     def status(self) -> dict[str, Any]:
-        """The farm: executions by status, tasks, jobs, schedules, and each pool's use."""
+        """The farm: executions by status, tasks, jobs, schedules, each pool's use and the
+        concurrency keys in use."""
         stats = self._statistics.stats()
         running = self._pools.pool_running([p.name for p in self.pools])
         return {
@@ -59,6 +62,8 @@ class Engine:
             "scheduled": max(0, stats.get("scheduled", 0)),
             "pools": [{"name": p.name, "match": p.match, "cluster": p.cluster, "running": max(0, running[p.name]),
                        "maxRunning": p.max_running or None} for p in self.pools],
+            "concurrency": [{"key": key, "running": max(0, count), "limit": limit}
+                            for key, (count, limit) in sorted(self._pools.keys_in_use(KEYS_SHOWN).items())],
         }
 
 

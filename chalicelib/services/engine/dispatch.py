@@ -20,6 +20,7 @@ from .ending import STOPPED_BY_CLIENT, Ending
 from .launches import Launches
 
 EXPIRED = "The job's expiration passed before it could start."
+THROTTLED = "ECS to take more launches (RunTask was throttled)"
 # A launch due within this many seconds is handled now rather than sent back to the queue.
 LAUNCH_EARLY_SECONDS = 1.0
 PREPARE_EARLY_SECONDS = 3.0  # with a wait: prepared (slot taken) this early, launched on its second
@@ -87,7 +88,11 @@ class Dispatcher:
                 execution = refreshed  # holds a slot already: an earlier attempt died before launching
                 pool = pool_holding(self.configured, execution)
             elif taken is Slot.FULL:
-                self._wait_for_slot(execution, launch)
+                self._wait_for_slot(execution, launch, f"a slot of pool '{pool.name}' ({pool.max_running} running)")
+                return
+            elif taken is Slot.KEY_FULL and execution.concurrency is not None:
+                key = execution.concurrency
+                self._wait_for_slot(execution, launch, f"a slot of concurrency key '{key.key}' ({key.limit} running)")
                 return
             else:
                 execution, fresh_slot = execution.with_changes(pool=pool.name), True
@@ -111,11 +116,11 @@ class Dispatcher:
             return None  # a copy of a launch message that another one has replaced
         return execution
 
-    def _wait_for_slot(self, execution: Execution, launch: Launch) -> None:
-        """A full pool: the launch waits in the queue and is tried again, never dropped."""
+    def _wait_for_slot(self, execution: Execution, launch: Launch, waiting_for: str) -> None:
+        """A full pool or key: the launch waits in the queue and is tried again, never dropped."""
         attempt = launch.attempt + 1
         delay = max(1.0, backoff(attempt, 0.5, 2.0, 30.0, jitter=0.2))
-        if self.launches.renew(execution, delay, attempt=attempt):
+        if self.launches.renew(execution, delay, attempt=attempt, waiting_for=waiting_for):
             metrics.add_metric(name="LaunchesWaitingForPool", unit=MetricUnit.Count, value=1)
 
     def _throttle_delay(self) -> float:
@@ -135,7 +140,8 @@ class Dispatcher:
     def _launch(self, execution: Execution, pool: Pool, launch: Launch, fresh_slot: bool) -> None:
         if self.clock() < self._paused_until:
             metrics.add_metric(name="LaunchesPaced", unit=MetricUnit.Count, value=1)
-            self.launches.renew(execution, self._throttle_delay(), attempt=launch.attempt + 1)  # it keeps its slot
+            self.launches.renew(execution, self._throttle_delay(), attempt=launch.attempt + 1,  # it keeps its slot
+                                waiting_for=THROTTLED)
             return
         try:
             task_arn = self.runner.run(execution, execution.spec, pool)
@@ -145,7 +151,7 @@ class Dispatcher:
                 delay = self._throttle_delay()
                 logger.warning("launch throttled; trying again", extra={"reason": failure.reason, "delay": delay})
                 metrics.add_metric(name="LaunchesThrottled", unit=MetricUnit.Count, value=1)
-                self.launches.renew(execution, delay, attempt=launch.attempt + 1)
+                self.launches.renew(execution, delay, attempt=launch.attempt + 1, waiting_for=THROTTLED)
                 return
             ended = self.ending.end(execution, S.FAILED, error=f"The container could not be launched: {failure.reason}",
                                     reason=classify_refusal(failure.reason))
@@ -154,7 +160,7 @@ class Dispatcher:
             # A slot held from an earlier attempt may have a task: the reconciler finds out.
             return
         at = self.clock()
-        moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at)
+        moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at, waiting_for=None)
         if moved is None:
             current = self.executions.get_execution(execution.job_id, execution.execution_id)
             if current is not None and current.status.is_final and current.task_arn is None:

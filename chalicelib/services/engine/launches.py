@@ -44,13 +44,16 @@ class Launches:
             return None
 
     def renew(self, execution: Execution, delay: float, *, attempt: int, due_at: float | None = None,
-              resent: bool = False) -> bool:
+              resent: bool = False, waiting_for: str | None = None) -> bool:
         """Send the next launch message of an execution as the one that may act: the next launch
         generation is taken first, so the message being handled and any copy of it act no more.
-        False when the execution moved on meanwhile."""
+        `waiting_for` says why it waits (a full pool or key, a throttled RunTask), in the same
+        write. False when the execution moved on meanwhile."""
         fields: ExecutionChanges = {"due_at": round(due_at if due_at is not None else self.clock() + delay, 3)}
         if resent:
             fields["resends"] = execution.resends + 1
+        if waiting_for is not None:
+            fields["waiting_for"] = waiting_for
         renewed = self.executions.renew_launch(execution, **fields)
         if renewed is None:
             return False

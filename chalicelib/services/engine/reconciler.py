@@ -223,22 +223,43 @@ class Reconciler:
         counts["stopped"] += 1
 
     def _recount(self, holders: list[Execution], counts: dict[str, int]) -> None:
-        """Pool counts against the executions seen holding their slots. A drift is repaired
-        only when two passes in a row saw the same one (the listings may lag the counters),
-        and only if the count did not move since; either way it is reported."""
+        """Pool and concurrency key counts against the executions seen holding their slots. A
+        drift is repaired only when two passes in a row saw the same one (the listings may lag
+        the counters), and only if the count did not move since; either way it is reported."""
         running = self.pools.pool_running([p.name for p in self.configured])
+        in_use = self.pools.keys_in_use(LISTING_LIMIT)
         seen: dict[str, int] = {p.name: 0 for p in self.configured}
+        keys: dict[str, int] = dict.fromkeys(in_use, 0)
+        limits = {key: limit for key, (_, limit) in in_use.items()}
         for execution in holders:
             if execution.pool in seen:
                 seen[execution.pool] += 1
-        drifts = {}
+                if execution.concurrency is not None:
+                    key = execution.concurrency.key
+                    keys[key] = keys.get(key, 0) + 1
+                    limits[key] = execution.concurrency.limit
+        drifts: dict[str, tuple[int, int]] = {}
         for name, count in running.items():
-            if count != seen[name]:
-                drifts[name] = (count, seen[name])
-                metrics.add_metric(name="PoolDrift", unit=MetricUnit.Count, value=abs(count - seen[name]))
-                logger.warning("pool count differs from its holders",
-                               extra={"pool": name, "running": count, "holders": seen[name]})
-                if self._drifts.get(name) == (count, seen[name]) and self.pools.recount(name, count, seen[name]):
-                    counts["recounted"] += 1
-                    drifts.pop(name)
+            if self._drifted(drifts, f"pool {name}", count, seen[name],
+                             partial(self.pools.recount, name, count, seen[name])):
+                counts["recounted"] += 1
+        for key, held in keys.items():
+            count = in_use.get(key, (0, 0))[0]
+            if self._drifted(drifts, f"key {key}", count, held,
+                             partial(self.pools.recount_key, key, count, held, limits[key])):
+                counts["recounted"] += 1
         self._drifts = drifts
+
+    def _drifted(self, drifts: dict[str, tuple[int, int]], name: str, count: int, holders: int,
+                 recount: Callable[[], bool]) -> bool:
+        """Report a count that differs from its holders, and repair it when the last pass saw the
+        same drift (`drifts` collects those left for the next pass). True when repaired."""
+        if count == holders:
+            return False
+        metrics.add_metric(name="PoolDrift", unit=MetricUnit.Count, value=abs(count - holders))
+        logger.warning("slot count differs from its holders", extra={"slots": name, "running": count,
+                                                                    "holders": holders})
+        if self._drifts.get(name) == (count, holders) and recount():
+            return True
+        drifts[name] = (count, holders)
+        return False

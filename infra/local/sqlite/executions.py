@@ -11,6 +11,7 @@ from chalicelib.ports import ExecutionChanges, MakeExecution
 
 from . import rows
 from .db import Database
+from .pools import give_back
 from .statistics import bump
 
 SCHEMA = f"""
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS executions (
     notifies INTEGER NOT NULL,
     job_retries INTEGER NOT NULL,
     watched INTEGER NOT NULL DEFAULT 0,
+    concurrency TEXT,
+    waiting_for TEXT,
     UNIQUE (job_id, seq)
 ) STRICT;
 
@@ -143,7 +146,7 @@ class SqliteExecutions:
             freed = row["pool"] if release_slot else None
             if freed is not None:
                 columns, model = {**columns, "pool": None}, {**model, "pool": None}
-                connection.execute("UPDATE pools SET running = running - 1 WHERE name = ?", (freed,))
+                give_back(connection, freed, row["concurrency"])
             moved = rows.execution_of(row, status=target, **model)
             assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in columns)])
             connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ?",

@@ -7,7 +7,16 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from chalicelib.domain.model import ACTIVE_STATUSES, Execution, ExecutionStatus, Job, JobSpec, Placement, Task
+from chalicelib.domain.model import (
+    ACTIVE_STATUSES,
+    Concurrency,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobSpec,
+    Placement,
+    Task,
+)
 
 from .statistics import bump
 
@@ -20,7 +29,7 @@ ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sor
 # Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
 # names are put into SQL, so nothing else passes.
 _CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified",
-               "resends", "announcing", "watched"}
+               "resends", "announcing", "watched", "waiting_for"}
 
 
 def _json(value: Any) -> str:
@@ -117,7 +126,8 @@ def jobs_of(connection: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[Job
 EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "image", "command", "created_at",
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
                      "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
-                     "launches", "resends", "announcing", "notifies", "job_retries", "watched", "placement")
+                     "launches", "resends", "announcing", "notifies", "job_retries", "watched", "placement",
+                     "concurrency", "waiting_for")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -140,6 +150,8 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "notifies": int(execution.notifies),
         "job_retries": execution.job_retries, "watched": int(execution.watched),
         "placement": None if execution.placement is None else _json(execution.placement.to_dict()),
+        "concurrency": None if execution.concurrency is None else _json(execution.concurrency.to_dict()),
+        "waiting_for": execution.waiting_for,
     }
 
 
@@ -159,6 +171,8 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "notifies": bool(row["notifies"]), "job_retries": row["job_retries"],
         "watched": bool(row["watched"]),
         "placement": None if row["placement"] is None else Placement.from_dict(_loads(row["placement"])),
+        "concurrency": None if row["concurrency"] is None else Concurrency(**_loads(row["concurrency"])),
+        "waiting_for": row["waiting_for"],
     }
     fields.update(overrides)
     return Execution(**fields)
