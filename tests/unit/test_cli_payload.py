@@ -3,7 +3,6 @@ error naming the option."""
 from __future__ import annotations
 
 import pytest
-
 from fastlane_cli.errors import CliError
 from fastlane_cli.main import build_payload
 
