@@ -438,6 +438,41 @@ def stop(api: Api, task: str, job: str, execution: str | None, as_json: bool) ->
     return OK
 
 
+def _schedule_control(api: Api, task: str, job: str, action: str, as_json: bool) -> int:
+    data = api.post(path("tasks", task, "jobs", job, action))
+    if as_json:
+        output.emit_json(data)
+        return OK
+    schedule = data.get("schedule") or {}
+    if action == "pause":
+        click.echo(f"paused job {job}: its schedule fires nothing until it is resumed")
+    else:
+        upcoming = schedule.get("nextRuns") or []
+        when = output.when(upcoming[0]) if upcoming else "nothing pending"
+        click.echo(f"resumed job {job}: next run {when}")
+    return OK
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("task")
+@click.argument("job")
+@json_option
+@service_options
+def pause(api: Api, task: str, job: str, as_json: bool) -> int:
+    """Pause a scheduled job: its ticks are skipped (and counted) until it is resumed."""
+    return _schedule_control(api, task, job, "pause", as_json)
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("task")
+@click.argument("job")
+@json_option
+@service_options
+def resume(api: Api, task: str, job: str, as_json: bool) -> int:
+    """Resume a paused job: its next run is computed from now."""
+    return _schedule_control(api, task, job, "resume", as_json)
+
+
 @cli.command(epilog=EPILOG)
 @click.argument("task")
 @click.argument("job")

@@ -1,4 +1,4 @@
-"""`fastlane run`, `logs`, `ls`, `status`, `stop` and `retry` as a user runs them, against a local
+"""`fastlane run`, `logs`, `ls`, `status`, `stop`, `retry`, `pause` and `resume` as a user runs them, against a local
 runtime of this module's own: output on its own streams as it is written, the execution's exit code,
 the reasons of endings the container did not choose, a dropped websocket resumed, --json."""
 from __future__ import annotations
@@ -107,6 +107,20 @@ def test_stop_ends_a_followed_job_and_retry_starts_it_again(cli: Cli) -> None:
     last = wait_until(lambda: (e := cli.json("ls", "cli-stop", ids["jobId"])["job"]["executions"][0])["status"] == "stopped"
                       and e, timeout=15, what="the execution to be stopped")
     assert last["executionId"] == execution
+
+
+def test_pause_and_resume_a_cron_job(cli: Cli) -> None:
+    ids = cli.json("run", "-t", "cli-cron", "--detach", "--cron", "0 3 * * *", "ubuntu", "--", "true")
+    paused = cli("pause", "cli-cron", ids["jobId"])
+    assert paused.returncode == 0 and f"paused job {ids['jobId']}" in paused.stdout
+    assert cli.json("ls", "cli-cron", ids["jobId"])["job"]["schedule"]["paused"] is True
+    resumed = cli("resume", "cli-cron", ids["jobId"], "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    schedule = json.loads(resumed.stdout)["schedule"]
+    assert schedule["paused"] is False and len(schedule["nextRuns"]) == 5
+    plain = cli.json("run", "-t", "cli-cron", "--detach", "ubuntu", "--", "true")
+    refused = cli("pause", "cli-cron", plain["jobId"])
+    assert refused.returncode != 0 and "409" in one_line(refused.stderr)
 
 
 def test_retry_follow_exits_with_the_new_execution_code(cli: Cli) -> None:
