@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from chalicelib.config import get_settings
+from chalicelib.config import Settings
 from chalicelib.ports import Backend
 from infra.local.sqlite.backend import handles_of, open_local_backend
 from infra.local.sqlite.queues import EVENTS, LocalQueues
@@ -72,7 +72,9 @@ class LocalDeployment:
 
     @contextmanager
     def opened(self) -> Iterator[Backend]:
-        local = open_local_backend(self._path, get_settings(), exclusive=False, visibility_timeout=VISIBILITY_TIMEOUT,
+        # The schedule's settings, read now: the process's cached ones may be another test's.
+        local = open_local_backend(self._path, Settings.from_environment(), exclusive=False,
+                                   visibility_timeout=VISIBILITY_TIMEOUT,
                                    max_receive_count=MAX_RECEIVE_COUNT, clock=self._clock)
         handles = handles_of(local)
         self.db, self.queues, self.scheduler = handles.db, handles.queues, handles.scheduler
