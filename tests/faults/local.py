@@ -101,7 +101,7 @@ class LocalDeployment:
         with self.db.read() as connection:
             rows = connection.execute("SELECT queue, MIN(visible_at) FROM queue_messages WHERE queue IN (?, ?, ?)"
                                       " GROUP BY queue", QUEUES).fetchall()
-            fire = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules").fetchone()
+            fire = connection.execute("SELECT MIN(next_fire) FROM scheduler_schedules WHERE enabled").fetchone()
         moments = {str(row[0]): float(row[1]) for row in rows}
         if fire[0] is not None:
             moments[SCHEDULER] = float(fire[0])
