@@ -83,18 +83,24 @@ class DynamoSchedules:
             if skips:
                 actions += [JobM.skipped_ticks.add(skips), _set(JobM.last_skipped_at, skipped_at),
                             JobM.last_skip_reason.set(reason_now)]  # the last reason: one write tells one
-            added = None
-            with self._t.transact() as tx:
-                if adding is not None:
-                    added = adding(job).with_changes(seq=count + 1)
-                    actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
-                    tx.save(execution_to_item(self._t.Execution, added, count + 1))
-                tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
-                if added is not None:
-                    self._statistics.count(tx, {added.status.value: 1})
-            return job.with_changes(**changed), added
+            return job.with_changes(**changed), self._write(job, adding, actions, condition)
 
         return self._t.guard(lambda: retry_on_contention(attempt))
+
+    def _write(self, job: Job, adding: MakeExecution | None, actions: list[Any], condition: Any) -> Execution | None:
+        """One transaction: the job's `actions` under `condition` and, with `adding`, the execution a
+        tick starts (its number next, in the job's active set, counted); returns that execution."""
+        JobM, count = self._t.Job, job.execution_count
+        added = None
+        with self._t.transact() as tx:
+            if adding is not None:
+                added = adding(job).with_changes(seq=count + 1)
+                actions = [*actions, JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
+                tx.save(execution_to_item(self._t.Execution, added, count + 1))
+            tx.update(JobM(job_id=job.job_id), actions=actions, condition=condition)
+            if added is not None:
+                self._statistics.count(tx, {added.status.value: 1})
+        return added
 
     def take_buffered(self, job_id: str, version: str, tick_at: float, make: MakeExecution | None,
                       skip_reason: str | None = None) -> tuple[Job, Execution | None] | None:
@@ -112,20 +118,12 @@ class DynamoSchedules:
             condition = ((JobM.schedule_version == version) & (JobM.buffered_tick == tick_at)
                          & (JobM.execution_count == count) & _is(JobM.paused_at, job.paused_at))
             actions: list[Any] = [JobM.buffered_tick.remove(), JobM.buffered_at.remove()]
-            added = None
-            with self._t.transact() as tx:
-                if adding is None:
-                    actions += [JobM.skipped_ticks.add(1), JobM.last_skipped_at.set(tick_at),
-                                JobM.last_skip_reason.set(reason or "dropped")]
-                else:
-                    condition = condition & JobM.active.does_not_exist()
-                    added = adding(job).with_changes(seq=count + 1)
-                    actions += [JobM.execution_count.set(count + 1), JobM.active.add({added.execution_id})]
-                    tx.save(execution_to_item(self._t.Execution, added, count + 1))
-                tx.update(JobM(job_id=job_id), actions=actions, condition=condition)
-                if added is not None:
-                    self._statistics.count(tx, {added.status.value: 1})
-            return job.with_changes(buffered_tick=None, buffered_at=None), added
+            if adding is None:
+                actions += [JobM.skipped_ticks.add(1), JobM.last_skipped_at.set(tick_at),
+                            JobM.last_skip_reason.set(reason or "dropped")]
+            else:
+                condition = condition & JobM.active.does_not_exist()
+            return job.with_changes(buffered_tick=None, buffered_at=None), self._write(job, adding, actions, condition)
 
         return self._t.guard(lambda: retry_on_contention(attempt))
 

@@ -2,6 +2,7 @@
 is taken once, in one transaction with the execution it adds."""
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from chalicelib.domain.errors import all_readable, read_each
@@ -63,14 +64,7 @@ class SqliteSchedules:
                             "last_skip_reason": skip_reason or "busy"}
             if skips:
                 changed["skipped_ticks"] = job.skipped_ticks + skips
-            connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
-                               [*changed.values(), job_id])
-            taken = job.with_changes(**changed)
-            added = None
-            if make is not None:
-                added = rows.add_execution(connection, taken, make(job))
-                taken = taken.with_changes(execution_count=added.seq, active=taken.active | {added.execution_id})
-        return taken, added
+            return _took(connection, job, changed, make)
 
     def take_buffered(self, job_id: str, version: str, tick_at: float, make: MakeExecution | None,
                       skip_reason: str | None = None) -> tuple[Job, Execution | None] | None:
@@ -86,14 +80,7 @@ class SqliteSchedules:
             if make is None:
                 changed |= {"skipped_ticks": job.skipped_ticks + 1, "last_skipped_at": tick_at,
                             "last_skip_reason": skip_reason or "dropped"}
-            connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
-                               [*changed.values(), job_id])
-            taken = job.with_changes(**changed)
-            added = None
-            if make is not None:
-                added = rows.add_execution(connection, taken, make(job))
-                taken = taken.with_changes(execution_count=added.seq, active=taken.active | {added.execution_id})
-        return taken, added
+            return _took(connection, job, changed, make)
 
     def pause_schedule(self, job_id: str, at: float) -> Job | None:
         with self._db.write() as connection:
@@ -143,3 +130,15 @@ class SqliteSchedules:
             active = rows.active_of(connection, [row["job_id"] for row in found])
         return all_readable(*read_each(found, lambda row: rows.job_of(row, active[row["job_id"]]),
                                        lambda row: str(row["job_id"])))
+
+
+def _took(connection: sqlite3.Connection, job: Job, changed: dict[str, Any],
+          make: MakeExecution | None) -> tuple[Job, Execution | None]:
+    """Write what taking a tick changed on the job and, with `make`, add the execution it starts."""
+    connection.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in changed)} WHERE job_id = ?",
+                       [*changed.values(), job.job_id])
+    taken = job.with_changes(**changed)
+    if make is None:
+        return taken, None
+    added = rows.add_execution(connection, taken, make(job))
+    return taken.with_changes(execution_count=added.seq, active=taken.active | {added.execution_id}), added
