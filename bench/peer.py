@@ -20,10 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
 from flask import Flask, jsonify, make_response, request
 
-from .processes import HOST, Started, free_port, spawn, wait_until
+from .processes import HOST, Started, free_port, spawn, wait_healthy, wait_until
 from .rq_reference import QUEUE, RqCluster, run_command
 
 REDIS_URL_VARIABLE = "PEER_REDIS_URL"
@@ -81,20 +80,7 @@ def start(redis_url: str, workers: int, log_dir: Path) -> tuple[Started, str]:
                                       "-b", f"{HOST}:{port}", "--graceful-timeout", "5", "--log-level", "warning",
                                       "bench.peer:app"], log_dir, env)
     base = f"http://{HOST}:{port}"
-
-    def healthy() -> bool:
-        if not started.alive():
-            raise RuntimeError(f"gunicorn exited: {started.tail()}")
-        try:
-            return requests.get(f"{base}/healthcheck", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(healthy, timeout=30, interval=0.1, what="the peer (gunicorn) to answer")
-    except BaseException:
-        started.stop()
-        raise
+    wait_healthy(started, base, "the peer (gunicorn)", timeout=30, interval=0.1)
     return started, base
 
 

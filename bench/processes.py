@@ -144,21 +144,27 @@ def start_runtime(log_dir: Path, name: str = "runtime", backend: str = "local",
         argv.append("--count-sqlite")
     started = spawn(name, argv, log_dir, env)
     runtime = Runtime(started, f"http://{HOST}:{port}", f"http://{HOST}:{control}", backend)
+    wait_healthy(started, runtime.api, "the local runtime", timeout=90, interval=0.2)
+    return runtime
+
+
+def wait_healthy(started: Started, base: str, what: str, timeout: float, interval: float) -> None:
+    """Until `base`/healthcheck answers 200; a process that exits first, or never answers, is
+    stopped and the failure raised with the end of its log."""
 
     def healthy() -> bool:
         if not started.alive():
-            raise RuntimeError(f"the runtime exited: {started.tail()}")
+            raise RuntimeError(f"{what} exited: {started.tail()}")
         try:
-            return requests.get(f"{runtime.api}/healthcheck", timeout=5).status_code == 200
+            return requests.get(f"{base}/healthcheck", timeout=5).status_code == 200
         except requests.RequestException:
             return False
 
     try:
-        wait_until(healthy, timeout=90, interval=0.2, what="the local runtime to be healthy")
+        wait_until(healthy, timeout=timeout, interval=interval, what=f"{what} to answer")
     except BaseException:
         started.stop()
         raise
-    return runtime
 
 
 def start_redis(log_dir: Path) -> tuple[Started, str]:
