@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest.mock import patch
 
 from .report import Row
 from .scale_fargate import FakeEcs
@@ -64,20 +65,6 @@ class VirtualClock:
         if self.charging:
             self.now += self.latencies.of(operation)
             self.calls[operation] = self.calls.get(operation, 0) + 1
-
-
-@contextmanager
-def _environment(updates: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
@@ -158,7 +145,7 @@ class Simulation:
                "NOTIFY_QUEUE_URL": "", "POOLS": "", "MAX_RUNNING": "0", "AWS_ENDPOINT_URL": ""}
         from chalicelib import handlers, wiring
 
-        with _environment(env), mock_aws(), fast_dynamodb(), _quiet():
+        with patch.dict(os.environ, env), mock_aws(), fast_dynamodb(), _quiet():
             wiring.reset()
             try:
                 backend = self._backend()

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from unittest.mock import patch
 
 from aws_lambda_powertools.utilities.batch.base import BasePartialProcessor
 
@@ -60,18 +61,10 @@ def environment(workload: Workload) -> dict[str, str]:
 @contextmanager
 def swapped(values: dict[str, str], removed: tuple[str, ...] = ()) -> Iterator[None]:
     """The process's environment with `values` set and `removed` unset, as it was afterwards."""
-    saved = {name: os.environ.get(name) for name in (*values, *removed)}
-    for name in removed:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
+    with patch.dict(os.environ, values):
+        for name in removed:
+            os.environ.pop(name, None)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
