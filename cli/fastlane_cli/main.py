@@ -453,24 +453,20 @@ def _schedule_control(api: Api, task: str, job: str, action: str, as_json: bool)
     return OK
 
 
-@cli.command(epilog=EPILOG)
-@click.argument("task")
-@click.argument("job")
-@json_option
-@service_options
-def pause(api: Api, task: str, job: str, as_json: bool) -> int:
-    """Pause a scheduled job: its ticks are skipped (and counted) until it is resumed."""
-    return _schedule_control(api, task, job, "pause", as_json)
+def _schedule_command(action: str, summary: str) -> None:
+    """`pause` and `resume`: the same arguments, one route each."""
+
+    @cli.command(name=action, epilog=EPILOG, help=summary)
+    @click.argument("task")
+    @click.argument("job")
+    @json_option
+    @service_options
+    def command(api: Api, task: str, job: str, as_json: bool) -> int:
+        return _schedule_control(api, task, job, action, as_json)
 
 
-@cli.command(epilog=EPILOG)
-@click.argument("task")
-@click.argument("job")
-@json_option
-@service_options
-def resume(api: Api, task: str, job: str, as_json: bool) -> int:
-    """Resume a paused job: its next run is computed from now."""
-    return _schedule_control(api, task, job, "resume", as_json)
+_schedule_command("pause", "Pause a scheduled job: its ticks are skipped (and counted) until it is resumed.")
+_schedule_command("resume", "Resume a paused job: its next run is computed from now.")
 
 
 @cli.command(epilog=EPILOG)
