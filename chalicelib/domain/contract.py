@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .lifecycle import LAUNCHABLE
 from .model import Execution, Job, Page, Task, now
 from .payload import DEFAULT_CATCHUP_WINDOW
 from .redaction import redact_envs, redact_headers, redact_url, redact_urls
@@ -208,7 +209,7 @@ def execution(urls: Urls, item: Execution, output: OutputTail | None = None,
         "stdoutUrl": f"{url}/stdout",
         "stderrUrl": f"{url}/stderr",
         "notifications": [notification_attempt(entry) for entry in item.notifications],
-        "waitingFor": item.waiting_for if item.status.value == "enqueued" else None,
+        "waitingFor": item.waiting_for if item.status in LAUNCHABLE else None,  # what a launched one waited for is past
         "concurrency": item.concurrency.to_dict() if item.concurrency is not None else None,
         "url": url,
     }
