@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Callable
 
 from ..config import Settings
 from ..domain.errors import UnreadableRecords
 from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import CronTick, JobMessage, ScheduleFiring
-from ..domain.model import Execution, Job, new_execution, now
+from ..domain.model import Execution, Job, new_execution, new_id, now
 from ..domain.schedule import (
     next_cron_run,
     parse_duration,
@@ -74,7 +73,7 @@ class Scheduling:
             next_run = max(spec.start_at, at)  # a time in the past runs now
         else:
             next_run = at + parse_duration(spec.start_in or "")
-        return job.with_changes(schedule_version=uuid.uuid4().hex,
+        return job.with_changes(schedule_version=new_id().replace("-", ""),
                                 next_run_at=None if next_run is None else round(next_run, 3),
                                 skipped_ticks=0, last_skipped_at=None, last_skip_reason=None, paused_at=None,
                                 buffered_tick=None, buffered_at=None)
@@ -148,11 +147,13 @@ class Scheduling:
 
     def _wait(self, message: JobMessage, due: float) -> bool:
         """A firing that came more than EARLY seconds early goes back to the queue (SQS delays are
-        whole seconds, at most 15 minutes) to come back EARLY seconds before its time."""
+        whole seconds, at most 15 minutes) to come back at most EARLY seconds before its time: at
+        least a second later, so one less than a second past EARLY is not sent back at once,
+        again and again, until it is not."""
         remaining = due - self._clock()
         if remaining <= EARLY:
             return False
-        self._queue.send(message, delay_seconds=min(SQS_MAX_DELAY_SECONDS, math.floor(remaining - EARLY)))
+        self._queue.send(message, delay_seconds=min(SQS_MAX_DELAY_SECONDS, max(1, math.floor(remaining - EARLY))))
         return True
 
     def _fire_once(self, firing: ScheduleFiring) -> None:

@@ -343,3 +343,28 @@ def test_a_batch_is_handled_soonest_due_first(api, runner, sqs, aws):
     app_module.dispatch_jobs(sqs_event(messages, aws["JOBS_QUEUE_ARN"], REGION), None)
     assert [execution_id for execution_id, _ in runner.runs][0] == now["executionId"]
     assert len(runner.runs) == 2
+
+
+def test_a_firing_less_than_a_second_past_the_early_margin_comes_back_a_second_later_not_at_once():
+    """SQS delays are whole seconds: one that rounds down to 0 would hand the firing straight back,
+    again and again, until the margin was reached."""
+    from chalicelib.config import Settings
+    from chalicelib.domain.messages import ScheduleFiring
+    from chalicelib.services.scheduling import EARLY, Scheduling
+
+    class Queue:
+        def __init__(self) -> None:
+            self.sent: list[float] = []
+
+        def send(self, message, delay_seconds: float = 0) -> str:
+            self.sent.append(delay_seconds)
+            return "id"
+
+    queue = Queue()
+    settings = Settings(region="us-east-1", tasks_table="t", jobs_table="j", executions_table="e", jobs_queue_url="q")
+    scheduling = Scheduling(None, None, None, queue, None, None, settings, clock=lambda: 1000.0)  # type: ignore[arg-type]
+    firing = ScheduleFiring("t", "j", "v", 1000.0 + EARLY + 0.4)
+
+    assert scheduling._wait(firing, firing.due_at) is True
+    assert queue.sent == [1]
+    assert scheduling._wait(firing, 1000.0 + EARLY) is False  # within the margin: handled now

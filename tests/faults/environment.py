@@ -20,6 +20,7 @@ from chalicelib import wiring
 from chalicelib.domain import model
 from chalicelib.observability import logger
 from chalicelib.services import jobs as job_services
+from chalicelib.services import scheduling as scheduling_services
 from infra.local.sqlite.queues import EVENTS, JOBS, NOTIFY
 
 from .deployments import MAIL_SENDER
@@ -37,7 +38,8 @@ def deterministic_ids(rng: random.Random) -> Iterator[None]:
     def new_id() -> str:
         return str(uuid.UUID(int=(next(counter) << 80) | rng.getrandbits(80)))
 
-    modules = (model, job_services)  # new_execution's module, and the one that names new jobs
+    # new_execution's module, the one that names new jobs, and the one that versions schedules
+    modules = (model, job_services, scheduling_services)
     saved = [module.new_id for module in modules]
     for module in modules:
         setattr(module, ID_FACTORY, new_id)
