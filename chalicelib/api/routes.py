@@ -13,7 +13,7 @@ from ..domain.errors import DependencyDown, FastlaneError, NotFound, ValidationE
 from ..domain.model import Execution
 from ..domain.payload import validate_uuid
 from ..observability import logger, metrics
-from . import auth, idempotency
+from . import auth, cross_site, idempotency
 from .http import (
     base_url,
     client_ip,
@@ -34,11 +34,12 @@ def _urls(request: Request) -> shapes.Urls:
 
 
 def middleware(request: Request, get_response: Callable[[Request], Response]) -> Response:
-    """Around every route: correlation ids in the logs, optional Basic auth, metrics flush."""
+    """Around every route: correlation ids in the logs, the cross-site rule, optional Basic auth, metrics flush."""
     context = request.context or {}
     logger.append_keys(request_id=context.get("requestId"), path=context.get("path"), method=request.method)
     try:
-        refused = auth.guard(wiring.get_basic_auth(), request.headers.get("authorization"))
+        # A browser's action from another site is refused whatever credentials it carries.
+        refused = cross_site.guard(request) or auth.guard(wiring.get_basic_auth(), request.headers.get("authorization"))
         if refused is not None:
             return refused
         return get_response(request)
