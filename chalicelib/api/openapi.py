@@ -21,6 +21,7 @@ from ..domain.payload import (
     OVERLAP_POLICIES,
 )
 from ..domain.retry import ACTIONS, MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS, MAX_EXIT_CODE, MAX_RULES, REASONS
+from ..domain.timeline import MAX_ENTRIES as MAX_TIMELINE_ENTRIES
 from .output_tail import OUTPUT_TAIL_BYTES
 
 STATUSES = ["enqueued", "pulling", "running", "done", "failed", "timedout", "expired", "stopped"]
@@ -171,6 +172,15 @@ EXECUTION = _object({
     "url": URL,
 })
 
+# Where an execution's time went (execution details, the live logs' end frame): docs/execution.md#timeline.
+TIMELINE = {"type": "array", "maxItems": MAX_TIMELINE_ENTRIES, "description": (
+    "oldest first, one entry per change of state and per wait: accepted (why), waiting (what for; `count` and "
+    "`lastAt` when it repeated), pulling (`taskArn`), running (`pullStartedAt`, `pullStoppedAt`), and the end "
+    "(`exitCode`, `stopCode`, `stoppedReason`, the service's `reason`, `cause`); past the bound, older entries "
+    "are counted in one `omitted` entry"),
+    "items": {"type": "object", "required": ["at", "status"], "properties": {
+        "at": {"type": "number"}, "status": {"type": "string"}, "reason": {"type": "string"}}}}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": {"type": "string"}, "operation": {"type": "string"}, "field": {"type": "string"}},
                      required=["error", "operation"]),
@@ -203,7 +213,8 @@ SCHEMAS: dict[str, Any] = {
                              "envs": {"type": "object", "additionalProperties": {"type": "string"}},
                              "custom": {"type": "object"}}),
         "executions": {"type": "array", "items": _ref("Execution")}}), **PAGINATION}),
-    "ExecutionDetails": _object({"task": ID_AND_URL, "job": ID_AND_URL, "execution": _ref("Execution")}),
+    "ExecutionDetails": _object({"task": ID_AND_URL, "job": ID_AND_URL, "execution": {"allOf": [
+        _ref("Execution"), _object({"timeline": TIMELINE})]}}),
     "JobStopped": _object({"taskId": {"type": "string"}, "jobId": {"type": "string"}, "jobUrl": URL, "taskUrl": URL}),
     "ScheduleChanged": _object({"taskId": {"type": "string"}, "jobId": {"type": "string"}, "jobUrl": URL,
                                 "schedule": SCHEDULE}),

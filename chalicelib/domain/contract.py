@@ -243,7 +243,7 @@ def execution_details(urls: Urls, job: Job, item: Execution, output: OutputTail 
     return {
         "task": {"id": job.task_id, "url": urls.task(job.task_id)},
         "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
-        "execution": execution(urls, item, output, output_error),
+        "execution": {**execution(urls, item, output, output_error), "timeline": list(item.timeline)},
     }
 
 

@@ -41,6 +41,8 @@ class TaskState:
     stopped_at: float | None = None
     stop_code: str | None = None  # TaskFailedToStart, EssentialContainerExited, SpotInterruption ...
     stopped_reason: str | None = None  # the task's, beside the container's own reason
+    pull_started_at: float | None = None  # when the image pull began and ended, as ECS reports them
+    pull_stopped_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ def task_state(task: dict[str, Any]) -> TaskState:
         stopped_at=epoch(task.get("stoppedAt")),
         stop_code=task.get("stopCode") or None,
         stopped_reason=task.get("stoppedReason") or None,
+        pull_started_at=epoch(task.get("pullStartedAt")),
+        pull_stopped_at=epoch(task.get("pullStoppedAt")),
     )
 
 

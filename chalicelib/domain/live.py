@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -256,9 +256,11 @@ def subscribed_frame(task_id: str, job_id: str, execution_id: str | None, status
                    "status": status, "follow": follow})
 
 
-def end_frame(execution_id: str, status: str, exit_code: int | None, error: str | None) -> str:
+def end_frame(execution_id: str, status: str, exit_code: int | None, error: str | None,
+              timeline: Sequence[dict[str, Any]] = ()) -> str:
+    """The last frame: how the execution ended, with its timeline (bounded: domain/timeline.py)."""
     return encode({"type": "end", "executionId": execution_id, "status": status, "exitCode": exit_code,
-                   "error": (error or None) and error[:2000]})
+                   "error": (error or None) and error[:2000], "timeline": list(timeline)})
 
 
 def close_frame(reason: str, retry_after: float | None = None) -> str:

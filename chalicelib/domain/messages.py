@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Union
 
+from . import timeline as timelines
 from .model import Concurrency, Execution, ExecutionStatus, Hook, Placement
 
 LAUNCH, TIMEOUT, SCHEDULE, TICK = "launch", "timeout", "schedule", "tick"
@@ -42,13 +43,16 @@ class Frozen:
     pool: str | None = None
     placement: Placement | None = None
     concurrency: Concurrency | None = None
+    # Its timeline as stored when the message was sent (a wait is recorded by the write that
+    # sends the next message), so the dispatcher's writes extend it without reading it.
+    timeline: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, execution: Execution) -> Frozen:
         return cls(execution.image, execution.command, dict(execution.envs), execution.created_at,
                    execution.notifies, execution.job_retries, execution.timeout, execution.expiration,
                    execution.due_at, execution.request_ip, execution.pool, execution.placement,
-                   execution.concurrency)
+                   execution.concurrency, execution.timeline)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"image": self.image, "command": self.command, "envs": self.envs,
@@ -61,6 +65,8 @@ class Frozen:
             body["placement"] = self.placement.to_dict()
         if self.concurrency is not None:
             body["concurrency"] = self.concurrency.to_dict()
+        if self.timeline:
+            body["timeline"] = list(self.timeline)
         return body
 
     @classmethod
@@ -83,7 +89,8 @@ class Frozen:
                        optional["timeout"], optional["expiration"], optional["dueAt"],
                        body.get("requestIp") if isinstance(body.get("requestIp"), str) else None,
                        body.get("pool") if isinstance(body.get("pool"), str) else None,
-                       Placement.from_dict(body.get("placement")), _concurrency(body.get("concurrency")))
+                       Placement.from_dict(body.get("placement")), _concurrency(body.get("concurrency")),
+                       timelines.parse(body.get("timeline")))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -127,7 +134,8 @@ class Launch:
                          created_at=frozen.created_at, request_ip=frozen.request_ip, due_at=frozen.due_at,
                          envs=dict(frozen.envs), timeout=frozen.timeout, expiration=frozen.expiration,
                          launches=self.generation, notifies=frozen.notifies, job_retries=frozen.job_retries,
-                         pool=frozen.pool, placement=frozen.placement, concurrency=frozen.concurrency)
+                         pool=frozen.pool, placement=frozen.placement, concurrency=frozen.concurrency,
+                         timeline=frozen.timeline)
 
 
 @dataclass(frozen=True)

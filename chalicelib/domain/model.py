@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from . import timeline as timelines
+
 if TYPE_CHECKING:  # retry.py reads the lifecycle, which reads this module
     from .retry import RetryPolicy
 
@@ -271,6 +273,8 @@ class Execution:
     concurrency: Concurrency | None = None
     # While it waits to launch: what for, in one sentence (a full pool or key, a throttled RunTask).
     waiting_for: str | None = None
+    # Where its time went (domain/timeline.py): entries written with the changes they record.
+    timeline: tuple[dict[str, Any], ...] = ()
 
     def with_changes(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -315,9 +319,11 @@ def seq_range(page: int, per_page: int, total: int, newest_first: bool = False) 
 
 
 def new_execution(job: Job, at: float, *, placement: Placement, request_ip: str | None = None,
-                  due_at: float | None = None, metadata: dict[str, Any] | None = None) -> Execution:
+                  due_at: float | None = None, metadata: dict[str, Any] | None = None,
+                  accepted: dict[str, Any] | None = None) -> Execution:
     """The one way a new execution is made: enqueued, with the job's launch parameters as they
-    are now and the `placement` of its pool frozen on it."""
+    are now and the `placement` of its pool frozen on it. `accepted` is its timeline's first
+    entry, why it exists (by default: posted)."""
     spec = job.spec
     return Execution(task_id=job.task_id, job_id=job.job_id, execution_id=new_id(), image=spec.image,
                      command=spec.command, status=ExecutionStatus.ENQUEUED, created_at=at, request_ip=request_ip,
@@ -325,4 +331,5 @@ def new_execution(job: Job, at: float, *, placement: Placement, request_ip: str 
                      timeout=None if spec.timeout is None else float(spec.timeout), expiration=spec.expiration,
                      placement=placement, notifies=bool(spec.notify or spec.webhooks), job_retries=spec.retry_budget,
                      concurrency=Concurrency(spec.concurrency.key_of(job.task_id), spec.concurrency.limit)
-                     if spec.concurrency is not None else None)
+                     if spec.concurrency is not None else None,
+                     timeline=(accepted or timelines.accepted(at, timelines.POSTED),))

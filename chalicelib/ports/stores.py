@@ -27,6 +27,10 @@ class ExecutionChanges(TypedDict, total=False):
     announcing: bool
     watched: bool
     waiting_for: str | None
+    # An entry the write adds to the execution's timeline (domain/timeline.py), to the timeline
+    # as the write finds it stored: `transition` and `renew_launch` take one, `update_execution`
+    # none (it records no change of state).
+    timeline_entry: dict[str, Any]
 
 
 class Slot(str, Enum):

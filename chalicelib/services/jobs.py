@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..domain import timeline as timelines
 from ..domain.errors import Conflict, DependencyDown, NotFound, ValidationError
 from ..domain.model import Execution, Job, JobSpec, Page, Task, new_execution, new_id, now
 from ..domain.payload import validate_job_payload, validate_uuid
@@ -74,8 +75,9 @@ class JobService:
             request_ip=request_ip,
         )
         job = self._scheduling.plan(job)
+        why = timelines.accepted(at, timelines.REPLACED if existing is not None else timelines.POSTED)
         execution = None if spec.scheduled else new_execution(job, at, placement=self._engine.placement(task_id),
-                                                               request_ip=request_ip)
+                                                               request_ip=request_ip, accepted=why)
         if existing is None:
             job, execution = self._jobs.save_new_job(job, execution, known_absent=True)  # a new id, or just read
         else:
@@ -167,8 +169,10 @@ class JobService:
         said = {"runNow": True} if scheduled else {"retriedByClient": True}
 
         def make(current: Job) -> Execution:
-            return new_execution(current, self._clock(), placement=self._engine.placement(current.task_id),
-                                 metadata=said)
+            at = self._clock()
+            why = timelines.accepted(at, timelines.RUN_NOW if scheduled else timelines.RETRIED)
+            return new_execution(current, at, placement=self._engine.placement(current.task_id), metadata=said,
+                                 accepted=why)
 
         _, execution = self._jobs.add_execution(job.job_id, make, require_idle=True, clear_stopped=True)
         return execution, self._engine.launches.send(execution)

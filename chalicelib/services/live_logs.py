@@ -46,7 +46,8 @@ GO_LIVE_ATTEMPTS = 20
 
 
 def _end_frame(execution: Execution) -> str:
-    return end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error)
+    return end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error,
+                     execution.timeline)
 
 
 class LiveLogs:

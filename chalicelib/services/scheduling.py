@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from ..config import Settings
+from ..domain import timeline as timelines
 from ..domain.errors import UnreadableRecords
 from ..domain.limits import SQS_MAX_DELAY_SECONDS
 from ..domain.messages import CronTick, JobMessage, ScheduleFiring
@@ -130,8 +131,15 @@ class Scheduling:
         metadata: dict[str, float] = {"scheduledAt": round(scheduled_at, 3), **said}
         if late > ON_TIME and "bufferedAt" not in said:
             metadata["lateBy"] = round(late, 3)
+        if job.spec.cron is None:
+            reason = timelines.SCHEDULED
+        else:
+            reason = timelines.BUFFERED_TICK if "bufferedAt" in said else (
+                timelines.LATE_TICK if "lateBy" in metadata else timelines.TICK)
+        why = timelines.accepted(at, reason, scheduledAt=metadata["scheduledAt"], lateBy=metadata.get("lateBy"),
+                                 waited=said.get("bufferedAt"))
         return new_execution(job, at, placement=self._engine.placement(job.task_id), request_ip=job.request_ip,
-                             due_at=round(scheduled_at if due is None else due, 3), metadata=metadata)
+                             due_at=round(scheduled_at if due is None else due, 3), metadata=metadata, accepted=why)
 
     def _launch(self, execution: Execution, wait: Callable[[float], None] | None = None) -> None:
         """A firing is itself a jobs-queue message: the execution it made is launched in the same

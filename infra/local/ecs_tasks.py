@@ -36,6 +36,10 @@ class EcsTask:
     last_status: str = "PENDING"  # the task's and its one container's
     desired_status: str = "RUNNING"
     started_at: float | None = None
+    # There is no image to pull locally: the time from the task's creation to its process
+    # starting is reported as its pull, as ECS reports the image pull of a Fargate task.
+    pull_started_at: float | None = None
+    pull_stopped_at: float | None = None
     stopping_at: float | None = None
     stopped_at: float | None = None
     stop_code: str | None = None
@@ -67,6 +71,8 @@ class EcsTask:
 
     def running(self, now: float) -> None:
         self.last_status = "RUNNING"
+        self.pull_started_at = self.pull_started_at or self.created_at
+        self.pull_stopped_at = self.pull_stopped_at or now
         self.started_at = now
         self.touch(now)
 
@@ -109,7 +115,8 @@ class EcsTask:
         }
         optional = {"startedBy": self.started_by, "stopCode": self.stop_code, "stoppedReason": self.stopped_reason}
         task.update({key: value for key, value in optional.items() if value is not None})
-        for key, moment in (("startedAt", self.started_at), ("stoppingAt", self.stopping_at),
+        for key, moment in (("pullStartedAt", self.pull_started_at), ("pullStoppedAt", self.pull_stopped_at),
+                            ("startedAt", self.started_at), ("stoppingAt", self.stopping_at),
                             ("stoppedAt", self.stopped_at)):
             if moment is not None:
                 task[key] = when(moment)

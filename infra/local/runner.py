@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS ecs_tasks (
     stopped_reason TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
+    pull_started_at REAL,
+    pull_stopped_at REAL,
     stopping_at REAL,
     stopped_at REAL,
     version INTEGER NOT NULL DEFAULT 1,
@@ -72,7 +74,7 @@ SHUT_DOWN = "The local runtime stopped while this ECS task ran; its process was 
 JOIN_SECONDS = 5.0
 # The columns of a task's ECS state, as EcsTask names them.
 STATE_COLUMNS = ("last_status", "desired_status", "exit_code", "container_reason", "stop_code", "stopped_reason",
-                 "started_at", "stopping_at", "stopped_at", "version")
+                 "started_at", "pull_started_at", "pull_stopped_at", "stopping_at", "stopped_at", "version")
 
 
 @dataclass
@@ -167,7 +169,9 @@ class LocalRunner:
                     found[row["arn"]] = TaskState(
                         arn=row["arn"], last_status=row["last_status"], exit_code=row["exit_code"],
                         reason=row["container_reason"] or row["stopped_reason"], started_at=row["started_at"],
-                        stopped_at=row["stopped_at"])
+                        stopped_at=row["stopped_at"], stop_code=row["stop_code"] or None,
+                        stopped_reason=row["stopped_reason"] or None, pull_started_at=row["pull_started_at"],
+                        pull_stopped_at=row["pull_stopped_at"])
         return {arn: found.get(arn) for arn in task_arns}
 
     def find(self, execution: Execution, pool: Pool) -> TaskState | None:
@@ -318,5 +322,6 @@ class LocalRunner:
             container_name=CONTAINER, image=row["image"], created_at=row["created_at"], updated_at=self._clock(),
             started_by=named, last_status=row["last_status"], desired_status=row["desired_status"],
             started_at=row["started_at"], stopping_at=row["stopping_at"], stopped_at=row["stopped_at"],
+            pull_started_at=row["pull_started_at"], pull_stopped_at=row["pull_stopped_at"],
             stop_code=row["stop_code"] or None, stopped_reason=row["stopped_reason"] or None,
             exit_code=row["exit_code"], container_reason=row["container_reason"] or None, version=row["version"])

@@ -26,7 +26,9 @@ def test_enqueue_creates_task_job_and_execution_and_sends_one_launch(api, sqs, a
         {"taskId": "test-wrkng", "jobId": body["jobId"], "executionId": body["executionId"],
          "execution": {"image": "ubuntu", "command": "echo 'it works'", "envs": {}, "notifies": False, "jobRetries": 0,
                        "createdAt": pytest.approx(time.time(), abs=60), "requestIp": "127.0.0.1",
-                       "placement": {"cluster": get_settings().ecs_cluster, "cpu": "256", "memory": "512"}}}]
+                       "placement": {"cluster": get_settings().ecs_cluster, "cpu": "256", "memory": "512"},
+                       "timeline": [{"at": pytest.approx(time.time(), abs=60), "status": "accepted",
+                                     "reason": "posted"}]}}]
 
     execution = api.get(f"/tasks/test-wrkng/jobs/{body['jobId']}/executions/{body['executionId']}").json
     assert execution["execution"]["status"] == "enqueued"

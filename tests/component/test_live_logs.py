@@ -217,9 +217,14 @@ def test_a_subscriber_gets_the_output_so_far_then_live_chunks_then_the_exit_code
     assert live.sockets.lines("c1") == ["line 1", "line 2", "warning 1", "line 3", "warning 2"]
 
     live.stop(job_id, execution_id, arn, exit_code=3)
-    assert live.sockets.of("c1")[-2:] == [
+    end, close = live.sockets.of("c1")[-2:]
+    timeline = end.pop("timeline")
+    assert (end, close) == (
         {"type": "end", "executionId": execution_id, "status": "failed", "exitCode": 3, "error": None},
-        {"type": "close", "reason": "done"}]
+        {"type": "close", "reason": "done"})
+    assert timeline[0]["status"] == "accepted"
+    assert {key: timeline[-1][key] for key in ("status", "exitCode", "cause")} == {
+        "status": "failed", "exitCode": 3, "cause": "exit"}
     assert live.sockets.closed == ["c1"]
     assert live.live._connections.get_subscriber("c1") is None
 
@@ -328,9 +333,11 @@ def test_an_ended_execution_streams_all_its_output_then_the_exit_code(live: Harn
     live.stop(job_id, execution_id, arn, exit_code=0)
     live.connect("c1", taskId="live", jobId=job_id)
     assert live.sockets.lines("c1") == ["a", "b"]
-    assert live.sockets.of("c1")[-2:] == [
+    end, close = live.sockets.of("c1")[-2:]
+    assert [entry["status"] for entry in end.pop("timeline")][-1] == "done"
+    assert (end, close) == (
         {"type": "end", "executionId": execution_id, "status": "done", "exitCode": 0, "error": None},
-        {"type": "close", "reason": "done"}]
+        {"type": "close", "reason": "done"})
     assert live.live._connections.get_subscriber("c1") is None  # nothing to follow: not registered
 
 

@@ -78,7 +78,9 @@ def test_execution_details_shape(api):
     assert set(body["execution"]) == {"executionId", "createdAt", "startedAt", "finishedAt", "image", "command",
                                       "status", "exitCode", "requestIPAddress", "metadata", "log", "error", "notifications", "url",
                                       "reason", "logTruncated", "errorTruncated", "outputLimitBytes", "outputError",
-                                      "stdoutUrl", "stderrUrl", "waitingFor", "concurrency"}
+                                      "stdoutUrl", "stderrUrl", "waitingFor", "concurrency", "timeline"}
+    assert body["execution"]["timeline"] == [{"at": body["execution"]["createdAt"], "status": "accepted",
+                                              "reason": "posted"}]
 
 
 def test_unknown_things_are_404_with_the_operation(api):

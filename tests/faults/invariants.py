@@ -14,7 +14,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from chalicelib.domain.lifecycle import ENDED, ENDED_BY_SERVICE, RETRYABLE, STARTED, events_for, status_of_stopped_task
+from chalicelib.domain import timeline as timelines
+from chalicelib.domain.lifecycle import (
+    ENDED,
+    ENDED_BY_SERVICE,
+    LAUNCHED,
+    RETRYABLE,
+    STARTED,
+    events_for,
+    status_of_stopped_task,
+)
 from chalicelib.domain.messages import EMAIL, WEBHOOK
 from chalicelib.domain.model import Execution, ExecutionStatus, Job, JobSpec
 from chalicelib.domain.retry import EXIT, FAIL, IGNORE, MAX_IGNORED_RETRIES, RETRY, TIMEOUT
@@ -378,6 +387,21 @@ def buffer_keeps_one_waiting_tick(sim: Simulation) -> Iterator[Violation]:
                                       f"({first_end - second_start:.0f} s together)")
 
 
+def timelines_tell_the_lifecycle(sim: Simulation) -> Iterator[Violation]:
+    """Each execution's timeline starts with why it was accepted, stays bounded, and ends with the
+    status it is in: written with every change of state, none lost to a race between writers."""
+    for job, execution in _executions(sim):
+        statuses = [entry["status"] for entry in execution.timeline]
+        where = f"job {_short(job.job_id)} execution {_short(execution.execution_id)} ({execution.status.value})"
+        if not statuses or statuses[0] != timelines.ACCEPTED or len(statuses) > timelines.MAX_ENTRIES:
+            yield Violation("timelines", f"{where} has the timeline {statuses}")
+        elif execution.status.is_final or execution.status in LAUNCHED:
+            if statuses[-1] != execution.status.value:
+                yield Violation("timelines", f"{where} ends its timeline with {statuses[-1]}: {statuses}")
+        elif statuses[-1] not in (timelines.ACCEPTED, timelines.WAITING):
+            yield Violation("timelines", f"{where} waits to launch, but its timeline ends with {statuses[-1]}")
+
+
 def no_call_refused(sim: Simulation) -> Iterator[Violation]:
     """A call the function's deployed role would refuse (tests/iam.py), once per distinct refusal."""
     for refusal, count in Counter(sim.iam_refusals).items():
@@ -390,7 +414,7 @@ CHECKS: tuple[Callable[[Simulation], Iterator[Violation]], ...] = (
     pools_never_exceed_their_limit, notifications_delivered_once_in_order, retries_exactly_as_asked,
     outcome_is_the_containers, stopped_jobs_never_run_again, launches_use_frozen_parameters,
     status_counts_are_the_truth, paused_jobs_fire_nothing, no_tick_runs_twice, missed_ticks_obey_the_window,
-    buffer_keeps_one_waiting_tick, no_call_refused)
+    buffer_keeps_one_waiting_tick, timelines_tell_the_lifecycle, no_call_refused)
 
 
 def check(sim: Simulation) -> list[Violation]:

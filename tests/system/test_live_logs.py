@@ -103,8 +103,10 @@ def test_a_running_job_is_streamed_line_by_line_then_its_exit_code_then_done(run
     assert final.lines() == [f"line {i}" for i in range(1, 6)]
     types = [f["type"] for _, f in final.frames]
     assert types[0] == "subscribed" and types[-2:] == ["end", "close"]
-    assert final.of("end") == [{"type": "end", "executionId": job["executionId"], "status": "done", "exitCode": 0,
-                                "error": None}]
+    [end] = final.of("end")
+    # the end frame carries the execution's timeline: why it was accepted, its launch, start and end
+    assert [entry["status"] for entry in end.pop("timeline")] == ["accepted", "pulling", "running", "done"]
+    assert end == {"type": "end", "executionId": job["executionId"], "status": "done", "exitCode": 0, "error": None}
     assert final.of("close") == [{"type": "close", "reason": "done"}]
     # line by line while it ran: the first line came seconds before the end; the lines written
     # after the catch-up came one frame each, about a second apart
@@ -201,8 +203,9 @@ def test_websocket_client_with_its_defaults_follows_a_job_to_its_end(runtime: Ru
     frames, code, reason = follow_with_websocket_client(websocket_url(runtime) + query(taskId="live", jobId=job["jobId"]))
     assert (code, reason) == (1000, "done")
     assert [line for f in frames if f["type"] == "output" for line in f["lines"]] == ["one", "two"]
-    assert [f for f in frames if f["type"] == "end"] == [{"type": "end", "executionId": job["executionId"],
-                                                          "status": "done", "exitCode": 0, "error": None}]
+    [end] = [f for f in frames if f["type"] == "end"]
+    assert [entry["status"] for entry in end.pop("timeline")] == ["accepted", "pulling", "running", "done"]
+    assert end == {"type": "end", "executionId": job["executionId"], "status": "done", "exitCode": 0, "error": None}
 
 
 def test_websocket_client_from_a_foreign_page_is_refused(runtime: Runtime) -> None:

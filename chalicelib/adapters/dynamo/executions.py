@@ -8,6 +8,7 @@ from typing import Any, Unpack
 
 from pynamodb.exceptions import TransactWriteError
 
+from ...domain import timeline as timelines
 from ...domain.errors import DependencyDown, all_readable, read_each
 from ...domain.lifecycle import LAUNCHABLE, sources
 from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
@@ -114,6 +115,7 @@ class DynamoExecutions:
             raise TypeError("a transition that adds a retry cannot also check that its job is not stopped")
         ExecM, JobM, TaskM = self._t.Execution, self._t.Job, self._t.Task
         allowed = sources(target)
+        entry = fields.pop("timeline_entry", None)  # the write adds it to the timeline it finds
         changes = _actions(ExecM, dict(fields))
 
         snapshot = job  # the caller's read of the job serves the first attempt only
@@ -137,6 +139,14 @@ class DynamoExecutions:
                 actions.append(ExecM.pool.remove())
             slot = ExecM.pool == current.pool if current.pool is not None else ExecM.pool.does_not_exist()
             watched = (ExecM.watched == True) if current.watched else ExecM.watched.does_not_exist()  # noqa: E712
+            timeline = current.timeline
+            if entry is not None:
+                # Extends the timeline the write finds: one written meanwhile refuses it, and the
+                # next attempt starts from the refused item.
+                timeline = timelines.add(current.timeline, entry)
+                actions.append(ExecM.timeline.set(list(timeline)))
+                watched &= (ExecM.timeline == list(current.timeline)) if current.timeline else (
+                    ExecM.timeline.does_not_exist())
             tx = self._t.transact()
             if unless_job_stopped:  # condition checks come first in the transaction: item 0
                 tx.condition_check(JobM, current.job_id,
@@ -171,7 +181,7 @@ class DynamoExecutions:
                 # Items are sent condition checks first, then puts, then updates.
                 error.execution_index = int(unless_job_stopped) + int(added is not None)  # type: ignore[attr-defined]
                 raise
-            moved = current.with_changes(status=target, **fields)
+            moved = current.with_changes(status=target, timeline=timeline, **fields)
             return (moved.with_changes(pool=None) if freed else moved), added
 
         def move() -> tuple[Execution, Execution | None] | None:
@@ -233,7 +243,12 @@ class DynamoExecutions:
 
     def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
         ExecM = self._t.Execution
+        entry = fields.pop("timeline_entry", None)  # the write adds it to the timeline it finds
         actions = [ExecM.launches.add(1), *_actions(ExecM, dict(fields))]
+        # The generation the write conditions on makes the snapshot's timeline the stored one.
+        timeline = execution.timeline if entry is None else timelines.add(execution.timeline, entry)
+        if entry is not None:
+            actions.append(ExecM.timeline.set(list(timeline)))
         if "due_at" in fields:  # the worklist of launches orders it by its new due time
             actions.append(ExecM.check_at.set(check_at(execution.status, fields["due_at"], execution.created_at)))
         generation = (ExecM.launches == execution.launches) if execution.launches else (
@@ -242,7 +257,7 @@ class DynamoExecutions:
 
         if not self._t.guard(lambda: update_if(ExecM(execution.job_id, execution.execution_id), actions, condition)):
             return None
-        return execution.with_changes(launches=execution.launches + 1, **fields)
+        return execution.with_changes(launches=execution.launches + 1, timeline=timeline, **fields)
 
     def held_executions(self, limit: int = 500) -> list[Execution]:
         """Keys left `held` on an execution whose slot was given back by a write that did not

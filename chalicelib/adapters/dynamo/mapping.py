@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from ...domain import timeline as timelines
 from ...domain.lifecycle import ACTIVE_STATUSES, LAUNCHABLE
 from ...domain.model import Concurrency, Execution, ExecutionStatus, Job, JobSpec, Placement, Task
 from .tables import SCHEDULE_BUCKET
@@ -57,7 +58,8 @@ def execution_from_item(item: Any) -> Execution:
                   resends=int(values["resends"] or 0), announcing=bool(values["announcing"]),
                   envs=dict(values["envs"]), notifies=bool(values["notifies"]), job_retries=int(values["job_retries"]),
                   watched=bool(values["watched"]), placement=Placement.from_dict(values["placement"]),
-                  concurrency=Concurrency(**values["concurrency"]) if values["concurrency"] else None)
+                  concurrency=Concurrency(**values["concurrency"]) if values["concurrency"] else None,
+                  timeline=timelines.parse(values["timeline"]))
     return Execution(**values)
 
 
@@ -68,6 +70,7 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
                   announcing=execution.announcing or None, watched=execution.watched or None,
                   placement=None if execution.placement is None else execution.placement.to_dict(),
                   concurrency=None if execution.concurrency is None else execution.concurrency.to_dict(),
+                  timeline=list(execution.timeline) or None,
                   worklist=worklist_key(execution.status, execution.pool, execution.announcing),
                   check_at=check_at(execution.status, execution.due_at, execution.created_at))
     return model(**values)

@@ -221,6 +221,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         placement = JSONAttribute(null=True)
         concurrency = JSONAttribute(null=True)  # {"key", "limit"}: the key whose slot it takes with its pool's
         waiting_for = UnicodeAttribute(null=True, attr_name="waitingFor")
+        timeline = JSONAttribute(null=True)  # domain/timeline.py: bounded, written with the changes it records
         launches = NumberAttribute(default=0)
         resends = NumberAttribute(default=0)
         announcing = BooleanAttribute(null=True)

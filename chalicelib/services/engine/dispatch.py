@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...config import Settings
+from ...domain import timeline as timelines
 from ...domain.errors import LaunchFailed
 from ...domain.lifecycle import LAUNCHABLE, backoff
 from ...domain.limits import SQS_MAX_DELAY_SECONDS
@@ -160,7 +161,8 @@ class Dispatcher:
             # A slot held from an earlier attempt may have a task: the reconciler finds out.
             return
         at = self.clock()
-        moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at, waiting_for=None)
+        moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at, waiting_for=None,
+                                           timeline_entry=timelines.entry(at, timelines.PULLING, taskArn=task_arn))
         if moved is None:
             current = self.executions.get_execution(execution.job_id, execution.execution_id)
             if current is not None and current.status.is_final and current.task_arn is None:

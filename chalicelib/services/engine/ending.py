@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import Settings
+from ...domain import timeline as timelines
 from ...domain.ecs import TaskState
 from ...domain.lifecycle import ENDED, ENDED_BY_SERVICE, RETRYABLE, backoff, status_of_stopped_task
 from ...domain.limits import MAX_ERROR_CHARS
@@ -39,24 +40,30 @@ class Ending:
 
     def end(self, execution: Execution, status: S, *, exit_code: int | None = None, error: str | None = None,
             started_at: float | None = None, finished_at: float | None = None, release_slot: bool = False,
-            reason: str | None = None) -> Execution | None:
+            reason: str | None = None, stopped: TaskState | None = None) -> Execution | None:
         """End an execution (if it has not ended yet), and start its retry when one is due;
         `release_slot` when its container is gone (the slot is given back in the same write);
         `reason` why a failure failed (domain/retry.py; by default `timeout` for a timeout,
-        `exit` otherwise), which a job's retry rules decide on. Returns the ended execution, or
-        None when something else ended it first."""
+        `exit` otherwise), which a job's retry rules decide on; `stopped` the stopped ECS task,
+        whose stop code and reason its timeline records. Returns the ended execution, or None
+        when something else ended it first."""
         retrying = status in RETRYABLE
         job = self.announcer.job_for(execution, retrying=retrying)
         if reason is None:
             reason = TIMEOUT if status is S.TIMEDOUT else EXIT
         follow_up = self._retry_of(job, execution, reason, exit_code) if job is not None and retrying else None
-        fields: ExecutionChanges = {"finished_at": finished_at or self.clock()}
+        at = finished_at or self.clock()
+        fields: ExecutionChanges = {"finished_at": at}
         if exit_code is not None:
             fields["exit_code"] = exit_code
         if error is not None:
             fields["error"] = error[:MAX_ERROR_CHARS]
         if started_at is not None and execution.started_at is None:
             fields["started_at"] = started_at
+        fields["timeline_entry"] = timelines.ended(
+            at, status.value, exit_code=exit_code, reason=None if error is None else error[:MAX_ERROR_CHARS],
+            stop_code=stopped.stop_code if stopped else None, stopped_reason=stopped.stopped_reason if stopped else None,
+            cause=reason if status in RETRYABLE else None)
         ending = execution.with_changes(status=status, started_at=execution.started_at or started_at)
         if job is not None and self.announcer.owes_on_ending(job, ending):
             # On the reconciler's worklist until announced: a function that dies between this
@@ -105,9 +112,12 @@ class Ending:
                 delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
                                 settings.retry_backoff_max)
             at = self.clock()
+            why = timelines.accepted(at, timelines.RETRY_AFTER_FAILURE, retryOf=ended.execution_id,
+                                     after=round(delay, 3), cause=reason, rule=said.get("rule"))
             return new_execution(current, at, placement=self.placement(current.task_id),
                                  request_ip=ended.request_ip, due_at=round(at + delay, 3),
-                                 metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1, **said})
+                                 metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1, **said},
+                                 accepted=why)
 
         return make
 
@@ -120,7 +130,8 @@ class Ending:
         reason = classify_stop(state.exit_code, " ".join(filter(None, (state.reason, state.stopped_reason))),
                                state.stop_code)
         ended = self.end(execution, status_of_stopped_task(state.exit_code), exit_code=state.exit_code, error=error,
-                         started_at=state.started_at, finished_at=state.stopped_at, release_slot=True, reason=reason)
+                         started_at=state.started_at, finished_at=state.stopped_at, release_slot=True, reason=reason,
+                         stopped=state)
         if ended is not None:
             return ended
         current = self.executions.get_execution(execution.job_id, execution.execution_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ...domain import timeline as timelines
 from ...domain.limits import SQS_MAX_DELAY_SECONDS
 from ...domain.messages import Launch
 from ...domain.model import Execution
@@ -54,6 +55,7 @@ class Launches:
             fields["resends"] = execution.resends + 1
         if waiting_for is not None:
             fields["waiting_for"] = waiting_for
+            fields["timeline_entry"] = timelines.entry(self.clock(), timelines.WAITING, waiting_for)
         renewed = self.executions.renew_launch(execution, **fields)
         if renewed is None:
             return False

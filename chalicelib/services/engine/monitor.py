@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ...domain import timeline as timelines
 from ...domain.ecs import TaskState, TaskStateChange
 from ...domain.lifecycle import ECS_RUNNING, ECS_STOPPED, ENDED_BY_SERVICE, RECORDED_ECS_STATUSES, STARTED, sources
 from ...domain.model import Execution
@@ -44,9 +45,11 @@ class Monitor:
 
     def _running(self, execution: Execution, state: TaskState) -> Execution | None:
         started = state.started_at or self.clock()
+        entry = timelines.entry(started, timelines.RUNNING, pullStartedAt=state.pull_started_at,
+                                pullStoppedAt=state.pull_stopped_at)
         # Conditional on its job not being stopped, so the usual case reads no job.
         moved = self.executions.transition(execution, S.RUNNING, started_at=started, task_arn=state.arn,
-                                            unless_job_stopped=True)
+                                            unless_job_stopped=True, timeline_entry=entry)
         if moved is not None:
             return self._started(execution, moved[0])
         current = self.executions.get_execution(execution.job_id, execution.execution_id)
@@ -55,7 +58,8 @@ class Monitor:
         if current.status in sources(S.RUNNING):
             # Its job was stopped by a client while it was being launched, before the stop
             # reached it: recorded as running, then stopped.
-            moved = self.executions.transition(current, S.RUNNING, started_at=started, task_arn=state.arn)
+            moved = self.executions.transition(current, S.RUNNING, started_at=started, task_arn=state.arn,
+                                                timeline_entry=entry)
             if moved is not None:
                 self.ending.stop(self._started(current, moved[0]))
                 return self.executions.get_execution(execution.job_id, execution.execution_id)

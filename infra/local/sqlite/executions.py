@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS executions (
     watched INTEGER NOT NULL DEFAULT 0,
     concurrency TEXT,
     waiting_for TEXT,
+    timeline TEXT NOT NULL DEFAULT '[]',
     UNIQUE (job_id, seq)
 ) STRICT;
 
@@ -131,7 +132,6 @@ class SqliteExecutions:
                    **fields: Unpack[ExecutionChanges]) -> tuple[Execution, Execution | None] | None:
         if follow_up is not None and unless_job_stopped:
             raise TypeError("a transition that adds a retry cannot also check that its job is not stopped")
-        columns, model = rows.changes(fields)
         allowed = _SOURCES[target]
         with self._db.write() as connection:
             # The condition is the stored status, never the caller's snapshot of it.
@@ -139,6 +139,7 @@ class SqliteExecutions:
                                      (execution.execution_id, execution.job_id)).fetchone()
             if row is None or ExecutionStatus(row["status"]) not in allowed:
                 return None
+            columns, model = rows.changes(rows.with_timeline(fields, row))
             if unless_job_stopped:
                 job = connection.execute("SELECT stopped FROM jobs WHERE job_id = ?", (execution.job_id,)).fetchone()
                 if job is not None and job["stopped"]:
@@ -175,19 +176,16 @@ class SqliteExecutions:
             return cursor.rowcount == 1
 
     def renew_launch(self, execution: Execution, **fields: Unpack[ExecutionChanges]) -> Execution | None:
-        columns, model = rows.changes(fields)
-        launchable = ", ".join(f"'{status.value}'" for status in sorted(LAUNCHABLE))
-        assignments = ", ".join(["launches = launches + 1", *(f"{name} = ?" for name in columns)])
         with self._db.write() as connection:
-            cursor = connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ? AND job_id = ? "
-                                        f"AND launches = ? AND status IN ({launchable})",
-                                        [*columns.values(), execution.execution_id, execution.job_id,
-                                         execution.launches])
-            if cursor.rowcount != 1:
+            row = connection.execute("SELECT * FROM executions WHERE execution_id = ? AND job_id = ?",
+                                     (execution.execution_id, execution.job_id)).fetchone()
+            if row is None or row["launches"] != execution.launches or ExecutionStatus(row["status"]) not in LAUNCHABLE:
                 return None
-            row = connection.execute("SELECT * FROM executions WHERE execution_id = ?",
-                                     (execution.execution_id,)).fetchone()
-        return rows.execution_of(row, **model)
+            columns, model = rows.changes(rows.with_timeline(fields, row))
+            assignments = ", ".join(["launches = launches + 1", *(f"{name} = ?" for name in columns)])
+            connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ?",
+                               [*columns.values(), execution.execution_id])
+        return rows.execution_of(row, launches=row["launches"] + 1, **model)
 
     def record_notification(self, job_id: str, execution_id: str, entry: dict[str, Any], keep: int = 50) -> None:
         """An execution that does not exist records nothing."""

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from chalicelib.domain import timeline as timelines
 from chalicelib.domain.model import (
     ACTIVE_STATUSES,
     Concurrency,
@@ -29,7 +30,7 @@ ACTIVE_CONDITION = "status IN ({})".format(", ".join(f"'{s.value}'" for s in sor
 # Columns of an execution row that a write may set besides its status (ports.ExecutionChanges):
 # names are put into SQL, so nothing else passes.
 _CHANGEABLE = {"started_at", "finished_at", "exit_code", "error", "due_at", "launched_at", "task_arn", "notified",
-               "resends", "announcing", "watched", "waiting_for"}
+               "resends", "announcing", "watched", "waiting_for", "timeline"}
 
 
 def _json(value: Any) -> str:
@@ -127,7 +128,7 @@ EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "imag
                      "started_at", "finished_at", "exit_code", "request_ip", "metadata", "log", "error", "due_at",
                      "launched_at", "task_arn", "pool", "notified", "notifications", "envs", "timeout", "expiration",
                      "launches", "resends", "announcing", "notifies", "job_retries", "watched", "placement",
-                     "concurrency", "waiting_for")
+                     "concurrency", "waiting_for", "timeline")
 
 
 _INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
@@ -152,6 +153,7 @@ def execution_values(execution: Execution) -> dict[str, Any]:
         "placement": None if execution.placement is None else _json(execution.placement.to_dict()),
         "concurrency": None if execution.concurrency is None else _json(execution.concurrency.to_dict()),
         "waiting_for": execution.waiting_for,
+        "timeline": _json(list(execution.timeline)),
     }
 
 
@@ -173,6 +175,7 @@ def execution_of(row: sqlite3.Row, **overrides: Any) -> Execution:
         "placement": None if row["placement"] is None else Placement.from_dict(_loads(row["placement"])),
         "concurrency": None if row["concurrency"] is None else Concurrency(**_loads(row["concurrency"])),
         "waiting_for": row["waiting_for"],
+        "timeline": timelines.parse(_loads(row["timeline"])),
     }
     fields.update(overrides)
     return Execution(**fields)
@@ -192,9 +195,19 @@ def changes(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     unknown = set(fields) - _CHANGEABLE
     if unknown:
         raise TypeError(f"not a field an execution write may set: {sorted(unknown)}")
-    columns = {name: (_json(sorted(value or ())) if name == "notified" else value) for name, value in fields.items()}
+    columns = {name: (_json(sorted(value or ())) if name == "notified" else _json(list(value)) if name == "timeline"
+                      else value) for name, value in fields.items()}
     model = {name: (frozenset(value or ()) if name == "notified" else value) for name, value in fields.items()}
     return columns, model
+
+
+def with_timeline(fields: Mapping[str, Any], row: sqlite3.Row) -> dict[str, Any]:
+    """ExecutionChanges with its `timeline_entry` added to the timeline the row holds."""
+    changes = dict(fields)
+    entry = changes.pop("timeline_entry", None)
+    if entry is not None:
+        changes["timeline"] = timelines.add(timelines.parse(_loads(row["timeline"])), entry)
+    return changes
 
 
 def notifications_text(entries: Iterable[dict[str, Any]]) -> str:
@@ -221,4 +234,4 @@ def add_execution(connection: sqlite3.Connection, job: Job, execution: Execution
 
 __all__ = ["ACTIVE_CONDITION", "task_of", "job_of", "job_values", "insert_job", "load_job", "jobs_of", "active_of",
            "execution_of", "execution_values", "insert_execution", "load_execution", "changes", "add_execution",
-           "with_fields", "notifications_text"]
+           "with_fields", "notifications_text", "with_timeline"]

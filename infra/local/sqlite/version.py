@@ -7,7 +7,7 @@ from .db import Database
 
 # Raised by one whenever a table, column or index of the state file changes (any module's schema):
 # a file is read only by the version whose schema wrote it, with no migration to keep in step.
-SCHEMA_VERSION = 2  # 2: concurrency keys; jobs' pause, skip reason and waiting (overlap buffer) tick
+SCHEMA_VERSION = 3  # 3: execution timeline, ECS tasks' pull times, status time (listing across tasks); 2: concurrency keys
 
 
 class StateVersionMismatch(RuntimeError):
