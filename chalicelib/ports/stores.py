@@ -81,6 +81,12 @@ class Jobs(Protocol):
         """A task's jobs, oldest first, in pages of job numbers as `list_tasks`."""
         ...
 
+    def list_tasks_by_prefix(self, prefix: str, page: int, per_page: int) -> Page:
+        """Listed tasks whose id starts with `prefix`, by id (byte order); `total` counts them up
+        to listing.MAX_LISTED (a total of MAX_LISTED says "at least"). A page whose first entry
+        lies past MAX_LISTED is the caller's to refuse: a store may read every entry before it."""
+        ...
+
     def ping(self) -> None:
         """Raise when the store cannot be reached."""
         ...
@@ -91,6 +97,24 @@ class Executions(Protocol):
 
     def list_executions(self, job_id: str, page: int, per_page: int, total: int | None = None) -> Page:
         """Newest first; `total` saves a read when the caller has the job at hand."""
+        ...
+
+    def list_all_executions(self, statuses: frozenset[ExecutionStatus], since: float | None, task_prefix: str | None,
+                            page: int, per_page: int) -> Page:
+        """Executions of every task in one of `statuses`, newest first by the time each entered
+        its status (the time of the write that set it; creation for `enqueued`), at or after
+        `since`, of tasks whose id starts with `task_prefix`: a Page of listing.ListedExecution,
+        ties broken by execution id, newest first. `total` counts the matches up to
+        listing.MAX_LISTED (a total of MAX_LISTED says "at least"); a page whose first entry lies
+        past MAX_LISTED is the caller's to refuse (a store may read every entry before it). An
+        index may lag its writes a moment: an execution that has just changed status may be
+        missing, or listed with the status it has now."""
+        ...
+
+    def find_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        """Executions by their id alone, whatever their job: id -> execution for each one found
+        (an unknown id is left out). At most listing.MAX_RETRY_IDS ids. An execution created a
+        moment ago may not be found yet by a store that reads an index."""
         ...
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from typing import Any, Unpack
 
 from pynamodb.exceptions import TransactWriteError
@@ -11,8 +12,9 @@ from pynamodb.exceptions import TransactWriteError
 from ...domain import timeline as timelines
 from ...domain.errors import DependencyDown, all_readable, read_each
 from ...domain.lifecycle import LAUNCHABLE, sources
-from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
+from ...domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, now, seq_range
 from ...ports import ExecutionChanges, MakeExecution
+from . import listing
 from .jobs import set_is
 from .mapping import (
     HELD,
@@ -21,6 +23,7 @@ from .mapping import (
     execution_from_item,
     execution_to_item,
     job_from_item,
+    status_shard,
     worklist_key,
     worklist_keys,
 )
@@ -68,6 +71,13 @@ class DynamoExecutions:
             return Page(items=items, page=page, per_page=per_page, total=count)
 
         return self._t.guard(read)
+
+    def list_all_executions(self, statuses: frozenset[ExecutionStatus], since: float | None, task_prefix: str | None,
+                            page: int, per_page: int) -> Page:
+        return self._t.guard(lambda: listing.list_all_executions(self._t, statuses, since, task_prefix, page, per_page))
+
+    def find_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        return self._t.guard(lambda: listing.find_executions(self._t, execution_ids))
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
         ExecM = self._t.Execution
@@ -132,7 +142,9 @@ class DynamoExecutions:
             # the snapshot's slot too, so a slot taken meanwhile is never left off the worklist.
             key = worklist_key(target, None if freed else current.pool,
                             bool(fields.get("announcing", current.announcing)))
-            actions = [ExecM.status.set(target.value), ExecM.worklist.set(key) if key else ExecM.worklist.remove()]
+            actions = [ExecM.status.set(target.value), ExecM.worklist.set(key) if key else ExecM.worklist.remove(),
+                       # its entry in the listing across tasks moves with the status, in this write
+                       ExecM.status_shard.set(status_shard(target, current.execution_id)), ExecM.status_at.set(now())]
             if target not in LAUNCHABLE:
                 actions.append(ExecM.check_at.remove())  # off the worklist of launches
             if freed:

@@ -11,6 +11,7 @@ from pynamodb.transactions import TransactWrite
 from ...domain.errors import Conflict, TooManyActive
 from ...domain.model import Execution, Job, JobSpec, Page, Task, seq_range
 from ...ports import MakeExecution
+from . import listing
 from .mapping import execution_to_item, job_from_item, job_to_item, task_from_item
 from .sequence import take_job_number, take_task_number
 from .statistics import DynamoStatistics
@@ -199,6 +200,9 @@ class DynamoJobs:
             return Page(items=items, page=page, per_page=per_page, total=total)
 
         return self._t.guard(read)
+
+    def list_tasks_by_prefix(self, prefix: str, page: int, per_page: int) -> Page:
+        return self._t.guard(lambda: listing.list_tasks_by_prefix(self._t, prefix, page, per_page))
 
     def list_jobs(self, task_id: str, page: int, per_page: int) -> Page:
         JobM = self._t.Job

@@ -2,6 +2,7 @@
 dataclass field names, so each mapping names only the fields that need a conversion."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import fields
 from typing import Any
 
@@ -72,7 +73,8 @@ def execution_to_item(model: Any, execution: Execution, seq: int) -> Any:
                   concurrency=None if execution.concurrency is None else execution.concurrency.to_dict(),
                   timeline=list(execution.timeline) or None,
                   worklist=worklist_key(execution.status, execution.pool, execution.announcing),
-                  check_at=check_at(execution.status, execution.due_at, execution.created_at))
+                  check_at=check_at(execution.status, execution.due_at, execution.created_at),
+                  status_shard=status_shard(execution.status, execution.execution_id), status_at=execution.created_at)
     return model(**values)
 
 
@@ -103,3 +105,19 @@ def check_at(status: ExecutionStatus, due_at: float | None, created_at: float) -
     if status not in LAUNCHABLE:
         return None
     return due_at if due_at is not None else created_at
+
+
+# Partitions of each status in the `by_status` index: an execution's shard is fixed by its id, so
+# its entries of every status fall in the same shard number, and writes of one status spread
+# evenly over them (docs/storage.md#executions-across-tasks).
+STATUS_SHARDS = 4
+
+
+def status_shard(status: ExecutionStatus, execution_id: str) -> str:
+    """The `by_status` partition key of an execution in `status`: `<status>#<n>`."""
+    return f"{status.value}#{zlib.crc32(execution_id.encode()) % STATUS_SHARDS}"
+
+
+def status_shards(status: ExecutionStatus) -> list[str]:
+    """Every `by_status` partition of `status`."""
+    return [f"{status.value}#{n}" for n in range(STATUS_SHARDS)]

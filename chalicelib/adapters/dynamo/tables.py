@@ -16,7 +16,13 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+    LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -89,6 +95,17 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         list_bucket = UnicodeAttribute(hash_key=True, attr_name="listBucket")
         seq = NumberAttribute(range_key=True)
 
+    class TasksById(GlobalSecondaryIndex):
+        """The listed tasks by id, so a prefix is a key condition (`begins_with`). Keys only: it is
+        written once, when a task is listed, never again as its jobs change the task's item."""
+
+        class Meta:
+            index_name = "by_id"
+            projection = KeysOnlyProjection()
+
+        list_bucket = UnicodeAttribute(hash_key=True, attr_name="listBucket")
+        task_id = UnicodeAttribute(range_key=True, attr_name="taskId")
+
     class TaskModel(Model):
         class Meta:
             table_name = settings.tasks_table
@@ -105,6 +122,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         running = NumberAttribute(null=True)  # #pool:<name> and #key:<key> items only
         max_running = NumberAttribute(null=True, attr_name="maxRunning")  # #key:<key> items: the key's limit
         by_seq = TasksBySeq()
+        by_id = TasksById()
 
     class JobsByTask(GlobalSecondaryIndex):
         class Meta:
@@ -187,6 +205,29 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         worklist = UnicodeAttribute(hash_key=True)
         check_at = NumberAttribute(range_key=True, attr_name="checkAt")
 
+    class ExecutionsByStatus(GlobalSecondaryIndex):
+        """Executions across tasks: `statusShard` (`<status>#<n>`, mapping.status_shard) and the time
+        they entered it, both set by the write that sets the status. Only the task id besides
+        the keys (for the prefix filter): the entry changes only with the status, not with every
+        write to the execution (docs/storage.md#executions-across-tasks)."""
+
+        class Meta:
+            index_name = "by_status"
+            projection = IncludeProjection(["taskId"])
+
+        status_shard = UnicodeAttribute(hash_key=True, attr_name="statusShard")
+        status_at = NumberAttribute(range_key=True, attr_name="statusAt")
+
+    class ExecutionsById(GlobalSecondaryIndex):
+        """An execution's job from its id alone (a bulk retry names executions only): keys only,
+        written once, since an execution's keys never change."""
+
+        class Meta:
+            index_name = "by_id"
+            projection = KeysOnlyProjection()
+
+        execution_id = UnicodeAttribute(hash_key=True, attr_name="executionId")
+
     class ExecutionModel(Model):
         class Meta:
             table_name = settings.executions_table
@@ -198,6 +239,8 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         task_id = UnicodeAttribute(attr_name="taskId")
         seq = NumberAttribute()
         status = UnicodeAttribute()
+        status_shard = UnicodeAttribute(null=True, attr_name="statusShard")
+        status_at = NumberAttribute(null=True, attr_name="statusAt")
         image = UnicodeAttribute()
         command = UnicodeAttribute()
         created_at = NumberAttribute(attr_name="createdAt")
@@ -232,5 +275,7 @@ def _models(settings: Settings) -> tuple[Any, Any, Any]:
         by_seq = ExecutionsBySeq()
         by_active = ActiveExecutions()
         by_check = ExecutionsByCheck()
+        by_status = ExecutionsByStatus()
+        by_id = ExecutionsById()
 
     return TaskModel, JobModel, ExecutionModel

@@ -2,11 +2,13 @@
 transitions, each one transaction with the counts it changes and the retry it may add."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Unpack
 
 from chalicelib.domain.errors import all_readable, read_each
 from chalicelib.domain.lifecycle import LAUNCHABLE, sources
-from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, seq_range
+from chalicelib.domain.listing import MAX_LISTED, ListedExecution, prefix_bounds
+from chalicelib.domain.model import FINAL_STATUSES, Execution, ExecutionStatus, Job, Page, now, seq_range
 from chalicelib.ports import ExecutionChanges, MakeExecution
 
 from . import rows
@@ -21,6 +23,7 @@ CREATE TABLE IF NOT EXISTS executions (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     status TEXT NOT NULL,
+    status_at REAL NOT NULL,  -- when it entered its status: creation, then the write that set it
     image TEXT NOT NULL,
     command TEXT NOT NULL,
     created_at REAL NOT NULL,
@@ -57,6 +60,8 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_active ON executions (status, created_at) WHERE {rows.ACTIVE_CONDITION};
 -- a job's active set
 CREATE INDEX IF NOT EXISTS executions_active_by_job ON executions (job_id) WHERE {rows.ACTIVE_CONDITION};
+-- executions across tasks: by status, newest first
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status, status_at);
 """
 
 # Launchable executions that hold no slot, by when their launch is due: the reconciler's worklist of
@@ -94,6 +99,35 @@ class SqliteExecutions:
             found = connection.execute("SELECT * FROM executions WHERE job_id = ? AND seq BETWEEN ? AND ? "
                                        "ORDER BY seq DESC", (job_id, low, high)).fetchall()
         return Page(items=[rows.execution_of(row) for row in found], page=page, per_page=per_page, total=total)
+
+    def list_all_executions(self, statuses: frozenset[ExecutionStatus], since: float | None, task_prefix: str | None,
+                            page: int, per_page: int) -> Page:
+        """Read through executions_by_status; the task prefix is a range of ids, checked per row."""
+        condition = "status IN ({})".format(", ".join("?" * len(statuses)))
+        values: list[Any] = [status.value for status in sorted(statuses)]
+        if since is not None:
+            condition += " AND status_at >= ?"
+            values.append(since)
+        if task_prefix is not None:
+            condition += " AND task_id >= ? AND task_id < ?"
+            values.extend(prefix_bounds(task_prefix))
+        with self._db.read() as connection:
+            total = connection.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM executions WHERE {condition} LIMIT ?)",
+                                       [*values, MAX_LISTED]).fetchone()[0]
+            found = connection.execute(f"SELECT * FROM executions WHERE {condition} "
+                                       "ORDER BY status_at DESC, execution_id DESC LIMIT ? OFFSET ?",
+                                       [*values, per_page, (page - 1) * per_page]).fetchall()
+        return Page(items=[ListedExecution(rows.execution_of(row), row["status_at"]) for row in found], page=page,
+                    per_page=per_page, total=total)
+
+    def find_executions(self, execution_ids: Sequence[str]) -> dict[str, Execution]:
+        ids = list(dict.fromkeys(execution_ids))
+        if not ids:
+            return {}
+        with self._db.read() as connection:
+            found = connection.execute("SELECT * FROM executions WHERE execution_id IN ({})".format(
+                ", ".join("?" * len(ids))), ids).fetchall()
+        return {row["execution_id"]: rows.execution_of(row) for row in found}
 
     def active_executions(self, status: ExecutionStatus, limit: int = 500) -> list[Execution]:
         if status in FINAL_STATUSES:
@@ -149,9 +183,9 @@ class SqliteExecutions:
                 columns, model = {**columns, "pool": None}, {**model, "pool": None}
                 give_back(connection, freed, row["concurrency"])
             moved = rows.execution_of(row, status=target, **model)
-            assignments = ", ".join(["status = ?", *(f"{name} = ?" for name in columns)])
+            assignments = ", ".join(["status = ?", "status_at = ?", *(f"{name} = ?" for name in columns)])
             connection.execute(f"UPDATE executions SET {assignments} WHERE execution_id = ?",
-                               [target.value, *columns.values(), execution.execution_id])
+                               [target.value, now(), *columns.values(), execution.execution_id])
             bump(connection, {row["status"]: -1, target.value: 1})
             added = None
             if follow_up is not None:

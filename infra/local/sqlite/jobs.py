@@ -3,6 +3,7 @@ sequence numbers and exact counts kept in the transaction of each write."""
 from __future__ import annotations
 
 from chalicelib.domain.errors import Conflict, TooManyActive
+from chalicelib.domain.listing import MAX_LISTED, prefix_bounds
 from chalicelib.domain.model import Execution, Job, Page, Task, seq_range
 from chalicelib.ports import MakeExecution
 
@@ -134,6 +135,16 @@ class SqliteJobs:
             low, high = seq_range(page, per_page, total)
             found = connection.execute("SELECT * FROM tasks WHERE seq BETWEEN ? AND ? ORDER BY seq",
                                        (low, high)).fetchall()
+        return Page(items=[rows.task_of(row) for row in found], page=page, per_page=per_page, total=total)
+
+    def list_tasks_by_prefix(self, prefix: str, page: int, per_page: int) -> Page:
+        """A range of the task key's index (a LIKE would not use it: it ignores case)."""
+        low, high = prefix_bounds(prefix)
+        with self._db.read() as connection:
+            total = connection.execute("SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE task_id >= ? AND task_id < ? "
+                                       "LIMIT ?)", (low, high, MAX_LISTED)).fetchone()[0]
+            found = connection.execute("SELECT * FROM tasks WHERE task_id >= ? AND task_id < ? ORDER BY task_id "
+                                       "LIMIT ? OFFSET ?", (low, high, per_page, (page - 1) * per_page)).fetchall()
         return Page(items=[rows.task_of(row) for row in found], page=page, per_page=per_page, total=total)
 
     def list_jobs(self, task_id: str, page: int, per_page: int) -> Page:

@@ -131,8 +131,10 @@ EXECUTION_COLUMNS = ("execution_id", "job_id", "task_id", "seq", "status", "imag
                      "concurrency", "waiting_for", "timeline")
 
 
-_INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
-                     f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))})")
+# `status_at`, when the execution entered its status (the order of listings across tasks), is the
+# store's column, not a field of the model: an execution is inserted in the status it was made in.
+_INSERT_EXECUTION = (f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}, status_at) "
+                     f"VALUES ({', '.join('?' * (len(EXECUTION_COLUMNS) + 1))})")
 
 
 def execution_values(execution: Execution) -> dict[str, Any]:
@@ -185,7 +187,7 @@ def insert_execution(connection: sqlite3.Connection, execution: Execution, seq: 
     """Insert an execution as its job's `seq`th and count it by its status, in the caller's write."""
     values = execution_values(execution)
     values["seq"] = seq
-    connection.execute(_INSERT_EXECUTION, [values[c] for c in EXECUTION_COLUMNS])
+    connection.execute(_INSERT_EXECUTION, [*(values[c] for c in EXECUTION_COLUMNS), execution.created_at])
     bump(connection, {execution.status.value: 1})
     return with_fields(execution, seq=seq)
 
