@@ -5,7 +5,7 @@ import os
 from chalice import Chalice, IAMAuthorizer, Rate
 
 from chalicelib import handlers, live_handlers
-from chalicelib.api import routes, stream_page
+from chalicelib.api import across_tasks, routes, stream_page
 
 app = Chalice(app_name="fastlane")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -41,6 +41,16 @@ def healthcheck():
 @app.route("/tasks", methods=["GET"])
 def get_tasks():
     return routes.get_tasks(app.current_request)
+
+
+@app.route("/executions", methods=["GET"])
+def list_executions():
+    return across_tasks.list_executions(app.current_request)
+
+
+@app.route("/executions/retry", methods=["POST"], content_types=BODY_TYPES)
+def retry_executions():
+    return across_tasks.retry_executions(app.current_request)
 
 
 @app.route("/tasks/{task_id}", methods=["GET"])

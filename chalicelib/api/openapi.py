@@ -192,7 +192,10 @@ SCHEMAS: dict[str, Any] = {
         "jobUrl": URL, "taskUrl": URL}),
     "TaskList": _object({"items": {"type": "array", "items": _object({
         "taskId": {"type": "string"}, "createdAt": {"type": "number"}, "lastModifiedAt": {"type": "number"},
-        "jobsCount": {"type": "integer", "minimum": 0}, "url": URL})}, **PAGINATION}),
+        "jobsCount": {"type": "integer", "minimum": 0}, "url": URL})}, **PAGINATION,
+        "totalCapped": {"type": "boolean", "description": "with a prefix only: `total` stopped counting at the "
+                                                          "entries a listing reaches"}},
+        required=["items", *PAGINATION]),
     "TaskDetails": _object({"taskId": {"type": "string"}, "createdAt": {"type": "number"},
                             "lastModifiedAt": {"type": "number"},
                             "jobs": {"type": "array", "items": _object({"id": {"type": "string", "format": "uuid"},
@@ -317,6 +320,8 @@ JOB_PARAMETERS, EXECUTION_PARAMETERS = [TASK_ID, JOB_ID], [TASK_ID, JOB_ID, EXEC
 
 
 def _paths() -> dict[str, Any]:
+    from . import openapi_across_tasks as across_tasks  # it builds on this module's parts
+
     paths: dict[str, Any] = {
         "/": {"get": _operation("index", "healthcheck", _json("Health"), (), [])},
         "/healthcheck": {"get": _operation("healthcheck", "dependency checks (503 when one fails)", _json("Health"),
@@ -326,7 +331,9 @@ def _paths() -> dict[str, Any]:
                                             {"description": "OpenAPI 3.1",
                                              "content": {"application/json": {"schema": {"type": "object"}}}},
                                             (), [])},
-        "/tasks": {"get": _operation("get_tasks", "list tasks", _json("TaskList"), ("400", "404"), [PAGE])},
+        "/tasks": {"get": _operation("get_tasks", "list tasks, oldest first (by id with a prefix)", _json("TaskList"),
+                                     ("400", "404"), [PAGE, across_tasks.PREFIX])},
+        **across_tasks.paths(),
         TASK: {"get": _operation("get_task", "task details with its jobs", _json("TaskDetails"), ("400", "404"),
                                  [TASK_ID, PAGE]),
                "post": _operation("enqueue_job", "create a job and run or schedule it", ENQUEUED,
@@ -367,6 +374,7 @@ def _paths() -> dict[str, Any]:
 def document(base_url: str = "") -> dict[str, Any]:
     """The description, with this deployment's address as its server."""
     from ..config import get_settings
+    from . import openapi_across_tasks as across_tasks
 
     return {
         "openapi": "3.1.0",
@@ -375,5 +383,5 @@ def document(base_url: str = "") -> dict[str, Any]:
                                 "Live logs go over the websocket API (docs/live-logs.md)."},
         "servers": [{"url": base_url or "/"}],
         "paths": _paths(),
-        "components": {"schemas": copy.deepcopy(SCHEMAS)},
+        "components": {"schemas": copy.deepcopy({**SCHEMAS, **across_tasks.SCHEMAS})},
     }

@@ -10,6 +10,7 @@ from .. import wiring
 from ..config import get_settings
 from ..domain import contract as shapes
 from ..domain.errors import DependencyDown, FastlaneError, NotFound, ValidationError
+from ..domain.listing import task_prefix_of
 from ..domain.model import Execution
 from ..domain.payload import validate_uuid
 from ..observability import logger, metrics
@@ -24,6 +25,7 @@ from .http import (
     operation,
     page_number,
     page_token,
+    query,
     task_id_of,
 )
 from .output_tail import output_tail
@@ -51,8 +53,10 @@ def middleware(request: Request, get_response: Callable[[Request], Response]) ->
 
 @operation("get_tasks")
 def get_tasks(request: Request) -> Response:
-    page = wiring.get_job_service().list_tasks(page_number(request))
-    return json_response(shapes.task_list(_urls(request), page))
+    number = page_number(request)
+    prefix = task_prefix_of(query(request, "prefix"), "prefix")
+    page = wiring.get_job_service().list_tasks(number, prefix)
+    return json_response(shapes.task_list(_urls(request), page, prefix))
 
 
 def _enqueue(request: Request, task_id: str, job_id: str | None) -> Response:

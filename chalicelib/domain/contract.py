@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from .lifecycle import LAUNCHABLE
+from .listing import MAX_LISTED, ListedExecution, RetryOutcome
 from .model import Execution, Job, Page, Task, now
 from .payload import DEFAULT_CATCHUP_WINDOW
 from .redaction import redact_envs, redact_headers, redact_url, redact_urls
@@ -18,8 +20,12 @@ class Urls:
     def __init__(self, base: str) -> None:
         self.base = base.rstrip("/")
 
-    def tasks(self, page: int | None = None) -> str:
-        return f"{self.base}/tasks" + (f"?page={page}" if page is not None else "")
+    def tasks(self, page: int | None = None, prefix: str | None = None) -> str:
+        return f"{self.base}/tasks" + _query(prefix=prefix, page=page)
+
+    def executions(self, filters: dict[str, str], page: int | None = None) -> str:
+        """The listing of executions across tasks, with its filters (query parameter -> value)."""
+        return f"{self.base}/executions" + _query(**filters, page=page)
 
     def task(self, task_id: str, page: int | None = None) -> str:
         return f"{self.base}/tasks/{task_id}" + (f"?page={page}" if page is not None else "")
@@ -29,6 +35,11 @@ class Urls:
 
     def execution(self, task_id: str, job_id: str, execution_id: str) -> str:
         return f"{self.job(task_id, job_id)}/executions/{execution_id}"
+
+
+def _query(**values: Any) -> str:
+    given = {name: value for name, value in values.items() if value is not None}
+    return "?" + urlencode(given, safe=",:") if given else ""
 
 
 def pagination(page: Page, url_for_page: Any) -> dict[str, Any]:
@@ -62,7 +73,9 @@ def enqueued(urls: Urls, job: Job, execution: Execution | None, queue_job_id: st
     }
 
 
-def task_list(urls: Urls, page: Page) -> dict[str, Any]:
+def task_list(urls: Urls, page: Page, prefix: str | None = None) -> dict[str, Any]:
+    """The task list; with a `prefix`, the tasks whose id starts with it, and whether `total`
+    stopped counting at the listing's depth."""
     items = [
         {
             "taskId": task.task_id,
@@ -73,7 +86,9 @@ def task_list(urls: Urls, page: Page) -> dict[str, Any]:
         }
         for task in page.items
     ]
-    return {"items": items, **pagination(page, urls.tasks)}
+    if prefix is None:
+        return {"items": items, **pagination(page, urls.tasks)}
+    return {"items": items, **pagination(page, lambda n: urls.tasks(n, prefix)), "totalCapped": page.total >= MAX_LISTED}
 
 
 def task_details(urls: Urls, task: Task, jobs: Page) -> dict[str, Any]:
@@ -310,3 +325,32 @@ def farm_status(urls: Urls, status: dict[str, Any], queues: dict[str, Any], vers
         "isolation": status["isolation"],
         **({"notifications": notifications} if notifications is not None else {}),
     }
+
+
+def execution_list(urls: Urls, page: Page, filters: dict[str, str]) -> dict[str, Any]:
+    """Executions across tasks: each as job details show it, with its task, job and the time it
+    entered its status; `totalCapped` when `total` stopped counting at the listing's depth."""
+    items = []
+    for listed in page.items:
+        assert isinstance(listed, ListedExecution)
+        item = listed.execution
+        items.append({**execution(urls, item), "taskId": item.task_id, "jobId": item.job_id,
+                      "statusAt": listed.status_at, "jobUrl": urls.job(item.task_id, item.job_id),
+                      "taskUrl": urls.task(item.task_id)})
+    return {"items": items, **pagination(page, lambda n: urls.executions(filters, n)),
+            "totalCapped": page.total >= MAX_LISTED}
+
+
+def executions_retried(urls: Urls, outcomes: list[RetryOutcome]) -> dict[str, Any]:
+    """A bulk retry's answer, one result per id asked, in order: the status the single retry
+    route answers for its job, and that route's answer (`retry`) or its error (`error`)."""
+    results = []
+    for outcome in outcomes:
+        result: dict[str, Any] = {"executionId": outcome.execution_id, "status": outcome.status,
+                                  "taskId": outcome.task_id, "jobId": outcome.job_id}
+        if outcome.job is not None and outcome.execution is not None:
+            result["retry"] = enqueued(urls, outcome.job, outcome.execution, outcome.queue_job_id)
+        else:
+            result.update(error(outcome.error or "not retried", "retry_job", field=outcome.field))
+        results.append(result)
+    return {"results": results}

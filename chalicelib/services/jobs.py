@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..domain import timeline as timelines
 from ..domain.errors import Conflict, DependencyDown, NotFound, ValidationError
+from ..domain.listing import check_depth
 from ..domain.model import Execution, Job, JobSpec, Page, Task, new_execution, new_id, now
 from ..domain.payload import validate_job_payload, validate_uuid
 from ..observability import MetricUnit, logger, metrics
@@ -104,9 +105,15 @@ class JobService:
 
     # reads --------------------------------------------------------------------------------
 
-    def list_tasks(self, page: int) -> Page:
-        result = self._jobs.list_tasks(page, self._settings.per_page)
-        _check_page(result)
+    def list_tasks(self, page: int, prefix: str | None = None) -> Page:
+        """Every task, oldest first; with a `prefix`, those whose id starts with it, by id."""
+        per_page = self._settings.per_page
+        if prefix is None:
+            result = self._jobs.list_tasks(page, per_page)
+        else:
+            check_depth(page, per_page, "tasks", "narrow it with a longer prefix")
+            result = self._jobs.list_tasks_by_prefix(prefix, page, per_page)
+        check_page(result)
         return result
 
     def task(self, task_id: str, page: int) -> tuple[Task, Page]:
@@ -114,7 +121,7 @@ class JobService:
         if task is None:
             raise NotFound(f"Task '{task_id}' was not found.", field="taskId")
         jobs = self._jobs.list_jobs(task_id, page, self._settings.per_page)
-        _check_page(jobs)
+        check_page(jobs)
         return task, jobs
 
     def job(self, task_id: str, job_id: str) -> Job:
@@ -123,7 +130,7 @@ class JobService:
     def job_with_executions(self, task_id: str, job_id: str, page: int) -> tuple[Job, Page]:
         job = self.job(task_id, job_id)
         executions = self._executions.list_executions(job.job_id, page, self._settings.per_page, total=job.execution_count)
-        _check_page(executions)
+        check_page(executions)
         return job, executions
 
     def execution(self, task_id: str, job_id: str, execution_id: str) -> tuple[Job, Execution]:
@@ -189,7 +196,7 @@ class JobService:
         return self._scheduling.pausing.resume(job)
 
 
-def _check_page(page: Page) -> None:
+def check_page(page: Page) -> None:
     if page.page > 1 and page.page > page.pages:
         raise NotFound(f"Page {page.page} does not exist; there are {page.pages} pages.", field="page")
 
