@@ -72,6 +72,9 @@ def count_job(runtime: Runtime, api: Api, task_id: str, payload: dict[str, Any],
     time.sleep(max(SETTLE_SECONDS, quiet_at - time.time()))
     result = app_calls(runtime.counts())
     result["executions"] = [e["status"] for e in state["executions"]]
+    result["itemBytes"] = max((e.get("itemBytes") or 0 for e in state["executions"]), default=0)
+    result["timelineEntries"] = max((e.get("timelineEntries") or 0 for e in state["executions"]), default=0)
+    result["timelineBytes"] = max((e.get("timelineBytes") or 0 for e in state["executions"]), default=0)
     return result
 
 

@@ -288,10 +288,46 @@ def job_state(job_id: str) -> dict[str, Any]:
         "active": sorted(job.active),
         "executions": [
             {"executionId": e.execution_id, "status": e.status.value, "createdAt": e.created_at,
-             "startedAt": e.started_at, "finishedAt": e.finished_at, "dueAt": e.due_at}
+             "startedAt": e.started_at, "finishedAt": e.finished_at, "dueAt": e.due_at,
+             "timelineEntries": len(e.timeline), **_item_bytes(backend, e)}
             for e in page.items
         ],
     }
+
+
+def _item_bytes(backend: Any, execution: Any) -> dict[str, int]:
+    """The size DynamoDB bills of the execution's item as stored, and of its timeline attribute
+    (aws backend only): an update is billed a write unit per KB of the larger of the item before
+    and after it, so this size decides what each write to the execution costs."""
+    if backend.name != "aws":
+        return {}
+    from chalicelib.adapters.dynamo.tables import get_or_none
+
+    item = get_or_none(backend.extras["tables"].Execution, execution.job_id, execution.execution_id)
+    if item is None:
+        return {}
+    stored = item.serialize()
+    timeline = stored.get("timeline")
+    return {"itemBytes": sum(len(name.encode()) + _billed(value) for name, value in stored.items()),
+            "timelineBytes": len("timeline") + _billed(timeline) if timeline else 0}
+
+
+def _billed(value: dict[str, Any]) -> int:
+    """The bytes DynamoDB bills for one typed attribute value (its documented sizing rules)."""
+    kind, inner = next(iter(value.items()))
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return len(inner.lstrip("-").replace(".", "")) // 2 + 1 + (1 if inner.startswith("-") else 0)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(v.encode()) for v in inner)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + _billed(v) + 1 for k, v in inner.items())
+    if kind == "L":
+        return 3 + sum(_billed(v) + 1 for v in inner)
+    return len(json.dumps(inner))
 
 
 def seed_tasks(count: int) -> dict[str, Any]:

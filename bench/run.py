@@ -390,6 +390,11 @@ def _cost_rows(number: str, key: str, label: str, counted: list[dict[str, Any]],
     rows.append(Row(number, "  DynamoDB items read / written", f"{shown['itemsRead']} / {shown['itemsWritten']}",
                     f"items/{per}", n, key=f"cost.{key}.items", value=shown["itemsRead"] + shown["itemsWritten"],
                     data={"read": shown["itemsRead"], "written": shown["itemsWritten"]}))
+    if shown.get("itemBytes"):
+        rows.append(Row(number, f"  its largest execution item as DynamoDB bills it at the end, {shown['timelineBytes']} "
+                                f"of them its timeline of {shown['timelineEntries']} entries (an update bills a write "
+                                "unit per KB of it)",
+                        f"{shown['itemBytes']:,}", "bytes", n, key=f"cost.{key}.item_bytes", value=shown["itemBytes"]))
     if "readUnits" in shown and "writeUnits" in shown:
         rows.append(Row(number, "  DynamoDB capacity units read / written",
                         f"{shown['readUnits']:g} / {shown['writeUnits']:g}", f"units/{per}", n,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from . import timeline as timelines
 from .lifecycle import LAUNCHABLE
 from .listing import MAX_LISTED, ListedExecution, RetryOutcome
 from .model import Execution, Job, Page, Task, now
@@ -258,7 +259,8 @@ def execution_details(urls: Urls, job: Job, item: Execution, output: OutputTail 
     return {
         "task": {"id": job.task_id, "url": urls.task(job.task_id)},
         "job": {"id": job.job_id, "url": urls.job(job.task_id, job.job_id)},
-        "execution": {**execution(urls, item, output, output_error), "timeline": list(item.timeline)},
+        "execution": {**execution(urls, item, output, output_error),
+                      "timeline": timelines.shown(item.timeline, item.task_arn, item.metadata)},
     }
 
 

@@ -75,6 +75,20 @@ def ended(at: float, status: str, *, exit_code: int | None = None, reason: str |
                  cause=cause)
 
 
+def shown(timeline: Timeline, task_arn: str | None, metadata: dict[str, Any]) -> list[Entry]:
+    """The timeline as clients see it: the ECS task's ARN on the `pulling` entry and the failed
+    execution on a retry's `accepted` entry are the execution's own fields (`taskArn`, metadata's
+    `retryOf`), not stored twice: every write to the execution bills its whole item, per KB."""
+    entries = []
+    for item in timeline:
+        if item.get("status") == PULLING and task_arn:
+            item = {**item, "taskArn": task_arn}
+        elif item.get("reason") == RETRY_AFTER_FAILURE and metadata.get("retryOf"):
+            item = {**item, "retryOf": metadata["retryOf"]}
+        entries.append(item)
+    return entries
+
+
 def parse(value: Any) -> Timeline:
     """A stored timeline; anything that is not a list of entries reads as an empty one."""
     if not isinstance(value, (list, tuple)):

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..domain import ecs
+from ..domain import timeline as timelines
 from ..domain.errors import DependencyDown, FastlaneError, NotFound
 from ..domain.live import (
     CONNECTION_LIFETIME_SECONDS,
@@ -47,7 +48,7 @@ GO_LIVE_ATTEMPTS = 20
 
 def _end_frame(execution: Execution) -> str:
     return end_frame(execution.execution_id, execution.status.value, execution.exit_code, execution.error,
-                     execution.timeline)
+                     timelines.shown(execution.timeline, execution.task_arn, execution.metadata))
 
 
 class LiveLogs:

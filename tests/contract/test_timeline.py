@@ -23,7 +23,7 @@ def test_a_new_execution_keeps_its_accepted_entry(backend: Ports) -> None:
 def test_each_move_adds_its_entry_in_the_same_write(backend: Ports) -> None:
     job, execution = post(backend, timeline=(timelines.accepted(10.0, timelines.POSTED),))
     pulled = backend.executions.transition(execution, S.PULLING, task_arn="arn:task/1",
-                                           timeline_entry=timelines.entry(11.0, timelines.PULLING, taskArn="arn:task/1"))
+                                           timeline_entry=timelines.entry(11.0, timelines.PULLING))
     assert pulled is not None
     assert [entry["status"] for entry in pulled[0].timeline] == ["accepted", "pulling"]
     running = backend.executions.transition(pulled[0], S.RUNNING, timeline_entry=timelines.entry(
@@ -35,7 +35,7 @@ def test_each_move_adds_its_entry_in_the_same_write(backend: Ports) -> None:
     stored = backend.executions.get_execution(job.job_id, execution.execution_id)
     assert stored is not None and stored.timeline == ended[0].timeline
     assert stored.timeline[1:] == (
-        {"at": 11.0, "status": "pulling", "taskArn": "arn:task/1"},
+        {"at": 11.0, "status": "pulling"},
         {"at": 12.0, "status": "running", "pullStartedAt": 11.2, "pullStoppedAt": 11.9},
         {"at": 13.0, "status": "failed", "exitCode": 3, "cause": "exit"})
 

@@ -51,3 +51,14 @@ def test_any_sequence_stays_bounded_and_counts_every_entry(reasons: list[str | N
 def test_what_is_not_a_timeline_reads_as_an_empty_one() -> None:
     assert timelines.parse(None) == () and timelines.parse("x") == ()
     assert timelines.parse([{"at": 1}, "x", {"at": 2, "status": "running"}]) == ({"at": 2, "status": "running"},)
+
+
+def test_clients_see_the_task_arn_and_the_failed_execution_the_item_keeps_once() -> None:
+    line = (timelines.accepted(1.0, timelines.RETRY_AFTER_FAILURE, after=2.0, cause="exit"),
+            timelines.entry(3.0, timelines.PULLING), timelines.entry(4.0, timelines.RUNNING))
+    assert timelines.shown(line, "arn:aws:ecs:task/x", {"retryOf": "e1"}) == [
+        {"at": 1.0, "status": "accepted", "reason": "retry after a failure", "after": 2.0, "cause": "exit",
+         "retryOf": "e1"},
+        {"at": 3.0, "status": "pulling", "taskArn": "arn:aws:ecs:task/x"},
+        {"at": 4.0, "status": "running"}]
+    assert timelines.shown(line, None, {})[1] == {"at": 3.0, "status": "pulling"}

@@ -162,7 +162,7 @@ class Dispatcher:
             return
         at = self.clock()
         moved = self.executions.transition(execution, S.PULLING, task_arn=task_arn, launched_at=at, waiting_for=None,
-                                           timeline_entry=timelines.entry(at, timelines.PULLING, taskArn=task_arn))
+                                           timeline_entry=timelines.entry(at, timelines.PULLING))
         if moved is None:
             current = self.executions.get_execution(execution.job_id, execution.execution_id)
             if current is not None and current.status.is_final and current.task_arn is None:

@@ -112,8 +112,8 @@ class Ending:
                 delay = backoff(current.retry_count, settings.retry_backoff_min, settings.retry_backoff_factor,
                                 settings.retry_backoff_max)
             at = self.clock()
-            why = timelines.accepted(at, timelines.RETRY_AFTER_FAILURE, retryOf=ended.execution_id,
-                                     after=round(delay, 3), cause=reason, rule=said.get("rule"))
+            why = timelines.accepted(at, timelines.RETRY_AFTER_FAILURE, after=round(delay, 3), cause=reason,
+                                     rule=said.get("rule"))
             return new_execution(current, at, placement=self.placement(current.task_id),
                                  request_ip=ended.request_ip, due_at=round(at + delay, 3),
                                  metadata={"retryOf": ended.execution_id, "retry": current.retry_count + 1, **said},
