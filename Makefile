@@ -62,13 +62,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# Headless Chromium for the live log page's test (Debian's package). Idempotent; where it cannot
-# be installed (not root, no apt) that one test is skipped and says why.
+# Headless Chromium for the tests of the live log page and the job browser (Debian's package).
+# Idempotent; where it cannot be installed (not root, no apt) those tests are skipped and say why.
 .PHONY: browser
 browser:
 	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
-		|| echo "make: chromium could not be installed; the stream page test will be skipped"
+		|| echo "make: chromium could not be installed; the browser tests will be skipped"
 
 # LocalStack community for tests/localstack: host mode, in its own Python 3.11 environment (its
 # pins clash with the app's). Idempotent (a stamp per requirements-localstack.txt); where it cannot

@@ -5,7 +5,7 @@ import os
 from chalice import Chalice, IAMAuthorizer, Rate
 
 from chalicelib import handlers, live_handlers
-from chalicelib.api import across_tasks, routes, stream_page
+from chalicelib.api import across_tasks, routes, stream_page, ui
 
 app = Chalice(app_name="fastlane")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -146,6 +146,29 @@ def job_stream(task_id, job_id):
 @app.route("/tasks/{task_id}/jobs/{job_id}/executions/{execution_id}/stream", methods=["GET"])
 def execution_stream(task_id, job_id, execution_id):
     return stream_page.execution_stream(app.current_request, task_id, job_id, execution_id)
+
+
+# The job browser (docs/ui.md): a page and its two files. With API keys they are served without
+# one, since a browser cannot send it when it opens a page: the page asks for the key and sends it
+# with each call of the API, and shows nothing without it.
+API_AUTH = os.environ.get("FASTLANE_API_AUTH", "")
+UI_AUTH = {"api_key_required": False} if API_AUTH == "api_key" else {}
+_ui_script, _ui_style = ui.asset("app.js"), ui.asset("app.css")
+
+
+@app.route("/ui", methods=["GET"], **UI_AUTH)
+def ui_page():
+    return ui.page(app.current_request, API_AUTH)
+
+
+@app.route("/ui/app.js", methods=["GET"], **UI_AUTH)
+def ui_script():
+    return _ui_script(app.current_request)
+
+
+@app.route("/ui/app.css", methods=["GET"], **UI_AUTH)
+def ui_style():
+    return _ui_style(app.current_request)
 
 
 @app.route("/tasks/{task_id}/jobs/{job_id}/stream/token", methods=["POST"], content_types=BODY_TYPES)

@@ -247,7 +247,8 @@ SCHEMAS: dict[str, Any] = {
 ERRORS = {
     "400": "bad input: the error names the field and the rule",
     "401": "Basic auth is on and the credentials are missing or wrong",
-    "403": "refused by the local runtime: a cross-site browser request or a foreign Host; or a live-log token "
+    "403": "refused by the local runtime: a cross-site browser request or a foreign Host; a browser's action from "
+           "another origin or without the X-Fastlane-Client header and a JSON body (docs/ui.md); or a live-log token "
            "that is not renewed (not this page's, expired, or past its page's lifetime limit)",
     "404": "unknown task, job, execution, page or route",
     "409": "the state of the job or execution does not allow it; or the Idempotency-Key was used with another "
@@ -313,6 +314,18 @@ TEXT = {"description": "the output, text; paged with Fastlane-Next-Token and a L
         "headers": {"Fastlane-Exit-Code": {"schema": {"type": "string"}, "description": "empty while unknown"}},
         "content": {"text/plain": {"schema": {"type": "string"}}}}
 HTML = {"description": "the live log page", "content": {"text/html": {"schema": {"type": "string"}}}}
+# The job browser (docs/ui.md): its page and its two files, each with a strict Content-Security-Policy.
+UI_PAGE = {"description": "the job browser's page", "content": {"text/html": {"schema": {"type": "string"}}}}
+UI_FILES = {"app.js": ("get_ui_app_js", "the job browser's script", "text/javascript"),
+            "app.css": ("get_ui_app_css", "the job browser's style sheet", "text/css")}
+
+
+def _ui_file(operation_id: str, summary: str, media_type: str) -> dict[str, Any]:
+    operation = _operation(operation_id, summary, {"description": summary, "headers": {"ETag": {
+        "schema": {"type": "string"}}}, "content": {media_type: {"schema": {"type": "string"}}}}, (), [])
+    operation["responses"]["304"] = {"description": "not modified: If-None-Match named its ETag"}
+    return operation
+
 
 TASK, JOB, EXECUTION_PATH = "/tasks/{taskId}", "/tasks/{taskId}/jobs/{jobId}", \
     "/tasks/{taskId}/jobs/{jobId}/executions/{executionId}"
@@ -362,6 +375,8 @@ def _paths() -> dict[str, Any]:
         f"{EXECUTION_PATH}/stream": {"get": _operation("get_execution_stream", "live log page of the execution",
                                                        HTML, ("400", "404"), EXECUTION_PARAMETERS)},
         f"{EXECUTION_PATH}/stream/token": {"post": _renewal("renew_execution_stream_token", EXECUTION_PARAMETERS)},
+        "/ui": {"get": _operation("get_ui", "the job browser (docs/ui.md)", UI_PAGE, (), [])},
+        **{f"/ui/{name}": {"get": _ui_file(*about)} for name, about in UI_FILES.items()},
     }
     for which, what in (("stdout", "stdout"), ("stderr", "stderr"), ("logs", "stdout, a line -=-, then stderr")):
         paths[f"{JOB}/{which}"] = {"get": _operation(f"get_job_{which}", f"{what} of the latest execution", TEXT,

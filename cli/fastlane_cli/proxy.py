@@ -22,7 +22,7 @@ from .errors import CliError
 # Request headers passed on to the service; everything else (cookies, the browser's Origin and
 # Referer, any Authorization or X-Amz-* of its own, hop-by-hop headers) stays here.
 FORWARDED_REQUEST = ("accept", "accept-language", "content-type", "idempotency-key", "if-none-match",
-                     "if-modified-since", "x-requested-with", "x-fastlane-ui", "fastlane-client")
+                     "if-modified-since", "x-requested-with", "x-fastlane-client")
 # Answer headers passed back to the browser.
 FORWARDED_ANSWER = ("content-type", "cache-control", "content-security-policy", "etag", "last-modified",
                     "link", "location", "allow", "x-content-type-options", "referrer-policy", "retry-after")
