@@ -346,10 +346,10 @@ function askForKey(why) {
     route();
   }}, h("label", {for: "api-key"}, "API key"), input, h("button", {type: "submit"}, "Use this key"));
   document.title = "API key · fastlane";
-  main.replaceChildren(h("h1", {}, "API key"),
+  main.replaceChildren(...[h("h1", {}, "API key"),
     why ? h("p", {class: "problems", role: "alert"}, why) : null,
     h("p", {}, "This service needs an API key (the x-api-key header). It is kept in this tab only, until the tab closes."),
-    form);
+    form].filter(Boolean));
   showSession();
   input.focus();
 }
