@@ -334,6 +334,7 @@ class LocalRuntime:
         host = self._public_host()
         lines = [f"fastlane local runtime: {self.warning}"] if self.warning else []
         lines.append(f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend). Ctrl-C stops it.")
+        lines.append(f"fastlane local runtime: job browser on http://{host}:{self.port}/ui (docs/ui.md).")
         if self.backend_name == "local":
             lines.append(f"fastlane local runtime: state in {self.state} (kept across restarts; --fresh or "
                          f"`make reset` starts empty)" + (f"; {self.recovered} ECS task(s) left running by the "
