@@ -365,7 +365,7 @@ function showSession() {
 
 // --- actions -------------------------------------------------------------------------------
 
-// A button that calls the API; `done` says what happened, in the view's notice.
+// A button that calls the API; what `call` answers is said in the view's notice.
 function action(label, notice, call, options = {}) {
   const button = h("button", {type: "button", class: options.danger ? "danger" : null, disabled: options.disabled,
     "data-action": options.name || label, onclick: async () => {

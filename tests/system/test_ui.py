@@ -19,7 +19,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from .browser import ensure_chromium
 from .conftest import Runtime, running_runtime, wait_until
 
-pytestmark = pytest.mark.system
+# One worker runs them all (make test runs pytest -n 2 --dist loadgroup): one runtime, one browser.
+pytestmark = [pytest.mark.system, pytest.mark.xdist_group("ui")]
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
