@@ -79,8 +79,11 @@ def test_every_route_is_authorized_as_packaged(templates, mode: str) -> None:
     rest = {name: r for name, r in templates[mode]["Resources"].items() if name != "RestAPI"}
     assert rest == {name: r for name, r in templates["none"]["Resources"].items() if name != "RestAPI"}
     for path, methods in body["paths"].items():
+        # A browser cannot send an API key when it opens a page: the job browser's page and files
+        # are served without one (docs/ui.md#access), and the page sends it with each call.
+        wanted = None if mode == "api_key" and (path == "/ui" or path.startswith("/ui/")) else expected
         for method, operation in methods.items():
-            assert operation.get("security") == expected, (mode, method, path)
+            assert operation.get("security") == wanted, (mode, method, path)
     if mode == "iam":
         assert body["securityDefinitions"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
 
