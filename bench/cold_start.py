@@ -93,6 +93,7 @@ def package_size(import_runs: int = 0) -> dict[str, Any]:
             "shippedMB": sum(shipped.values()) / 1e6, "excludedMB": sum(excluded.values()) / 1e6,
             "excluded": sorted(excluded), "largest": {name: round(size / 1e6, 2) for name, size in top},
             "buildSeconds": time.monotonic() - started, "importRuns": import_runs,
+            "uiKB": _size(build / "chalicelib" / "ui") / 1e3,
             "packagedImportOverBareMs": None}
         if import_runs:
             packaged = packaged_import_ms(build, import_runs)

@@ -111,6 +111,8 @@ def figure_cold_start(plan: Plan) -> list[Row]:
     rows.append(Row("1d", f"Lambda package unzipped, without boto3/botocore (largest: {largest})",
                     f"{package['shippedMB']:.1f}", "MB", "1 build", "≤ 15 MB", package["shippedMB"] <= 15,
                     data=package, key="cold_start.package_mb", value=package["shippedMB"]))
+    rows.append(Row("1d", "  of it the job browser's page, script and style (chalicelib/ui), read only by /ui",
+                    f"{package['uiKB']:.0f}", "KB", "1 build", key="cold_start.ui_kb", value=package["uiKB"]))
     return rows
 
 
