@@ -74,7 +74,9 @@ def test_a_restart_keeps_everything_and_finalises_the_executions_left_running(tm
 
     second = start_runtime(tmp_path, env, state=state, log_name="second.log")
     try:
-        assert "2 ECS task(s) left running by the previous run were stopped" in second.log.read_text()
+        # The banner is printed once the runtime serves: it may still be on its way when it answers.
+        wait_until(lambda: "2 ECS task(s) left running by the previous run were stopped" in second.log.read_text(),
+                   timeout=10, what="the banner to say what the restart stopped")
         assert snapshot(second, [finished, alone, retried]) == before
         assert second.get(path(finished["jobUrl"]) + "/stdout").text == "kept\n"
         ended = second.wait_for_execution(second.url + path(alone["executionUrl"]), FINAL)
