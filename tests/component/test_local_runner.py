@@ -486,8 +486,9 @@ def test_in_the_sandbox_a_job_cannot_write_outside_its_own_directories(make_loca
     host_file = tmp_path / "host.txt"
     host_file.write_text("host\n")
     local = make_local(sandbox=bwrap)
+    mine = f"fastlane-private-{uuid.uuid4().hex}"  # a name no other program on the host uses
     script = (f"touch /etc/fastlane-escape; echo x >> {host_file}; touch /root/fastlane-escape; "
-              "echo mine > /tmp/mine && cat /tmp/mine; echo home > $HOME/file && cat file; "
+              f"echo mine > /tmp/{mine} && cat /tmp/{mine}; echo home > $HOME/file && cat file; "
               f"test -e {host_file} || echo host tmp hidden; pwd")
     _, arn = local.run(f"bash -c '{script}'")
     assert local.wait_event(arn, "STOPPED")["detail"]["containers"][0]["exitCode"] == 0
@@ -495,7 +496,7 @@ def test_in_the_sandbox_a_job_cannot_write_outside_its_own_directories(make_loca
     assert "Read-only file system" in local.lines(arn, "stderr")[0]
     assert host_file.read_text() == "host\n"
     assert not Path("/etc/fastlane-escape").exists() and not Path("/root/fastlane-escape").exists()
-    assert not any(Path(tempfile.gettempdir()).glob("mine"))
+    assert not (Path(tempfile.gettempdir()) / mine).exists()
 
 
 def test_in_the_sandbox_a_job_sees_only_its_environment(make_local: Callable[..., Local], bwrap: Sandbox,
