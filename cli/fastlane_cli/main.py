@@ -418,6 +418,80 @@ def status(api: Api, as_json: bool) -> int:
     return OK
 
 
+# executions across tasks ------------------------------------------------------------------------
+
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _since(value: str | None, now: float) -> float | None:
+    """`--since`: a duration back from now (`30m`, `12h`, `1d`, `2w`), or a moment (epoch seconds,
+    an ISO 8601 date and time)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if len(text) > 1 and text[-1] in SINCE_UNITS and text[:-1].isdigit():
+        return now - int(text[:-1]) * SINCE_UNITS[text[-1]]
+    try:
+        return _epoch(value, "--since")
+    except CliError:
+        raise CliError(f"--since '{value}' is neither a duration back from now (30m, 12h, 1d, 2w) nor a moment "
+                       "(epoch seconds or a date and time like 2030-01-31T08:00:00+01:00)", USAGE) from None
+
+
+@cli.command(epilog=EPILOG)
+@click.option("--status", "statuses", multiple=True, metavar="STATUS",
+              help="Only executions in this status (repeat it, or comma-separate: failed,timedout).")
+@click.option("--since", metavar="WHEN", help="Only those that entered their status since then: 1d, 12h, 30m, "
+                                              "or epoch seconds or a date and time.")
+@click.option("--task", "task_prefix", metavar="PREFIX", help="Only executions of tasks whose id starts with PREFIX.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Which page of the list.")
+@click.option("--retry", "retry_them", is_flag=True,
+              help="Retry the job of each execution listed on this page, once per job, and say how each went.")
+@json_option
+@service_options
+def executions(api: Api, statuses: tuple[str, ...], since: str | None, task_prefix: str | None, page: int,
+               retry_them: bool, as_json: bool) -> int:
+    """List executions across tasks, newest first by the time they entered their status; with
+    --retry, retry the jobs of those listed.
+
+    \b
+      fastlane executions --status failed --since 1d
+      fastlane executions --status failed,timedout --task reports- --retry"""
+    status = ",".join(part.strip() for value in statuses for part in value.split(",") if part.strip()) or None
+    started = _since(since, datetime.now().timestamp())
+    data = api.get("/executions", status=status, since=None if started is None else f"{started:.3f}",
+                   task=task_prefix, page=page)
+    items = data.get("items") or []
+    if retry_them:
+        if not items:
+            raise CliError("no execution is listed, so none was retried", USAGE)
+        body: dict[str, Any] = {"executions": [item["executionId"] for item in items]}
+        if task_prefix:
+            body["task"] = task_prefix
+        answer = api.post("/executions/retry", body)
+        if as_json:
+            output.emit_json(answer)
+            return OK
+        results = answer.get("results") or []
+        output.table(["EXECUTION", "TASK", "OUTCOME", "NEW EXECUTION"],
+                     [[r.get("executionId", ""), r.get("taskId") or "", str(r.get("status", "")) if not r.get("error")
+                       else f"{r.get('status')}: {r['error']}", (r.get("retry") or {}).get("executionId") or ""]
+                      for r in results])
+        good = sum(1 for r in results if 200 <= int(r.get("status") or 0) < 300)
+        click.echo(f"{good} of {len(results)} retried")
+        return OK
+    if as_json:
+        output.emit_json(data)
+        return OK
+    output.table(["EXECUTION", "TASK", "JOB", "STATUS", "EXIT", "SINCE", "DURATION", "REASON"],
+                 [[item.get("executionId", ""), item.get("taskId", ""), item.get("jobId", ""),
+                   output.status_text(item.get("status")), "-" if item.get("exitCode") is None else str(item["exitCode"]),
+                   output.when(item.get("statusAt")), output.duration(item.get("startedAt"), item.get("finishedAt")),
+                   item.get("reason") or item.get("waitingFor") or ""] for item in items])
+    output.page_footer(data, "executions")
+    return OK
+
+
 @cli.command(epilog=EPILOG)
 @click.argument("task")
 @click.argument("job")

@@ -1,4 +1,4 @@
-"""`fastlane run`, `logs`, `ls`, `status`, `stop`, `retry`, `pause` and `resume` as a user runs them, against a local
+"""`fastlane run`, `logs`, `ls`, `status`, `stop`, `retry`, `pause`, `resume` and `executions` as a user runs them, against a local
 runtime of this module's own: output on its own streams as it is written, the execution's exit code,
 the reasons of endings the container did not choose, a dropped websocket resumed, --json."""
 from __future__ import annotations
@@ -121,6 +121,28 @@ def test_pause_and_resume_a_cron_job(cli: Cli) -> None:
     plain = cli.json("run", "-t", "cli-cron", "--detach", "ubuntu", "--", "true")
     refused = cli("pause", "cli-cron", plain["jobId"])
     assert refused.returncode != 0 and "409" in one_line(refused.stderr)
+
+
+def test_executions_across_tasks_are_listed_and_retried(cli: Cli) -> None:
+    failed = [cli.json("run", "-t", task, "--detach", "ubuntu", "--", "bash", "-c", "exit 4")
+              for task in ("cli-across-a", "cli-across-b")]
+    for ids in failed:
+        cli("logs", "-f", ids["taskId"], ids["jobId"])  # until it ends
+    listed = cli.json("executions", "--status", "failed", "--since", "1h", "--task", "cli-across-")
+    assert sorted(item["taskId"] for item in listed["items"]) == ["cli-across-a", "cli-across-b"]
+    table = cli("executions", "--status", "failed,timedout", "--since", "1h", "--task", "cli-across-")
+    assert table.returncode == 0 and all(ids["executionId"] in table.stdout for ids in failed)
+
+    retried = cli("executions", "--status", "failed", "--since", "1h", "--task", "cli-across-", "--retry")
+    assert retried.returncode == 0, retried.stderr
+    assert "2 of 2 retried" in retried.stdout
+    for ids in failed:
+        assert cli.json("ls", ids["taskId"], ids["jobId"])["job"]["executionCount"] == 2
+
+    refused = cli("executions", "--since", "yesterday-ish")
+    assert refused.returncode == 2 and "--since 'yesterday-ish'" in one_line(refused.stderr)
+    bad = cli("executions", "--status", "bogus")
+    assert bad.returncode == 2 and "status must be one or more of" in one_line(bad.stderr)
 
 
 def test_retry_follow_exits_with_the_new_execution_code(cli: Cli) -> None:
