@@ -154,3 +154,15 @@ def receiver() -> Iterator[Receiver]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Headless Chromium's path for the tests of the pages (installed as `make test` does where it
+    can be); the test is skipped, saying why, only where it cannot."""
+    from .browser import ensure_chromium
+
+    path, why = ensure_chromium()
+    if path is None:
+        pytest.skip(f"no headless browser: {why}")
+    return path

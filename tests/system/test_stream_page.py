@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .browser import Browser, ensure_chromium
+from .browser import Browser
 from .conftest import Runtime, running_runtime
 
 pytestmark = pytest.mark.system
@@ -26,14 +26,6 @@ PAGE_STATE = """JSON.stringify({
   stdoutColor: (document.querySelector("#out .stdout") ? getComputedStyle(document.querySelector("#out .stdout")).color : null),
   stderrColor: (document.querySelector("#out .stderr") ? getComputedStyle(document.querySelector("#out .stderr")).color : null)
 })"""
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(f"no headless browser: {why}")
-    return path
 
 
 @pytest.fixture(scope="module")

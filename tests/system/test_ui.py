@@ -16,7 +16,6 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from .browser import ensure_chromium
 from .conftest import Runtime, running_runtime, wait_until
 
 # One worker runs them all (make test runs pytest -n 2 --dist loadgroup): one runtime, one browser.
@@ -27,14 +26,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 FINAL = {"done", "failed", "timedout", "expired", "stopped"}
 SECRET = "s3cr3t-value-never-shown"
 expect.set_options(timeout=20_000)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = ensure_chromium()
-    if path is None:
-        pytest.skip(f"no headless browser: {why}")
-    return path
 
 
 @pytest.fixture(scope="module")
