@@ -902,14 +902,16 @@ async function executionsPage(view) {
     const statuses = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
     location.hash = link.executions({status: statuses.join(","), since: sinceSelect.value, task: taskInput.value.trim()});
   }}, h("fieldset", {}, h("legend", {}, "Status"), boxes),
-  h("label", {for: "since"}, "Since"), sinceSelect,
-  h("label", {for: "task-prefix"}, "Task id starts with"), taskInput, h("button", {type: "submit"}, "Show"));
+  h("span", {class: "field"}, h("label", {for: "since"}, "Since"), sinceSelect),
+  h("span", {class: "field"}, h("label", {for: "task-prefix"}, "Task id starts with"), taskInput),
+  h("button", {type: "submit"}, "Show"));
   const said = notice();
   const selected = new Set();
   const retry = h("button", {type: "button", "data-action": "bulk-retry", disabled: true, onclick: () => bulkRetry()}, "Retry selected");
   const list = h("div");
-  const results = h("div");
-  show(view, title("Executions"), form, h("div", {class: "actions"}, retry), said, results, list);
+  const results = h("div", {class: "retried"});
+  show(view, title("Executions"), form, h("div", {class: "actions"}, retry), said, results,
+    h("h2", {}, "Matching executions"), list);
   let items = [];
 
   function count() {
