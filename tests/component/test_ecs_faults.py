@@ -232,7 +232,13 @@ def test_missing_just_after_the_launch_and_lost_events_converge_on_what_ecs_know
 
     faults.missing = False
     polling.wait_until(lambda: ecs.running_count() == 0, timeout=10, interval=0.05, what="the container to exit")
-    polling.wait_until(lambda: lose_events(sqs, aws) >= 3 or None, timeout=10, interval=0.05,
+    lost = [0]  # the events may come over several polls: they are counted across them
+
+    def all_three_lost() -> bool | None:
+        lost[0] += lose_events(sqs, aws)
+        return lost[0] >= 3 or None
+
+    polling.wait_until(all_three_lost, timeout=10, interval=0.05,
                        what="its PENDING, RUNNING and STOPPED events, to lose them")
     reconcile()  # no event came: DescribeTasks says it stopped, and the monitor's ending is applied
     ended = execution(api, created)
