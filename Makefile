@@ -30,7 +30,7 @@ run: $(STAMP) sandbox
 reset:
 	@if [ -e "$(STATE_FILE).lock" ] && command -v flock >/dev/null && ! flock -n "$(STATE_FILE).lock" true; then \
 		echo "make reset: a local runtime uses $(STATE_FILE); stop it first"; exit 1; fi
-	rm -f "$(STATE_FILE)" "$(STATE_FILE)-wal" "$(STATE_FILE)-shm" "$(STATE_FILE).lock"
+	rm -f "$(STATE_FILE)" "$(STATE_FILE)-wal" "$(STATE_FILE)-shm" "$(STATE_FILE).lock" "$(STATE_FILE).writer"
 
 test: $(STAMP) browser localstack sandbox lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -142,6 +142,8 @@ def start_runtime(log_dir: Path, name: str = "runtime", backend: str = "local",
         argv += ["--state", str(log_dir / f"{name}.db")]
     if count_sqlite:
         argv.append("--count-sqlite")
+        # Counted in this one process: the routes' statements too, which HTTP fronts would run elsewhere.
+        env["LOCAL_HTTP_PROCESSES"] = "0"
     started = spawn(name, argv, log_dir, env)
     runtime = Runtime(started, f"http://{HOST}:{port}", f"http://{HOST}:{control}", backend)
     wait_healthy(started, runtime.api, "the local runtime", timeout=90, interval=0.2)

@@ -316,19 +316,54 @@ def refuse_half_configured_auth() -> None:
                          f"{missing} is not set. Set both, or neither.")
 
 
+# The standard backlog of 5 resets connections of a burst of clients.
+BACKLOG = 512
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket (port 0: a free one), as the server binds it."""
+    return socket.create_server((host, port), backlog=BACKLOG)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = self.socket.accept()
+        connection.setblocking(True)  # where an accepted socket inherits the listener's O_NONBLOCK (BSDs)
+        return connection, address
+
+
 class LocalHttpServer:
-    def __init__(self, app: Chalice, host: str, port: int, allowed_hosts: str | None = None) -> None:
+    """The app on `host`:`port`, or on `listening`, a socket bound already (`host` is then the
+    address it was bound to, for the origin rule)."""
+
+    def __init__(self, app: Chalice, host: str, port: int, allowed_hosts: str | None = None,
+                 listening: socket.socket | None = None) -> None:
         refuse_half_configured_auth()
-        # The standard backlog of 5 resets connections of a burst of clients.
-        server = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
-        self.httpd = server((host, port), _Handler)
+        if listening is None:
+            self.httpd = _Server((host, port), _Handler)
+        else:
+            self.httpd = _Server(listening.getsockname()[:2], _Handler, bind_and_activate=False)
+            self.httpd.socket.close()
+            # Shared with other processes, each waiting in select for a connection: all wake, one
+            # takes it, and a blocking accept would hold the others' loops (and their stop) until
+            # the next one. Not blocking, the others look again.
+            listening.setblocking(False)
+            self.httpd.socket = listening
+            self.httpd.server_address = listening.getsockname()[:2]
         self.policy = OriginPolicy(host, self.httpd.server_address[1], allowed_hosts)
         from chalicelib.config import get_settings
 
         self.httpd.RequestHandlerClass = type("Handler", (_Handler,), {
-            "gateway": RestGateway(app, self.policy), "max_body_bytes": get_settings().max_body_bytes})
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+            "gateway": RestGateway(app, self.policy), "max_body_bytes": get_settings().max_body_bytes,
+            # http.server writes a response's headers and body in two sends; with Nagle's algorithm
+            # the body then waits for the client's delayed ACK, 40 ms a request on Linux.
+            "disable_nagle_algorithm": True})
+        # Stopping waits for the loop to look up: a tenth of a second at most.
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="http",
+                                       daemon=True)
 
     @property
     def port(self) -> int:

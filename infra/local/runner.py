@@ -92,6 +92,33 @@ class _Supervised:
     thread: threading.Thread | None = None
 
 
+def describe_tasks(db: Database, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
+    """DescribeTasks on the ECS task rows: None for an ARN the runner never started."""
+    found: dict[str, TaskState] = {}
+    arns = list(dict.fromkeys(task_arns))
+    with db.read() as connection:
+        for start in range(0, len(arns), 500):
+            chunk = arns[start:start + 500]
+            rows = connection.execute(
+                f"SELECT * FROM ecs_tasks WHERE arn IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            for row in rows:
+                found[row["arn"]] = TaskState(
+                    arn=row["arn"], last_status=row["last_status"], exit_code=row["exit_code"],
+                    reason=row["container_reason"] or row["stopped_reason"], started_at=row["started_at"],
+                    stopped_at=row["stopped_at"], stop_code=row["stop_code"] or None,
+                    stopped_reason=row["stopped_reason"] or None, pull_started_at=row["pull_started_at"],
+                    pull_stopped_at=row["pull_stopped_at"])
+    return {arn: found.get(arn) for arn in task_arns}
+
+
+def find_task(db: Database, execution: Execution) -> TaskState | None:
+    """The ECS task started for the execution (ListTasks by startedBy), if any."""
+    with db.read() as connection:
+        row = connection.execute("SELECT arn FROM ecs_tasks WHERE execution_id = ?",
+                                 (execution.execution_id,)).fetchone()
+    return None if row is None else describe_tasks(db, [row["arn"]])[row["arn"]]
+
+
 class LocalRunner:
     def __init__(self, db: Database, queues: LocalQueues, logs: LocalLogStore, *, events_queue: str = EVENTS,
                  stop_grace_seconds: float = 2.0, engine: str | None = None, sandbox: Sandbox | None = None,
@@ -158,27 +185,10 @@ class LocalRunner:
             self._containers.terminate(supervised.ecs_task_id, process, self._grace)
 
     def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
-        found: dict[str, TaskState] = {}
-        arns = list(dict.fromkeys(task_arns))
-        with self._db.read() as connection:
-            for start in range(0, len(arns), 500):
-                chunk = arns[start:start + 500]
-                rows = connection.execute(
-                    f"SELECT * FROM ecs_tasks WHERE arn IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-                for row in rows:
-                    found[row["arn"]] = TaskState(
-                        arn=row["arn"], last_status=row["last_status"], exit_code=row["exit_code"],
-                        reason=row["container_reason"] or row["stopped_reason"], started_at=row["started_at"],
-                        stopped_at=row["stopped_at"], stop_code=row["stop_code"] or None,
-                        stopped_reason=row["stopped_reason"] or None, pull_started_at=row["pull_started_at"],
-                        pull_stopped_at=row["pull_stopped_at"])
-        return {arn: found.get(arn) for arn in task_arns}
+        return describe_tasks(self._db, task_arns)
 
     def find(self, execution: Execution, pool: Pool) -> TaskState | None:
-        with self._db.read() as connection:
-            row = connection.execute("SELECT arn FROM ecs_tasks WHERE execution_id = ?",
-                                     (execution.execution_id,)).fetchone()
-        return None if row is None else self.describe([row["arn"]])[row["arn"]]
+        return find_task(self._db, execution)
 
     def ping(self) -> None:
         self._db.ping()
@@ -325,3 +335,29 @@ class LocalRunner:
             pull_started_at=row["pull_started_at"], pull_stopped_at=row["pull_stopped_at"],
             stop_code=row["stop_code"] or None, stopped_reason=row["stopped_reason"] or None,
             exit_code=row["exit_code"], container_reason=row["container_reason"] or None, version=row["version"])
+
+
+class FrontRunner:
+    """The Runner port in an HTTP front of the runtime (fronts.py): it reads the ECS task rows, and
+    hands StopTask to the engine, whose runner holds the processes. RunTask is the engine's alone
+    (only its queue handlers launch)."""
+
+    def __init__(self, db: Database, stop: Callable[[str, str], None], isolation: str) -> None:
+        self._db = db
+        self._stop = stop
+        self.isolation = isolation
+
+    def run(self, execution: Execution, spec: JobSpec, pool: Pool) -> str:
+        raise LaunchFailed("an HTTP front of the local runtime does not launch; its engine does", retryable=True)
+
+    def stop(self, task_arn: str, reason: str) -> None:
+        self._stop(task_arn, reason[:ECS_MAX_REASON_CHARS])
+
+    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
+        return describe_tasks(self._db, task_arns)
+
+    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
+        return find_task(self._db, execution)
+
+    def ping(self) -> None:
+        self._db.ping()

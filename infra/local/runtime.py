@@ -96,6 +96,8 @@ class LocalRuntime:
         self.warning: str | None = None  # said first when the runtime has started
         self._moto: Any = None
         self._http: Any = None
+        self._listening: socket.socket | None = None  # the API's socket, when HTTP fronts serve it
+        self._fronts: Any = None
         self._fargate: Any = None
         self._websocket: Any = None
         self._handles: Any = None
@@ -153,7 +155,7 @@ class LocalRuntime:
         from chalicelib.config import get_settings
 
         from .event_sources import QueuePoller, Timer
-        from .gateway import LocalHttpServer
+        from .gateway import LocalHttpServer, OriginPolicy, listen, refuse_half_configured_auth
 
         dispatch, monitor, notify = backend.concurrency
         logs_handler = app_module.app.handler_map["logs"]
@@ -170,17 +172,50 @@ class LocalRuntime:
             *backend.more,
         ]
         self.recovered = backend.recover()
+        fronts = self._front_count(settings)
         # Bound, not yet serving.
-        self._http = LocalHttpServer(app_module.app, self.host, self.port, allowed_hosts=settings.allowed_hosts)
-        self._websocket.start(app_module.app, {"logs": logs_handler}, self._http.policy)
+        if fronts:
+            refuse_half_configured_auth()
+            self._listening = listen(self.host, self.port)
+            self.port = self._listening.getsockname()[1]
+            policy = OriginPolicy(self.host, self.port, settings.allowed_hosts)
+        else:
+            self._http = LocalHttpServer(app_module.app, self.host, self.port, allowed_hosts=settings.allowed_hosts)
+            self.port = self._http.port
+            policy = self._http.policy
+        self._websocket.start(app_module.app, {"logs": logs_handler}, policy)
         wiring.get_live_logs().warm()  # as a warm Lambda container: the first subscriber does not wait
         for source in self._sources:
             source.start()
-        # http.server writes a response's headers and body in two sends; with Nagle's algorithm
-        # the body then waits for the client's delayed ACK, 40 ms a request on Linux.
-        self._http.httpd.RequestHandlerClass.disable_nagle_algorithm = True
-        self.port = self._http.port
-        self._http.start()
+        if self._listening is not None:
+            self._start_fronts(fronts)
+        else:
+            self._http.start()
+
+    def _front_count(self, settings: RuntimeSettings) -> int:
+        """HTTP fronts of the local backend (fronts.py). The aws backend serves HTTP in this process:
+        its calls are the ones the IAM checks and the bench count here."""
+        from .fronts import default_count
+
+        if self.backend_name != "local":
+            return 0
+        return default_count() if settings.http_processes is None else settings.http_processes
+
+    def _start_fronts(self, count: int) -> None:
+        from .fronts import EngineHooks, Fronts
+
+        assert self._handles is not None and self._listening is not None
+        handles = self._handles
+        self._fronts = Fronts(count, self._listening,
+                              EngineHooks(queue=handles.queues.wake, schedule=handles.scheduler.changed,
+                                          stop=handles.runner.stop),
+                              host=self.host, state=self.state, isolation=self.isolation)
+        self._fronts.start()
+        fronts = self._fronts
+        assert self._websocket is not None
+        self._websocket.counters.update({
+            "FrontProcessStarts": lambda: fronts.started, "FrontQueueWakes": lambda: fronts.heard["queue"],
+            "FrontScheduleWakes": lambda: fronts.heard["schedule"], "FrontStopTasks": lambda: fronts.heard["stop"]})
 
     # the local backend ------------------------------------------------------------------------------
 
@@ -309,6 +344,10 @@ class LocalRuntime:
         return self._fargate.endpoint if self._fargate is not None else ""
 
     def stop(self) -> None:
+        if self._fronts is not None:
+            self._fronts.stop()
+        if self._listening is not None:
+            self._listening.close()
         if self._http is not None:
             self._http.stop()
         if self._handles is not None:
@@ -333,7 +372,9 @@ class LocalRuntime:
         """What the runtime says when it has started."""
         host = self._public_host()
         lines = [f"fastlane local runtime: {self.warning}"] if self.warning else []
-        lines.append(f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend). Ctrl-C stops it.")
+        served = f", {len(self._fronts.pids)} HTTP front process(es)" if self._fronts is not None else ""
+        lines.append(f"fastlane local runtime: API on http://{host}:{self.port} ({self.backend_name} backend{served}). "
+                     "Ctrl-C stops it.")
         lines.append(f"fastlane local runtime: job browser on http://{host}:{self.port}/ui (docs/ui.md).")
         if self.backend_name == "local":
             lines.append(f"fastlane local runtime: state in {self.state} (kept across restarts; --fresh or "

@@ -19,6 +19,19 @@ def _flag(raw: str | None, default: bool) -> bool:
     return default if not raw else raw in ("1", "true", "yes", "on")
 
 
+MAX_HTTP_PROCESSES = 64
+
+
+def _processes(raw: str | None) -> int | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) > MAX_HTTP_PROCESSES:
+        raise ValueError(f"LOCAL_HTTP_PROCESSES must be a whole number from 0 (the engine serves HTTP itself) to "
+                         f"{MAX_HTTP_PROCESSES}, or empty for one per core; not {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """What the runtime itself reads (the app's own settings are chalicelib.config.Settings)."""
@@ -39,6 +52,9 @@ class RuntimeSettings:
     cron_tick_seconds: float | None = None  # LOCAL_CRON_TICK_SECONDS
     visibility_timeout: float = 30.0  # LOCAL_VISIBILITY_TIMEOUT
     aws_endpoint: str = ""  # AWS_ENDPOINT_URL: the aws backend's endpoint, when not the moto server started here
+    # LOCAL_HTTP_PROCESSES: the local backend's HTTP fronts (fronts.py); None: one per core; 0: none,
+    # the engine's process serves HTTP itself.
+    http_processes: int | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -60,6 +76,7 @@ class RuntimeSettings:
             cron_tick_seconds=float(tick) if tick else None,
             visibility_timeout=float(env.get("LOCAL_VISIBILITY_TIMEOUT", "30")),
             aws_endpoint=env.get("AWS_ENDPOINT_URL", ""),
+            http_processes=_processes(env.get("LOCAL_HTTP_PROCESSES")),
         )
 
     @property

@@ -98,9 +98,12 @@ def start_runtime(tmp: Path, extra_env: dict[str, str] | None = None, backend: s
         if process.poll() is not None:
             raise AssertionError(f"runtime exited: {log.read_text()[-2000:]}")
         try:
-            return runtime.get("/healthcheck", headers=headers).status_code == 200
+            if runtime.get("/healthcheck", headers=headers).status_code != 200:
+                return False
         except requests.ConnectionError:
             return False
+        # Its HTTP fronts may serve before the runtime has said where everything is: the last line.
+        return "websocket management API at" in log.read_text()
 
     try:
         wait_until(healthy, timeout=60, what="the local runtime to be healthy")

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.adapters import webhooks
 from chalicelib.config import Settings
@@ -17,8 +17,8 @@ from chalicelib.domain.errors import DependencyDown
 from chalicelib.ports import Backend
 
 from ..commands import Sandbox
-from ..runner import LocalRunner
-from .db import Database
+from ..runner import FrontRunner, LocalRunner
+from .db import WRITER_SUFFIX, Database
 from .logs import LocalLogEvents, LocalLogReader, LocalLogStore
 from .mail import LocalMailer
 from .queues import LocalJobQueue, LocalNotifyQueue, LocalQueueDepths, LocalQueues, create_queues
@@ -88,7 +88,7 @@ def _no_secrets(secret_id: str) -> dict[str, str]:
 
 def remove_state(path: str) -> None:
     """Delete a state file and its WAL companions (a fresh start)."""
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", WRITER_SUFFIX):
         try:
             os.remove(path + suffix)
         except FileNotFoundError:
@@ -144,6 +144,40 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         starter: Any = GatewayStarter(gateway)
     else:
         sockets, starter = _NoSockets(), _NoStarter()
+    return _backend(settings, stores, queues, log_store, log_events, scheduler, runner, mailer, sockets, starter,
+                    {"local": handles})
+
+
+class EngineLink(Protocol):
+    """What an HTTP front tells the runtime's engine (infra/local/fronts.py)."""
+
+    def queue(self, name: str, count: int) -> None: ...
+
+    def schedule(self) -> None: ...
+
+    def stop(self, task_arn: str, reason: str) -> None: ...
+
+
+def open_front_backend(path: str, settings: Settings, *, link: EngineLink, isolation: str,
+                       cron_tick_seconds: float | None = None, clock: Callable[[], float] = time.time) -> Backend:
+    """The Backend of an HTTP front on the state file the engine opened: the same stores, queues
+    and schedules, whose sends and puts `link` announces to the engine; StopTask goes to the
+    engine's runner. Live logs are the engine's (its websocket gateway). Its Database is
+    `backend.extras["front"]`."""
+    db = Database(path)
+    stores = open_stores(db, clock)
+    queues = LocalQueues(db, clock, announce=link.queue)
+    log_store = LocalLogStore(db)
+    scheduler = SqliteScheduler(db, queues, cron_tick_seconds=cron_tick_seconds, clock=clock, announce=link.schedule)
+    mailer = LocalMailer(db, settings.mail_sender or DEFAULT_SENDER, clock)
+    runner = FrontRunner(db, link.stop, isolation)
+    return _backend(settings, stores, queues, log_store, LocalLogEvents(log_store), scheduler, runner, mailer,
+                    _NoSockets(), _NoStarter(), {"front": db})
+
+
+def _backend(settings: Settings, stores: Stores, queues: LocalQueues, log_store: LocalLogStore,
+             log_events: LocalLogEvents, scheduler: SqliteScheduler, runner: LocalRunner | FrontRunner,
+             mailer: LocalMailer, sockets: Any, starter: Any, extras: dict[str, Any]) -> Backend:
     return Backend(
         name="local",
         jobs=stores.jobs,
@@ -166,7 +200,7 @@ def open_local_backend(path: str, settings: Settings, *, gateway: Any = None, fr
         read_secret=_no_secrets,
         webhooks=webhooks.post,  # a plain HTTP client: the same one as in AWS
         isolation=runner.isolation,
-        extras={"local": handles},
+        extras=extras,
         idempotency_keys=stores.idempotency_keys,
     )
 

@@ -9,7 +9,11 @@ A write is one `BEGIN IMMEDIATE` transaction, so the write lock is taken up fron
 transaction never fails half-way on a lock upgrade. Writers of this process also queue on a
 Python lock before asking SQLite: SQLite's own busy handler sleeps and polls (1, 2, 5, 10 ms ...),
 which under 32 concurrent writers turns sub-millisecond transactions into tens of milliseconds;
-the lock hands over at once. Another process on the same file still waits on SQLite's lock.
+the lock hands over at once. The same holds across processes (the local runtime's HTTP fronts
+and its engine share the file): a writer then takes an exclusive `flock` on `<file>.writer`,
+which the kernel hands to the next process waiting for it as soon as it is let go (and lets go
+of when a process dies), so no writer sleeps in SQLite's busy handler unless something outside
+the runtime writes the file.
 
 `synchronous=NORMAL` in WAL mode survives a crash of the process (not a power loss) without
 losing committed transactions, which is what a laptop runtime needs, and makes a commit cost no
@@ -17,14 +21,18 @@ fsync. Errors that mean the file cannot be used (cannot be opened, I/O error, lo
 timeout, not a database) are raised as DependencyDown, as the AWS adapters do for DynamoDB."""
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chalicelib.domain.errors import DependencyDown
 
 BUSY_TIMEOUT_MS = 30_000
+WRITER_SUFFIX = ".writer"  # the file whose flock is the write lock across processes
 
 
 def _unavailable(error: sqlite3.Error) -> bool:
@@ -71,9 +79,38 @@ class Database:
         self._schema_lock = threading.Lock()
         self._in_transaction = threading.local()
         self._generation = 0  # close() drops connections borrowed before it
+        self._writer_fd = self._open_writer(path)
+        if self._writer_fd is not None:  # kept while a transaction may still use it: let go with the object
+            weakref.finalize(self, os.close, self._writer_fd)
         with self._borrowed() as connection:
             with _translated():
                 connection.execute("PRAGMA journal_mode=WAL")
+
+    @staticmethod
+    def _open_writer(path: str) -> int | None:
+        if path == ":memory:" or path.startswith("file:"):
+            return None  # not shared with another process
+        try:
+            return os.open(path + WRITER_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            raise DependencyDown(f"SQLite: cannot open {path}{WRITER_SUFFIX}: {error}") from error
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """This process's turn to write, among every process on the file (the caller holds the
+        in-process write lock, so one thread a process asks)."""
+        fd = self._writer_fd
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits in the kernel, without the GIL
+        except OSError as error:
+            raise DependencyDown(f"SQLite: cannot take the write lock {self.path}{WRITER_SUFFIX}: {error}") from error
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     # connections ---------------------------------------------------------------------------------
 
@@ -133,7 +170,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One transaction that holds the write lock from its start: all of it or nothing."""
-        with self._write_lock, self._borrowed() as connection, _translated():
+        with self._write_lock, self._writer(), self._borrowed() as connection, _translated():
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
@@ -152,7 +189,7 @@ class Database:
 
     def ensure_schema(self, script: str) -> None:
         """Create a module's tables and indexes (`CREATE ... IF NOT EXISTS`)."""
-        with self._schema_lock, self._write_lock, self._borrowed() as connection, _translated():
+        with self._schema_lock, self._write_lock, self._writer(), self._borrowed() as connection, _translated():
             connection.executescript(script)
 
     def ping(self) -> None:

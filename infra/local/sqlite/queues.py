@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,11 +100,14 @@ def whole_delay(seconds: float) -> int:
 
 class LocalQueues:
     """Every queue of one database. Thread-safe; receivers in this process are woken by sends
-    made in this process (and look again at least every MAX_IDLE_SECONDS for others)."""
+    made in this process, or by `wake` when another process announces its sends (they look again
+    at least every MAX_IDLE_SECONDS for sends nobody announced)."""
 
-    def __init__(self, db: Database, clock: Any = time.time) -> None:
+    def __init__(self, db: Database, clock: Any = time.time,
+                 announce: Callable[[str, int], None] | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._announce = announce  # tells the receivers of another process (the runtime's engine)
         self._db.ensure_schema(SCHEMA)
         self._waiters: dict[str, _Waiters] = {}
         self._waiters_lock = threading.Lock()
@@ -163,6 +166,8 @@ class LocalQueues:
         with waiters.condition:
             waiters.generation += 1
             waiters.condition.notify(count)
+        if self._announce is not None:
+            self._announce(name, count)
 
     # sending ------------------------------------------------------------------------------------
 

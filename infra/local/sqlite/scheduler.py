@@ -43,8 +43,10 @@ class SqliteScheduler:
     fires cron schedules every N seconds instead of on their expression's ticks."""
 
     def __init__(self, db: Database, queues: LocalQueues, *, queue: str = JOBS,
-                 cron_tick_seconds: float | None = None, clock: Callable[[], float] = time.time) -> None:
+                 cron_tick_seconds: float | None = None, clock: Callable[[], float] = time.time,
+                 announce: Callable[[], None] | None = None) -> None:
         self._db = db
+        self._announce = announce  # tells the firing loop of another process (the runtime's engine)
         self._queues = queues
         self._queue = queue
         self._cron_tick = cron_tick_seconds
@@ -83,10 +85,16 @@ class SqliteScheduler:
                 " zone = excluded.zone, body = excluded.body, next_fire = excluded.next_fire,"
                 " enabled = excluded.enabled, updated_at = excluded.updated_at",
                 (name, expression, zone, body, due, int(enabled), self._clock()))
+        self.changed()
+        if self._announce is not None:
+            self._announce()
+        return f"local:schedule/{name}"
+
+    def changed(self) -> None:
+        """Have the firing loop look at the schedules again (one was put)."""
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
-        return f"local:schedule/{name}"
 
     def next_fire(self, name: str) -> float | None:
         """When the schedule fires next; None when there is no such schedule (or it never fires again)."""
