@@ -91,7 +91,8 @@ class Fronts:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        # What the fronts said, by word, and how many fronts were started: the runtime serves them
+        # What the fronts said, by word (for queues, how many messages they told of), and how many
+        # fronts were started: the runtime serves them
         # with its counters (GET <websocket management endpoint>/_local/calls).
         self.heard = dict.fromkeys(HEARD, 0)
         self.started = 0
@@ -150,7 +151,7 @@ class Fronts:
         if kind is None:
             raise ValueError("not a word fronts say")
         with self._lock:
-            self.heard[kind] += 1
+            self.heard[kind] += int(said.get("count", 1)) if kind == "queue" else 1
         if kind == "queue":
             self._hooks.queue(str(said["queue"]), int(said.get("count", 1)))
         elif kind == "schedule":
@@ -218,6 +219,12 @@ class EngineLink:
     def __init__(self, channel: socket.socket) -> None:
         self._channel = channel
         self._lock = threading.Lock()
+        # Sends to announce, by queue, gathered while the announcer was busy: under a burst of
+        # posts one line tells of many, instead of a line (and a read by the engine) a post.
+        self._sent: dict[str, int] = {}
+        self._sent_lock = threading.Lock()
+        self._to_announce = threading.Event()
+        threading.Thread(target=self._announce, name="engine-link", daemon=True).start()
 
     def _say(self, **what: Any) -> None:
         line = (json.dumps(what, separators=(",", ":")) + "\n").encode("utf-8")
@@ -226,10 +233,20 @@ class EngineLink:
 
     def queue(self, name: str, count: int) -> None:
         """Messages were sent to the queue `name`: its receivers in the engine look at once."""
-        try:
-            self._say(queue=name, count=count)
-        except OSError:
-            pass  # the engine is going (the front follows); the receivers look again within a second anyway
+        with self._sent_lock:
+            self._sent[name] = self._sent.get(name, 0) + count
+        self._to_announce.set()
+
+    def _announce(self) -> None:
+        while self._to_announce.wait():
+            with self._sent_lock:
+                sent, self._sent = self._sent, {}
+                self._to_announce.clear()
+            try:
+                for name, count in sent.items():
+                    self._say(queue=name, count=count)
+            except OSError:
+                return  # the engine is going (the front follows); the receivers look again within a second anyway
 
     def schedule(self) -> None:
         try:

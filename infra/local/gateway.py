@@ -328,11 +328,33 @@ def listen(host: str, port: int) -> socket.socket:
 class _Server(ThreadingHTTPServer):
     request_queue_size = BACKLOG
     daemon_threads = True
+    # On a socket shared with other processes: each connection this one holds open makes it wait
+    # this long before it takes a new one, so an idle process takes it first and a burst of
+    # keep-alive clients is spread over the processes, not left to whichever woke first.
+    defer_per_connection = 0.0
+    MAX_DEFER_SECONDS = 0.01
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_connections = 0
+        self._counting = threading.Lock()
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = self.socket.accept()
+        if self.defer_per_connection and self.open_connections:
+            time.sleep(min(self.MAX_DEFER_SECONDS, self.defer_per_connection * self.open_connections))
+        connection, address = self.socket.accept()  # BlockingIOError when another process took it: skipped
         connection.setblocking(True)  # where an accepted socket inherits the listener's O_NONBLOCK (BSDs)
         return connection, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._counting:
+            self.open_connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._counting:
+            self.open_connections -= 1
+        super().shutdown_request(request)
 
 
 class LocalHttpServer:
@@ -351,6 +373,7 @@ class LocalHttpServer:
             # takes it, and a blocking accept would hold the others' loops (and their stop) until
             # the next one. Not blocking, the others look again.
             listening.setblocking(False)
+            self.httpd.defer_per_connection = 0.001
             self.httpd.socket = listening
             self.httpd.server_address = listening.getsockname()[:2]
         self.policy = OriginPolicy(host, self.httpd.server_address[1], allowed_hosts)

@@ -214,7 +214,7 @@ class LocalRuntime:
         fronts = self._fronts
         assert self._websocket is not None
         self._websocket.counters.update({
-            "FrontProcessStarts": lambda: fronts.started, "FrontQueueWakes": lambda: fronts.heard["queue"],
+            "FrontProcessStarts": lambda: fronts.started, "FrontQueuedMessages": lambda: fronts.heard["queue"],
             "FrontScheduleWakes": lambda: fronts.heard["schedule"], "FrontStopTasks": lambda: fronts.heard["stop"]})
 
     # the local backend ------------------------------------------------------------------------------

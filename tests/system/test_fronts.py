@@ -60,7 +60,7 @@ def test_fronts_serve_every_client_and_the_engine_runs_what_they_post(tmp_path: 
         for answer in created:
             assert runtime.wait_for_execution(answer["executionUrl"], FINAL)["status"] == "done"
         # The engine heard of each post from the front that stored it: it did not wait to look.
-        assert counters(runtime)["FrontQueueWakes"] >= 40
+        assert counters(runtime)["FrontQueuedMessages"] >= 40
     finally:
         stop_runtime(runtime)
 
