@@ -105,16 +105,38 @@ class Runtime:
             raise RuntimeError(f"control {path}: {response.text}")
         return response.json()
 
+    def pids(self) -> list[int]:
+        """The runtime's own processes: its engine and the HTTP fronts it started (not the jobs')."""
+        found = [self.started.pid]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == self.started.pid and b"infra.local.fronts" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+        return found
+
     def rss_kib(self, field: str = "VmRSS") -> int:
-        for line in Path(f"/proc/{self.started.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
+        """`field` of /proc/<pid>/status summed over the runtime's processes (VmHWM: the sum of
+        each one's peak, at least the peak of the sum)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += next(int(line.split()[1]) for line in lines if line.startswith(field + ":"))
+        return total
 
     def reset_peak_rss(self) -> bool:
-        """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs); False where not allowed."""
+        """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs) in each of the runtime's
+        processes; False where not allowed."""
         try:
-            Path(f"/proc/{self.started.pid}/clear_refs").write_text("5")
+            for pid in self.pids():
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
             return True
         except OSError:
             return False

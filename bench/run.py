@@ -556,7 +556,7 @@ def figure_logs(runtime: Runtime, plan: Plan) -> list[Row]:
             f"{result['firstByteMs']:.0f}", "ms", "1", data=result, key="logs.first_byte_ms", value=result["firstByteMs"]),
         Row("7b", f"  all pages, following rel=\"next\" ({result['pages']} pages, {intact}, "
                   f"{mib / seconds:.1f} MiB/s)", f"{seconds:.1f}", "s", "1", key="logs.all_pages_seconds", value=seconds),
-        Row("7c", f"  runtime process memory growth while serving it (RSS {result['rssBeforeMiB']:.0f} → peak "
+        Row("7c", f"  runtime processes' memory growth while serving it (RSS {result['rssBeforeMiB']:.0f} → peak "
                   f"{result['rssPeakMiB']:.0f} MiB)", f"{result['growthMiB']:.0f}", "MiB", "1", "≤ 64 MiB",
             result["growthMiB"] <= 64, key="logs.memory_growth_mib", value=result["growthMiB"]),
     ]
