@@ -119,7 +119,22 @@ def find_task(db: Database, execution: Execution) -> TaskState | None:
     return None if row is None else describe_tasks(db, [row["arn"]])[row["arn"]]
 
 
-class LocalRunner:
+class _TaskRows:
+    """The Runner port's reads, on the ECS task rows of the state file."""
+
+    _db: Database
+
+    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
+        return describe_tasks(self._db, task_arns)
+
+    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
+        return find_task(self._db, execution)
+
+    def ping(self) -> None:
+        self._db.ping()
+
+
+class LocalRunner(_TaskRows):
     def __init__(self, db: Database, queues: LocalQueues, logs: LocalLogStore, *, events_queue: str = EVENTS,
                  stop_grace_seconds: float = 2.0, engine: str | None = None, sandbox: Sandbox | None = None,
                  region: str = REGION, account: str = ACCOUNT, clock: Callable[[], float] = time.time) -> None:
@@ -183,15 +198,6 @@ class LocalRunner:
         process = self._ask_stop(supervised, "UserInitiated", reason[:ECS_MAX_REASON_CHARS])
         if process is not None:
             self._containers.terminate(supervised.ecs_task_id, process, self._grace)
-
-    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
-        return describe_tasks(self._db, task_arns)
-
-    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
-        return find_task(self._db, execution)
-
-    def ping(self) -> None:
-        self._db.ping()
 
     # start and shutdown -------------------------------------------------------------------------
 
@@ -337,7 +343,7 @@ class LocalRunner:
             exit_code=row["exit_code"], container_reason=row["container_reason"] or None, version=row["version"])
 
 
-class FrontRunner:
+class FrontRunner(_TaskRows):
     """The Runner port in an HTTP front of the runtime (fronts.py): it reads the ECS task rows, and
     hands StopTask to the engine, whose runner holds the processes. RunTask is the engine's alone
     (only its queue handlers launch)."""
@@ -353,11 +359,3 @@ class FrontRunner:
     def stop(self, task_arn: str, reason: str) -> None:
         self._stop(task_arn, reason[:ECS_MAX_REASON_CHARS])
 
-    def describe(self, task_arns: Sequence[str]) -> dict[str, TaskState | None]:
-        return describe_tasks(self._db, task_arns)
-
-    def find(self, execution: Execution, pool: Pool) -> TaskState | None:
-        return find_task(self._db, execution)
-
-    def ping(self) -> None:
-        self._db.ping()

@@ -26,7 +26,7 @@ from chalicelib.domain.errors import LaunchFailed
 from chalicelib.domain.model import Execution, ExecutionStatus, JobSpec
 from chalicelib.domain.pools import Pool
 from infra.local.commands import Sandbox
-from infra.local.runner import RESTARTED, SHUT_DOWN, LocalRunner
+from infra.local.runner import RESTARTED, SHUT_DOWN, FrontRunner, LocalRunner
 from infra.local.sqlite.db import Database
 from infra.local.sqlite.logs import LocalLogReader, LocalLogStore
 from infra.local.sqlite.queues import EVENTS, LocalQueues, create_queues
@@ -575,3 +575,19 @@ def test_sandbox_modes(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RuntimeError):
         Sandbox.choose("bwrap")
 
+
+
+def test_an_http_fronts_runner_reads_the_engines_tasks_hands_stops_over_and_never_launches(local: Local) -> None:
+    asked: list[tuple[str, str]] = []
+    front = FrontRunner(Database(local.path), lambda arn, reason: asked.append((arn, reason)), "local processes")
+    launched, arn = local.run("sleep 30")
+    local.wait_event(arn, "RUNNING")
+    assert front.describe([arn])[arn] == local.runner.describe([arn])[arn]
+    assert front.find(launched, POOL) == local.runner.find(launched, POOL)
+    front.stop(arn, "x" * 1000)
+    assert asked == [(arn, "x" * 255)]  # ECS's limit on a stop's reason
+    assert front.describe([arn])[arn].last_status == "RUNNING"  # the engine's runner stops it, not the front
+    with pytest.raises(LaunchFailed) as refused:
+        front.run(execution("true"), JobSpec("ubuntu", "true"), POOL)
+    assert refused.value.retryable
+    assert front.isolation == "local processes"
