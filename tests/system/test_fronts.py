@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -98,6 +99,41 @@ def test_a_front_that_dies_is_started_again(tmp_path: Path) -> None:
         for n in range(10):
             answer = post(runtime, "fronts-again", {"image": "x", "command": "true"})
             assert runtime.wait_for_execution(answer["executionUrl"], FINAL)["status"] == "done", n
+    finally:
+        stop_runtime(runtime)
+
+
+def test_a_front_killed_while_clients_post_loses_no_accepted_job_and_holds_no_lock(tmp_path: Path) -> None:
+    runtime = start_runtime(tmp_path, {"LOCAL_HTTP_PROCESSES": "2"})
+    try:
+        accepted: list[dict] = []
+        refused: list[str] = []
+        killed = threading.Event()
+
+        def client(n: int) -> None:
+            session = requests.Session()
+            for k in range(30):
+                if k == 10 and n == 0:
+                    os.kill(min(fronts(runtime)), signal.SIGKILL)  # mid-burst: some of its posts are cut
+                    killed.set()
+                try:
+                    answer = session.post(f"{runtime.url}/tasks/fronts-crash-{n}", timeout=10,
+                                          json={"image": "x", "command": "true"})
+                except requests.ConnectionError as error:
+                    refused.append(str(error))  # the connection the killed front held: the client asks again
+                    session = requests.Session()
+                    continue
+                assert answer.status_code == 200, answer.text
+                accepted.append(answer.json())
+
+        with ThreadPoolExecutor(8) as clients:
+            list(clients.map(client, range(8)))
+        assert killed.is_set() and len(accepted) + len(refused) == 240
+        # Every post answered 200 was stored and runs; the killed front held no lock the others wait for.
+        for answer in accepted:
+            assert runtime.wait_for_execution(answer["executionUrl"], FINAL)["status"] == "done"
+        after = post(runtime, "fronts-crash-after", {"image": "x", "command": "true"})
+        assert runtime.wait_for_execution(after["executionUrl"], FINAL)["status"] == "done"
     finally:
         stop_runtime(runtime)
 
