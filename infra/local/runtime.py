@@ -1,6 +1,7 @@
 """The embedded local runtime: the app served over HTTP and websockets, its queue and schedule
 handlers fed as Lambda's event sources would, and containers stood in for by local processes,
-all in one process, with no AWS account and no Docker.
+with no AWS account and no Docker. This process is the engine; on the local backend the HTTP API
+is served by front processes it starts and supervises (fronts.py).
 
 Two backends (docs/local-runtime.md):
 - `local` (the default): one SQLite file holds every port's state (tasks, jobs, executions,
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"fastlane local runtime: cannot start: {error}", file=sys.stderr, flush=True)
         return 2
-    parser = argparse.ArgumentParser(description="Run fastlane locally: one process, no AWS account, no Docker.")
+    parser = argparse.ArgumentParser(description="Run fastlane locally: one command, no AWS account, no Docker.")
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
     parser.add_argument("--backend", choices=BACKENDS, default=settings.backend,
