@@ -19,7 +19,7 @@ from .http import execution_id_of, job_id_of, operation, task_id_of
 RENEW_BEFORE_SECONDS = 120
 
 
-def _script_json(value: object) -> str:
+def script_json(value: object) -> str:
     """JSON that cannot end the <script> element it sits in, nor open a comment or CDATA."""
     text = json.dumps(value)
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
@@ -28,7 +28,8 @@ def _script_json(value: object) -> str:
     return text
 
 
-def _origin(url: str) -> str:
+def websocket_origin(url: str) -> str:
+    """The origin a page may open a websocket to (its Content-Security-Policy connect-src), or "" for another scheme."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("ws", "wss") and parts.netloc else ""
 
@@ -185,7 +186,7 @@ def render(task_id: str, job_id: str, execution_id: str | None, websocket_url: s
         '<span id="exit" aria-live="polite"></span>'
         '<span class="legend"><span>stdout</span><span class="stderr">stderr</span></span></header>\n'
         '<main id="out" aria-live="polite"></main>\n'
-        f'<script type="application/json" id="config">{_script_json(config)}</script>\n'
+        f'<script type="application/json" id="config">{script_json(config)}</script>\n'
         f'<script nonce="{nonce}">{SCRIPT}</script>\n</body></html>\n'
     )
 
@@ -197,7 +198,7 @@ def _page(task_id: str, job_id: str, execution_id: str | None) -> Response:
         if basic.tokens_required else (None, None)
     nonce = secrets.token_urlsafe(16)
     websocket_url = settings.websocket_url
-    connect = _origin(websocket_url) or "'none'"
+    connect = websocket_origin(websocket_url) or "'none'"
     policy = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src {connect}; "
               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
     body = render(task_id, job_id, execution_id, websocket_url, token, nonce, expires)

@@ -12,7 +12,7 @@ from chalice.app import Request, Response
 
 from ..config import get_settings
 from .http import operation
-from .stream_page import _origin, _script_json
+from .stream_page import script_json, websocket_origin
 
 FILES = Path(__file__).resolve().parent.parent / "ui"
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
@@ -31,7 +31,7 @@ def _etag(name: str) -> str:
 
 def policy(websocket_url: str) -> str:
     """Only the deployment's own script, style and API, and the live logs' websocket."""
-    connect = " ".join(part for part in ("'self'", _origin(websocket_url)) if part)
+    connect = " ".join(part for part in ("'self'", websocket_origin(websocket_url)) if part)
     return ("default-src 'none'; script-src 'self'; style-src 'self'; "
             f"connect-src {connect}; img-src 'self' data:; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -52,7 +52,7 @@ def render(websocket_url: str, api_key: bool, version: str, trailing_slash: bool
     config = {"websocketUrl": websocket_url, "apiKey": api_key, "version": version}
     return (_file("index.html")
             .replace("{{assets}}", "" if trailing_slash else "ui/")
-            .replace("{{config}}", _script_json(config)))
+            .replace("{{config}}", script_json(config)))
 
 
 @operation("get_ui")
