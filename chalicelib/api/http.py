@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalice.app import Request, Response
 
@@ -144,3 +145,20 @@ def execution_id_of(execution_id: str) -> str:
         return validate_uuid(execution_id, "executionId")
     except ValidationError:
         raise NotFound(f"Execution '{execution_id[:64]}' was not found.", field="executionId") from None
+
+
+# pages ---------------------------------------------------------------------------------------------
+
+def script_json(value: object) -> str:
+    """JSON that cannot end the <script> element it sits in, nor open a comment or CDATA."""
+    text = json.dumps(value)
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def websocket_origin(url: str) -> str:
+    """The origin a page may open a websocket to (its Content-Security-Policy connect-src), or "" for another scheme."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("ws", "wss") and parts.netloc else ""

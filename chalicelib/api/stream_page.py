@@ -4,34 +4,17 @@ or the output is ever inserted as markup: ids travel as escaped JSON and lines a
 from __future__ import annotations
 
 import html
-import json
 import secrets
-from urllib.parse import urlsplit
 
 from chalice.app import Request, Response
 
 from .. import wiring
 from ..config import get_settings
 from . import auth
-from .http import execution_id_of, job_id_of, operation, task_id_of
+from .http import execution_id_of, job_id_of, operation, script_json, task_id_of, websocket_origin
 
 # The page asks for a new token this long before its own expires.
 RENEW_BEFORE_SECONDS = 120
-
-
-def script_json(value: object) -> str:
-    """JSON that cannot end the <script> element it sits in, nor open a comment or CDATA."""
-    text = json.dumps(value)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-        text = text.replace(raw, escaped)
-    return text
-
-
-def websocket_origin(url: str) -> str:
-    """The origin a page may open a websocket to (its Content-Security-Policy connect-src), or "" for another scheme."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("ws", "wss") and parts.netloc else ""
 
 
 STYLE = """

@@ -11,8 +11,7 @@ from pathlib import Path
 from chalice.app import Request, Response
 
 from ..config import get_settings
-from .http import operation
-from .stream_page import script_json, websocket_origin
+from .http import operation, script_json, websocket_origin
 
 FILES = Path(__file__).resolve().parent.parent / "ui"
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
